@@ -1,0 +1,132 @@
+"""Command line: `nudgesim run | validate | sweep | sensitivity | viz | bench | plan | report`.
+
+Bad input exits with code 2 and one clear message, never a traceback. Subcommands with
+their own options live in their modules (`main(argv) -> int`) and are imported only when
+used, so `nudgesim run` never pays for Mesa, solara or Dask.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+from .scenario import Scenario, ScenarioError
+
+DEFAULT_SCENARIO = "experiments/scenarios/borough.toml"
+
+
+class UsageError(Exception):
+    """Raised for bad input; main() prints it and exits with code 2."""
+
+
+def _load(path: str, seed: int | None = None, steps: int | None = None) -> Scenario:
+    sc = Scenario.from_toml(path)
+    changes = {k: v for k, v in (("seed", seed), ("steps", steps)) if v is not None}
+    return sc.replace(**changes) if changes else sc
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from .engine import simulate
+
+    sc = _load(args.scenario, args.seed, args.steps)
+    out = Path(args.out) if args.out else Path("results") / sc.name
+    t0 = time.perf_counter()
+    res = simulate(sc)
+    elapsed = time.perf_counter() - t0
+    res.save(out, plot=not args.no_plot)
+    s = res.summary
+    print(f"{sc.name}: {s['residents']:,} residents, {s['ties']:,} ties, {s['steps']} "
+          f"{sc.step_unit}s in {elapsed:.2f} s")
+    print(f"  adoption {100 * s['initial_adoption']:.1f}% -> {100 * s['final_adoption']:.1f}% "
+          f"(peak {100 * s['peak_adoption']:.1f}% at step {s['peak_step']}); "
+          f"lowest ward {s['lowest_ward']} at {100 * (s['lowest_ward_adoption'] or 0):.1f}%")
+    cpa = s["cost_per_extra_adopter"]
+    print(f"  cost £{s['total_cost']:,.0f}; impact {s['total_impact']:,.2f} {s['impact_unit']}; "
+          f"£ per extra adopter {'n/a' if cpa is None else f'{cpa:,.2f}'}")
+    print(f"  wrote {out}/ (timeseries.parquet/.csv, by_ward.parquet, summary.json, "
+          f"scenario.toml{'' if args.no_plot else ', adoption.png'})")
+    return 0
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    sc = _load(args.scenario)
+    print(f"{args.scenario}: valid ({sc.name}, {len(sc.nudges)} nudges, {sc.steps} steps)")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="nudgesim", description=__doc__)
+    sub = p.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser("run", help="simulate a scenario and write tables, summary and plot")
+    run.add_argument("scenario", nargs="?", default=DEFAULT_SCENARIO, help="scenario TOML")
+    run.add_argument("--out", help="output folder (default results/<scenario name>)")
+    run.add_argument("--seed", type=int, help="override the scenario's seed")
+    run.add_argument("--steps", type=int, help="override the number of steps")
+    run.add_argument("--no-plot", action="store_true", help="skip adoption.png")
+    run.set_defaults(func=cmd_run)
+
+    val = sub.add_parser("validate", help="check a scenario file and explain any problem")
+    val.add_argument("scenario")
+    val.set_defaults(func=cmd_validate)
+
+    for name, help_text in DELEGATED.items():
+        d = sub.add_parser(name, help=help_text, add_help=False)
+        d.add_argument("rest", nargs=argparse.REMAINDER)
+        d.set_defaults(func=_delegate(name))
+    return p
+
+
+# subcommand -> (module, help); each module has main(argv: list[str]) -> int
+DELEGATED_MODULES = {
+    "sweep": "experiment",
+    "sensitivity": "experiment",
+    "viz": "app",
+    "bench": "bench",
+    "plan": "planning",
+    "report": "report",
+}
+DELEGATED = {
+    "sweep": "run an experiment (design x replicates) on serial, process or Dask executors",
+    "sensitivity": "Sobol or Morris sensitivity indices of an outcome (SALib)",
+    "viz": "serve the browser visualisation (Mesa SolaraViz) on 127.0.0.1",
+    "bench": "benchmark the engine against Mesa and a bare sparse product",
+    "plan": "search nudge portfolios that fit a budget",
+    "report": "write an HTML/Markdown report of a results folder",
+}
+
+
+def _delegate(name: str):
+    def run(args: argparse.Namespace) -> int:
+        import importlib
+
+        try:
+            module = importlib.import_module(f"nudgesim.{DELEGATED_MODULES[name]}")
+        except ModuleNotFoundError as err:
+            if err.name and err.name.startswith("nudgesim"):
+                raise UsageError(f"'nudgesim {name}' is not available in this version") from None
+            raise
+        entry = getattr(module, f"{name}_main", None) or module.main
+        return entry(args.rest)
+
+    return run
+
+
+def main(argv: list[str] | None = None) -> int:
+    from .network import NetworkError
+
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except (ScenarioError, NetworkError, UsageError) as err:
+        print(f"nudgesim: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("nudgesim: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,294 @@
+"""The vectorised engine: one step = norms → nudge effects → hazards → draws → update → record.
+
+All state lives here as numpy arrays indexed by resident; the Mesa model only reads it.
+Synchronous update: every decision in step t looks at the state after step t-1.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import networkx as nx
+import numpy as np
+import scipy.sparse as sp
+
+from . import network as netmod
+from . import rules
+from .nudges import AmbassadorsNudge, Effects, Nudge, StepLog, make_nudge
+from .population import TRAITS, Population, build_population
+from .result import Result
+from .rng import Streams
+from .scenario import Scenario, ScenarioError
+
+
+def initial_adopters(scenario: Scenario, pop: Population, streams: Streams) -> np.ndarray:
+    """Who has adopted at step 0: an exact count or share chosen at random, explicit ids,
+    or each ward's baseline share."""
+    n = pop.n
+    adopted = np.zeros(n, dtype=bool)
+    spec = scenario.initial_adopters
+    rng = streams.generator("initial_adopters")
+    if isinstance(spec, list):
+        index = {rid: i for i, rid in enumerate(pop.ids)} if pop.ids is not None else None
+        for rid in spec:
+            if index is not None:
+                i = index.get(rid, index.get(str(rid)))
+            else:
+                i = rid if isinstance(rid, int) and 0 <= rid < n else None
+            if i is None:
+                raise ScenarioError(
+                    f"initial_adopters: unknown resident id {rid!r}; allowed: "
+                    + ("the graph's node ids" if index is not None else f"0..{n - 1}")
+                )
+            adopted[i] = True
+    elif isinstance(spec, bool):
+        raise ScenarioError("initial_adopters: true/false is not allowed")
+    elif isinstance(spec, int):
+        if spec > n:
+            raise ScenarioError(f"initial_adopters: {spec} is more than the {n} residents")
+        adopted[rng.choice(n, spec, replace=False)] = True
+    elif isinstance(spec, float):
+        adopted[rng.choice(n, round(spec * n), replace=False)] = True
+    elif pop.ward_baseline is not None and not np.isnan(pop.ward_baseline).all():
+        for w, share in enumerate(pop.ward_baseline):
+            if np.isnan(share):
+                continue
+            members = np.flatnonzero(pop.ward == w)
+            adopted[rng.choice(members, round(share * len(members)), replace=False)] = True
+    return adopted
+
+
+def _node_attributes(graph: nx.Graph) -> dict[str, list[Any]]:
+    """Traits (and ward) given on every node of a user's graph override the distributions."""
+    out = {}
+    for name in (*TRAITS, "ward"):
+        values = [data.get(name) for _, data in graph.nodes(data=True)]
+        if values and all(v is not None for v in values):
+            out[name] = values
+    return out
+
+
+class Engine:
+    """Owns the state of one run and advances it step by step."""
+
+    def __init__(self, scenario: Scenario, graph: nx.Graph | None = None) -> None:
+        self.scenario = scenario
+        self.steps = scenario.steps
+        self.rule = scenario.rule
+        self.streams = Streams(scenario.seed)
+        spec = scenario.network
+        csv = scenario.resolve(scenario.population.csv) if scenario.population.csv else None
+        if graph is None and spec.kind == "file":
+            graph = netmod.read_graph_file(scenario.resolve(spec.path), spec.format, spec.weight)
+        if graph is not None:
+            self.network = netmod.from_networkx(graph, weight=getattr(spec, "weight", "weight"))
+            self.population = build_population(
+                scenario.population,
+                self.streams,
+                n=self.network.n,
+                ids=list(graph.nodes),
+                node_attributes=_node_attributes(graph),
+                csv_path=csv,
+            )
+        else:
+            self.population = build_population(scenario.population, self.streams, csv_path=csv)
+            self.network = netmod.build_network(
+                spec, self.population.ward, self.streams.generator("network")
+            )
+        pop = self.population
+        if self.rule.kind == "threshold" and self.rule.threshold is not None:
+            pop.threshold = self.rule.threshold.sample(
+                self.streams.generator("trait:threshold"), pop.n
+            )
+        self.adjacency = self.network.matrix()
+        self._in_ward: Any = None
+        self.row_weight = self.adjacency @ np.ones(pop.n)
+
+        # state after step t
+        self.t = 0
+        self.adopted = initial_adopters(scenario, pop, self.streams)
+        self.ever_adopted = self.adopted.copy()
+        self.newly_adopted = self.adopted.copy()  # "new" at step 0 for the cascade rule
+        self.habit = pop.habit.copy()
+        if self.rule.kind == "logistic":
+            self.habit[self.adopted] = np.maximum(self.habit[self.adopted], self.rule.initial_habit)
+        self.influence = np.ones(pop.n)  # weight in neighbours' norms during the last step
+        self.score_cache: dict[Any, np.ndarray] = {}
+        self._rates_cache: tuple[int, np.ndarray] | None = None
+        self.nudges: list[Nudge] = [make_nudge(s, i, self) for i, s in enumerate(scenario.nudges)]
+        self.log: dict[str, list] = {k: [] for k in Result.LOG_COLUMNS}
+        self.ward_log: list[np.ndarray] = []
+        self._record(new=0, lapsed=0, cost=0.0, contacts=0)
+
+    # -- views of the state ------------------------------------------------------------
+    @property
+    def n(self) -> int:
+        return self.population.n
+
+    def adoption_rate(self) -> float:
+        return float(self.adopted.mean()) if self.n else 0.0
+
+    def ward_rates(self) -> np.ndarray:
+        """Adoption rate per ward after the last completed step (cached per step)."""
+        if self._rates_cache is None or self._rates_cache[0] != self.t:
+            pop = self.population
+            counts = np.bincount(pop.ward, weights=self.adopted, minlength=pop.n_wards)
+            self._rates_cache = (self.t, counts / np.maximum(pop.ward_sizes(), 1))
+        return self._rates_cache[1]
+
+    def ambassadors(self) -> np.ndarray:
+        """Mask of residents serving as ambassadors in the last completed step."""
+        mask = np.zeros(self.n, dtype=bool)
+        for nudge in self.nudges:
+            if isinstance(nudge, AmbassadorsNudge) and self.t >= 1:
+                mask |= nudge.current(self.t)
+        return mask
+
+    # -- social influence --------------------------------------------------------------
+    @property
+    def in_ward(self):
+        """Ties within a ward only (built on first use, by community partnerships)."""
+        if self._in_ward is None:
+            a = self.adjacency.tocoo()
+            ward = self.population.ward
+            keep = ward[a.row] == ward[a.col]
+            self._in_ward = sp.csr_array(
+                (a.data[keep], (a.row[keep], a.col[keep])), shape=a.shape
+            )
+            self._in_ward.sort_indices()
+        return self._in_ward
+
+    def neighbour_sum(self, x: np.ndarray, tie_boost: np.ndarray | None) -> np.ndarray:
+        """Weighted sum of x over each resident's ties, with in-ward ties boosted."""
+        total = self.adjacency @ x
+        if tie_boost is not None:
+            total += tie_boost * (self.in_ward @ x)
+        return total
+
+    def perceived_norm(self, fx: Effects) -> np.ndarray:
+        """Weighted adopted share of neighbours, then pulled toward any norm message shown."""
+        influence = fx.influence if fx.influence is not None else None
+        a = self.adopted.astype(np.float64)
+        if influence is None:
+            num = self.neighbour_sum(a, fx.tie_boost)
+            den = (
+                self.row_weight
+                if fx.tie_boost is None
+                else self.neighbour_sum(np.ones(self.n), fx.tie_boost)
+            )
+        else:
+            num = self.neighbour_sum(influence * a, fx.tie_boost)
+            den = self.neighbour_sum(influence, fx.tie_boost)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            norm = np.where(den > 0, num / den, 0.0)
+        for weight, shown, injunctive in fx.norm_messages:
+            pulled = norm + weight * (shown - norm)
+            if injunctive:  # approval stops adopters' norm from being pulled down
+                pulled = np.where(self.adopted, np.maximum(pulled, norm), pulled)
+            norm = pulled
+        return norm
+
+    # -- the step ------------------------------------------------------------------------
+    def step(self) -> None:
+        """Advance one step: nudges act, every resident decides, the state is updated."""
+        t, fx, logs = self.begin_step()
+        adopt, lapse = self.decide(t, fx)
+        self.finish_step(t, fx, logs, adopt, lapse)
+
+    def begin_step(self) -> tuple[int, Effects, list[StepLog]]:
+        """The council's part of a step: nudges contact residents and set this step's effects."""
+        if self.t >= self.steps:
+            raise RuntimeError(f"the run has {self.steps} steps and all have been taken")
+        t = self.t + 1
+        fx = Effects(self.n)
+        logs = [nudge.step(t, self, fx) for nudge in self.nudges]
+        return t, fx, logs
+
+    def inputs(self, fx: Effects) -> rules.Inputs:
+        """Everything the rule looks at, for all residents, on the state before this step."""
+        pop = self.population
+        exposure: np.ndarray | float = 0.0
+        if self.rule.kind == "independent_cascade":
+            weight = self.newly_adopted.astype(np.float64)
+            if fx.influence is not None:
+                weight = weight * fx.influence
+            exposure = self.neighbour_sum(weight, fx.tie_boost)
+        return rules.Inputs(
+            attitude=pop.attitude,
+            habit=self.habit,
+            cost=pop.cost,
+            susceptibility=pop.susceptibility,
+            threshold=pop.threshold,
+            norm=self.perceived_norm(fx),
+            exposure=exposure,
+            utility=_or_zero(fx.utility),
+            lapse=_or_zero(fx.lapse),
+            attitude_shift=_or_zero(fx.attitude),
+            cost_relief=_or_zero(fx.cost_relief),
+            norm_salience=_or_zero(fx.norm_salience),
+        )
+
+    def decide(self, t: int, fx: Effects) -> tuple[np.ndarray, np.ndarray]:
+        """Residents' part, vectorised: masks of who adopts and who lapses at step t."""
+        p_adopt, p_lapse = rules.hazards(self.rule, self.inputs(fx))
+        u = self.streams.uniform("decide", t, self.n)
+        was = self.adopted
+        adopt = ~was & (u < p_adopt)
+        if fx.direct is not None:
+            adopt |= fx.direct & ~was
+        lapse = was & (u < p_lapse)
+        if fx.locked is not None:
+            lapse &= ~fx.locked
+        return adopt, lapse
+
+    def finish_step(
+        self, t: int, fx: Effects, logs: list[StepLog], adopt: np.ndarray, lapse: np.ndarray
+    ) -> None:
+        """Apply the decisions synchronously, grow or decay habits, settle costs, record."""
+        now = (self.adopted | adopt) & ~lapse
+        self.habit = rules.update_habit(self.rule, now, self.habit)
+        self.adopted = now
+        self.newly_adopted = adopt
+        self.ever_adopted |= now
+        self.influence = fx.influence if fx.influence is not None else np.ones(self.n)
+        self.t = t
+        cost = sum(log.cost for log in logs) + sum(n.settle(t, self) for n in self.nudges)
+        self._record(
+            new=int(adopt.sum()),
+            lapsed=int(lapse.sum()),
+            cost=cost,
+            contacts=sum(log.contacts for log in logs),
+        )
+
+    def _record(self, new: int, lapsed: int, cost: float, contacts: int) -> None:
+        adopters = int(self.adopted.sum())
+        impact = adopters * self.scenario.impact.per_adopter_step if self.t else 0.0
+        log = self.log
+        log["step"].append(self.t)
+        log["adopters"].append(adopters)
+        log["new_adopters"].append(new)
+        log["lapsed"].append(lapsed)
+        log["ever_adopted"].append(int(self.ever_adopted.sum()))
+        log["ambassadors"].append(int(self.ambassadors().sum()))
+        log["contacts"].append(contacts)
+        log["cost_step"].append(float(cost))
+        log["impact_step"].append(float(impact))
+        pop = self.population
+        self.ward_log.append(np.bincount(pop.ward, weights=self.adopted, minlength=pop.n_wards))
+
+    def run(self) -> Result:
+        while self.t < self.steps:
+            self.step()
+        return self.result()
+
+    def result(self) -> Result:
+        return Result.from_engine(self)
+
+
+def _or_zero(arr: np.ndarray | None) -> np.ndarray | float:
+    return 0.0 if arr is None else arr
+
+
+def simulate(scenario: Scenario, graph: nx.Graph | None = None) -> Result:
+    """Run a scenario to the end with the vectorised engine (no Mesa on this path)."""
+    return Engine(scenario, graph).run()

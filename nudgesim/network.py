@@ -1,0 +1,926 @@
+"""The social graph: one symmetric CSR adjacency shared by the whole simulation.
+
+Why CSR and not networkx: the simulation touches every tie of up to ~10^6 residents at
+every step, so the graph lives in three flat numpy arrays (``indptr``, ``indices``,
+``weights``).  networkx is only used at the edges of the package: converting user
+graphs, reading files and running algorithms that are only affordable on small graphs.
+
+All random generators here are vectorised numpy re-implementations of the networkx
+generators (same random-graph model, different random stream); see each builder's
+docstring for what, if anything, differs from networkx.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+import re
+import xml.etree.ElementTree as ET
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+import networkx as nx
+import numpy as np
+import scipy.sparse as sp
+from scipy.sparse import csgraph
+
+__all__ = [
+    "Network",
+    "NetworkError",
+    "from_edges",
+    "from_networkx",
+    "read_graph_file",
+    "build_network",
+    "degree_scores",
+    "betweenness_scores",
+    "kcore_scores",
+    "community_labels",
+]
+
+#: Largest n for which the complete graph is built: n(n-1) tie-ends at 12 bytes each
+#: is already ~4.8 GB at n = 20,000.
+MAX_COMPLETE_N = 20_000
+#: Above this size betweenness leaves networkx (pure Python Brandes, ~minutes) for the
+#: C-speed BFS-tree approximation in :func:`betweenness_scores`.
+NX_BETWEENNESS_MAX_N = 50_000
+#: Above this size label propagation / greedy modularity leave networkx (pure Python).
+NX_COMMUNITY_MAX_N = 20_000
+#: Safety cap on redraw rounds when resolving rewiring / preferential-attachment
+#: collisions; real graphs need a handful, the cap only guards degenerate tiny graphs.
+MAX_REDRAW_ROUNDS = 200
+#: Cap on label-propagation sweeps for the vectorised (large-n) implementation.
+MAX_LPA_ITERATIONS = 100
+
+_EDGELIST_EXTS = {".csv", ".txt", ".edges", ".edgelist", ".tsv"}
+_GRAPHML_EXTS = {".graphml"}
+_ALLOWED_FORMATS = (
+    "edgelist (.csv/.txt/.edges/.edgelist/.tsv: 'u v [weight]' per line) or graphml (.graphml)"
+)
+_INT_RE = re.compile(r"[+-]?\d+")
+
+
+class NetworkError(ValueError):
+    """A graph could not be read, converted or built; the message says why and how to fix it."""
+
+
+# --------------------------------------------------------------------------------------
+# The data structure
+# --------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, eq=False)
+class Network:
+    """Undirected social graph as a symmetric CSR matrix: row i lists resident i's ties.
+
+    Invariants (established by :func:`from_edges`, checked by :meth:`validate`):
+    ``indices`` sorted ascending within each row, no self loops, no duplicates,
+    ``weights`` symmetric (w_ij == w_ji).  ``eq=False`` because numpy arrays have no
+    single truth value; compare networks array by array.
+    """
+
+    indptr: np.ndarray  # int64, length n+1
+    indices: np.ndarray  # int32 neighbour ids
+    weights: np.ndarray  # float64 tie weights, same length as indices
+    node_ids: list | None = None  # original ids (networkx / file); None means 0..n-1
+
+    def __post_init__(self) -> None:
+        # Coerce dtypes once here so every consumer can rely on them (no copy if already right).
+        object.__setattr__(self, "indptr", np.ascontiguousarray(self.indptr, dtype=np.int64))
+        idx_dtype = np.int32 if self.indptr.size <= 1 or self.indptr.size - 1 <= np.iinfo(
+            np.int32
+        ).max else np.int64
+        object.__setattr__(self, "indices", np.ascontiguousarray(self.indices, dtype=idx_dtype))
+        object.__setattr__(self, "weights", np.ascontiguousarray(self.weights, dtype=np.float64))
+        if self.indptr.ndim != 1 or self.indptr.size < 1:
+            raise NetworkError("Network.indptr must be a 1-D array of length n+1 >= 1")
+        if self.indices.shape != self.weights.shape or self.indices.ndim != 1:
+            raise NetworkError("Network.indices and Network.weights must be 1-D and equally long")
+        if self.indptr[0] != 0 or self.indptr[-1] != self.indices.size:
+            raise NetworkError("Network.indptr must start at 0 and end at len(indices)")
+        if self.node_ids is not None and len(self.node_ids) != self.n:
+            raise NetworkError(f"Network.node_ids has {len(self.node_ids)} ids for {self.n} nodes")
+
+    @property
+    def n(self) -> int:
+        """Number of residents (nodes)."""
+        return int(self.indptr.size - 1)
+
+    @property
+    def n_ties(self) -> int:
+        """Number of undirected ties (each is stored twice, once per end)."""
+        return int(self.indices.size // 2)
+
+    @cached_property
+    def degree(self) -> np.ndarray:
+        """Number of ties per resident (int64, unweighted)."""
+        return np.diff(self.indptr)
+
+    @cached_property
+    def _indptr_for_scipy(self) -> np.ndarray:
+        # scipy needs indptr and indices of one dtype; casting the small indptr (n+1)
+        # instead of the large indices keeps matrix() copy-free where it matters.
+        if self.indices.dtype == np.int32 and self.indptr[-1] > np.iinfo(np.int32).max:
+            return self.indptr  # >2^31 tie-ends: scipy will upcast indices (a copy)
+        return self.indptr.astype(self.indices.dtype, copy=False)
+
+    def matrix(self) -> sp.csr_array:
+        """The adjacency as a float64 scipy CSR array sharing ``indices`` and ``weights``.
+
+        Only ``indptr`` (n+1 entries) may be cast to int32 because scipy requires both
+        index arrays to have the same dtype.
+        """
+        A = sp.csr_array(
+            (self.weights, self.indices, self._indptr_for_scipy), shape=(self.n, self.n), copy=False
+        )
+        A.has_sorted_indices = True
+        return A
+
+    def to_networkx(self) -> nx.Graph:
+        """networkx copy with nodes 0..n-1, edge attribute ``weight`` (and ``node_id`` if known)."""
+        G = nx.Graph()
+        if self.node_ids is None:
+            G.add_nodes_from(range(self.n))
+        else:
+            G.add_nodes_from((i, {"node_id": nid}) for i, nid in enumerate(self.node_ids))
+        rows = np.repeat(np.arange(self.n, dtype=np.int64), self.degree)
+        upper = rows < self.indices
+        G.add_weighted_edges_from(
+            zip(rows[upper].tolist(), self.indices[upper].tolist(), self.weights[upper].tolist())
+        )
+        return G
+
+    def validate(self) -> None:
+        """Check all CSR invariants (O(ties)); raise NetworkError on the first violation."""
+        n = self.n
+        if np.any(self.degree < 0):
+            raise NetworkError("indptr is not non-decreasing")
+        if self.indices.size == 0:
+            return
+        if self.indices.min() < 0 or self.indices.max() >= n:
+            raise NetworkError("indices out of range 0..n-1")
+        rows = np.repeat(np.arange(n, dtype=np.int64), self.degree)
+        if np.any(rows == self.indices):
+            raise NetworkError("self loop present")
+        same_row = rows[1:] == rows[:-1]
+        if np.any(same_row & (self.indices[1:] <= self.indices[:-1])):
+            raise NetworkError("indices not strictly ascending within a row (unsorted or duplicate)")
+        A = self.matrix()
+        diff = A - A.T
+        if diff.nnz and np.any(diff.data != 0):
+            raise NetworkError("adjacency or weights not symmetric")
+        if not np.all(np.isfinite(self.weights)) or np.any(self.weights < 0):
+            raise NetworkError("weights must be finite and >= 0")
+
+
+# --------------------------------------------------------------------------------------
+# Construction from edge arrays / networkx / files
+# --------------------------------------------------------------------------------------
+
+
+def _check_weights(w: Any, m: int, what: str) -> np.ndarray:
+    w = np.asarray(w, dtype=np.float64).ravel()
+    if w.size != m:
+        raise NetworkError(f"{what}: got {w.size} weights for {m} edges")
+    bad = ~np.isfinite(w) | (w < 0)
+    if np.any(bad):
+        i = int(np.flatnonzero(bad)[0])
+        raise NetworkError(f"{what}: weight #{i} is {w[i]!r}; weights must be finite and >= 0")
+    return w
+
+
+def from_edges(
+    n: int, u: np.ndarray, v: np.ndarray, w: np.ndarray | None = None
+) -> Network:
+    """Build a Network from undirected edge arrays ``u[i] -- v[i]`` (optional weight ``w[i]``).
+
+    Edges are symmetrised, self loops dropped and indices sorted.  A tie listed more
+    than once (in either direction) is kept once with the weight of its *first*
+    listing, so the result does not depend on the sort algorithm and stays symmetric.
+    """
+    return _from_edges(n, u, v, w, assume_unique=False)
+
+
+def _from_edges(
+    n: int, u: Any, v: Any, w: Any, *, assume_unique: bool, node_ids: list | None = None
+) -> Network:
+    n = int(n)
+    if n < 0:
+        raise NetworkError(f"from_edges: n must be >= 0, got {n}")
+    u = np.asarray(u)
+    v = np.asarray(v)
+    if u.shape != v.shape or u.ndim != 1:
+        raise NetworkError(f"from_edges: u and v must be 1-D of equal length, got {u.shape}, {v.shape}")
+    if u.size and not (np.issubdtype(u.dtype, np.integer) and np.issubdtype(v.dtype, np.integer)):
+        raise NetworkError(f"from_edges: node ids must be integers, got {u.dtype} and {v.dtype}")
+    if w is not None:
+        w = _check_weights(w, u.size, "from_edges")
+    if u.size and (min(u.min(), v.min()) < 0 or max(u.max(), v.max()) >= n):
+        raise NetworkError(f"from_edges: node ids must lie in 0..{n - 1}")
+    idx_dtype = np.int32 if n <= np.iinfo(np.int32).max else np.int64
+    keep = u != v
+    if not keep.all():
+        u, v = u[keep], v[keep]
+        w = None if w is None else w[keep]
+    lo = np.minimum(u, v).astype(idx_dtype, copy=False)
+    hi = np.maximum(u, v).astype(idx_dtype, copy=False)
+    if not assume_unique and lo.size:
+        keys = lo.astype(np.int64) * n + hi
+        if w is None:
+            keys = np.unique(keys)
+        else:
+            order = np.argsort(keys, kind="stable")  # stable: first listing wins
+            keys = keys[order]
+            first = np.empty(keys.size, dtype=bool)
+            first[0] = True
+            np.not_equal(keys[1:], keys[:-1], out=first[1:])
+            keys, w = keys[first], w[order[first]]
+        lo = (keys // n).astype(idx_dtype)
+        hi = (keys - lo.astype(np.int64) * n).astype(idx_dtype)
+        del keys
+    return _symmetric_csr(n, lo, hi, w, node_ids)
+
+
+def _symmetric_csr(
+    n: int, lo: np.ndarray, hi: np.ndarray, w: np.ndarray | None, node_ids: list | None = None
+) -> Network:
+    """CSR of the symmetric matrix with ties (lo, hi); the ties must already be unique.
+
+    scipy's COO->CSR conversion is an O(ties) counting sort plus a per-row sort in C,
+    faster than any global numpy sort of 10^7 keys.
+    """
+    m = lo.size
+    rows = np.concatenate([lo, hi])
+    cols = np.concatenate([hi, lo])
+    data = np.ones(2 * m) if w is None else np.concatenate([w, w])
+    A = sp.coo_array((data, (rows, cols)), shape=(n, n)).tocsr()  # sums no duplicates: unique
+    del rows, cols, data
+    A.sort_indices()  # no-op after tocsr's canonicalisation, kept as a guarantee
+    return Network(A.indptr.astype(np.int64), A.indices, A.data, node_ids)
+
+
+def _as_weight(value: Any, edge: tuple, attr: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise NetworkError(
+            f"edge {edge!r} has {attr}={value!r}; tie weights must be non-negative numbers"
+        )
+    x = float(value)
+    if not math.isfinite(x) or x < 0:
+        raise NetworkError(
+            f"edge {edge!r} has {attr}={value!r}; tie weights must be finite and >= 0"
+        )
+    return x
+
+
+def from_networkx(G: nx.Graph, weight: str = "weight") -> Network:
+    """Convert a networkx graph; node order is ``list(G.nodes)`` and ``node_ids`` keeps it.
+
+    Directed graphs become undirected (u->v and v->u merge; the first one in
+    ``G.edges`` order gives the weight), multigraph parallel edges merge the same way,
+    self loops are dropped, a missing weight attribute counts as 1.0.
+    """
+    nodes = list(G.nodes)
+    index = {node: i for i, node in enumerate(nodes)}
+    m = G.number_of_edges()
+    u = np.empty(m, dtype=np.int64)
+    v = np.empty(m, dtype=np.int64)
+    w = np.empty(m, dtype=np.float64)
+    for e, (a, b, d) in enumerate(G.edges(data=True)):
+        u[e] = index[a]
+        v[e] = index[b]
+        w[e] = _as_weight(d.get(weight, 1.0), (a, b), weight)
+    return _from_edges(len(nodes), u, v, w, assume_unique=False, node_ids=nodes)
+
+
+def _one_line(text: Any) -> str:
+    return " ".join(str(text).split())
+
+
+def read_graph_file(
+    path: str | Path, format: str | None = None, weight: str = "weight"
+) -> nx.Graph:
+    """Read a social graph file into networkx (pass the result to :func:`from_networkx`).
+
+    ``format`` is "edgelist" or "graphml", guessed from the extension when None.
+    Edge lists hold one ``u v [weight]`` per line separated by whitespace and/or
+    commas; ``#`` starts a comment; a first line whose weight column is not a number
+    (e.g. ``source,target,weight``) is taken as a header.  Node ids stay strings unless
+    every id is an integer, then all become ints.
+    """
+    path = Path(path)
+    if format is None:
+        ext = path.suffix.lower()
+        if ext in _EDGELIST_EXTS:
+            format = "edgelist"
+        elif ext in _GRAPHML_EXTS:
+            format = "graphml"
+        else:
+            raise NetworkError(
+                f"cannot tell the format of graph file {path} from its extension "
+                f"{ext or '(none)'!r}; use {_ALLOWED_FORMATS}, or pass format="
+            )
+    if format not in ("edgelist", "graphml"):
+        raise NetworkError(f"unknown graph file format {format!r} for {path}; use {_ALLOWED_FORMATS}")
+    if not path.is_file():
+        raise NetworkError(f"graph file {path} does not exist or is not a file; expected {_ALLOWED_FORMATS}")
+    if format == "graphml":
+        return _read_graphml(path)
+    return _read_edgelist(path, weight)
+
+
+def _read_graphml(path: Path) -> nx.Graph:
+    try:
+        G = nx.read_graphml(path)
+    except (ET.ParseError, nx.NetworkXError, ValueError, KeyError, TypeError) as exc:
+        raise NetworkError(
+            f"graph file {path} is not valid GraphML ({_one_line(exc)}); expected {_ALLOWED_FORMATS}"
+        ) from exc
+    nodes = list(G.nodes)
+    if nodes and all(isinstance(x, str) and _INT_RE.fullmatch(x) for x in nodes):
+        G = nx.relabel_nodes(G, {x: int(x) for x in nodes}, copy=True)
+    return G
+
+
+def _read_edgelist(path: Path, weight: str) -> nx.Graph:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise NetworkError(f"cannot read graph file {path}: {_one_line(exc)}") from exc
+    edges: list[tuple[str, str, float | None]] = []
+    seen_data = False
+    for lineno, raw in enumerate(text.splitlines(), start=1):
+        line = raw.split("#", 1)[0].strip()
+        if not line:
+            continue
+        tokens = [t for t in re.split(r"[,\s]+", line) if t]
+        if len(tokens) not in (2, 3):
+            raise NetworkError(
+                f"{path} line {lineno}: cannot parse {raw.strip()!r}; expected 'u v' or "
+                "'u v weight' separated by whitespace or commas"
+            )
+        wt: float | None = None
+        if len(tokens) == 3:
+            try:
+                wt = float(tokens[2])
+            except ValueError:
+                if not seen_data:  # a header such as "source,target,weight"
+                    seen_data = True
+                    continue
+                raise NetworkError(
+                    f"{path} line {lineno}: weight {tokens[2]!r} in {raw.strip()!r} is not a "
+                    "number; expected 'u v weight' with a non-negative numeric weight"
+                ) from None
+            if not math.isfinite(wt) or wt < 0:
+                raise NetworkError(
+                    f"{path} line {lineno}: weight {tokens[2]!r} in {raw.strip()!r} must be "
+                    "finite and >= 0"
+                )
+        seen_data = True
+        edges.append((tokens[0], tokens[1], wt))
+    all_int = all(_INT_RE.fullmatch(a) and _INT_RE.fullmatch(b) for a, b, _ in edges)
+    G = nx.Graph()
+    for a, b, wt in edges:
+        ia: Any = int(a) if all_int else a
+        ib: Any = int(b) if all_int else b
+        if wt is None:
+            G.add_edge(ia, ib)
+        else:
+            G.add_edge(ia, ib, **{weight: wt})
+    return G
+
+
+# --------------------------------------------------------------------------------------
+# Random graph builders (pure numpy)
+# --------------------------------------------------------------------------------------
+
+
+def _bernoulli_positions(n_trials: int, p: float, rng: np.random.Generator) -> np.ndarray:
+    """Sorted indices of successes among ``n_trials`` Bernoulli(p) trials (int64).
+
+    Geometric skipping (Batagelj & Brandes 2005, as in ``nx.fast_gnp_random_graph``):
+    the gaps between successes are Geometric(p), drawn in vectorised batches.
+    """
+    if n_trials <= 0 or p <= 0:
+        return np.empty(0, dtype=np.int64)
+    if p >= 1:
+        return np.arange(n_trials, dtype=np.int64)
+    mean = n_trials * p
+    # 6 standard deviations (+16 for tiny means) above the mean: one batch almost always.
+    batch = int(mean + 6 * math.sqrt(mean) + 16)
+    chunks = []
+    last = -1
+    while last < n_trials - 1:
+        pos = last + np.cumsum(rng.geometric(p, size=batch))
+        chunks.append(pos)
+        last = int(pos[-1])
+    pos = np.concatenate(chunks) if len(chunks) > 1 else chunks[0]
+    return pos[: np.searchsorted(pos, n_trials)]
+
+
+def _lower_pair(pos: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Map linear index ``pos = i(i-1)/2 + j`` (0 <= j < i) back to the pair (i, j)."""
+    i = np.floor((1.0 + np.sqrt(1.0 + 8.0 * pos.astype(np.float64))) / 2.0).astype(np.int64)
+    # float rounding can be off by one for pos ~ 10^12: correct both ways.
+    i -= (i * (i - 1) // 2) > pos
+    i += ((i + 1) * i // 2) <= pos
+    j = pos - i * (i - 1) // 2
+    return i, j
+
+
+def _gnp_edges(n: int, p: float, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """Edges of G(n, p) over nodes 0..n-1 (each unordered pair once)."""
+    i, j = _lower_pair(_bernoulli_positions(n * (n - 1) // 2, p, rng))
+    return j, i
+
+
+def _attr(spec: Any, name: str) -> Any:
+    return getattr(spec, name, None)
+
+
+def _check_prob(p: Any, name: str) -> float:
+    if p is None or not (0.0 <= float(p) <= 1.0):
+        raise NetworkError(f"network spec: {name} must be a probability in [0, 1], got {p!r}")
+    return float(p)
+
+
+def _erdos_renyi(spec: Any, ward: np.ndarray, rng: np.random.Generator):
+    """G(n, p) with p = mean_degree/(n-1): the model of ``nx.fast_gnp_random_graph``."""
+    n = ward.size
+    md = _attr(spec, "mean_degree")
+    if md is None or md < 0 or (n > 1 and md > n - 1):
+        raise NetworkError(
+            f"erdos_renyi: mean_degree must be in [0, n-1] = [0, {max(n - 1, 0)}], got {md!r}"
+        )
+    p = float(md) / (n - 1) if n > 1 else 0.0
+    u, v = _gnp_edges(n, p, rng)
+    return u, v, True
+
+
+def _ward_groups(ward: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(members ordered by ward, start offsets, sizes) - works even if wards are not contiguous."""
+    order = np.argsort(ward, kind="stable")
+    labels, starts, sizes = np.unique(ward[order], return_index=True, return_counts=True)
+    return order, starts, sizes
+
+
+def _ward_clustered(spec: Any, ward: np.ndarray, rng: np.random.Generator):
+    """Stochastic block model by ward (the model of ``nx.stochastic_block_model``).
+
+    With mean degrees instead of probabilities: p_in for ward w is
+    ``mean_degree_in / (size_w - 1)`` (so every ward's residents expect that many
+    in-ward ties), and one common p_out ``= mean_degree_out * n / (n^2 - sum size_w^2)``
+    makes the *population-average* cross-ward degree equal ``mean_degree_out``
+    (residents of small wards get slightly more cross-ward ties than of big wards,
+    exactly as in an SBM with a single off-diagonal probability).
+    """
+    n = ward.size
+    order, starts, sizes = _ward_groups(ward)
+    p_in, p_out = _attr(spec, "p_in"), _attr(spec, "p_out")
+    md_in, md_out = _attr(spec, "mean_degree_in"), _attr(spec, "mean_degree_out")
+    if (p_in is None) == (md_in is None) or (p_out is None) == (md_out is None):
+        raise NetworkError(
+            "ward_clustered: set exactly one of p_in / mean_degree_in and exactly one of "
+            f"p_out / mean_degree_out (got p_in={p_in!r}, mean_degree_in={md_in!r}, "
+            f"p_out={p_out!r}, mean_degree_out={md_out!r})"
+        )
+    if p_in is not None:
+        p_in_w = np.full(sizes.size, _check_prob(p_in, "p_in"))
+    else:
+        if md_in < 0:
+            raise NetworkError(f"ward_clustered: mean_degree_in must be >= 0, got {md_in!r}")
+        with np.errstate(divide="ignore", invalid="ignore"):
+            p_in_w = np.where(sizes > 1, float(md_in) / np.maximum(sizes - 1, 1), 0.0)
+        if np.any(p_in_w > 1):
+            raise NetworkError(
+                f"ward_clustered: mean_degree_in={md_in} exceeds the size-1 of ward(s) with "
+                f"{int(sizes.min())} residents; lower it or use p_in"
+            )
+    cross_pairs = (n * n - int(np.sum(sizes.astype(np.int64) ** 2))) // 2
+    if p_out is not None:
+        p_out_f = _check_prob(p_out, "p_out")
+    else:
+        if md_out < 0:
+            raise NetworkError(f"ward_clustered: mean_degree_out must be >= 0, got {md_out!r}")
+        p_out_f = float(md_out) * n / (2 * cross_pairs) if cross_pairs else 0.0
+        if p_out_f > 1:
+            raise NetworkError(
+                f"ward_clustered: mean_degree_out={md_out} needs p_out={p_out_f:.3g} > 1"
+            )
+    us, vs = [], []
+    # One G(s_w, p_w) per ward: a loop over wards (tens to hundreds), not over residents.
+    for start, size, pw in zip(starts.tolist(), sizes.tolist(), p_in_w.tolist()):
+        a, b = _gnp_edges(size, pw, rng)
+        members = order[start : start + size]
+        us.append(members[a])
+        vs.append(members[b])
+    # Cross-ward ties: G(n, p_out) over all pairs, keeping only pairs in different wards
+    # (exactly Bernoulli(p_out) on every cross pair; same-ward draws are discarded).
+    a, b = _gnp_edges(n, p_out_f, rng)
+    cross = ward[a] != ward[b]
+    us.append(a[cross])
+    vs.append(b[cross])
+    return np.concatenate(us), np.concatenate(vs), True
+
+
+def _watts_strogatz(spec: Any, ward: np.ndarray, rng: np.random.Generator):
+    """Ring lattice + rewiring, the model of ``nx.watts_strogatz_graph``.
+
+    Each lattice edge (u, u+j) is rewired with probability p to (u, w), w uniform,
+    avoiding self loops and duplicates.  networkx rewires edge by edge, so whether a
+    target collides depends on the edges rewired before it; here all rewirings are
+    drawn at once and colliding ones are redrawn in rounds (a target collides with any
+    lattice edge that is kept or is the edge itself, and with other rewired edges, of
+    which the first in networkx's order wins).  The difference is O(k/n) per edge.
+    """
+    n = ward.size
+    k, p = _attr(spec, "k"), _attr(spec, "p")
+    if k is None or int(k) != k or k < 0 or k % 2:
+        raise NetworkError(f"watts_strogatz: k must be a non-negative even integer, got {k!r}")
+    p = _check_prob(p, "p")
+    k = int(k)
+    if k > n:
+        raise NetworkError(f"watts_strogatz: k={k} is larger than the number of residents n={n}")
+    if k == n:  # as networkx: the k-regular ring on n nodes is the complete graph
+        return _complete_edges(n) + (True,)
+    half = k // 2
+    m = n * half
+    src = np.tile(np.arange(n, dtype=np.int64), half)  # networkx order: j outer, u inner
+    jj = np.repeat(np.arange(1, half + 1, dtype=np.int64), n)
+    dst = (src + jj) % n
+    del jj
+    rewired = np.flatnonzero(rng.random(m) < p)
+    if rewired.size == 0:
+        return src, dst, True
+    keep_lattice = np.ones(m, dtype=bool)
+    keep_lattice[rewired] = False
+
+    def lattice_conflict(e: np.ndarray, s: np.ndarray, t: np.ndarray) -> np.ndarray:
+        """True where (s, t) is a self loop or a lattice edge still present (kept or e itself)."""
+        d = (t - s) % n
+        bad = d == 0
+        fwd = (d >= 1) & (d <= half)
+        bwd = (n - d >= 1) & (n - d <= half) & ~fwd
+        lat_id = np.where(fwd, (d - 1) * n + s, (n - d - 1) * n + t)
+        on_lattice = fwd | bwd
+        lat_id = np.where(on_lattice, lat_id, 0)
+        return bad | (on_lattice & (keep_lattice[lat_id] | (lat_id == e)))
+
+    s_r = src[rewired]
+    target = np.empty(rewired.size, dtype=np.int64)
+    pending = np.arange(rewired.size)
+    accepted_keys = np.empty(0, dtype=np.int64)  # sorted keys of accepted rewired edges
+    for _ in range(MAX_REDRAW_ROUNDS):
+        if pending.size == 0:
+            break
+        t = rng.integers(0, n, size=pending.size)
+        target[pending] = t
+        ok = ~lattice_conflict(rewired[pending], s_r[pending], t)
+        cand = pending[ok]
+        keys = np.minimum(s_r[cand], t[ok]) * n + np.maximum(s_r[cand], t[ok])
+        win = np.zeros(cand.size, dtype=bool)
+        if accepted_keys.size:
+            pos = np.searchsorted(accepted_keys, keys).clip(max=accepted_keys.size - 1)
+            fresh = np.flatnonzero(accepted_keys[pos] != keys)
+        else:
+            fresh = np.arange(cand.size)
+        # among this round's new candidates the first in networkx's order wins
+        _, first = np.unique(keys[fresh], return_index=True)
+        win[fresh[first]] = True
+        accepted_keys = np.union1d(accepted_keys, keys[win])  # sorted, small after round 1
+        pending = np.concatenate([pending[~ok], cand[~win]])
+        pending.sort()
+    unique = True
+    if pending.size:  # only in degenerate tiny graphs: keep those lattice edges instead
+        target[pending] = dst[rewired[pending]]
+        unique = False
+    dst[rewired] = target
+    return src, dst, unique
+
+
+def _resolve_pointers(nxt: np.ndarray, val: np.ndarray) -> np.ndarray:
+    """Follow ``nxt`` (slot -> earlier slot, -1 = resolved) to terminal values by pointer jumping."""
+    val = val.copy()
+    nxt = nxt.copy()
+    todo = np.flatnonzero(nxt >= 0)
+    while todo.size:
+        tgt = nxt[todo]
+        nn = nxt[tgt]
+        done = nn < 0
+        val[todo[done]] = val[tgt[done]]
+        nxt[todo[done]] = -1
+        todo = todo[~done]
+        nxt[todo] = nn[~done]  # jump: chains halve every round
+    return val
+
+
+def _barabasi_albert(spec: Any, ward: np.ndarray, rng: np.random.Generator):
+    """Preferential attachment, the model of ``nx.barabasi_albert_graph`` (no initial_graph).
+
+    Like networkx: start from the star on nodes 0..m, then node t = m+1, ..., n-1 picks m
+    *distinct* targets, each uniform from the list of tie-ends of the graph built so
+    far (degree-proportional).  Vectorised via the list-of-tie-ends formulation of
+    Batagelj & Brandes (2005): every target slot draws a uniform position in the list
+    as it was before its node arrived; positions holding an earlier target are
+    resolved by pointer jumping.  Slots that repeat a target of the same node are
+    redrawn in rounds (networkx redraws them immediately), so only the order in which
+    duplicates are rejected differs; the graph model is the same, with exactly
+    m*(n-m) ties.
+    """
+    n = ward.size
+    m = _attr(spec, "m")
+    if m is None or int(m) != m or not (1 <= m < n):
+        raise NetworkError(f"barabasi_albert: m must be an integer with 1 <= m < n={n}, got {m!r}")
+    m = int(m)
+    steps = n - m - 1  # new nodes after the initial star
+    star_u = np.zeros(m, dtype=np.int64)
+    star_v = np.arange(1, m + 1, dtype=np.int64)
+    if steps <= 0:
+        return star_u, star_v, True
+    T = steps * m
+    step_of = np.repeat(np.arange(steps, dtype=np.int64), m)
+    list_len = 2 * m + 2 * m * step_of  # tie-end list length before each slot's node arrived
+
+    def decode(r: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Position in the tie-end list -> (pointer to target slot or -1, terminal value)."""
+        # initial star list: [0]*m + [1..m]; then per step: m targets, then m x source
+        q = r - 2 * m
+        s = q // (2 * m)
+        off = q - s * 2 * m
+        is_slot = (q >= 0) & (off < m)
+        val = np.where(q < 0, np.where(r < m, 0, r - m + 1), m + 1 + s)
+        ptr = np.where(is_slot, s * m + off, -1)
+        return ptr, val
+
+    nxt, val0 = decode(np.floor(rng.random(T) * list_len).astype(np.int64))
+    val = _resolve_pointers(nxt, val0)
+    check_steps = np.arange(steps)
+    for _ in range(MAX_REDRAW_ROUNDS):
+        block = val.reshape(steps, m)[check_steps]
+        order = np.argsort(block, axis=1, kind="stable")
+        sb = np.take_along_axis(block, order, axis=1)
+        dup_sorted = np.zeros_like(sb, dtype=bool)
+        dup_sorted[:, 1:] = sb[:, 1:] == sb[:, :-1]
+        rows, cols = np.nonzero(dup_sorted)
+        if rows.size == 0:
+            break
+        slots = check_steps[rows] * m + order[rows, cols]
+        ptr, v0 = decode(np.floor(rng.random(slots.size) * list_len[slots]).astype(np.int64))
+        nxt[slots], val0[slots] = ptr, v0
+        new_val = _resolve_pointers(nxt, val0)
+        check_steps = np.unique(np.flatnonzero(new_val != val) // m)
+        val = new_val
+    else:
+        raise NetworkError("barabasi_albert: could not draw distinct targets; is m close to n?")
+    src = (m + 1 + step_of).astype(np.int64)
+    return np.concatenate([star_u, src]), np.concatenate([star_v, val]), True
+
+
+def _complete_edges(n: int) -> tuple[np.ndarray, np.ndarray]:
+    i, j = np.triu_indices(n, k=1)
+    return i.astype(np.int64), j.astype(np.int64)
+
+
+def _complete(spec: Any, ward: np.ndarray, rng: np.random.Generator):
+    """All pairs; refused above MAX_COMPLETE_N because memory grows as n^2."""
+    n = ward.size
+    if n > MAX_COMPLETE_N:
+        raise NetworkError(
+            f"complete: n={n} residents would need {n * (n - 1):,} tie-ends "
+            f"(~{n * (n - 1) * 12 / 1e9:.0f} GB); the complete graph is only allowed up to "
+            f"n={MAX_COMPLETE_N}; use erdos_renyi or ward_clustered for large towns"
+        )
+    return _complete_edges(n) + (True,)
+
+
+_BUILDERS = {
+    "watts_strogatz": _watts_strogatz,
+    "barabasi_albert": _barabasi_albert,
+    "erdos_renyi": _erdos_renyi,
+    "ward_clustered": _ward_clustered,
+    "complete": _complete,
+}
+
+
+def build_network(spec: Any, ward: np.ndarray, rng: np.random.Generator) -> Network:
+    """Generate the social graph described by ``spec`` for ``len(ward)`` residents.
+
+    Deterministic given ``rng``.  If ``spec.weights`` is set, its ``sample(rng, size)``
+    gives one weight per undirected tie (drawn after the topology, in tie order).
+    """
+    kind = _attr(spec, "kind")
+    if kind not in _BUILDERS:
+        raise NetworkError(
+            f"unknown network kind {kind!r}; choose one of {', '.join(sorted(_BUILDERS))} "
+            "or load a file"
+        )
+    ward = np.asarray(ward)
+    if ward.ndim != 1:
+        raise NetworkError(f"ward must be a 1-D array (one ward per resident), got shape {ward.shape}")
+    n = ward.size
+    u, v, unique = _BUILDERS[kind](spec, ward, rng)
+    weights = _attr(spec, "weights")
+    if weights is None:
+        return _from_edges(n, u, v, None, assume_unique=unique)
+    if not unique:  # dedupe first so there is exactly one weight per tie
+        net = _from_edges(n, u, v, None, assume_unique=False)
+        rows = np.repeat(np.arange(n, dtype=np.int64), net.degree)
+        upper = rows < net.indices
+        u, v = rows[upper], net.indices[upper].astype(np.int64)
+    w = _check_weights(weights.sample(rng, u.size), u.size, f"{kind} weights.sample")
+    return _from_edges(n, u, v, w, assume_unique=True)
+
+
+# --------------------------------------------------------------------------------------
+# Targeting scores
+# --------------------------------------------------------------------------------------
+
+
+def _seed_from(rng: np.random.Generator | None) -> int:
+    """A networkx/py-random seed drawn from ``rng`` (fixed 0 when rng is None, for determinism)."""
+    if rng is None:
+        return 0
+    return int(rng.integers(0, 2**31 - 1))
+
+
+def degree_scores(net: Network) -> np.ndarray:
+    """Weighted degree (row sums of the tie weights); ties are broken by the caller."""
+    return net.matrix() @ np.ones(net.n)
+
+
+def _gather_rows(net: Network, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(row of each entry, neighbour) for all ties of ``rows``, without a Python loop."""
+    starts = net.indptr[rows]
+    lens = net.degree[rows]
+    total = int(lens.sum())
+    owner = np.repeat(rows, lens)
+    offs = np.arange(total, dtype=np.int64) - np.repeat(np.cumsum(lens) - lens, lens)
+    return owner, net.indices[np.repeat(starts, lens) + offs]
+
+
+def betweenness_scores(
+    net: Network, rng: np.random.Generator, samples: int = 256
+) -> np.ndarray:
+    """Shortest-path (hop count, weights ignored) betweenness, normalised like networkx.
+
+    n <= ``NX_BETWEENNESS_MAX_N``: ``nx.betweenness_centrality`` (exact if n <= samples,
+    else ``k=samples`` sampled sources seeded from rng).  Larger n: the same sampled
+    sources, but each source contributes along one BFS tree (``scipy.sparse.csgraph``,
+    C speed) rather than splitting over all shortest paths - Brandes' path counting
+    in numpy costs ~0.5 s per source at 10^6 residents, the tree ~0.05 s.  It ranks
+    brokers the same way in practice but is an approximation; scaling follows
+    networkx's sampled normalisation.
+    """
+    n = net.n
+    if n <= NX_BETWEENNESS_MAX_N:
+        G = net.to_networkx()
+        k = None if n <= samples else samples
+        bc = nx.betweenness_centrality(G, k=k, normalized=True, seed=None if k is None else _seed_from(rng))
+        return np.array([bc[i] for i in range(n)], dtype=np.float64)
+    sources = rng.choice(n, size=samples, replace=False)
+    A = net.matrix()
+    score = np.zeros(n)
+    for s in sources.tolist():  # loop over sampled sources (<= samples), not nodes
+        order, pred = csgraph.breadth_first_order(A, s, directed=True, return_predecessors=True)
+        # depth by Wyllie pointer jumping along predecessors (invariant: D[v] = hops v->A[v])
+        D = np.zeros(n, dtype=np.int64)
+        D[order] = 1
+        D[s] = 0
+        A_ = np.full(n, s, dtype=np.int64)
+        A_[order[1:]] = pred[order[1:]]
+        while True:
+            a_o = A_[order]
+            if np.all(a_o == s):
+                break
+            D[order] = D[order] + D[a_o]
+            A_[order] = A_[a_o]
+        depth = D
+        d_ord = depth[order]
+        bounds = np.searchsorted(d_ord, np.arange(int(d_ord[-1]) + 2))
+        delta = np.zeros(n)
+        for lvl in range(int(d_ord[-1]), 1, -1):  # loop over BFS levels (~diameter)
+            nodes = order[bounds[lvl] : bounds[lvl + 1]]
+            delta += np.bincount(pred[nodes], weights=1.0 + delta[nodes], minlength=n)
+        delta[s] = 0.0
+        score += delta
+    # networkx (endpoints=False, sampled): sources / (k-1)(n-2), others / k(n-2)
+    k = samples
+    is_src = np.zeros(n, dtype=bool)
+    is_src[sources] = True
+    scale = np.where(is_src, 1.0 / ((k - 1) * (n - 2)), 1.0 / (k * (n - 2)))
+    return score * scale
+
+
+def kcore_scores(net: Network) -> np.ndarray:
+    """Core number of every resident (as ``nx.core_number``), by batched bucket peeling.
+
+    At level k all residents with remaining degree <= k are removed together, round by
+    round, and get core number k; rounds touch only removed residents' ties.
+    """
+    n = net.n
+    deg = net.degree.copy()
+    core = np.zeros(n, dtype=np.int64)
+    removed = np.zeros(n, dtype=bool)
+    remaining = n
+    k = 0
+    cand = np.flatnonzero(deg <= k)
+    while remaining:
+        if cand.size == 0:
+            k = int(deg[~removed].min())
+            cand = np.flatnonzero(~removed & (deg <= k))
+        removed[cand] = True
+        core[cand] = k
+        remaining -= cand.size
+        _, nbr = _gather_rows(net, cand)
+        nbr = nbr[~removed[nbr]]
+        hit, cnt = np.unique(nbr, return_counts=True)
+        deg[hit] -= cnt
+        cand = hit[deg[hit] <= k]
+    return core
+
+
+def _labels_from_groups(groups: list, n: int) -> np.ndarray:
+    """Labels 0..c-1 by community size descending (ties: smallest member first)."""
+    groups = sorted((sorted(g) for g in groups), key=lambda g: (-len(g), g[0]))
+    labels = np.empty(n, dtype=np.int64)
+    for c, g in enumerate(groups):
+        labels[g] = c
+    return labels
+
+
+def _relabel_by_size(labels: np.ndarray) -> np.ndarray:
+    uniq, inv, counts = np.unique(labels, return_inverse=True, return_counts=True)
+    first = np.full(uniq.size, labels.size, dtype=np.int64)
+    np.minimum.at(first, inv, np.arange(labels.size))
+    rank = np.lexsort((first, -counts))
+    new = np.empty(uniq.size, dtype=np.int64)
+    new[rank] = np.arange(uniq.size)
+    return new[inv]
+
+
+def _label_propagation_numpy(net: Network, rng: np.random.Generator) -> np.ndarray:
+    """Weighted label propagation for large graphs, vectorised.
+
+    Each sweep updates a random half of the residents at once (semi-synchronous: fully
+    synchronous updates oscillate on bipartite-like structure) to the label with the
+    largest tie-weight sum among their neighbours, ties broken at random; stops when
+    every resident already holds one of its best labels (networkx's criterion).
+    """
+    n = net.n
+    labels = np.arange(n, dtype=np.int64)
+    rows = np.repeat(np.arange(n, dtype=np.int32), net.degree)
+    has_nbr = net.degree > 0
+    for _ in range(MAX_LPA_ITERATIONS):
+        S = sp.coo_array((net.weights, (rows, labels[net.indices])), shape=(n, n)).tocsr()
+        S.sum_duplicates()
+        counts = np.diff(S.indptr)
+        nonempty = counts > 0
+        row_max = np.zeros(n)
+        row_max[nonempty] = np.maximum.reduceat(S.data, S.indptr[:-1][nonempty])
+        srow = np.repeat(np.arange(n), counts)
+        is_best = S.data == row_max[srow]
+        holds_best = np.zeros(n, dtype=bool)
+        holds_best[srow[is_best & (S.indices == labels[srow])]] = True
+        if np.all(holds_best | ~has_nbr):
+            break
+        prio = np.where(is_best, rng.random(S.data.size), -1.0)
+        best_prio = np.zeros(n)
+        best_prio[nonempty] = np.maximum.reduceat(prio, S.indptr[:-1][nonempty])
+        pick = is_best & (prio == best_prio[srow])
+        choice = labels.copy()
+        choice[srow[pick]] = S.indices[pick]
+        update = rng.random(n) < 0.5  # semi-synchronous half-sweep
+        update &= ~holds_best & has_nbr
+        labels[update] = choice[update]
+    return _relabel_by_size(labels)
+
+
+def community_labels(
+    net: Network, method: str = "label_propagation", rng: np.random.Generator | None = None
+) -> np.ndarray:
+    """Community of every resident, labelled 0..c-1 by community size descending.
+
+    "greedy_modularity": networkx Clauset-Newman-Moore, n <= NX_COMMUNITY_MAX_N only.
+    "label_propagation": networkx ``asyn_lpa_communities`` (seeded from rng) for
+    n <= NX_COMMUNITY_MAX_N, else a vectorised semi-synchronous variant.
+    ``rng=None`` uses a fixed seed so results stay deterministic.
+    """
+    n = net.n
+    if method == "greedy_modularity":
+        if n > NX_COMMUNITY_MAX_N:
+            raise NetworkError(
+                f"community method 'greedy_modularity' is limited to n <= {NX_COMMUNITY_MAX_N} "
+                f"(it is O(n^2) in networkx); got n={n}, use 'label_propagation'"
+            )
+        groups = nx.community.greedy_modularity_communities(net.to_networkx(), weight="weight")
+        return _labels_from_groups(list(groups), n)
+    if method == "label_propagation":
+        if n <= NX_COMMUNITY_MAX_N:
+            groups = nx.community.asyn_lpa_communities(
+                net.to_networkx(), weight="weight", seed=_seed_from(rng)
+            )
+            return _labels_from_groups(list(groups), n)
+        return _label_propagation_numpy(net, rng if rng is not None else np.random.default_rng(0))
+    raise NetworkError(
+        f"unknown community method {method!r}; use 'label_propagation' or 'greedy_modularity'"
+    )

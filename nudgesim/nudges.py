@@ -1,0 +1,403 @@
+"""Nudges: one base class owns schedule, targeting, reach and cost; each kind adds a payload.
+
+Every step the engine asks each nudge to (1) contact its targets if this is a contact step,
+(2) write what it does this step into an :class:`Effects` record, and after the update
+(3) settle costs that depend on the outcome. A nudge draws only from its own named
+streams, so adding a nudge with zero effect and zero cost leaves every other draw — and so
+the whole run — bit-identical.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from . import network as netmod
+from .scenario import (
+    Ambassadors,
+    Canvassing,
+    CommunityPartnership,
+    Default,
+    Incentive,
+    Information,
+    NormFeedback,
+    Pledge,
+    Reminder,
+    Targeting,
+)
+
+if TYPE_CHECKING:
+    from .engine import Engine
+
+
+class Effects:
+    """What the active nudges do to residents in one step. Channels start as None (= no
+    effect) and become arrays only when a nudge writes to them, so quiet steps cost nothing."""
+
+    ADDITIVE = ("utility", "lapse", "attitude", "cost_relief", "norm_salience", "tie_boost")
+
+    def __init__(self, n: int) -> None:
+        self.n = n
+        self.utility: np.ndarray | None = None  # log-odds added to adopting
+        self.lapse: np.ndarray | None = None  # log-odds added to lapsing
+        self.attitude: np.ndarray | None = None  # change of attitude
+        self.cost_relief: np.ndarray | None = None  # share of perceived cost removed
+        self.norm_salience: np.ndarray | None = None  # relative increase of the norm's weight
+        self.tie_boost: np.ndarray | None = None  # extra weight of a resident's in-ward ties
+        self.influence: np.ndarray | None = None  # weight of a resident in neighbours' norms
+        self.direct: np.ndarray | None = None  # adopt now, whatever the rule says
+        self.locked: np.ndarray | None = None  # cannot lapse this step
+        self.norm_messages: list[tuple[np.ndarray, np.ndarray, bool]] = []  # (weight, shown, inj)
+
+    def add(self, channel: str, ids: np.ndarray, values: np.ndarray | float) -> None:
+        arr = getattr(self, channel)
+        if arr is None:
+            arr = np.zeros(self.n)
+            setattr(self, channel, arr)
+        arr[ids] += values  # ids are unique (np.flatnonzero or a selection)
+
+    def scale_influence(self, ids: np.ndarray, factor: float) -> None:
+        if self.influence is None:
+            self.influence = np.ones(self.n)
+        self.influence[ids] *= factor
+
+    def flag(self, channel: str, ids: np.ndarray) -> None:
+        arr = getattr(self, channel)
+        if arr is None:
+            arr = np.zeros(self.n, dtype=bool)
+            setattr(self, channel, arr)
+        arr[ids] = True
+
+
+def decay(elapsed: np.ndarray | float, half_life: float | None) -> np.ndarray | float:
+    """Share of an effect left `elapsed` steps after contact (1 with no half-life)."""
+    if half_life is None:
+        return np.ones_like(elapsed, dtype=np.float64) if isinstance(elapsed, np.ndarray) else 1.0
+    return 0.5 ** (np.asarray(elapsed, dtype=np.float64) / half_life)
+
+
+# ---------------------------------------------------------------------------------------
+# Targeting
+# ---------------------------------------------------------------------------------------
+
+
+def eligible(targeting: Targeting, engine: Engine) -> np.ndarray:
+    """Mask of residents who pass the targeting filters, on the state before this step."""
+    pop = engine.population
+    mask = np.ones(pop.n, dtype=bool)
+    if targeting.wards is not None:
+        wanted = [pop.ward_names.index(w) for w in targeting.wards]
+        mask &= np.isin(pop.ward, wanted)
+    if targeting.adopted is not None:
+        mask &= engine.adopted == targeting.adopted
+    if targeting.attitude_below is not None:
+        mask &= pop.attitude < targeting.attitude_below
+    if targeting.attitude_above is not None:
+        mask &= pop.attitude > targeting.attitude_above
+    return mask
+
+
+def strategy_scores(targeting: Targeting, engine: Engine, stream: str) -> np.ndarray:
+    """Higher score = targeted first. Network scores are computed once per run and cached."""
+    strategy = targeting.strategy
+    if strategy == "random":
+        return engine.streams.uniform(f"{stream}:rank", 0, engine.population.n)
+    if strategy == "ward":
+        rates = engine.ward_rates()
+        return -rates[engine.population.ward]
+    key = (strategy, targeting.community_method, targeting.betweenness_samples)
+    if key not in engine.score_cache:
+        net, rng = engine.network, engine.streams.generator(f"score:{strategy}")
+        if strategy == "degree":
+            s = netmod.degree_scores(net)
+        elif strategy == "betweenness":
+            s = netmod.betweenness_scores(net, rng, samples=targeting.betweenness_samples)
+        elif strategy == "kcore":
+            s = netmod.kcore_scores(net)
+        else:  # community: spread targets across communities, best-connected first in each
+            labels = netmod.community_labels(net, targeting.community_method, rng)
+            deg = netmod.degree_scores(net)
+            order = np.lexsort((-deg, labels))  # by community, then degree descending
+            rank = np.empty(net.n, dtype=np.int64)
+            starts = np.searchsorted(labels[order], np.arange(labels.max() + 1))
+            rank[order] = np.arange(net.n) - starts[labels[order]]
+            # round-robin: every community's best before anyone's second; big communities first
+            s = -(rank * (labels.max() + 1) + labels).astype(np.float64)
+        engine.score_cache[key] = np.asarray(s, dtype=np.float64)
+    return engine.score_cache[key]
+
+
+def select(targeting: Targeting, engine: Engine, stream: str) -> np.ndarray:
+    """Ids of targeted residents (sorted): filters, then top count/share by strategy."""
+    mask = eligible(targeting, engine)
+    ids = np.flatnonzero(mask)
+    if targeting.count is None and targeting.share is None:
+        return ids
+    k = targeting.count if targeting.count is not None else round(targeting.share * len(ids))
+    k = min(k, len(ids))
+    scores = strategy_scores(targeting, engine, stream)[ids]
+    tiebreak = engine.streams.uniform(f"{stream}:tiebreak", 0, ids)
+    order = np.lexsort((-tiebreak, -scores))  # highest score first, random among equals
+    return np.sort(ids[order[:k]])
+
+
+# ---------------------------------------------------------------------------------------
+# The base class
+# ---------------------------------------------------------------------------------------
+
+
+@dataclass
+class StepLog:
+    contacts: int = 0
+    cost: float = 0.0
+
+
+class Nudge:
+    """Schedule + targeting + reach + cost. Subclasses implement `contact` and `act`."""
+
+    def __init__(self, spec, index: int, engine: Engine) -> None:
+        self.spec = spec
+        self.index = index
+        self.stream = f"nudge{index}:{spec.kind}"
+        self.steps = engine.steps
+        self.start = spec.start
+        self.stop = spec.stop(engine.steps)
+        self.contact_at = set(spec.contact_steps(engine.steps))
+        n = engine.population.n
+        self.reachable = engine.streams.uniform(f"{self.stream}:reach", 0, n) < spec.reach
+        self.last_contact = np.full(n, -1, dtype=np.int64)  # step of latest contact, -1 never
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    def active(self, t: int) -> bool:
+        return self.start <= t < self.stop
+
+    def targets(self, engine: Engine) -> np.ndarray:
+        ids = select(self.spec.targeting, engine, self.stream)
+        return ids[self.reachable[ids]]
+
+    def step(self, t: int, engine: Engine, fx: Effects) -> StepLog:
+        log = StepLog()
+        if t == self.start:
+            log.cost += self.spec.cost_fixed
+        if t in self.contact_at:
+            ids = self.targets(engine)
+            self.last_contact[ids] = t
+            self.contact(t, ids, engine, fx)
+            log.contacts = len(ids)
+            log.cost += len(ids) * self.spec.cost_per_contact
+        self.act(t, engine, fx)
+        return log
+
+    def contact(self, t: int, ids: np.ndarray, engine: Engine, fx: Effects) -> None:
+        """What happens to residents at the moment they are contacted."""
+
+    def act(self, t: int, engine: Engine, fx: Effects) -> None:
+        """Effects that persist between contacts (decaying boosts, active windows)."""
+
+    def settle(self, t: int, engine: Engine) -> float:
+        """Cost that depends on this step's outcome (e.g. incentive payments)."""
+        return 0.0
+
+    def contacted(self) -> np.ndarray:
+        return np.flatnonzero(self.last_contact >= 0)
+
+    def decayed(self, t: int, half_life: float | None) -> tuple[np.ndarray, np.ndarray]:
+        """Contacted residents and the share of the effect left for each at step t."""
+        ids = self.contacted()
+        if half_life is None and not self.active(t):
+            return ids[:0], np.zeros(0)
+        return ids, decay(t - self.last_contact[ids], half_life)
+
+
+# ---------------------------------------------------------------------------------------
+# The nine kinds
+# ---------------------------------------------------------------------------------------
+
+
+class NormFeedbackNudge(Nudge):
+    """Shown rate replaces part of the perceived norm; boomerang unless injunctive."""
+
+    spec: NormFeedback
+
+    def __init__(self, spec, index, engine) -> None:
+        super().__init__(spec, index, engine)
+        self.shown = np.zeros(engine.population.n)
+
+    def contact(self, t, ids, engine, fx) -> None:
+        if self.spec.scope == "ward":
+            self.shown[ids] = engine.ward_rates()[engine.population.ward[ids]]
+        else:
+            self.shown[ids] = engine.adoption_rate()
+
+    def act(self, t, engine, fx) -> None:
+        ids, left = self.decayed(t, self.spec.half_life)
+        if len(ids):
+            weight = np.zeros(engine.population.n)
+            weight[ids] = self.spec.weight * left
+            fx.norm_messages.append((weight, self.shown, self.spec.injunctive))
+
+
+class DefaultNudge(Nudge):
+    """Opt-out enrolment of contacted non-adopters."""
+
+    spec: Default
+
+    def contact(self, t, ids, engine, fx) -> None:
+        ids = ids[~engine.adopted[ids]]
+        stays = engine.streams.uniform(f"{self.stream}:opt_out", t, ids) >= self.spec.opt_out
+        fx.flag("direct", ids[stays])
+
+
+class PledgeNudge(Nudge):
+    """Pledgers get a decaying push to adopt and protection against lapsing."""
+
+    spec: Pledge
+
+    def __init__(self, spec, index, engine) -> None:
+        super().__init__(spec, index, engine)
+        self.pledged_at = np.full(engine.population.n, -1, dtype=np.int64)
+
+    def contact(self, t, ids, engine, fx) -> None:
+        takes = engine.streams.uniform(f"{self.stream}:uptake", t, ids) < self.spec.uptake
+        self.pledged_at[ids[takes]] = t
+
+    def act(self, t, engine, fx) -> None:
+        ids = np.flatnonzero(self.pledged_at >= 0)
+        if len(ids):
+            left = decay(t - self.pledged_at[ids], self.spec.half_life)
+            fx.add("utility", ids, self.spec.boost * left)
+            fx.add("lapse", ids, -self.spec.lapse_reduction * left)
+
+
+class ReminderNudge(Nudge):
+    """Salience: a push to adopt and to keep going, halving every half_life steps."""
+
+    spec: Reminder
+
+    def act(self, t, engine, fx) -> None:
+        ids, left = self.decayed(t, self.spec.half_life)
+        if len(ids):
+            fx.add("utility", ids, self.spec.boost * left)
+            fx.add("lapse", ids, -self.spec.boost * left)
+
+
+class IncentiveNudge(Nudge):
+    """Lower perceived cost for contacted residents while active; crowding-out afterwards."""
+
+    spec: Incentive
+
+    def act(self, t, engine, fx) -> None:
+        ids = self.contacted()
+        if not len(ids):
+            return
+        if self.active(t):
+            fx.add("cost_relief", ids, self.spec.cost_reduction)
+        elif self.spec.crowding_out > 0:
+            left = decay(t - self.stop, self.spec.crowding_half_life)
+            fx.add("attitude", ids, -self.spec.crowding_out * left)
+
+    def settle(self, t, engine) -> float:
+        if not self.active(t) or self.spec.cost_per_adopter == 0:
+            return 0.0
+        ids = self.contacted()
+        return float(engine.adopted[ids].sum()) * self.spec.cost_per_adopter
+
+
+class CanvassingNudge(Nudge):
+    """Conversation at the door: direct adoption chance plus a decaying attitude boost."""
+
+    spec: Canvassing
+
+    def contact(self, t, ids, engine, fx) -> None:
+        ids = ids[~engine.adopted[ids]]
+        yes = engine.streams.uniform(f"{self.stream}:adopt", t, ids) < self.spec.adopt_prob
+        fx.flag("direct", ids[yes])
+
+    def act(self, t, engine, fx) -> None:
+        ids, left = self.decayed(t, self.spec.half_life)
+        if len(ids):
+            fx.add("attitude", ids, self.spec.attitude_boost * left)
+
+
+class AmbassadorsNudge(Nudge):
+    """Recruited ambassadors adopt, cannot lapse during their term, and weigh more."""
+
+    spec: Ambassadors
+
+    def __init__(self, spec, index, engine) -> None:
+        super().__init__(spec, index, engine)
+        self.recruited = np.zeros(engine.population.n, dtype=bool)
+
+    def contact(self, t, ids, engine, fx) -> None:
+        agree = engine.streams.uniform(f"{self.stream}:uptake", t, ids) < self.spec.uptake
+        self.recruited[ids[agree]] = True
+
+    def act(self, t, engine, fx) -> None:
+        if not self.active(t):
+            return
+        ids = np.flatnonzero(self.recruited)
+        if len(ids):
+            fx.flag("direct", ids)
+            fx.flag("locked", ids)
+            fx.scale_influence(ids, self.spec.influence)
+
+    def current(self, t: int) -> np.ndarray:
+        """Mask of ambassadors serving at step t."""
+        return self.recruited if self.active(t) else np.zeros_like(self.recruited)
+
+
+class CommunityPartnershipNudge(Nudge):
+    """A group in chosen wards: stronger in-ward ties and a more salient norm while it lasts."""
+
+    spec: CommunityPartnership
+
+    def __init__(self, spec, index, engine) -> None:
+        super().__init__(spec, index, engine)
+        pop = engine.population
+        wanted = [pop.ward_names.index(w) for w in spec.wards]
+        self.members = np.flatnonzero(np.isin(pop.ward, wanted))
+
+    def targets(self, engine) -> np.ndarray:
+        base = super().targets(engine)
+        return np.intersect1d(base, self.members)
+
+    def act(self, t, engine, fx) -> None:
+        if not self.active(t):
+            return
+        fx.add("tie_boost", self.members, self.spec.tie_strength)
+        ids = self.contacted()
+        if len(ids):
+            fx.add("norm_salience", ids, self.spec.norm_salience)
+
+
+class InformationNudge(Nudge):
+    """Leaflet: a small attitude boost that decays."""
+
+    spec: Information
+
+    def act(self, t, engine, fx) -> None:
+        ids, left = self.decayed(t, self.spec.half_life)
+        if len(ids):
+            fx.add("attitude", ids, self.spec.attitude_boost * left)
+
+
+NUDGE_CLASSES: dict[str, type[Nudge]] = {
+    "norm_feedback": NormFeedbackNudge,
+    "default": DefaultNudge,
+    "pledge": PledgeNudge,
+    "reminder": ReminderNudge,
+    "incentive": IncentiveNudge,
+    "canvassing": CanvassingNudge,
+    "ambassadors": AmbassadorsNudge,
+    "community_partnership": CommunityPartnershipNudge,
+    "information": InformationNudge,
+}
+
+
+def make_nudge(spec, index: int, engine: Engine) -> Nudge:
+    return NUDGE_CLASSES[spec.kind](spec, index, engine)

@@ -1,0 +1,163 @@
+"""Result of one run: tidy tables, a summary, and atomic saving to a folder."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+
+if TYPE_CHECKING:
+    from .engine import Engine
+    from .scenario import Scenario
+
+
+def write_atomic(path: Path, data: bytes | str) -> None:
+    """Write to a temporary file in the same folder, then rename: readers never see half."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    mode = "wb" if isinstance(data, bytes) else "w"
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, mode) as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_parquet_atomic(df: pd.DataFrame, path: Path) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        df.to_parquet(tmp, index=False)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+@dataclass
+class Result:
+    """What a run produced. `timeseries` has one row per step (step 0 = initial state)."""
+
+    LOG_COLUMNS = (
+        "step",
+        "adopters",
+        "new_adopters",
+        "lapsed",
+        "ever_adopted",
+        "ambassadors",
+        "contacts",
+        "cost_step",
+        "impact_step",
+    )
+
+    scenario: Scenario
+    timeseries: pd.DataFrame
+    by_ward: pd.DataFrame
+    adopted: np.ndarray
+    ids: list[Any] | None = None
+    nudge_windows: list[dict[str, Any]] = field(default_factory=list)
+    n_ties: int = 0
+
+    @classmethod
+    def from_engine(cls, engine: Engine) -> Result:
+        n = engine.n
+        ts = pd.DataFrame(engine.log)
+        ts.insert(2, "adoption_rate", ts["adopters"] / max(n, 1))
+        ts["cost"] = ts["cost_step"].cumsum()
+        ts["impact"] = ts["impact_step"].cumsum()
+        pop = engine.population
+        counts = np.vstack(engine.ward_log)  # steps+1 x wards
+        sizes = pop.ward_sizes()
+        by_ward = pd.DataFrame(
+            {
+                "step": np.repeat(ts["step"].to_numpy(), pop.n_wards),
+                "ward": np.tile(np.array(pop.ward_names, dtype=object), len(ts)),
+                "residents": np.tile(sizes, len(ts)),
+                "adopters": counts.ravel().astype(np.int64),
+            }
+        )
+        by_ward["adoption_rate"] = by_ward["adopters"] / by_ward["residents"].clip(lower=1)
+        windows = [
+            {"name": nd.name, "kind": nd.spec.kind, "start": nd.start, "stop": min(nd.stop, engine.steps + 1)}
+            for nd in engine.nudges
+        ]
+        return cls(
+            scenario=engine.scenario,
+            timeseries=ts,
+            by_ward=by_ward,
+            adopted=engine.adopted.copy(),
+            ids=pop.ids,
+            nudge_windows=windows,
+            n_ties=engine.network.n_ties,
+        )
+
+    @property
+    def summary(self) -> dict[str, Any]:
+        """Headline numbers a planner asks for first."""
+        ts = self.timeseries
+        rate = ts["adoption_rate"].to_numpy()
+        n = len(self.adopted)
+        reached = np.flatnonzero(rate >= 0.5)
+        initial, final = int(ts["adopters"].iloc[0]), int(ts["adopters"].iloc[-1])
+        extra = final - initial
+        total_cost = float(ts["cost"].iloc[-1])
+        total_impact = float(ts["impact"].iloc[-1])
+        last = self.by_ward[self.by_ward["step"] == ts["step"].iloc[-1]]
+        low = last.loc[last["adoption_rate"].idxmin()] if len(last) else None
+        return {
+            "scenario": self.scenario.name,
+            "seed": self.scenario.seed,
+            "residents": n,
+            "ties": self.n_ties,
+            "steps": int(ts["step"].iloc[-1]),
+            "initial_adoption": float(rate[0]),
+            "final_adoption": float(rate[-1]),
+            "final_adopters": final,
+            "extra_adopters": extra,
+            "peak_adoption": float(rate.max()),
+            "peak_step": int(ts["step"].iloc[int(rate.argmax())]),
+            "time_to_50pct": int(ts["step"].iloc[reached[0]]) if len(reached) else None,
+            "ever_adopted": float(ts["ever_adopted"].iloc[-1] / max(n, 1)),
+            "total_lapses": int(ts["lapsed"].sum()),
+            "total_contacts": int(ts["contacts"].sum()),
+            "total_cost": total_cost,
+            "total_impact": total_impact,
+            "impact_unit": self.scenario.impact.unit,
+            "cost_per_extra_adopter": total_cost / extra if extra > 0 else None,
+            "cost_per_impact": total_cost / total_impact if total_impact > 0 else None,
+            "lowest_ward": None if low is None else str(low["ward"]),
+            "lowest_ward_adoption": None if low is None else float(low["adoption_rate"]),
+        }
+
+    def save(self, out_dir: str | Path, plot: bool = True) -> Path:
+        """Write tables, summary, the scenario as run and (optionally) the plot, atomically."""
+        out = Path(out_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        write_parquet_atomic(self.timeseries, out / "timeseries.parquet")
+        write_atomic(out / "timeseries.csv", self.timeseries.to_csv(index=False))
+        write_parquet_atomic(self.by_ward, out / "by_ward.parquet")
+        write_atomic(out / "summary.json", json.dumps(_jsonable(self.summary), indent=2) + "\n")
+        write_atomic(out / "scenario.toml", self.scenario.to_toml())
+        if plot:
+            from .plots import plot_run
+
+            plot_run(self, out / "adoption.png")
+        return out
+
+
+def _jsonable(d: dict[str, Any]) -> dict[str, Any]:
+    return {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in d.items()}

@@ -1,0 +1,823 @@
+"""Scenario: everything a run needs, validated once at the boundary.
+
+A scenario is a pydantic model read from (and written back to) TOML. Every default below
+carries its source or the word "assumption" in its description; the README's model
+description repeats them. Bad input raises :class:`ScenarioError` whose message names the
+field, the bad value and what is allowed, so the CLI can print it without a traceback.
+"""
+
+from __future__ import annotations
+
+import tomllib
+import types
+import typing
+from pathlib import Path
+from typing import Annotated, Any, Literal, Union
+
+import numpy as np
+import tomli_w
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationError,
+    model_validator,
+)
+
+
+class ScenarioError(ValueError):
+    """A scenario that cannot be run; the message is meant for the user, not a developer."""
+
+
+class _Spec(BaseModel):
+    """Base of every scenario part: unknown fields are errors (they are usually typos)."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+Probability = Annotated[float, Field(ge=0.0, le=1.0)]
+NonNegative = Annotated[float, Field(ge=0.0)]
+
+# ---------------------------------------------------------------------------------------
+# Distributions of resident traits and tie weights
+# ---------------------------------------------------------------------------------------
+
+
+class Fixed(_Spec):
+    """Every resident gets the same value."""
+
+    dist: Literal["fixed"] = "fixed"
+    value: float
+
+    def sample(self, rng: np.random.Generator, size: int) -> np.ndarray:
+        return np.full(size, self.value, dtype=np.float64)
+
+
+class Uniform(_Spec):
+    """Uniform on [low, high)."""
+
+    dist: Literal["uniform"] = "uniform"
+    low: float = 0.0
+    high: float = 1.0
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Uniform:
+        if self.high < self.low:
+            raise ValueError(f"high ({self.high}) must be >= low ({self.low})")
+        return self
+
+    def sample(self, rng: np.random.Generator, size: int) -> np.ndarray:
+        return rng.uniform(self.low, self.high, size)
+
+
+class Normal(_Spec):
+    """Normal(mean, sd) clipped to [low, high] (clipping, not truncation: simple and stated)."""
+
+    dist: Literal["normal"] = "normal"
+    mean: float = 0.0
+    sd: NonNegative = 1.0
+    low: float = -np.inf
+    high: float = np.inf
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Normal:
+        if self.high < self.low:
+            raise ValueError(f"high ({self.high}) must be >= low ({self.low})")
+        return self
+
+    def sample(self, rng: np.random.Generator, size: int) -> np.ndarray:
+        return np.clip(rng.normal(self.mean, self.sd, size), self.low, self.high)
+
+
+class Beta(_Spec):
+    """Beta(a, b) rescaled to [low, high]: bounded traits such as thresholds or costs."""
+
+    dist: Literal["beta"] = "beta"
+    a: Annotated[float, Field(gt=0.0)] = 2.0
+    b: Annotated[float, Field(gt=0.0)] = 2.0
+    low: float = 0.0
+    high: float = 1.0
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Beta:
+        if self.high < self.low:
+            raise ValueError(f"high ({self.high}) must be >= low ({self.low})")
+        return self
+
+    def sample(self, rng: np.random.Generator, size: int) -> np.ndarray:
+        return self.low + (self.high - self.low) * rng.beta(self.a, self.b, size)
+
+
+def _number_is_fixed(value: Any) -> Any:
+    """Let users write `threshold = 0.3` for a fixed value."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return {"dist": "fixed", "value": float(value)}
+    return value
+
+
+Distribution = Annotated[
+    Union[Fixed, Uniform, Normal, Beta],
+    Field(discriminator="dist"),
+    BeforeValidator(_number_is_fixed),
+]
+
+# ---------------------------------------------------------------------------------------
+# Population
+# ---------------------------------------------------------------------------------------
+
+
+class WardSpec(_Spec):
+    """A neighbourhood: its name, number of residents and baseline adoption."""
+
+    name: str
+    size: Annotated[int, Field(ge=1)] | None = Field(
+        None, description="residents in the ward; None splits population.size evenly"
+    )
+    baseline: Probability | None = Field(
+        None, description="share of the ward adopting at step 0 (overrides initial_adopters)"
+    )
+
+
+class PopulationSpec(_Spec):
+    """Residents: how many, in which wards, and the distributions of their traits."""
+
+    size: Annotated[int, Field(ge=1)] | None = Field(
+        None, description="number of residents (households); taken from csv/graph when None"
+    )
+    wards: Annotated[int, Field(ge=1)] | list[WardSpec] = Field(
+        1, description="a ward count (equal sizes) or a list of wards with names and sizes"
+    )
+    csv: str | None = Field(
+        None,
+        description="CSV with one row per resident; columns among attitude, habit, cost, "
+        "susceptibility, threshold, ward override the distributions",
+    )
+    attitude: Distribution = Field(
+        default_factory=lambda: Normal(mean=0.0, sd=1.0, low=-3.0, high=3.0),
+        description="standardised attitude toward the behaviour (z-score; assumption)",
+    )
+    habit: Distribution = Field(
+        default_factory=lambda: Fixed(value=0.0),
+        description="initial habit strength in [0, 1] (assumption: nobody starts habitual)",
+    )
+    cost: Distribution = Field(
+        default_factory=lambda: Beta(a=2.0, b=2.0, low=0.0, high=1.0),
+        description="perceived cost/effort in [0, 1] (assumption)",
+    )
+    susceptibility: Distribution = Field(
+        default_factory=lambda: Uniform(low=0.5, high=1.5),
+        description="multiplier of social influence, mean 1 (assumption)",
+    )
+    threshold: Distribution = Field(
+        default_factory=lambda: Uniform(low=0.1, high=0.5),
+        description="adoption threshold for the threshold rule (assumption)",
+    )
+
+    @model_validator(mode="after")
+    def _sizes_agree(self) -> PopulationSpec:
+        if isinstance(self.wards, list):
+            names = [w.name for w in self.wards]
+            if len(set(names)) != len(names):
+                raise ValueError(f"ward names must be unique, got {names}")
+            sizes = [w.size for w in self.wards]
+            if all(s is not None for s in sizes):
+                total = sum(sizes)
+                if self.size is not None and self.size != total:
+                    raise ValueError(
+                        f"size ({self.size}) differs from the sum of ward sizes ({total}); "
+                        "give one or make them agree"
+                    )
+            elif any(s is not None for s in sizes):
+                raise ValueError("give a size for every ward or for none")
+        return self
+
+    def ward_names(self) -> list[str]:
+        if isinstance(self.wards, list):
+            return [w.name for w in self.wards]
+        return [f"W{i + 1:02d}" for i in range(self.wards)]
+
+
+# ---------------------------------------------------------------------------------------
+# Social network
+# ---------------------------------------------------------------------------------------
+
+
+class _NetworkBase(_Spec):
+    weights: Distribution | None = Field(
+        None, description="tie weight distribution; None means every tie weighs 1"
+    )
+
+
+class WattsStrogatz(_NetworkBase):
+    """Small world: ring lattice of k neighbours, each tie rewired with probability p."""
+
+    kind: Literal["watts_strogatz"] = "watts_strogatz"
+    k: Annotated[int, Field(ge=2)] = 10
+    p: Probability = 0.1
+
+    @model_validator(mode="after")
+    def _even(self) -> WattsStrogatz:
+        if self.k % 2:
+            raise ValueError(f"k must be even (ties to k/2 neighbours each side), got {self.k}")
+        return self
+
+
+class BarabasiAlbert(_NetworkBase):
+    """Scale-free: each newcomer attaches to m residents, preferentially to popular ones."""
+
+    kind: Literal["barabasi_albert"] = "barabasi_albert"
+    m: Annotated[int, Field(ge=1)] = 5
+
+
+class ErdosRenyi(_NetworkBase):
+    """Random graph G(n, p) with p = mean_degree / (n - 1)."""
+
+    kind: Literal["erdos_renyi"] = "erdos_renyi"
+    mean_degree: Annotated[float, Field(gt=0.0)] = 10.0
+
+
+class WardClustered(_NetworkBase):
+    """Stochastic block model by ward: dense ties inside a ward, sparse across wards."""
+
+    kind: Literal["ward_clustered"] = "ward_clustered"
+    p_in: Probability | None = None
+    p_out: Probability | None = None
+    mean_degree_in: NonNegative | None = None
+    mean_degree_out: NonNegative | None = None
+
+    @model_validator(mode="after")
+    def _one_of_each(self) -> WardClustered:
+        for a, b in (("p_in", "mean_degree_in"), ("p_out", "mean_degree_out")):
+            if (getattr(self, a) is None) == (getattr(self, b) is None):
+                raise ValueError(f"give exactly one of {a} or {b}")
+        return self
+
+
+class Complete(_NetworkBase):
+    """Everyone knows everyone: the mean-field case (small populations only)."""
+
+    kind: Literal["complete"] = "complete"
+
+
+class GraphFile(_NetworkBase):
+    """A graph read from an edge list (u v [weight]) or GraphML; its nodes are the residents."""
+
+    kind: Literal["file"] = "file"
+    path: str
+    format: Literal["edgelist", "graphml"] | None = None
+    weight: str = Field("weight", description="edge attribute holding tie weights (GraphML)")
+
+
+NetworkSpec = Annotated[
+    Union[WattsStrogatz, BarabasiAlbert, ErdosRenyi, WardClustered, Complete, GraphFile],
+    Field(discriminator="kind"),
+]
+
+# ---------------------------------------------------------------------------------------
+# Decision rules
+# ---------------------------------------------------------------------------------------
+
+
+class ThresholdRule(_Spec):
+    """Granovetter/Watts: adopt when the adopted share of neighbours reaches a threshold."""
+
+    kind: Literal["threshold"] = "threshold"
+    threshold: Distribution | None = Field(
+        None, description="overrides population.threshold when given"
+    )
+    lapse: Probability = Field(0.0, description="weekly lapse probability; 0 = progressive")
+
+
+class BassRule(_Spec):
+    """Bass diffusion on a network: adopt with probability p + q x adopted share of neighbours."""
+
+    kind: Literal["bass"] = "bass"
+    p: Probability = Field(
+        0.03, description="innovation coefficient (Sultan, Farley & Lehmann 1990 mean: 0.03)"
+    )
+    q: Probability = Field(
+        0.38, description="imitation coefficient (Sultan, Farley & Lehmann 1990 mean: 0.38)"
+    )
+    lapse: Probability = Field(0.0, description="per-step lapse probability; 0 = progressive")
+
+    @model_validator(mode="after")
+    def _is_probability(self) -> BassRule:
+        if self.p + self.q > 1.0:
+            raise ValueError(f"p + q must be <= 1 to stay a probability, got {self.p + self.q}")
+        return self
+
+
+class IndependentCascadeRule(_Spec):
+    """Each newly adopted neighbour gets one chance to convince, with probability p."""
+
+    kind: Literal["independent_cascade"] = "independent_cascade"
+    p: Probability = Field(0.1, description="per-tie transmission probability (assumption)")
+    lapse: Probability = Field(0.0, description="per-step lapse probability; 0 = progressive")
+
+
+class LogisticRule(_Spec):
+    """Random-utility (TPB-style) hazards of adopting and lapsing; habit builds while adopted.
+
+    Coefficients are on the log-odds scale of a weekly hazard. Intercepts and weights are
+    assumptions chosen so the synthetic borough sits near a one-third participation
+    baseline; calibrate them (``nudgesim`` planning tools) before trusting magnitudes.
+    """
+
+    kind: Literal["logistic"] = "logistic"
+    adopt_intercept: float = Field(-7.0, description="log-odds of adopting (assumption)")
+    adopt_attitude: float = Field(0.8, description="weight of attitude (assumption)")
+    adopt_norm: float = Field(3.0, description="weight of perceived descriptive norm (assumption)")
+    adopt_habit: float = Field(1.0, description="weight of residual habit (assumption)")
+    adopt_cost: float = Field(1.5, description="weight of perceived cost (assumption)")
+    lapse_intercept: float = Field(-2.5, description="log-odds of lapsing (assumption)")
+    lapse_attitude: float = Field(0.5, description="attitude protects against lapse (assumption)")
+    lapse_norm: float = Field(2.0, description="norm protects against lapse (assumption)")
+    lapse_habit: float = Field(3.0, description="habit protects against lapse (assumption)")
+    lapse_cost: float = Field(1.0, description="cost pushes toward lapse (assumption)")
+    habit_gain: Probability = Field(
+        0.27,
+        description="weekly habit growth toward 1 while adopted: 95% of asymptote in ~10 "
+        "weeks (Lally et al. 2010, median 66 days)",
+    )
+    habit_decay: Probability = Field(0.1, description="weekly habit decay otherwise (assumption)")
+    initial_habit: Probability = Field(
+        1.0, description="habit of residents adopting at step 0 (assumption: established)"
+    )
+
+
+RuleSpec = Annotated[
+    Union[ThresholdRule, BassRule, IndependentCascadeRule, LogisticRule],
+    Field(discriminator="kind"),
+]
+
+# ---------------------------------------------------------------------------------------
+# Nudges
+# ---------------------------------------------------------------------------------------
+
+
+class Targeting(_Spec):
+    """Whom a nudge is aimed at: filters first, then the top `count`/`share` by strategy."""
+
+    strategy: Literal["random", "degree", "betweenness", "kcore", "community", "ward"] = Field(
+        "random",
+        description="ranking of eligible residents; 'ward' ranks by lowest ward adoption first",
+    )
+    count: Annotated[int, Field(ge=0)] | None = Field(None, description="how many to target")
+    share: Probability | None = Field(None, description="share of eligible residents to target")
+    wards: list[str] | None = Field(None, description="only residents of these wards")
+    adopted: bool | None = Field(None, description="true: adopters only; false: non-adopters only")
+    attitude_below: float | None = None
+    attitude_above: float | None = None
+    community_method: Literal["label_propagation", "greedy_modularity"] = "label_propagation"
+    betweenness_samples: Annotated[int, Field(ge=1)] = Field(
+        256, description="source nodes sampled for betweenness on large graphs"
+    )
+
+    @model_validator(mode="after")
+    def _count_or_share(self) -> Targeting:
+        if self.count is not None and self.share is not None:
+            raise ValueError("give count or share, not both")
+        return self
+
+
+class _NudgeBase(_Spec):
+    """Schedule, targeting, reach and cost: what every nudge has."""
+
+    label: str | None = Field(None, description="name shown in plots and tables")
+    start: Annotated[int, Field(ge=1)] = Field(1, description="first step (week) it acts")
+    end: Annotated[int, Field(ge=1)] | None = Field(
+        None, description="first step it no longer acts (exclusive); default: end of the run"
+    )
+    duration: Annotated[int, Field(ge=1)] | None = Field(None, description="alternative to end")
+    every: Annotated[int, Field(ge=1)] | None = Field(
+        None, description="repeat the contact every this many steps; None = contact once"
+    )
+    targeting: Targeting = Field(default_factory=Targeting)
+    reach: Probability = Field(1.0, description="share of targets actually contacted")
+    cost_fixed: NonNegative = Field(0.0, description="£ paid once at the start")
+    cost_per_contact: NonNegative = Field(0.0, description="£ per resident contacted")
+
+    @model_validator(mode="after")
+    def _end_or_duration(self) -> _NudgeBase:
+        if self.end is not None and self.duration is not None:
+            raise ValueError("give end or duration, not both")
+        if self.end is not None and self.end <= self.start:
+            raise ValueError(f"end ({self.end}) must be after start ({self.start})")
+        return self
+
+    def stop(self, steps: int) -> int:
+        """First step after the active window (exclusive end)."""
+        if self.end is not None:
+            return self.end
+        if self.duration is not None:
+            return self.start + self.duration
+        return steps + 1
+
+    def contact_steps(self, steps: int) -> list[int]:
+        """Steps at which targets are contacted."""
+        stop = min(self.stop(steps), steps + 1)
+        if self.every is None:
+            return [self.start] if self.start < stop else []
+        return list(range(self.start, stop, self.every))
+
+    @property
+    def name(self) -> str:
+        return self.label or self.kind  # type: ignore[attr-defined]
+
+
+class NormFeedback(_NudgeBase):
+    """Show residents their ward's (or the borough's) adoption rate.
+
+    Descriptive feedback pulls the perceived norm toward the shown rate in both directions
+    (the boomerang, Schultz et al. 2007); an injunctive message removes the downward pull
+    for adopters.
+    """
+
+    kind: Literal["norm_feedback"] = "norm_feedback"
+    scope: Literal["ward", "borough"] = Field(
+        "ward", description="reference group; closer groups work better (Goldstein et al. 2008)"
+    )
+    weight: Probability = Field(
+        0.3, description="share of the perceived norm replaced by the shown rate (assumption)"
+    )
+    injunctive: bool = Field(False, description="add an approving message (Schultz et al. 2007)")
+    half_life: Annotated[float, Field(gt=0)] | None = Field(
+        4.0, description="weeks for the message's effect to halve (assumption); None = no decay"
+    )
+
+
+class Default(_NudgeBase):
+    """Opt-out enrolment: contacted non-adopters become adopters unless they opt out."""
+
+    kind: Literal["default"] = "default"
+    opt_out: Probability = Field(
+        0.3, description="share of enrolled residents who opt out at once (assumption)"
+    )
+
+
+class Pledge(_NudgeBase):
+    """Public commitment: pledgers get a decaying push to adopt and a lower lapse hazard."""
+
+    kind: Literal["pledge"] = "pledge"
+    uptake: Probability = Field(0.1, description="share of contacted who pledge (assumption)")
+    boost: float = Field(1.0, description="log-odds push to adopt at pledge time (assumption)")
+    lapse_reduction: NonNegative = Field(
+        1.0, description="log-odds reduction of lapsing at pledge time (assumption)"
+    )
+    half_life: Annotated[float, Field(gt=0)] | None = Field(
+        8.0, description="weeks for the pledge's effect to halve (assumption)"
+    )
+
+
+class Reminder(_NudgeBase):
+    """Periodic prompt (e.g. a bin-day text): a short-lived salience boost."""
+
+    kind: Literal["reminder"] = "reminder"
+    boost: float = Field(0.5, description="log-odds salience boost at contact (assumption)")
+    half_life: Annotated[float, Field(gt=0)] | None = Field(
+        1.0, description="weeks for salience to halve (assumption)"
+    )
+
+
+class Incentive(_NudgeBase):
+    """Reward that lowers perceived cost while active; may crowd out motivation after."""
+
+    kind: Literal["incentive"] = "incentive"
+    cost_reduction: Probability = Field(
+        0.5, description="share of perceived cost removed while active (assumption)"
+    )
+    cost_per_adopter: NonNegative = Field(
+        0.0, description="£ paid per contacted adopter per step while active"
+    )
+    crowding_out: NonNegative = Field(
+        0.0, description="log-odds loss of motivation once the incentive ends (assumption)"
+    )
+    crowding_half_life: Annotated[float, Field(gt=0)] | None = Field(
+        26.0, description="weeks for crowding-out to halve (assumption)"
+    )
+
+
+class Canvassing(_NudgeBase):
+    """Door-to-door conversation: an attitude boost and a direct chance of adopting."""
+
+    kind: Literal["canvassing"] = "canvassing"
+    attitude_boost: float = Field(0.5, description="attitude change at contact (assumption)")
+    adopt_prob: Probability = Field(
+        0.05, description="chance a contacted non-adopter adopts at once (assumption)"
+    )
+    half_life: Annotated[float, Field(gt=0)] | None = Field(
+        12.0, description="weeks for the attitude boost to halve (assumption)"
+    )
+
+
+class Ambassadors(_NudgeBase):
+    """Residents recruited as peer ambassadors: they adopt, do not lapse during their term,
+    and their influence on neighbours is multiplied."""
+
+    kind: Literal["ambassadors"] = "ambassadors"
+    uptake: Probability = Field(1.0, description="share of approached residents who agree")
+    influence: Annotated[float, Field(ge=0)] = Field(
+        3.0, description="weight of an ambassador in neighbours' norm (assumption)"
+    )
+
+
+class CommunityPartnership(_NudgeBase):
+    """A time-limited community group in chosen wards: stronger in-ward ties and norms."""
+
+    kind: Literal["community_partnership"] = "community_partnership"
+    wards: list[str] = Field(..., min_length=1, description="wards where the group exists")
+    tie_strength: NonNegative = Field(
+        1.0, description="extra weight of in-ward ties while active (assumption)"
+    )
+    norm_salience: NonNegative = Field(
+        0.5, description="relative increase of the norm's weight while active (assumption)"
+    )
+
+
+class Information(_NudgeBase):
+    """Leaflet campaign: a small attitude boost that decays."""
+
+    kind: Literal["information"] = "information"
+    attitude_boost: float = Field(0.2, description="attitude change at contact (assumption)")
+    half_life: Annotated[float, Field(gt=0)] | None = Field(
+        4.0, description="weeks for the boost to halve (assumption)"
+    )
+
+
+NudgeSpec = Annotated[
+    Union[
+        NormFeedback,
+        Default,
+        Pledge,
+        Reminder,
+        Incentive,
+        Canvassing,
+        Ambassadors,
+        CommunityPartnership,
+        Information,
+    ],
+    Field(discriminator="kind"),
+]
+
+NUDGE_KINDS = [t.model_fields["kind"].default for t in typing.get_args(NudgeSpec.__origin__)]
+
+# ---------------------------------------------------------------------------------------
+# Impact and the scenario itself
+# ---------------------------------------------------------------------------------------
+
+
+class ImpactSpec(_Spec):
+    """Environmental impact of one adopting household per step."""
+
+    per_adopter_step: NonNegative = Field(
+        0.0015,
+        description="impact per adopter per step (assumption: ~1.5 kg food waste "
+        "separated per household per week)",
+    )
+    unit: str = Field("t food waste diverted", description="unit of per_adopter_step")
+
+
+def _check_initial_adopters(value: Any) -> Any:
+    """One clear message for the three accepted shapes instead of one per union member."""
+    if value is None or isinstance(value, list):
+        return value
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ValueError(
+            f"{value!r} is not allowed: give a fraction in [0, 1] (float), a count (int) "
+            "or a list of resident ids"
+        )
+    if isinstance(value, int) and value < 0:
+        raise ValueError(f"a count must be >= 0, got {value}")
+    if isinstance(value, float) and not 0.0 <= value <= 1.0:
+        raise ValueError(f"a fraction must be in [0, 1], got {value} (write an int for a count)")
+    return value
+
+
+class Scenario(_Spec):
+    """One simulated campaign: who lives in the borough, how they are tied, how they decide,
+    which nudges they receive, and for how long."""
+
+    name: str = "scenario"
+    description: str = ""
+    seed: Annotated[int, Field(ge=0)] = 0
+    steps: Annotated[int, Field(ge=1)] = Field(52, description="number of steps to simulate")
+    step_unit: str = "week"
+    population: PopulationSpec = Field(default_factory=lambda: PopulationSpec(size=1000))
+    network: NetworkSpec = Field(default_factory=WattsStrogatz)
+    rule: RuleSpec = Field(default_factory=LogisticRule)
+    initial_adopters: Annotated[
+        int | float | list[int | str] | None, BeforeValidator(_check_initial_adopters)
+    ] = Field(
+        None,
+        description="a fraction (float), a count (int) or a list of resident ids; "
+        "None uses ward baselines or nobody",
+    )
+    nudges: list[NudgeSpec] = Field(default_factory=list)
+    impact: ImpactSpec = Field(default_factory=ImpactSpec)
+
+    _base_dir: Path = PrivateAttr(default_factory=Path.cwd)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Scenario:
+        for i, n in enumerate(self.nudges):
+            if n.start > self.steps:
+                raise ValueError(
+                    f"nudges[{i}].start: {n.start} is after the last step ({self.steps}); "
+                    f"allowed: 1..{self.steps}"
+                )
+        ward_names = set(self.population.ward_names())
+        if self.network.kind != "file" and self.population.csv is None:
+            for i, n in enumerate(self.nudges):
+                wards = list(n.targeting.wards or [])
+                if isinstance(n, CommunityPartnership):
+                    wards += n.wards
+                unknown = sorted(set(wards) - ward_names)
+                if unknown:
+                    raise ValueError(
+                        f"nudges[{i}]: unknown ward(s) {unknown}; allowed: "
+                        f"{sorted(ward_names)[:10]}{'…' if len(ward_names) > 10 else ''}"
+                    )
+        if (
+            isinstance(self.population.wards, list)
+            and any(w.baseline is not None for w in self.population.wards)
+            and self.initial_adopters is not None
+        ):
+            raise ValueError("give initial_adopters or ward baselines, not both")
+        if self.population.size is None and self.network.kind != "file":
+            wards = self.population.wards
+            sized = isinstance(wards, list) and all(w.size is not None for w in wards)
+            if not sized and self.population.csv is None:
+                raise ValueError(
+                    "population.size is required unless ward sizes, a csv or a graph file "
+                    "give it"
+                )
+        return self
+
+    # -- paths -------------------------------------------------------------------------
+    @property
+    def base_dir(self) -> Path:
+        """Folder that relative paths (graph file, residents CSV) are resolved against."""
+        return self._base_dir
+
+    def resolve(self, path: str) -> Path:
+        p = Path(path).expanduser()
+        return p if p.is_absolute() else self._base_dir / p
+
+    # -- TOML in and out ---------------------------------------------------------------
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], base_dir: Path | None = None) -> Scenario:
+        try:
+            sc = cls.model_validate(data)
+        except ValidationError as err:
+            raise ScenarioError(explain(err)) from None
+        sc._base_dir = Path(base_dir) if base_dir is not None else Path.cwd()
+        return sc
+
+    @classmethod
+    def from_toml_str(cls, text: str, base_dir: Path | None = None) -> Scenario:
+        try:
+            data = tomllib.loads(text)
+        except tomllib.TOMLDecodeError as err:
+            raise ScenarioError(f"malformed TOML: {err}") from None
+        return cls.from_dict(data, base_dir)
+
+    @classmethod
+    def from_toml(cls, path: str | Path) -> Scenario:
+        path = Path(path)
+        try:
+            text = path.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            raise ScenarioError(f"scenario file not found: {path}") from None
+        except (OSError, UnicodeDecodeError) as err:
+            raise ScenarioError(f"cannot read scenario file {path}: {err}") from None
+        try:
+            return cls.from_toml_str(text, base_dir=path.resolve().parent)
+        except ScenarioError as err:
+            raise ScenarioError(f"{path}: {err}") from None
+
+    def to_dict(self) -> dict[str, Any]:
+        return self.model_dump(mode="json", exclude_none=True)
+
+    def to_toml(self) -> str:
+        return tomli_w.dumps(_finite(self.to_dict()))
+
+    def replace(self, **changes: Any) -> Scenario:
+        """A validated copy with top-level fields changed (keeps the base folder)."""
+        data = self.to_dict() | changes
+        sc = Scenario.from_dict(data, self._base_dir)
+        return sc
+
+
+def _finite(obj: Any) -> Any:
+    """TOML has inf but JSON-mode dumps give strings for it; restore floats for tomli_w."""
+    if isinstance(obj, dict):
+        return {k: _finite(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_finite(v) for v in obj]
+    if obj in ("inf", "-inf", "Infinity", "-Infinity"):
+        return float(obj.replace("inity", ""))
+    return obj
+
+
+# ---------------------------------------------------------------------------------------
+# Explaining validation errors to people
+# ---------------------------------------------------------------------------------------
+
+
+def _allowed_fields(loc: tuple) -> list[str]:
+    """Fields allowed at the model found by following `loc` from Scenario."""
+    model: Any = Scenario
+    for part in loc[:-1]:
+        if isinstance(part, int):
+            continue
+        if isinstance(model, type) and issubclass(model, BaseModel) and part in model.model_fields:
+            model = model.model_fields[part].annotation
+        else:
+            # a discriminated-union tag such as 'pledge': pick that member
+            model = _union_member(model, part)
+        model = _unwrap(model)
+    model = _unwrap(model)
+    if isinstance(model, type) and issubclass(model, BaseModel):
+        return list(model.model_fields)
+    return []
+
+
+def _unwrap(tp: Any) -> Any:
+    """Strip Annotated / Optional / list wrappers down to a model or a union of models."""
+    while True:
+        origin = typing.get_origin(tp)
+        if origin is Annotated:
+            tp = typing.get_args(tp)[0]
+        elif origin is list:
+            tp = typing.get_args(tp)[0]
+        elif origin in (Union, types.UnionType):
+            members = [a for a in typing.get_args(tp) if a is not type(None)]
+            models = [m for m in members if isinstance(_unwrap(m), type)]
+            if len(members) == 1:
+                tp = members[0]
+            else:
+                return tp if len(models) != 1 else models[0]
+        else:
+            return tp
+
+
+def _union_member(tp: Any, tag: str) -> Any:
+    for member in typing.get_args(_unwrap(tp)):
+        m = _unwrap(member)
+        if isinstance(m, type) and issubclass(m, BaseModel):
+            for key in ("kind", "dist"):
+                if key in m.model_fields and m.model_fields[key].default == tag:
+                    return m
+    return tp
+
+
+def _where(loc: tuple) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        elif part in NUDGE_KINDS or part in (
+            "watts_strogatz", "barabasi_albert", "erdos_renyi", "ward_clustered", "complete",
+            "file", "threshold", "bass", "independent_cascade", "logistic",
+            "fixed", "uniform", "normal", "beta", "int", "float", "list[union[int,str]]",
+        ):
+            continue  # union tags repeat what the kind/dist field already says
+        elif "[" in str(part) or "function-" in str(part):
+            continue
+        else:
+            out += ("." if out else "") + str(part)
+    return out or "scenario"
+
+
+def explain(err: ValidationError) -> str:
+    """Turn pydantic's errors into lines naming field, bad value and what is allowed."""
+    lines = []
+    seen = set()
+    for e in err.errors(include_url=False):
+        where = _where(e["loc"])
+        value = e.get("input")
+        if e["type"] == "extra_forbidden":
+            allowed = _allowed_fields(e["loc"])
+            msg = f"{where}: unknown field; allowed: {', '.join(allowed)}"
+        elif e["type"] == "union_tag_invalid":
+            ctx = e.get("ctx", {})
+            msg = (
+                f"{where}.{ctx.get('discriminator', 'kind').strip(chr(39))}: "
+                f"unknown kind {ctx.get('tag')!r}; allowed: {ctx.get('expected_tags')}"
+            )
+        elif e["type"] == "union_tag_not_found":
+            ctx = e.get("ctx", {})
+            msg = f"{where}: missing {ctx.get('discriminator', 'kind')}"
+        else:
+            text = e["msg"].removeprefix("Value error, ")
+            shown = "" if isinstance(value, (dict, list)) or "got" in text else f" (got {value!r})"
+            msg = text if where == "scenario" and ":" in text else f"{where}: {text}{shown}"
+        if msg not in seen:
+            seen.add(msg)
+            lines.append(msg)
+    # a value that fits no member of a plain union reports once per member: keep it short
+    return "invalid scenario:\n  " + "\n  ".join(lines[:8]) + (
+        f"\n  … and {len(lines) - 8} more" if len(lines) > 8 else ""
+    )
