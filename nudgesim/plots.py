@@ -9,45 +9,58 @@ import matplotlib
 
 matplotlib.use("Agg")  # headless: sweeps and CI have no screen
 import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.ticker import FuncFormatter  # noqa: E402
 
 if TYPE_CHECKING:
     from .result import Result
 
 
 def plot_run(result: Result, path: str | Path) -> Path:
-    """Two panels: adoption (borough and ward range) over time; cumulative cost and impact."""
+    """Three panels sharing the time axis: adoption (borough line, ward range, nudge starts),
+    one shaded bar per nudge window with its contact days, and cumulative cost and impact.
+    Windows get their own rows because overlapping shading over the curve is unreadable."""
     ts, wards, sc = result.timeseries, result.by_ward, result.scenario
-    fig, (top, bottom) = plt.subplots(
-        2, 1, figsize=(9, 6.5), sharex=True, gridspec_kw={"height_ratios": [3, 2]}
+    windows = result.nudge_windows
+    fig, (top, mid, bottom) = plt.subplots(
+        3, 1, figsize=(9, 7.5), sharex=True,
+        gridspec_kw={"height_ratios": [3, 0.25 + 0.3 * max(len(windows), 1), 2]},
     )
     colours = plt.get_cmap("tab10")
-    for i, w in enumerate(result.nudge_windows):
-        top.axvspan(w["start"] - 0.5, w["stop"] - 0.5, color=colours(i % 10), alpha=0.12,
-                    label=f"{w['name']} ({w['start']}–{w['stop'] - 1})")
+    for i, w in enumerate(windows):
+        top.axvline(w["start"] - 0.5, color=colours(i % 10), lw=1, ls="--", alpha=0.8)
+        mid.barh(i, w["stop"] - w["start"], left=w["start"] - 0.5, height=0.6,
+                 color=colours(i % 10), alpha=0.35)
+        mid.plot(w["contacts"], [i] * len(w["contacts"]), "|", color=colours(i % 10), ms=9, mew=2)
+    mid.set_yticks(range(len(windows)), [w["name"] for w in windows], fontsize=8)
+    mid.set_ylim(len(windows) - 0.5, -0.5)
+    mid.set_ylabel("nudges\n(| = contact)", fontsize=8)
+    mid.grid(axis="x", alpha=0.3)
+
     spread = wards.groupby("step")["adoption_rate"].agg(["min", "max"])
     if wards["ward"].nunique() > 1:
         top.fill_between(spread.index, 100 * spread["min"], 100 * spread["max"], color="grey",
-                         alpha=0.25, label="ward range")
-    top.plot(ts["step"], 100 * ts["adoption_rate"], color="black", lw=2, label="borough")
-    top.set_ylabel("residents adopting (%)")
-    top.set_ylim(0, max(5.0, 100 * float(spread["max"].max()) * 1.1))
-    top.set_title(f"{sc.name}: adoption over {len(ts) - 1} {sc.step_unit}s "
-                  f"({len(result.adopted):,} residents, seed {sc.seed})")
-    top.legend(loc="upper left", fontsize=8, ncol=2, frameon=False)
+                         alpha=0.2, lw=0, label="range across wards")
+    top.plot(ts["step"], 100 * ts["adoption_rate"], color="black", lw=2, label="whole borough")
+    top.set_ylabel("households adopting (%)")
+    top.set_ylim(0, min(100.0, max(5.0, 100 * float(spread["max"].max()) * 1.15)))
+    top.set_title(f"{sc.name}: {len(result.adopted):,} residents over {len(ts) - 1} "
+                  f"{sc.step_unit}s (seed {sc.seed}); dashed = a nudge starts", fontsize=10)
+    top.legend(loc="upper left", fontsize=8, frameon=False)
     top.grid(alpha=0.3)
 
-    bottom.plot(ts["step"], ts["cost"], color="tab:red", lw=2, label="cumulative cost")
-    bottom.set_ylabel("cost (£)", color="tab:red")
+    bottom.plot(ts["step"], ts["cost"], color="tab:red", lw=2)
+    bottom.set_ylabel("cumulative cost (£)", color="tab:red")
+    bottom.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"£{v:,.0f}"))
     bottom.set_xlabel(f"step ({sc.step_unit})")
     bottom.grid(alpha=0.3)
     twin = bottom.twinx()
-    twin.plot(ts["step"], ts["impact"], color="tab:green", lw=2, label="cumulative impact")
-    twin.set_ylabel(f"impact ({sc.impact.unit})", color="tab:green")
+    twin.plot(ts["step"], ts["impact"], color="tab:green", lw=2)
+    twin.set_ylabel(f"cumulative impact\n({sc.impact.unit})", color="tab:green", fontsize=9)
     fig.tight_layout()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.stem}.tmp{path.suffix}")
-    fig.savefig(tmp, dpi=120)
+    fig.savefig(tmp, dpi=110)
     plt.close(fig)
     tmp.replace(path)
     return path

@@ -92,7 +92,13 @@ class Result:
         )
         by_ward["adoption_rate"] = by_ward["adopters"] / by_ward["residents"].clip(lower=1)
         windows = [
-            {"name": nd.name, "kind": nd.spec.kind, "start": nd.start, "stop": min(nd.stop, engine.steps + 1)}
+            {
+                "name": nd.name,
+                "kind": nd.spec.kind,
+                "start": nd.start,
+                "stop": min(nd.stop, engine.steps + 1),
+                "contacts": sorted(nd.contact_at),
+            }
             for nd in engine.nudges
         ]
         return cls(

@@ -645,14 +645,6 @@ class Scenario(_Spec):
             and self.initial_adopters is not None
         ):
             raise ValueError("give initial_adopters or ward baselines, not both")
-        if self.population.size is None and self.network.kind != "file":
-            wards = self.population.wards
-            sized = isinstance(wards, list) and all(w.size is not None for w in wards)
-            if not sized and self.population.csv is None:
-                raise ValueError(
-                    "population.size is required unless ward sizes, a csv or a graph file "
-                    "give it"
-                )
         return self
 
     # -- paths -------------------------------------------------------------------------
