@@ -42,9 +42,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     print(f"  adoption {100 * s['initial_adoption']:.1f}% -> {100 * s['final_adoption']:.1f}% "
           f"(peak {100 * s['peak_adoption']:.1f}% at step {s['peak_step']}); "
           f"lowest ward {s['lowest_ward']} at {100 * (s['lowest_ward_adoption'] or 0):.1f}%")
-    cpa = s["cost_per_extra_adopter"]
+    cpa = s["cost_per_adopter_gained"]
     print(f"  cost £{s['total_cost']:,.0f}; impact {s['total_impact']:,.2f} {s['impact_unit']}; "
-          f"£ per extra adopter {'n/a' if cpa is None else f'{cpa:,.2f}'}")
+          f"£ per adopter gained {'n/a' if cpa is None else f'{cpa:,.2f}'}")
     print(f"  wrote {out}/ (timeseries.parquet/.csv, by_ward.parquet, summary.json, "
           f"scenario.toml{'' if args.no_plot else ', adoption.png'})")
     return 0
