@@ -32,7 +32,7 @@ def plot_run(result: Result, path: str | Path) -> Path:
                  color=colours(i % 10), alpha=0.35)
         mid.plot(w["contacts"], [i] * len(w["contacts"]), "|", color=colours(i % 10), ms=9, mew=2)
     mid.set_yticks(range(len(windows)), [w["name"] for w in windows], fontsize=8)
-    mid.set_ylim(len(windows) - 0.5, -0.5)
+    mid.set_ylim(max(len(windows), 1) - 0.5, -0.5)
     mid.set_ylabel("nudges\n(| = contact)", fontsize=8)
     mid.grid(axis="x", alpha=0.3)
 

@@ -118,7 +118,7 @@ def _number_is_fixed(value: Any) -> Any:
 
 
 Distribution = Annotated[
-    Union[Fixed, Uniform, Normal, Beta],
+    Fixed | Uniform | Normal | Beta,
     Field(discriminator="dist"),
     BeforeValidator(_number_is_fixed),
 ]
@@ -271,7 +271,7 @@ class GraphFile(_NetworkBase):
 
 
 NetworkSpec = Annotated[
-    Union[WattsStrogatz, BarabasiAlbert, ErdosRenyi, WardClustered, Complete, GraphFile],
+    WattsStrogatz | BarabasiAlbert | ErdosRenyi | WardClustered | Complete | GraphFile,
     Field(discriminator="kind"),
 ]
 
@@ -348,7 +348,7 @@ class LogisticRule(_Spec):
 
 
 RuleSpec = Annotated[
-    Union[ThresholdRule, BassRule, IndependentCascadeRule, LogisticRule],
+    ThresholdRule | BassRule | IndependentCascadeRule | LogisticRule,
     Field(discriminator="kind"),
 ]
 
@@ -547,17 +547,7 @@ class Information(_NudgeBase):
 
 
 NudgeSpec = Annotated[
-    Union[
-        NormFeedback,
-        Default,
-        Pledge,
-        Reminder,
-        Incentive,
-        Canvassing,
-        Ambassadors,
-        CommunityPartnership,
-        Information,
-    ],
+    NormFeedback | Default | Pledge | Reminder | Incentive | Canvassing | Ambassadors | CommunityPartnership | Information,
     Field(discriminator="kind"),
 ]
 
