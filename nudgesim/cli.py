@@ -117,7 +117,11 @@ def _delegate(name: str):
 def main(argv: list[str] | None = None) -> int:
     from .network import NetworkError
 
-    args = build_parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv and argv[0] in DELEGATED:  # pass everything, --help included, to the module
+        args = argparse.Namespace(rest=argv[1:], func=_delegate(argv[0]))
+    else:
+        args = build_parser().parse_args(argv)
     try:
         return args.func(args)
     except (ScenarioError, NetworkError, UsageError) as err:

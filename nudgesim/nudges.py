@@ -229,7 +229,9 @@ class NormFeedbackNudge(Nudge):
         self.shown = np.zeros(engine.population.n)
 
     def contact(self, t, ids, engine, fx) -> None:
-        if self.spec.scope == "ward":
+        if self.spec.shown is not None:
+            self.shown[ids] = self.spec.shown
+        elif self.spec.scope == "ward":
             self.shown[ids] = engine.ward_rates()[engine.population.ward[ids]]
         else:
             self.shown[ids] = engine.adoption_rate()

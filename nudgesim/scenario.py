@@ -443,6 +443,11 @@ class NormFeedback(_NudgeBase):
         0.3, description="share of the perceived norm replaced by the shown rate (assumption)"
     )
     injunctive: bool = Field(False, description="add an approving message (Schultz et al. 2007)")
+    shown: Probability | None = Field(
+        None,
+        description="a fixed rate to show instead of the measured one (e.g. 0.75 for "
+        "'75% of guests reuse their towels', Goldstein et al. 2008); None = the real rate",
+    )
     half_life: Annotated[float, Field(gt=0)] | None = Field(
         4.0, description="weeks for the message's effect to halve (assumption); None = no decay"
     )

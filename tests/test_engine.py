@@ -304,6 +304,13 @@ def test_norm_feedback_borough_scope_shows_the_borough_rate():
     assert eng.perceived_norm(fx).tolist() == [0.25] * 4
 
 
+def test_norm_feedback_can_show_a_fixed_message_rate():
+    nf = {"kind": "norm_feedback", "start": 1, "weight": 0.5, "shown": 0.75, "half_life": None}
+    eng = Engine(scenario(initial_adopters=[0], nudges=[nf]), graph=nx.path_graph(3))
+    t, fx, _ = eng.begin_step()
+    assert eng.perceived_norm(fx).tolist() == [0.375, 0.5 + 0.5 * (0.75 - 0.5), 0.375]
+
+
 def test_reach_and_cost_fixed():
     sc = scenario(population={"size": 10_000}, network={"kind": "erdos_renyi", "mean_degree": 4},
                   nudges=[{"kind": "information", "start": 2, "reach": 0.3, "cost_fixed": 500.0, "cost_per_contact": 0.5}])

@@ -1,0 +1,586 @@
+"""A report a council officer can read: the question, the scenario in words, the ranked
+options with intervals, the plots, and the assumptions with their sources.
+
+Reads a results folder written by `nudgesim plan` (plan.json, plan.csv, curves.csv,
+wards.csv, scenario.toml) or by `nudgesim run` (summary.json, timeseries.parquet,
+by_ward.parquet, scenario.toml) and writes report.html (self-contained: images inlined
+as base64, no network) and report.md (images as PNG files beside it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import html
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")  # headless: reports are written on servers and in CI
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+from matplotlib.ticker import FuncFormatter  # noqa: E402
+
+from .result import write_atomic  # noqa: E402
+from .scenario import Scenario, ScenarioError  # noqa: E402
+
+# ---------------------------------------------------------------------------------------
+# Words
+# ---------------------------------------------------------------------------------------
+
+NUDGE_WORDS = {
+    "information": "a leaflet or letter explaining why and how (a small, fading change of attitude)",
+    "reminder": "a reminder message, e.g. a text on bin day (a short-lived prompt)",
+    "norm_feedback": "a card telling households how many in their area take part",
+    "ambassadors": "residents recruited as peer ambassadors, whose example counts for more",
+    "community_partnership": "a residents' group that strengthens ties within its wards",
+    "default": "delivering a caddy to households unless they opt out",
+    "pledge": "asking households to make a public pledge",
+    "incentive": "a reward that lowers the effort while it lasts",
+    "canvassing": "door-to-door conversations",
+}
+
+SHOWN = 10  # rows of the ranked table in the report (the rest are in plan.csv)
+
+INTERVAL_WORDS = (
+    "Numbers in brackets are 95% intervals. They show how much the answer moves because "
+    "of chance in the simulation (which households happen to act each week): re-running "
+    "with new random draws would land inside them about 95 times in 100. They do "
+    "<em>not</em> include doubt about the assumptions listed at the end; if those are "
+    "wrong, the numbers are wrong in ways no interval shows."
+)
+
+
+def money(x: float | None) -> str:
+    return "–" if x is None or not np.isfinite(x) else f"£{x:,.0f}"
+
+
+def unit_money(x: float | None) -> str:
+    """£ per household: pence matter below £100."""
+    if x is None or not np.isfinite(x):
+        return "–"
+    return f"£{x:,.2f}" if abs(x) < 100 else f"£{x:,.0f}"
+
+
+def num(x: float | None, digits: int = 0) -> str:
+    return "–" if x is None or not np.isfinite(x) else f"{x:,.{digits}f}"
+
+
+def pct(x: float | None, digits: int = 1) -> str:
+    return "–" if x is None or not np.isfinite(x) else f"{100 * x:.{digits}f}%"
+
+
+def _interval(fmt, value, lo, hi) -> str:
+    if lo is None or hi is None or not np.isfinite(lo) or not np.isfinite(hi):
+        return fmt(value)
+    return f"{fmt(value)} ({fmt(lo)} to {fmt(hi)})"
+
+
+def network_words(sc: Scenario) -> str:
+    net = sc.network
+    if net.kind == "ward_clustered" and net.mean_degree_in is not None:
+        return (f"Each household knows about {net.mean_degree_in:g} others in its own ward and "
+                f"{net.mean_degree_out or 0:g} elsewhere (an invented social network).")
+    words = {
+        "watts_strogatz": "a 'small world' network: mostly near neighbours, a few long ties",
+        "barabasi_albert": "a network where a few households know very many others",
+        "erdos_renyi": "a random network",
+        "complete": "everyone knowing everyone",
+        "file": f"a social network read from {getattr(net, 'path', 'a file')}",
+        "ward_clustered": "a network with dense ties inside wards and few across",
+    }
+    return f"Households are tied by {words.get(net.kind, net.kind)}."
+
+
+def rule_words(sc: Scenario) -> str:
+    kind = sc.rule.kind
+    if kind == "logistic":
+        return ("Each week, every household that does not take part weighs whether to start, "
+                "and every household that does weighs whether to stop. The chances depend on "
+                "its attitude, on how many people it knows take part (the social norm), on "
+                "habit, and on how much effort it finds it.")
+    return {
+        "threshold": "A household starts once enough of the people it knows take part.",
+        "bass": "Households start on their own initiative or by copying people they know "
+                "(the Bass model of diffusion).",
+        "independent_cascade": "Each household that starts has one chance to persuade each "
+                               "person it knows.",
+    }.get(kind, kind)
+
+
+def scenario_words(sc: Scenario, initial: float | None, wards: pd.DataFrame | None) -> str:
+    names = sc.population.ward_names()
+    size = sc.population.size
+    who = (f"{size:,} households" if size else "the households") + f" in {len(names)} wards"
+    parts = [f"The simulated area has {who}."]
+    if sc.description:
+        parts.append(f"({html.escape(sc.description)}.)")
+    parts.append(network_words(sc))
+    parts.append(rule_words(sc))
+    if initial is not None:
+        parts.append(f"At the start, {pct(initial)} of households take part.")
+    parts.append(f"The simulation runs for {sc.steps} {sc.step_unit}s. Environmental impact "
+                 f"is counted as '{html.escape(sc.impact.unit)}': "
+                 f"{sc.impact.per_adopter_step:g} per household taking part per "
+                 f"{sc.step_unit}.")
+    return " ".join(parts)
+
+
+def assumptions(sc: Scenario, items: list[dict[str, Any]] | None = None) -> list[tuple[str, str,
+                                                                                       str]]:
+    """(what, value, source) for every model setting that carries a description, plus the
+    menu's own sources. The descriptions say 'assumption' or name a study."""
+    rows: list[tuple[str, str, str]] = []
+    rule = sc.rule
+    for name, f in type(rule).model_fields.items():
+        if name == "kind" or not f.description:
+            continue
+        rows.append((f"decision rule: {name.replace('_', ' ')}", _show(getattr(rule, name)),
+                     f.description))
+    pop = sc.population
+    for name in ("attitude", "cost", "susceptibility", "habit"):
+        f = type(pop).model_fields[name]
+        rows.append((f"households: {name}", _show(getattr(pop, name)), f.description or ""))
+    imp = type(sc.impact).model_fields["per_adopter_step"]
+    rows.append(("impact per household per step", f"{sc.impact.per_adopter_step:g} "
+                 f"{sc.impact.unit}", imp.description or ""))
+    rows.append(("social network", sc.network.kind.replace("_", " "),
+                 "invented for this synthetic borough (assumption)"))
+    for n in sc.nudges:
+        rows.append((f"nudge in the scenario: {n.name}", n.kind.replace("_", " "),
+                     "scenario file (see its comments; unit costs there are assumptions)"))
+    for it in items or []:
+        rows.append((f"option: {it['label']}", str(it.get("kind", "")).replace("_", " "),
+                     it.get("source") or "menu file (no source given: treat as an assumption)"))
+    return rows
+
+
+def _show(value: Any) -> str:
+    if hasattr(value, "model_dump"):
+        d = value.model_dump(exclude_none=True)
+        dist = d.pop("dist", "")
+        inner = ", ".join(f"{k} {v:g}" if isinstance(v, float) else f"{k} {v}"
+                          for k, v in d.items() if not (isinstance(v, float) and not np.isfinite(v)))
+        return f"{dist} ({inner})"
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+# ---------------------------------------------------------------------------------------
+# Plots
+# ---------------------------------------------------------------------------------------
+
+
+def _save(fig, path: Path) -> Path:
+    tmp = path.with_name(f".{path.stem}.tmp{path.suffix}")
+    fig.savefig(tmp, dpi=100)
+    plt.close(fig)
+    tmp.replace(path)
+    return path
+
+
+def plot_curves(curves: pd.DataFrame, names: dict[str, str], sc: Scenario, path: Path,
+                title: str = "Share of households taking part (line: average; band: 95% of "
+                "simulations)") -> Path:
+    """Adoption over time for the baseline and chosen options, with the replicate band."""
+    fig, ax = plt.subplots(figsize=(8.5, 4.2))
+    colours = ["#555555", "#1f77b4", "#ff7f0e", "#2ca02c", "#9467bd"]
+    for i, (key, label) in enumerate(names.items()):
+        c = curves[curves["scenario"] == key]
+        ax.fill_between(c["step"], 100 * c["lo"], 100 * c["hi"], color=colours[i % 5], alpha=0.2,
+                        lw=0)
+        ax.plot(c["step"], 100 * c["mean"], color=colours[i % 5], lw=2, label=label,
+                ls="--" if key == "baseline" else "-")
+    ax.set_xlabel(f"{sc.step_unit}s since the campaign began")
+    ax.set_ylabel("households taking part (%)")
+    ax.set_title(title, fontsize=10)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, frameon=True, loc="center right")
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def plot_frontier(table: pd.DataFrame, meta: dict[str, Any], path: Path) -> Path:
+    """Cost against the target for every evaluated portfolio; the frontier joined up."""
+    key = meta["target_column"]
+    scale = 100.0 if key == "lowest_ward_adoption" else 1.0
+    fig, ax = plt.subplots(figsize=(8.5, 4.5))
+    y, lo, hi = (scale * table[k] for k in (key, f"{key}_lo", f"{key}_hi"))
+    ax.errorbar(table["extra_cost"], y, yerr=[y - lo, hi - y], fmt="o", color="#9aa7b5",
+                ms=4, lw=1, label="option evaluated (bar: 95% interval)")
+    front = table[table["on_frontier"]].sort_values("extra_cost")
+    ax.plot(front["extra_cost"], scale * front[key], "-o", color="#d62728", ms=6,
+            label="best value for money (frontier)")
+    for _, r in front.iterrows():
+        if r["rank"] and r["rank"] <= 3:
+            ax.annotate(f"#{int(r['rank'])}", (r["extra_cost"], scale * r[key]),
+                        textcoords="offset points", xytext=(5, -12), fontsize=9)
+    ax.axvline(meta["budget"], color="black", ls=":", lw=1.5, label=f"budget {money(meta['budget'])}")
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"£{v:,.0f}"))
+    ax.set_xlabel("expected cost of the campaign")
+    ax.set_ylabel(_target_axis(meta))
+    ax.set_title("What each option buys: cost against result", fontsize=10)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, frameon=False, loc="lower right")
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def _target_axis(meta: dict[str, Any]) -> str:
+    key = meta["target_column"]
+    if key == "lowest_ward_adoption":
+        return "lowest ward: households taking part (%)"
+    if key == "extra_impact":
+        return f"extra {meta.get('impact_unit', 'impact')}"
+    return "extra households taking part"
+
+
+def plot_wards(wards: pd.DataFrame, names: dict[str, str], path: Path) -> Path:
+    """Final adoption per ward, baseline against the chosen option, lowest wards first."""
+    keys = list(names)
+    base = wards[wards["scenario"] == keys[0]].set_index("ward")["final_adoption"]
+    order = base.sort_values().index
+    fig, ax = plt.subplots(figsize=(8.5, max(3.5, 0.22 * len(order) + 1.2)))
+    ypos = np.arange(len(order))
+    h = 0.8 / len(keys)
+    colours = ["#9e9e9e", "#1f77b4", "#ff7f0e"]
+    for i, key in enumerate(keys):
+        v = wards[wards["scenario"] == key].set_index("ward")["final_adoption"].reindex(order)
+        ax.barh(ypos + i * h, 100 * v, height=h, color=colours[i % 3], label=names[key])
+    ax.set_yticks(ypos + h * (len(keys) - 1) / 2, order, fontsize=8)
+    ax.invert_yaxis()
+    ax.set_xlabel("households taking part at the end (%)")
+    ax.set_title("By ward, lowest first" + ("" if "run" in names else " (average of simulations)"),
+                 fontsize=10)
+    ax.grid(axis="x", alpha=0.3)
+    ax.legend(fontsize=8, frameon=True, loc="upper right")
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+# ---------------------------------------------------------------------------------------
+# The document: one structure, written as HTML and as Markdown
+# ---------------------------------------------------------------------------------------
+
+
+@dataclass
+class Doc:
+    title: str
+    blocks: list[tuple[str, Any]] = field(default_factory=list)
+
+    def h(self, text: str) -> None:
+        self.blocks.append(("h", text))
+
+    def p(self, text: str) -> None:
+        self.blocks.append(("p", text))
+
+    def note(self, text: str) -> None:
+        self.blocks.append(("note", text))
+
+    def table(self, header: list[str], rows: list[list[str]], highlight: set[int] | None = None
+              ) -> None:
+        self.blocks.append(("table", (header, rows, highlight or set())))
+
+    def img(self, path: Path, alt: str) -> None:
+        self.blocks.append(("img", (path, alt)))
+
+    def bullets(self, items: list[str]) -> None:
+        self.blocks.append(("ul", items))
+
+    def html(self) -> str:
+        out = []
+        for kind, x in self.blocks:
+            if kind == "h":
+                out.append(f"<h2>{x}</h2>")
+            elif kind == "p":
+                out.append(f"<p>{x}</p>")
+            elif kind == "note":
+                out.append(f'<p class="note">{x}</p>')
+            elif kind == "ul":
+                out.append("<ul>" + "".join(f"<li>{i}</li>" for i in x) + "</ul>")
+            elif kind == "img":
+                path, alt = x
+                data = base64.b64encode(Path(path).read_bytes()).decode("ascii")
+                out.append(f'<figure><img alt="{html.escape(alt)}" '
+                           f'src="data:image/png;base64,{data}"><figcaption>{alt}</figcaption>'
+                           "</figure>")
+            else:
+                header, rows, hl = x
+                head = "".join(f"<th>{c}</th>" for c in header)
+                body = "".join(
+                    f'<tr{" class=hl" if i in hl else ""}>' + "".join(f"<td>{c}</td>" for c in r)
+                    + "</tr>" for i, r in enumerate(rows))
+                out.append(f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>")
+        return HTML.format(title=html.escape(self.title), body="\n".join(out))
+
+    def markdown(self) -> str:
+        out = [f"# {_plain(self.title)}", ""]
+        for kind, x in self.blocks:
+            if kind == "h":
+                out += [f"## {_plain(x)}", ""]
+            elif kind in ("p", "note"):
+                out += [("> " if kind == "note" else "") + _plain(x), ""]
+            elif kind == "ul":
+                out += [f"- {_plain(i)}" for i in x] + [""]
+            elif kind == "img":
+                path, alt = x
+                out += [f"![{alt}]({Path(path).name})", "", f"*{alt}*", ""]
+            else:
+                header, rows, _ = x
+                out.append("| " + " | ".join(_plain(c) for c in header) + " |")
+                out.append("|" + "---|" * len(header))
+                out += ["| " + " | ".join(_plain(c).replace("|", "/") for c in r) + " |"
+                        for r in rows]
+                out.append("")
+        return "\n".join(out)
+
+
+def _plain(text: str) -> str:
+    """HTML emphasis to Markdown; the text is otherwise already plain."""
+    for a, b in (("<em>", "*"), ("</em>", "*"), ("<strong>", "**"), ("</strong>", "**"),
+                 ("<br>", " "), ("&amp;", "&")):
+        text = text.replace(a, b)
+    return text
+
+
+HTML = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>{title}</title>
+<style>
+body {{ font-family: system-ui, -apple-system, "Segoe UI", Arial, sans-serif; max-width: 60rem;
+       margin: 2rem auto; padding: 0 1rem; color: #1b1b1b; line-height: 1.5; }}
+h1 {{ font-size: 1.7rem; border-bottom: 3px solid #1f77b4; padding-bottom: .3rem; }}
+h2 {{ font-size: 1.25rem; margin-top: 2rem; color: #0b3d66; }}
+table {{ border-collapse: collapse; width: 100%; font-size: .9rem; margin: .5rem 0 1rem; }}
+th, td {{ border: 1px solid #ccd; padding: .35rem .5rem; text-align: left; vertical-align: top; }}
+th {{ background: #eef3f8; }}
+tr.hl td {{ background: #fff7d6; font-weight: 600; }}
+p.note {{ background: #f4f6f8; border-left: 4px solid #1f77b4; padding: .6rem .8rem; }}
+figure {{ margin: 1rem 0; }} figure img {{ max-width: 100%; border: 1px solid #dde; }}
+figcaption {{ font-size: .85rem; color: #555; }}
+</style></head><body>
+<h1>{title}</h1>
+{body}
+</body></html>
+"""
+
+# ---------------------------------------------------------------------------------------
+# Report of a plan folder and of a single run
+# ---------------------------------------------------------------------------------------
+
+
+def _scenario(folder: Path) -> Scenario:
+    path = folder / "scenario.toml"
+    if not path.exists():
+        raise ScenarioError(f"RESULTS_DIR: {folder} has no scenario.toml; allowed: a folder "
+                            "written by 'nudgesim plan' or 'nudgesim run'")
+    return Scenario.from_toml(path)
+
+
+def plan_doc(folder: Path) -> Doc:
+    meta = json.loads((folder / "plan.json").read_text())
+    table = pd.read_csv(folder / "plan.csv")
+    curves = pd.read_csv(folder / "curves.csv")
+    wards = pd.read_csv(folder / "wards.csv")
+    sc = _scenario(folder)
+    key = meta["target_column"]
+    unit = meta.get("impact_unit", "impact")
+    doc = Doc(f"Campaign options: {meta['menu']}")
+    doc.h("The question")
+    doc.p(html.escape(meta["question"]) + f" The budget is {money(meta['budget'])}.")
+    ranked = table[table["rank"] > 0].sort_values("rank")
+    base_final = meta.get("baseline_final_adoption")
+    doc.h("The answer in brief")
+    if len(ranked):
+        best = ranked.iloc[0]
+        doc.p(
+            f"The best option found is <strong>{html.escape(best['variant'])}</strong>. "
+            f"It is expected to cost {money(best['extra_cost'])} and to bring "
+            f"{_interval(num, best['extra_adopters'], best['extra_adopters_lo'], best['extra_adopters_hi'])}"
+            f" more households to take part by the end than doing nothing "
+            f"({html.escape(unit)}: "
+            f"{_interval(lambda v: num(v, 1), best['extra_impact'], best['extra_impact_lo'], best['extra_impact_hi'])}"
+            f" more over the period). That is about "
+            f"{unit_money(best['cost_per_extra_adopter'])} per extra household. Without a "
+            f"campaign, {pct(base_final)} of households would take part at the end; with it, "
+            f"{pct(best['final_adoption'])}.")
+        value = ranked.dropna(subset=["cost_per_extra_adopter"])
+        value = value[value["extra_adopters_lo"] > 0].sort_values("cost_per_extra_adopter")
+        if len(value) and value.iloc[0]["variant"] != best["variant"]:
+            c = value.iloc[0]
+            doc.p(f"The best value for money is <strong>{html.escape(c['variant'])}</strong>: "
+                  f"{money(c['extra_cost'])} for {num(c['extra_adopters'])} extra households "
+                  f"({unit_money(c['cost_per_extra_adopter'])} each).")
+    else:
+        doc.p("No option evaluated fitted the budget once its cost was simulated in full.")
+    doc.note(INTERVAL_WORDS)
+    doc.h("The scenario in words")
+    initial = curves.loc[(curves["scenario"] == "baseline") & (curves["step"] == 0), "mean"]
+    doc.p(scenario_words(sc, float(initial.iloc[0]) if len(initial) else None, wards))
+    doc.p("The options come from a menu of things the council could buy: "
+          + "; ".join(f"<em>{html.escape(it['label'])}</em> — "
+                      f"{NUDGE_WORDS.get(it['kind'], it['kind'])}" for it in meta["items"]) + ".")
+    doc.h("Ranked options")
+    doc.p(f"Options ranked by {html.escape(meta['target_label'])}. Costs are what the campaign "
+          "is expected to spend (they depend on how many households are contacted and respond, "
+          "so they were simulated too). 'Frontier' marks options that no other option beats "
+          "on both cost and result. The highlighted row is the best within budget.")
+    header = ["#", "Options in the campaign", "Expected cost", "Extra households taking part",
+              f"Extra {html.escape(unit)}", "£ per extra household", "Lowest ward at the end",
+              "Frontier"]
+    rows = []
+    for _, r in table.head(SHOWN).iterrows():
+        rows.append([
+            str(int(r["rank"])) if r["rank"] else "over budget",
+            html.escape(str(r["variant"])),
+            _interval(money, r["extra_cost"], r["extra_cost_lo"], r["extra_cost_hi"]),
+            _interval(num, r["extra_adopters"], r["extra_adopters_lo"], r["extra_adopters_hi"]),
+            _interval(lambda v: num(v, 1), r["extra_impact"], r["extra_impact_lo"],
+                      r["extra_impact_hi"]),
+            _interval(unit_money, r["cost_per_extra_adopter"], _nan(r["cost_per_extra_adopter_lo"]),
+                      _nan(r["cost_per_extra_adopter_hi"])),
+            _interval(pct, r["lowest_ward_adoption"], r["lowest_ward_adoption_lo"],
+                      r["lowest_ward_adoption_hi"]),
+            "yes" if r["on_frontier"] else "",
+        ])
+    doc.table(header, rows, highlight={0} if len(ranked) else set())
+    if len(table) > SHOWN:
+        doc.p(f"{len(table) - SHOWN} further options evaluated are in plan.csv.")
+    top = list(ranked["variant"].head(2))
+    names = {"baseline": "no campaign"} | {v: f"#{i + 1}: {_short(v)}" for i, v in enumerate(top)}
+    doc.h("Pictures")
+    doc.img(plot_curves(curves, names, sc, folder / "report_adoption.png"),
+            "Households taking part week by week without a campaign (dashed) and with the two "
+            "best options. The shaded band holds 95% of the simulated runs.")
+    doc.img(plot_frontier(table, meta, folder / "report_frontier.png"),
+            "Every option evaluated: expected cost against result. Red points are the best "
+            "value for money at each cost; the dotted line is the budget.")
+    ward_names = {"baseline": "no campaign"} | ({top[0]: f"#1: {_short(top[0])}"} if top else {})
+    doc.img(plot_wards(wards, ward_names, folder / "report_wards.png"),
+            "Households taking part at the end, ward by ward: who is left behind?")
+    _assumption_section(doc, sc, meta["items"])
+    doc.h("How this was worked out")
+    doc.bullets([
+        f"The menu allows {meta['portfolios_total']:,} combinations; "
+        f"{meta['portfolios_feasible']:,} looked affordable after simulating each option on its "
+        f"own; {meta['portfolios_evaluated']} were then simulated in full "
+        f"({html.escape(meta['method'])}).",
+        f"Each was simulated {meta['replicates']} times with the same {meta['replicates']} sets "
+        "of random draws as the no-campaign baseline (seeds "
+        f"{meta['seeds'][0]}–{meta['seeds'][1]}), so differences come from the campaign, not "
+        "from luck.",
+        "Interactions between nudges are simulated, not added up; but options never evaluated "
+        "in full could in principle do better than those shown when the search was not "
+        "exhaustive.",
+        "This is a synthetic borough: the figures illustrate the method. Replace the costs, "
+        "ward baselines and behaviour settings with local evidence (or calibrate them to local "
+        "data) before using the ranking to decide.",
+    ])
+    return doc
+
+
+def _nan(v: Any) -> float | None:
+    return None if v is None or (isinstance(v, float) and not np.isfinite(v)) else float(v)
+
+
+def _short(name: str, limit: int = 60) -> str:
+    return name if len(name) <= limit else name[: limit - 1] + "…"
+
+
+def _assumption_section(doc: Doc, sc: Scenario, items: list[dict[str, Any]] | None) -> None:
+    doc.h("Assumptions and their sources")
+    doc.p("Every setting that drives the results, with where it comes from. "
+          "'Assumption' means a reasoned guess with no study behind it yet.")
+    doc.table(["What", "Value", "Source"],
+              [[html.escape(a), html.escape(b), html.escape(c)]
+               for a, b, c in assumptions(sc, items)])
+
+
+def run_doc(folder: Path) -> Doc:
+    """Report of one `nudgesim run`: what the campaign in the scenario achieves."""
+    s = json.loads((folder / "summary.json").read_text())
+    sc = _scenario(folder)
+    ts = _table(folder, "timeseries")
+    by_ward = _table(folder, "by_ward")
+    doc = Doc(f"What the campaign achieves: {s['scenario']}")
+    doc.h("The question")
+    doc.p(f"What happens over {s['steps']} {sc.step_unit}s if the council runs the nudges in "
+          f"this scenario, what does it cost, and who is left behind?")
+    doc.h("The answer in brief")
+    cpa = s.get("cost_per_adopter_gained")
+    doc.p(f"Households taking part go from {pct(s['initial_adoption'])} to "
+          f"{pct(s['final_adoption'])} ({num(s['adopters_gained'])} more households). The "
+          f"campaign costs {money(s['total_cost'])} ({money(cpa)} per household gained) and "
+          f"achieves {num(s['total_impact'], 1)} {html.escape(s['impact_unit'])}. The lowest ward "
+          f"is {html.escape(str(s['lowest_ward']))} at {pct(s['lowest_ward_adoption'])}.")
+    doc.note("This is one simulation with one set of random draws (seed "
+             f"{s['seed']}); it has no interval and no comparison with doing nothing. Use "
+             "'nudgesim plan' (or nudgesim.compare) for paired comparisons with 95% intervals.")
+    doc.h("The scenario in words")
+    doc.p(scenario_words(sc, s["initial_adoption"], None))
+    if sc.nudges:
+        doc.bullets([f"<em>{html.escape(n.name)}</em> from {sc.step_unit} {n.start}: "
+                     f"{NUDGE_WORDS.get(n.kind, n.kind)}" for n in sc.nudges])
+    curves = pd.DataFrame({"scenario": "run", "step": ts["step"], "mean": ts["adoption_rate"],
+                           "lo": ts["adoption_rate"], "hi": ts["adoption_rate"]})
+    doc.h("Pictures")
+    doc.img(plot_curves(curves, {"run": "whole area"}, sc, folder / "report_adoption.png",
+                        title="Share of households taking part (one simulation)"),
+            "Households taking part week by week (one simulation).")
+    last = by_ward[by_ward["step"] == by_ward["step"].max()]
+    wards = pd.DataFrame({"scenario": "run", "ward": last["ward"],
+                          "final_adoption": last["adoption_rate"]})
+    doc.img(plot_wards(wards, {"run": "with the campaign"}, folder / "report_wards.png"),
+            "Households taking part at the end, ward by ward.")
+    _assumption_section(doc, sc, None)
+    return doc
+
+
+def _table(folder: Path, name: str) -> pd.DataFrame:
+    if (folder / f"{name}.parquet").exists():
+        return pd.read_parquet(folder / f"{name}.parquet")
+    if (folder / f"{name}.csv").exists():
+        return pd.read_csv(folder / f"{name}.csv")
+    raise ScenarioError(f"RESULTS_DIR: {folder} has no {name}.parquet or {name}.csv")
+
+
+def write_report(results_dir: str | Path) -> tuple[Path, Path]:
+    """Write report.html (self-contained) and report.md into the results folder."""
+    folder = Path(results_dir)
+    if not folder.is_dir():
+        raise ScenarioError(f"RESULTS_DIR: {folder} is not a folder")
+    if (folder / "plan.json").exists():
+        doc = plan_doc(folder)
+    elif (folder / "summary.json").exists():
+        doc = run_doc(folder)
+    else:
+        raise ScenarioError(f"RESULTS_DIR: {folder} has neither plan.json nor summary.json; "
+                            "allowed: a folder written by 'nudgesim plan' or 'nudgesim run'")
+    html_path, md_path = folder / "report.html", folder / "report.md"
+    write_atomic(html_path, doc.html())
+    write_atomic(md_path, doc.markdown())
+    return html_path, md_path
+
+
+def report_main(argv: list[str]) -> int:
+    """`nudgesim report RESULTS_DIR`."""
+    from .cli import UsageError
+
+    p = argparse.ArgumentParser(prog="nudgesim report", description=write_report.__doc__)
+    p.add_argument("results_dir", help="folder written by 'nudgesim plan' or 'nudgesim run'")
+    try:
+        args = p.parse_args(argv)
+    except SystemExit as err:
+        if err.code:
+            raise UsageError("see the usage above") from None
+        return 0
+    html_path, md_path = write_report(args.results_dir)
+    print(f"wrote {html_path} and {md_path}")
+    return 0
+
+
+main = report_main
