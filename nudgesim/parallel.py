@@ -6,6 +6,7 @@ the executor only decides where the job runs. Order of the returned list = order
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -16,7 +17,9 @@ EXECUTORS = ("serial", "processes", "dask")
 
 
 def default_workers() -> int:
-    return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
+    return max(
+        1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    )
 
 
 def imap_unordered(
@@ -40,18 +43,26 @@ def imap_unordered(
             yield i, fn(item)
         return
     if executor == "processes":
-        with ProcessPoolExecutor(max_workers=workers or default_workers()) as pool:
+        # forkserver, not fork: the parent may hold threads (pyarrow, tqdm) whose locks a
+        # forked child would inherit mid-use and deadlock on
+        ctx = multiprocessing.get_context("forkserver")
+        ctx.set_forkserver_preload(["nudgesim.engine"])  # import once, not in every worker
+        with ProcessPoolExecutor(max_workers=workers or default_workers(), mp_context=ctx) as pool:
             futures = {pool.submit(fn, item): i for i, item in enumerate(items)}
             for fut in as_completed(futures):
                 yield futures[fut], fut.result()
         return
-    from dask.distributed import Client, LocalCluster, as_completed as dask_completed
+    from dask.distributed import Client, LocalCluster
+    from dask.distributed import as_completed as dask_completed
 
     cluster = None
     if scheduler is None:
         cluster = LocalCluster(
-            n_workers=workers or default_workers(), threads_per_worker=1, processes=True,
-            host="127.0.0.1", dashboard_address=None,
+            n_workers=workers or default_workers(),
+            threads_per_worker=1,
+            processes=True,
+            host="127.0.0.1",
+            dashboard_address=None,
         )
     client = Client(scheduler or cluster)
     try:

@@ -1,0 +1,1013 @@
+"""Experiments: a base scenario, levers and uncertainties, a design, replicates, a run store.
+
+An experiment varies *paths into the scenario* (``"nudges[leaflet].reach"``,
+``"network.mean_degree_in"``, ``"rule.adopt_norm"``). *Levers* are what the council
+chooses, *uncertainties* what it cannot control (EMA workbench's split); both become
+columns of one tidy table. Designs: full grid, Latin hypercube, Sobol (Saltelli) or Morris
+samples. Replicate r of every design point uses the same seed (common random numbers), so
+differences between points are not blurred by independent noise.
+
+Every finished run is written atomically to ``<out>/runs/<run id>.parquet`` where the run id
+is a hash of the fully resolved scenario (seed included), so re-running the same command
+after a crash continues exactly where it stopped. The executor (serial, processes, Dask)
+never changes the tables: each run carries its own seed and rows are sorted at the end.
+
+This module never imports Mesa or solara.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import hashlib
+import json
+import math
+import platform
+import re
+import subprocess
+import sys
+import time
+import tomllib
+import traceback
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from .parallel import EXECUTORS, imap_unordered
+from .result import write_atomic, write_parquet_atomic
+from .scenario import Scenario, ScenarioError
+
+DESIGNS = ("grid", "lhs", "sobol", "morris")
+MORRIS_LEVELS = 4  # SALib's default grid of p = 4 levels (Morris 1991; Saltelli et al. 2008)
+T95 = {}  # cache of Student t quantiles by degrees of freedom
+
+
+# ---------------------------------------------------------------------------------------
+# Paths into a scenario: "nudges[peer ambassadors].targeting.count"
+# ---------------------------------------------------------------------------------------
+
+_TOKEN = re.compile(r"([^.\[\]]+)|\[([^\]]*)\]|(\.)")
+
+
+def parse_path(path: str) -> list[tuple[str, str | int]]:
+    """Split ``a.b[2].c[label with spaces]`` into ("key", name) and ("item", index or label).
+
+    A bracket holds an index (``[0]``) or the ``label`` of a list item (a nudge's label, a
+    ward's name, or a nudge kind when only one nudge has it).
+    """
+    if not isinstance(path, str) or not path.strip():
+        raise ScenarioError(f"factor path {path!r}: empty; write e.g. 'nudges[leaflet].reach'")
+    parts: list[tuple[str, str | int]] = []
+    pos, expect_key = 0, True
+    while pos < len(path):
+        m = _TOKEN.match(path, pos)
+        if m is None or m.end() == pos:
+            raise ScenarioError(f"factor path {path!r}: cannot read it at character {pos}")
+        key, sel, dot = m.groups()
+        if dot:
+            if expect_key:
+                raise ScenarioError(f"factor path {path!r}: empty name before '.' at {pos}")
+            expect_key = True
+        elif key is not None:
+            if not expect_key:
+                raise ScenarioError(f"factor path {path!r}: missing '.' before {key!r}")
+            parts.append(("key", key.strip()))
+            expect_key = False
+        else:
+            if expect_key:
+                raise ScenarioError(f"factor path {path!r}: '[' must follow a name, not '.'")
+            sel = sel.strip()
+            parts.append(("item", int(sel) if re.fullmatch(r"\d+", sel) else sel))
+            expect_key = False
+        pos = m.end()
+    if expect_key:
+        raise ScenarioError(f"factor path {path!r}: must not end in '.'")
+    return parts
+
+
+def _list_item(items: list, sel: str | int, where: str) -> int:
+    """Index of the list item a selector names."""
+    if isinstance(sel, int):
+        if not 0 <= sel < len(items):
+            raise ScenarioError(
+                f"{where}: index [{sel}] is out of range; the list has {len(items)} items"
+            )
+        return sel
+    for key in ("label", "name"):
+        hits = [i for i, it in enumerate(items) if isinstance(it, dict) and it.get(key) == sel]
+        if len(hits) == 1:
+            return hits[0]
+    hits = [i for i, it in enumerate(items) if isinstance(it, dict) and it.get("kind") == sel]
+    if len(hits) == 1:
+        return hits[0]
+    names = [
+        it.get("label") or it.get("name") or it.get("kind") for it in items if isinstance(it, dict)
+    ]
+    what = "several items have" if len(hits) > 1 else "no item has"
+    raise ScenarioError(f"{where}: {what} label/name/kind {sel!r}; allowed: {names}")
+
+
+def set_path(data: dict[str, Any], path: str, value: Any) -> None:
+    """Set ``value`` at ``path`` inside a scenario dict, in place (missing tables are made)."""
+    parts = parse_path(path)
+    where = f"factor path {path!r}"
+    node: Any = data
+    for i, (kind, part) in enumerate(parts):
+        last = i == len(parts) - 1
+        if kind == "key":
+            if not isinstance(node, dict):
+                raise ScenarioError(f"{where}: {part!r} is not a table here")
+            if last:
+                node[part] = copy.deepcopy(value)
+                return
+            if node.get(part) is None:
+                node[part] = [] if parts[i + 1][0] == "item" else {}
+            node = node[part]
+        else:
+            if not isinstance(node, list):
+                raise ScenarioError(f"{where}: [{part}] selects from a list, but this is not one")
+            j = _list_item(node, part, where)
+            if last:
+                node[j] = copy.deepcopy(value)
+                return
+            node = node[j]
+
+
+# ---------------------------------------------------------------------------------------
+# Factors: levers and uncertainties
+# ---------------------------------------------------------------------------------------
+
+
+def _cell(value: Any) -> Any:
+    """How a value appears in a table cell: scalars as they are, tables as compact JSON."""
+    if isinstance(value, (bool, int, float, str)) or value is None:
+        return value
+    return json.dumps(value, sort_keys=True, separators=(",", ":"))
+
+
+@dataclass(frozen=True)
+class Factor:
+    """One varied path: a list of choices, or a range {low, high} (levels for grids)."""
+
+    path: str
+    role: str  # "lever" or "uncertainty"
+    values: tuple[Any, ...] | None = None
+    labels: tuple[str, ...] | None = None
+    low: float | None = None
+    high: float | None = None
+    levels: int | None = None
+    integer: bool = False
+
+    @classmethod
+    def parse(cls, path: str, spec: Any, role: str) -> Factor:
+        parse_path(path)
+        where = f'{role}s."{path}"'
+        if isinstance(spec, (list, tuple)):
+            if not spec:
+                raise ScenarioError(f"{where}: empty list; give at least one value")
+            return cls(path, role, values=tuple(spec))
+        if isinstance(spec, Mapping):
+            keys = set(spec)
+            if "values" in keys:
+                extra = keys - {"values", "labels"}
+                if extra:
+                    raise ScenarioError(
+                        f"{where}: unknown key(s) {sorted(extra)}; allowed: values, labels"
+                    )
+                values = list(spec["values"])
+                labels = spec.get("labels")
+                if not values:
+                    raise ScenarioError(f"{where}.values: empty list")
+                if labels is not None:
+                    labels = [str(x) for x in labels]
+                    if len(labels) != len(values) or len(set(labels)) != len(labels):
+                        raise ScenarioError(
+                            f"{where}.labels: need {len(values)} distinct labels, got {labels}"
+                        )
+                return cls(
+                    path, role, values=tuple(values), labels=tuple(labels) if labels else None
+                )
+            extra = keys - {"low", "high", "levels", "integer"}
+            if extra or not {"low", "high"} <= keys:
+                raise ScenarioError(
+                    f"{where}: {dict(spec)!r} is not allowed; give a list of values, "
+                    "{values = [...], labels = [...]}, or a range {low, high[, levels, integer]}"
+                )
+            low, high = spec["low"], spec["high"]
+            if not all(
+                isinstance(x, (int, float)) and not isinstance(x, bool) for x in (low, high)
+            ):
+                raise ScenarioError(f"{where}: low and high must be numbers, got {low!r}, {high!r}")
+            if not high > low:
+                raise ScenarioError(f"{where}: high ({high}) must be greater than low ({low})")
+            levels = spec.get("levels")
+            if levels is not None and (not isinstance(levels, int) or levels < 2):
+                raise ScenarioError(f"{where}.levels: must be an integer >= 2, got {levels!r}")
+            integer = bool(spec.get("integer", False))
+            return cls(path, role, low=float(low), high=float(high), levels=levels, integer=integer)
+        raise ScenarioError(
+            f"{where}: {spec!r} is not allowed; give a list of values (grid / categorical) or a "
+            "range {low = ..., high = ...} (samplers)"
+        )
+
+    @property
+    def is_range(self) -> bool:
+        return self.values is None
+
+    def grid_values(self) -> list[Any]:
+        if not self.is_range:
+            return list(self.values)  # type: ignore[arg-type]
+        if self.levels is None:
+            raise ScenarioError(
+                f"{self.role}s.{self.path!r}: a range needs 'levels' in a grid design "
+                "(e.g. {low = 0.1, high = 0.9, levels = 5}) or use a list of values"
+            )
+        xs = np.linspace(self.low, self.high, self.levels)
+        return sorted({int(round(x)) for x in xs}) if self.integer else [float(x) for x in xs]
+
+    def from_unit(self, u: float) -> Any:
+        """Map u in [0, 1] to a value: linear on ranges, equal-width bins on choices."""
+        u = min(max(float(u), 0.0), 1.0)
+        if self.is_range:
+            if self.integer:
+                lo, hi = int(math.ceil(self.low)), int(math.floor(self.high))
+                return int(min(lo + math.floor(u * (hi - lo + 1)), hi))
+            return float(self.low + u * (self.high - self.low))
+        k = len(self.values)  # type: ignore[arg-type]
+        return self.values[min(int(u * k), k - 1)]  # type: ignore[index]
+
+    def cell(self, value: Any) -> Any:
+        """What the tidy table shows for a value of this factor."""
+        if self.labels is not None:
+            for v, label in zip(self.values, self.labels, strict=False):  # type: ignore[arg-type]
+                if v == value:
+                    return label
+        return _cell(value)
+
+
+# ---------------------------------------------------------------------------------------
+# Seeds, run ids, one run
+# ---------------------------------------------------------------------------------------
+
+
+def replicate_seed(seed: int, replicate: int) -> int:
+    """Seed of replicate r: child r of the experiment's SeedSequence, the same at every point."""
+    ss = np.random.SeedSequence(int(seed), spawn_key=(int(replicate),))
+    return int(ss.generate_state(1, np.uint64)[0] >> np.uint64(1))  # < 2**63 fits TOML ints
+
+
+def run_id(scenario: dict[str, Any], extra: dict[str, Any]) -> str:
+    """Stable id of a run: hash of the fully resolved scenario (seed included) and outputs."""
+    text = json.dumps(
+        {"scenario": scenario, **extra}, sort_keys=True, separators=(",", ":"), default=str
+    )
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:20]
+
+
+def _measure_name(fn: Callable | None) -> str | None:
+    return None if fn is None else f"{fn.__module__}.{fn.__qualname__}"
+
+
+def _execute(task: dict[str, Any]) -> dict[str, Any]:
+    """Run one scenario in a worker; never raises, so one bad run cannot stop a sweep."""
+    from .engine import simulate
+
+    t0 = time.perf_counter()
+    try:
+        sc = Scenario.from_dict(task["scenario"], Path(task["base_dir"]))
+        res = simulate(sc)
+        summary = dict(res.summary)
+        if task["measure"] is not None:
+            summary.update(task["measure"](res))
+        steps = {c: res.timeseries[c].tolist() for c in task["per_step"]}
+        if steps:
+            steps["step"] = res.timeseries["step"].tolist()
+        return {
+            "run_id": task["run_id"],
+            "status": "ok",
+            "error": "",
+            "summary": summary,
+            "steps": steps,
+            "elapsed_s": time.perf_counter() - t0,
+        }
+    except Exception as err:  # recorded with the run, the sweep goes on
+        tb = traceback.format_exception_only(type(err), err)[-1].strip()
+        return {
+            "run_id": task["run_id"],
+            "status": "error",
+            "error": tb,
+            "summary": {},
+            "steps": {},
+            "elapsed_s": time.perf_counter() - t0,
+        }
+
+
+def _run_frame(out: dict[str, Any]) -> pd.DataFrame:
+    """The stored form of one run: one row, or one row per step when per-step columns asked."""
+    summary = {k: _outcome_value(v) for k, v in out["summary"].items()}
+    steps = out["steps"]
+    if steps:
+        df = pd.DataFrame(steps)
+        df["step"] = df["step"].astype("Int64")
+        for k, v in summary.items():
+            df[k] = v
+    else:
+        df = pd.DataFrame([summary]) if summary else pd.DataFrame(index=[0])
+    df["status"] = out["status"]
+    df["error"] = out["error"]
+    df["elapsed_s"] = float(out["elapsed_s"])
+    return df
+
+
+def _outcome_value(v: Any) -> Any:
+    """Numbers as float64 (None → NaN) so every run's columns share one type."""
+    if v is None:
+        return float("nan")
+    if isinstance(v, (bool, int, float, np.integer, np.floating)):
+        return float(v)
+    return str(v)
+
+
+# ---------------------------------------------------------------------------------------
+# The experiment
+# ---------------------------------------------------------------------------------------
+
+
+@dataclass
+class ExperimentResult:
+    """What a sweep produced: the tidy runs table, per-point summary and the manifest."""
+
+    out: Path
+    runs: pd.DataFrame
+    summary: pd.DataFrame
+    manifest: dict[str, Any]
+    unit_design: np.ndarray | None = None  # design in [0, 1]^d (samplers), rows = points
+
+
+@dataclass
+class Experiment:
+    """A base scenario, factors, a design and replicates. See the module docstring."""
+
+    scenario: Scenario
+    levers: dict[str, Any] = field(default_factory=dict)
+    uncertainties: dict[str, Any] = field(default_factory=dict)
+    design: str = "grid"
+    samples: int | None = None
+    replicates: int = 1
+    seed: int | None = None
+    outcomes: list[str] | None = None
+    per_step: list[str] = field(default_factory=list)
+    measure: Callable[[Any], dict[str, float]] | None = None
+    name: str | None = None
+
+    def __post_init__(self) -> None:
+        if isinstance(self.scenario, (str, Path)):
+            self.scenario = Scenario.from_toml(self.scenario)
+        if not isinstance(self.scenario, Scenario):
+            raise ScenarioError(
+                f"scenario: expected a Scenario or a TOML path, got {type(self.scenario).__name__}"
+            )
+        if self.design not in DESIGNS:
+            raise ScenarioError(
+                f"design: {self.design!r} is not allowed; allowed: {', '.join(DESIGNS)}"
+            )
+        if not isinstance(self.replicates, int) or self.replicates < 1:
+            raise ScenarioError(f"replicates: must be an integer >= 1, got {self.replicates!r}")
+        if self.samples is not None and (not isinstance(self.samples, int) or self.samples < 1):
+            raise ScenarioError(f"samples: must be an integer >= 1, got {self.samples!r}")
+        if self.seed is None:
+            self.seed = self.scenario.seed
+        if not isinstance(self.seed, int) or self.seed < 0:
+            raise ScenarioError(f"seed: must be an integer >= 0, got {self.seed!r}")
+        self.name = self.name or self.scenario.name
+        self.levers = dict(self.levers or {})
+        self.uncertainties = dict(self.uncertainties or {})
+        both = set(self.levers) & set(self.uncertainties)
+        if both:
+            raise ScenarioError(
+                f"{sorted(both)}: a path can be a lever or an uncertainty, not both"
+            )
+        self.factors = [Factor.parse(p, s, "lever") for p, s in self.levers.items()] + [
+            Factor.parse(p, s, "uncertainty") for p, s in self.uncertainties.items()
+        ]
+        reserved = {"point", "replicate", "seed", "run_id", "step", "status", "error"}
+        clash = reserved & {f.path for f in self.factors}
+        if clash:
+            raise ScenarioError(f"{sorted(clash)}: these names are reserved for table columns")
+        self.per_step = list(self.per_step or [])
+        if self.design in ("lhs", "sobol", "morris") and not self.factors:
+            raise ScenarioError(f"design {self.design!r} needs at least one lever or uncertainty")
+        if self.design in ("lhs", "sobol", "morris") and self.samples is None:
+            raise ScenarioError(f"samples: design {self.design!r} needs a number of samples")
+        if self.design == "sobol" and self.samples & (self.samples - 1):
+            lo = 1 << (self.samples.bit_length() - 1)
+            raise ScenarioError(
+                f"samples: {self.samples} is not a power of 2, which Sobol sequences need "
+                f"(Saltelli sampling in SALib); try {lo} or {2 * lo}"
+            )
+        self._points: list[dict[str, Any]] | None = None
+        self._unit: np.ndarray | None = None
+        self._scenarios: list[Scenario] | None = None
+
+    # -- construction from TOML ------------------------------------------------------
+    @classmethod
+    def from_toml(cls, path: str | Path, **overrides: Any) -> Experiment:
+        path = Path(path)
+        try:
+            data = tomllib.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise ScenarioError(f"experiment file not found: {path}") from None
+        except tomllib.TOMLDecodeError as err:
+            raise ScenarioError(f"{path}: malformed TOML: {err}") from None
+        try:
+            return cls.from_dict(
+                data, base_dir=path.resolve().parent, default_name=path.stem, **overrides
+            )
+        except ScenarioError as err:
+            raise ScenarioError(f"{path}: {err}") from None
+
+    @classmethod
+    def from_dict(
+        cls,
+        data: dict[str, Any],
+        base_dir: Path | None = None,
+        default_name: str | None = None,
+        **overrides: Any,
+    ) -> Experiment:
+        base_dir = Path(base_dir or Path.cwd())
+        allowed = {
+            "name",
+            "scenario",
+            "levers",
+            "uncertainties",
+            "design",
+            "samples",
+            "replicates",
+            "seed",
+            "outcomes",
+            "per_step",
+        }
+        unknown = set(data) - allowed
+        if unknown:
+            raise ScenarioError(
+                f"unknown field(s) {sorted(unknown)}; allowed: {', '.join(sorted(allowed))}"
+            )
+        spec = data.get("scenario")
+        if isinstance(spec, str):
+            scenario = Scenario.from_toml(base_dir / spec)
+        elif isinstance(spec, dict):
+            scenario = Scenario.from_dict(spec, base_dir)
+        else:
+            raise ScenarioError(
+                "scenario: give a scenario file path (relative to the experiment "
+                "file) or a [scenario] table"
+            )
+        for key in ("levers", "uncertainties"):
+            if key in data and not isinstance(data[key], dict):
+                raise ScenarioError(f"{key}: must be a table of path = values")
+        kwargs = {
+            k: data[k]
+            for k in (
+                "levers",
+                "uncertainties",
+                "design",
+                "samples",
+                "replicates",
+                "seed",
+                "outcomes",
+                "per_step",
+            )
+            if k in data
+        }
+        kwargs["name"] = data.get("name", default_name)
+        kwargs.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(scenario=scenario, **kwargs)
+
+    def replace(self, **changes: Any) -> Experiment:
+        """A copy with some settings changed (design, samples, replicates, seed...)."""
+        kw = {
+            k: getattr(self, k)
+            for k in (
+                "scenario",
+                "levers",
+                "uncertainties",
+                "design",
+                "samples",
+                "replicates",
+                "seed",
+                "outcomes",
+                "per_step",
+                "measure",
+                "name",
+            )
+        }
+        kw.update(changes)
+        return Experiment(**kw)
+
+    # -- the design ------------------------------------------------------------------
+    def problem(self) -> dict[str, Any]:
+        """SALib problem over the unit cube: each factor is mapped from [0, 1] by Factor.from_unit."""
+        return {
+            "num_vars": len(self.factors),
+            "names": [f.path for f in self.factors],
+            "bounds": [[0.0, 1.0]] * len(self.factors),
+        }
+
+    def points(self) -> list[dict[str, Any]]:
+        """Design points as {path: value} in design order (cached)."""
+        if self._points is not None:
+            return self._points
+        fs = self.factors
+        if self.design == "grid":
+            import itertools
+
+            grids = [f.grid_values() for f in fs]
+            pts = [
+                dict(zip([f.path for f in fs], combo, strict=False))
+                for combo in itertools.product(*grids)
+            ]
+            unit = None
+        else:
+            if self.design == "lhs":
+                from scipy.stats import qmc
+
+                unit = qmc.LatinHypercube(d=len(fs), rng=np.random.default_rng(self.seed)).random(
+                    self.samples
+                )
+            elif self.design == "sobol":
+                from SALib.sample import sobol
+
+                unit = sobol.sample(
+                    self.problem(), self.samples, calc_second_order=False, seed=self.seed
+                )
+            else:
+                from SALib.sample import morris
+
+                unit = morris.sample(
+                    self.problem(), self.samples, num_levels=MORRIS_LEVELS, seed=self.seed
+                )
+            pts = [{f.path: f.from_unit(u) for f, u in zip(fs, row, strict=False)} for row in unit]
+        self._points, self._unit = pts, unit
+        return pts
+
+    @property
+    def unit_design(self) -> np.ndarray | None:
+        self.points()
+        return self._unit
+
+    def design_table(self) -> pd.DataFrame:
+        """One row per design point with every factor as a column (as shown in the tables)."""
+        rows = [
+            {"point": i, **{f.path: f.cell(p[f.path]) for f in self.factors}}
+            for i, p in enumerate(self.points())
+        ]
+        df = pd.DataFrame(rows) if rows else pd.DataFrame({"point": []})
+        return df
+
+    def scenarios(self) -> list[Scenario]:
+        """Every design point as a validated Scenario; a bad path or value fails here, before
+        any run starts, with a message naming the point and the factor values."""
+        if self._scenarios is not None:
+            return self._scenarios
+        base = self.scenario.to_dict()
+        out = []
+        for i, p in enumerate(self.points()):
+            data = copy.deepcopy(base)
+            for path, value in p.items():
+                set_path(data, path, value)
+            try:
+                out.append(Scenario.from_dict(data, self.scenario.base_dir))
+            except ScenarioError as err:
+                shown = ", ".join(f"{k} = {_cell(v)!r}" for k, v in p.items())
+                raise ScenarioError(f"design point {i} ({shown}): {err}") from None
+        self._scenarios = out
+        return out
+
+    def seeds(self) -> list[int]:
+        return [replicate_seed(self.seed, r) for r in range(self.replicates)]  # type: ignore[arg-type]
+
+    def tasks(self) -> list[dict[str, Any]]:
+        """One task per (point, replicate), with its run id."""
+        extra = {"per_step": self.per_step, "measure": _measure_name(self.measure)}
+        out = []
+        for i, sc in enumerate(self.scenarios()):
+            base = sc.to_dict()
+            uses_files = sc.network.kind == "file" or sc.population.csv is not None
+            for r, seed in enumerate(self.seeds()):
+                d = base | {"seed": seed}
+                rid = run_id(d, extra | ({"base_dir": str(sc.base_dir)} if uses_files else {}))
+                out.append(
+                    {
+                        "point": i,
+                        "replicate": r,
+                        "seed": seed,
+                        "run_id": rid,
+                        "scenario": d,
+                        "base_dir": str(sc.base_dir),
+                        "per_step": self.per_step,
+                        "measure": self.measure,
+                    }
+                )
+        return out
+
+    # -- running ---------------------------------------------------------------------
+    def run(
+        self,
+        out: str | Path | None = None,
+        executor: str = "processes",
+        workers: int | None = None,
+        scheduler: str | None = None,
+        progress: bool | None = None,
+        retry_errors: bool = False,
+    ) -> ExperimentResult:
+        """Run every (point, replicate) not yet in the store, then write the tables.
+
+        out: results folder (default results/<name>). progress: tqdm bar on stderr
+        (None = only on a terminal). retry_errors: run again those that raised before.
+        """
+        if scheduler is not None:
+            executor = "dask"
+        if executor not in EXECUTORS:
+            raise ScenarioError(
+                f"executor: {executor!r} is not allowed; allowed: {', '.join(EXECUTORS)}"
+            )
+        _check_per_step(self.per_step)
+        tasks = self.tasks()  # validates every design point before anything is written
+        out = Path(out) if out is not None else Path("results") / str(self.name)
+        store = out / "runs"
+        store.mkdir(parents=True, exist_ok=True)
+        for tmp in store.glob(".*.tmp"):  # half-written by a run killed mid-write
+            tmp.unlink(missing_ok=True)
+        started = datetime.now(UTC)
+        t0 = time.perf_counter()
+        unique: dict[str, dict[str, Any]] = {}
+        for t in tasks:
+            unique.setdefault(t["run_id"], t)
+        done = {p.stem for p in store.glob("*.parquet")}
+        if retry_errors:
+            done = {
+                rid for rid in done if rid in unique and not _is_error(store / f"{rid}.parquet")
+            } | (done - set(unique))
+        todo = [t for rid, t in unique.items() if rid not in done]
+        computed, errors = 0, 0
+        from tqdm.auto import tqdm
+
+        bar = tqdm(
+            total=len(unique),
+            initial=len(unique) - len(todo),
+            desc=str(self.name),
+            unit="run",
+            file=sys.stderr,
+            disable=(None if progress is None else not progress),
+            dynamic_ncols=True,
+        )
+        try:
+            jobs = [
+                {k: t[k] for k in ("run_id", "scenario", "base_dir", "per_step", "measure")}
+                for t in todo
+            ]
+            for _, res in imap_unordered(_execute, jobs, executor, workers, scheduler):
+                write_parquet_atomic(_run_frame(res), store / f"{res['run_id']}.parquet")
+                computed += 1
+                errors += res["status"] != "ok"
+                bar.update(1)
+        finally:
+            bar.close()
+        elapsed = time.perf_counter() - t0
+        runs = self._consolidate(tasks, store)
+        summary = summarise(runs, self)
+        manifest = self._manifest(
+            out,
+            started,
+            elapsed,
+            computed,
+            len(unique) - len(todo),
+            runs,
+            executor,
+            workers,
+            scheduler,
+        )
+        write_parquet_atomic(runs, out / "runs.parquet")
+        write_parquet_atomic(summary, out / "summary.parquet")
+        write_atomic(out / "manifest.json", json.dumps(manifest, indent=2, default=str) + "\n")
+        return ExperimentResult(
+            out=out, runs=runs, summary=summary, manifest=manifest, unit_design=self.unit_design
+        )
+
+    def _outcome_columns(self, available: Iterable[str]) -> list[str]:
+        available = list(available)
+        skip = {"scenario", "seed", "status", "error", "elapsed_s", "step", *self.per_step}
+        if self.outcomes is None:
+            return [c for c in available if c not in skip]
+        missing = [o for o in self.outcomes if o not in available]
+        if missing and any(available):
+            raise ScenarioError(
+                f"outcomes: {missing} not produced by the runs; allowed: "
+                f"{[c for c in available if c not in skip]}"
+            )
+        return [o for o in self.outcomes if o in available]
+
+    def _consolidate(self, tasks: list[dict[str, Any]], store: Path) -> pd.DataFrame:
+        """One tidy table: design columns, replicate, seed, run id, outcomes, status."""
+        design = self.design_table().set_index("point")
+        frames = {}
+        for t in tasks:
+            rid = t["run_id"]
+            if rid not in frames:
+                frames[rid] = pd.read_parquet(store / f"{rid}.parquet")
+        available: dict[str, None] = {}
+        for f in frames.values():
+            if (f["status"] == "ok").any():
+                available.update(dict.fromkeys(f.columns))
+        outcomes = self._outcome_columns(available)
+        keep = (["step"] if self.per_step else []) + self.per_step + outcomes + ["status", "error"]
+        pieces = []
+        for t in tasks:
+            f = frames[t["run_id"]].reindex(columns=keep).copy()
+            head = {
+                "point": t["point"],
+                **design.loc[t["point"]].to_dict(),
+                "replicate": t["replicate"],
+                "seed": t["seed"],
+                "run_id": t["run_id"],
+            }
+            for j, (k, v) in enumerate(head.items()):
+                f.insert(j, k, v)
+            pieces.append(f)
+        runs = pd.concat(pieces, ignore_index=True) if pieces else pd.DataFrame()
+        for c in ("point", "replicate"):
+            if c in runs:
+                runs[c] = runs[c].astype(np.int64)
+        if "seed" in runs:
+            runs["seed"] = runs["seed"].astype(np.int64)
+        for c in outcomes + self.per_step:
+            if c in runs and runs[c].dtype == object:
+                if runs[c].map(lambda v: v is None or isinstance(v, float)).all():
+                    runs[c] = runs[c].astype(np.float64)
+        if "step" in runs:
+            runs["step"] = runs["step"].astype("Int64")
+        for c in ("status", "error"):
+            runs[c] = runs[c].fillna("" if c == "error" else "missing").astype(str)
+        order = ["point", "replicate"] + (["step"] if self.per_step else [])
+        return runs.sort_values(order, kind="stable").reset_index(drop=True)
+
+    def _manifest(
+        self,
+        out: Path,
+        started: datetime,
+        elapsed: float,
+        computed: int,
+        reused: int,
+        runs: pd.DataFrame,
+        executor: str,
+        workers: int | None,
+        scheduler: str | None,
+    ) -> dict[str, Any]:
+        store = out / "runs"
+        run_times = []
+        for rid in runs["run_id"].unique():
+            f = pd.read_parquet(store / f"{rid}.parquet", columns=["elapsed_s"])
+            run_times.append(float(f["elapsed_s"].iloc[0]))
+        per_run = runs.drop_duplicates(["point", "replicate"])
+        return {
+            "experiment": str(self.name),
+            "created": started.isoformat(timespec="seconds"),
+            "scenario": self.scenario.to_dict(),
+            "design": {
+                "kind": self.design,
+                "samples": self.samples,
+                "points": len(self.points()),
+                "replicates": self.replicates,
+                "seed": self.seed,
+                "levers": {
+                    f.path: _jsonable_spec(self.levers[f.path])
+                    for f in self.factors
+                    if f.role == "lever"
+                },
+                "uncertainties": {
+                    f.path: _jsonable_spec(self.uncertainties[f.path])
+                    for f in self.factors
+                    if f.role == "uncertainty"
+                },
+                "outcomes": self.outcomes,
+                "per_step": self.per_step,
+                "measure": _measure_name(self.measure),
+            },
+            "seeds": self.seeds(),
+            "runs": {
+                "total": int(len(per_run)),
+                "unique": int(runs["run_id"].nunique()),
+                "computed_now": computed,
+                "reused_from_store": reused,
+                "errors": int((per_run["status"] == "error").sum()),
+            },
+            "timings": {
+                "wall_s": round(elapsed, 3),
+                "run_s_total": round(sum(run_times), 3),
+                "run_s_mean": round(float(np.mean(run_times)), 4) if run_times else None,
+                "executor": executor,
+                "workers": workers,
+                "scheduler": scheduler,
+            },
+            "versions": versions(),
+            "git_commit": git_commit(),
+        }
+
+
+def _jsonable_spec(spec: Any) -> Any:
+    return json.loads(json.dumps(spec, default=str))
+
+
+def _is_error(path: Path) -> bool:
+    try:
+        return bool((pd.read_parquet(path, columns=["status"])["status"] == "error").any())
+    except Exception:
+        return True
+
+
+def _check_per_step(cols: list[str]) -> None:
+    from .result import Result
+
+    allowed = [*Result.LOG_COLUMNS, "adoption_rate", "cost", "impact"]
+    bad = [c for c in cols if c not in allowed]
+    if bad:
+        raise ScenarioError(f"per_step: unknown column(s) {bad}; allowed: {', '.join(allowed)}")
+
+
+def _t975(df: int) -> float:
+    if df not in T95:
+        from scipy.stats import t
+
+        T95[df] = float(t.ppf(0.975, df))
+    return T95[df]
+
+
+def summarise(runs: pd.DataFrame, exp: Experiment) -> pd.DataFrame:
+    """Per design point (and step): n, errors, and for each numeric outcome the mean, sample
+    std and a 95% Student-t confidence interval of the mean across replicates."""
+    keys = ["point"] + (["step"] if exp.per_step else [])
+    factor_cols = [f.path for f in exp.factors]
+    numeric = [
+        c
+        for c in runs.columns
+        if c not in {*keys, *factor_cols, "replicate", "seed", "run_id", "status", "error"}
+        and pd.api.types.is_numeric_dtype(runs[c])
+    ]
+    ok = runs[runs["status"] == "ok"]
+    if exp.per_step:
+        ok = ok[ok["step"].notna()]
+    head = runs.drop_duplicates("point")[["point", *factor_cols]]
+    per_point = runs.drop_duplicates(["point", "replicate"]).groupby("point")["status"]
+    counts = pd.DataFrame(
+        {
+            "n_runs": per_point.size(),
+            "n_errors": per_point.apply(lambda s: int((s == "error").sum())),
+        }
+    )
+    g = ok.groupby(keys, sort=True)[numeric]
+    mean, std, n = g.mean(), g.std(ddof=1), g.count()
+    stats = {}
+    for c in numeric:
+        half = (
+            pd.Series([_t975(int(k) - 1) if k > 1 else np.nan for k in n[c]], index=n.index)
+            * std[c]
+            / np.sqrt(n[c])
+        )
+        stats[f"{c}_mean"] = mean[c]
+        stats[f"{c}_std"] = std[c]
+        stats[f"{c}_ci_low"] = mean[c] - half
+        stats[f"{c}_ci_high"] = mean[c] + half
+    body = pd.DataFrame(stats).reset_index() if numeric else ok[keys].drop_duplicates()
+    out = head.merge(counts.reset_index(), on="point").merge(body, on="point", how="left")
+    return out.sort_values(keys, kind="stable").reset_index(drop=True)
+
+
+def versions() -> dict[str, str]:
+    """Versions of Python and the packages that shape results."""
+    from importlib import metadata
+
+    out = {"python": platform.python_version()}
+    for pkg in (
+        "nudgesim",
+        "numpy",
+        "scipy",
+        "pandas",
+        "networkx",
+        "pyarrow",
+        "pydantic",
+        "SALib",
+        "dask",
+        "distributed",
+    ):
+        try:
+            out[pkg] = metadata.version(pkg)
+        except metadata.PackageNotFoundError:
+            pass
+    return out
+
+
+def git_commit() -> str | None:
+    """`git rev-parse HEAD` of the package's checkout (+ '-dirty' with local changes), if any."""
+    root = Path(__file__).resolve().parent.parent
+    try:
+        head = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=5
+        )
+        if head.returncode != 0:
+            return None
+        dirty = subprocess.run(
+            ["git", "diff", "--quiet", "HEAD", "--"], cwd=root, capture_output=True, timeout=10
+        )
+        return head.stdout.strip() + ("-dirty" if dirty.returncode == 1 else "")
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+# ---------------------------------------------------------------------------------------
+# Command line
+# ---------------------------------------------------------------------------------------
+
+
+def add_run_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("experiment", help="experiment TOML (see experiments/sweeps/)")
+    p.add_argument("--out", help="results folder (default results/<experiment name>)")
+    p.add_argument(
+        "--executor",
+        choices=EXECUTORS,
+        default="processes",
+        help="where runs execute (default: local processes on all cores)",
+    )
+    p.add_argument("--workers", type=int, help="processes / Dask LocalCluster workers")
+    p.add_argument(
+        "--scheduler", help="Dask scheduler address, e.g. tcp://host:8786 (implies dask)"
+    )
+    p.add_argument("--replicates", type=int, help="override the experiment's replicates")
+    p.add_argument("--samples", type=int, help="override the experiment's samples")
+    p.add_argument("--seed", type=int, help="override the experiment's seed")
+    p.add_argument("--retry-errors", action="store_true", help="run again runs that raised")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def _parse(p: argparse.ArgumentParser, argv: list[str]) -> argparse.Namespace:
+    from .cli import UsageError
+
+    try:
+        args = p.parse_args(argv)
+    except SystemExit as err:
+        if err.code in (0, None):
+            raise
+        raise UsageError(f"bad arguments for '{p.prog}' (see {p.prog} --help)") from None
+    if args.workers is not None and args.workers < 1:
+        raise UsageError(f"--workers: must be >= 1, got {args.workers}")
+    return args
+
+
+def sweep_main(argv: list[str]) -> int:
+    """`nudgesim sweep EXPERIMENT.toml`: run (or resume) a sweep and write its tables."""
+    p = argparse.ArgumentParser(prog="nudgesim sweep", description=sweep_main.__doc__)
+    add_run_options(p)
+    p.add_argument(
+        "--dry-run", action="store_true", help="validate and show the design, run nothing"
+    )
+    args = _parse(p, argv)
+    exp = Experiment.from_toml(
+        args.experiment, replicates=args.replicates, samples=args.samples, seed=args.seed
+    )
+    tasks = exp.tasks()  # validates every design point
+    if args.dry_run:
+        print(exp.design_table().to_string(index=False))
+        print(f"{len(exp.points())} points x {exp.replicates} replicates = {len(tasks)} runs")
+        return 0
+    res = exp.run(
+        out=args.out,
+        executor=args.executor,
+        workers=args.workers,
+        scheduler=args.scheduler,
+        progress=False if args.no_progress else None,
+        retry_errors=args.retry_errors,
+    )
+    m = res.manifest
+    r = m["runs"]
+    print(
+        f"{exp.name}: {m['design']['points']} points x {exp.replicates} replicates = {r['total']} "
+        f"runs ({r['computed_now']} computed now, {r['reused_from_store']} reused, "
+        f"{r['errors']} errors) in {m['timings']['wall_s']:.1f} s"
+    )
+    print(f"  wrote {res.out}/ (runs.parquet, summary.parquet, manifest.json, runs/)")
+    return 0
+
+
+def sensitivity_main(argv: list[str]) -> int:
+    """`nudgesim sensitivity` lives in sensitivity.py; the CLI looks for it here."""
+    from .sensitivity import sensitivity_main as entry
+
+    return entry(argv)
+
+
+def main(argv: list[str]) -> int:
+    return sweep_main(argv)

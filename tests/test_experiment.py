@@ -1,0 +1,376 @@
+"""Experiments: paths into scenarios, designs, common random numbers, executors, the store."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from scipy import stats
+
+from nudgesim.cli import main as cli_main
+from nudgesim.experiment import Experiment, Factor, parse_path, replicate_seed, set_path
+from nudgesim.scenario import Scenario, ScenarioError
+
+ROOT = Path(__file__).parents[1]
+
+SMALL = """
+name = "small"
+seed = 5
+steps = 12
+initial_adopters = 0.2
+[population]
+size = 300
+wards = 3
+[network]
+kind = "watts_strogatz"
+k = 6
+p = 0.1
+[rule]
+kind = "logistic"
+adopt_intercept = -4.0
+[[nudges]]
+kind = "information"
+label = "leaflet"
+reach = 0.5
+cost_per_contact = 0.35
+[[nudges]]
+kind = "reminder"
+start = 2
+every = 2
+cost_per_contact = 0.04
+"""
+
+
+def small() -> Scenario:
+    return Scenario.from_toml_str(SMALL)
+
+
+def boom_if_full_reach(res) -> dict[str, float]:
+    """A measure that fails on purpose at one design point (top level: picklable)."""
+    if res.scenario.nudges[0].reach == 1.0:
+        raise RuntimeError("boom at full reach")
+    return {"contacts_per_resident": float(res.timeseries["contacts"].sum() / len(res.adopted))}
+
+
+# -- paths ---------------------------------------------------------------------------------
+
+
+def test_parse_path_keys_indices_and_labels():
+    assert parse_path("nudges[peer ambassadors].targeting.count") == [
+        ("key", "nudges"),
+        ("item", "peer ambassadors"),
+        ("key", "targeting"),
+        ("key", "count"),
+    ]
+    assert parse_path("nudges[2].reach") == [("key", "nudges"), ("item", 2), ("key", "reach")]
+    for bad in ("", "a..b", "a.", ".a", "a.[1]", "a b]"):
+        with pytest.raises(ScenarioError):
+            parse_path(bad)
+
+
+def test_set_path_by_label_index_kind_and_missing_tables():
+    d = small().to_dict()
+    set_path(d, "nudges[leaflet].reach", 0.9)
+    set_path(d, "nudges[1].every", 3)
+    set_path(d, "nudges[reminder].end", 10)  # a kind used by one nudge only; end was absent
+    set_path(d, "rule.adopt_norm", 4.0)
+    assert d["nudges"][0]["reach"] == 0.9 and d["nudges"][1]["every"] == 3
+    assert d["nudges"][1]["end"] == 10 and d["rule"]["adopt_norm"] == 4.0
+    with pytest.raises(ScenarioError, match=r"no item has label/name/kind 'leaflt'.*leaflet"):
+        set_path(d, "nudges[leaflt].reach", 0.5)
+    with pytest.raises(ScenarioError, match="out of range"):
+        set_path(d, "nudges[7].reach", 0.5)
+    with pytest.raises(ScenarioError, match="selects from a list"):
+        set_path(d, "rule[0].p", 0.5)
+
+
+# -- factors and designs -------------------------------------------------------------------
+
+
+def test_factor_specs_and_errors():
+    f = Factor.parse("x", {"low": 1, "high": 5, "levels": 5, "integer": True}, "lever")
+    assert f.grid_values() == [1, 2, 3, 4, 5]
+    assert [f.from_unit(u) for u in (0.0, 0.19, 0.2, 0.999, 1.0)] == [1, 1, 2, 5, 5]
+    c = Factor.parse(
+        "x", {"values": [[], [{"kind": "pledge"}]], "labels": ["none", "pledge"]}, "lever"
+    )
+    assert [c.cell(v) for v in c.values] == ["none", "pledge"]
+    assert Factor.parse("x", [{"a": 1}], "lever").cell({"a": 1}) == '{"a":1}'
+    for bad, msg in (
+        (0.3, "list of values"),
+        ({"low": 2, "high": 1}, "greater than"),
+        ({"lo": 1}, "not allowed"),
+        ([], "empty"),
+        ({"values": [1, 2], "labels": ["a"]}, "2 distinct labels"),
+    ):
+        with pytest.raises(ScenarioError, match=msg):
+            Factor.parse("x", bad, "uncertainty")
+    with pytest.raises(ScenarioError, match="needs 'levels'"):
+        Factor.parse("x", {"low": 0, "high": 1}, "lever").grid_values()
+
+
+@given(u=st.floats(0, 1), low=st.floats(-100, 100), width=st.floats(1e-3, 100), k=st.integers(1, 7))
+@settings(max_examples=200, deadline=None)
+def test_from_unit_stays_inside_the_range_and_choices(u, low, width, k):
+    r = Factor("x", "lever", low=low, high=low + width)
+    assert low <= r.from_unit(u) <= low + width
+    i = Factor("x", "lever", low=low, high=low + width + 1, integer=True)
+    assert isinstance(i.from_unit(u), int) and low <= i.from_unit(u) <= low + width + 1
+    c = Factor("x", "lever", values=tuple(range(k)))
+    assert c.from_unit(u) in range(k)
+
+
+def test_designs_have_the_documented_sizes_and_stay_in_range():
+    lev = {"nudges[leaflet].reach": {"low": 0.1, "high": 0.9}}
+    unc = {"rule.adopt_norm": {"low": 2.0, "high": 4.0}, "network.p": [0.0, 0.1, 0.5]}
+    grid = Experiment(small(), {"nudges[leaflet].reach": [0.2, 0.8]}, {"network.p": [0.0, 0.5]})
+    assert len(grid.points()) == 4
+    for design, n, size in (("lhs", 10, 10), ("sobol", 8, 8 * (3 + 2)), ("morris", 4, 4 * (3 + 1))):
+        exp = Experiment(small(), lev, unc, design=design, samples=n, seed=1)
+        pts = exp.points()
+        assert len(pts) == size
+        assert all(
+            0.1 <= p["nudges[leaflet].reach"] <= 0.9 and p["network.p"] in (0.0, 0.1, 0.5)
+            for p in pts
+        )
+        assert len(exp.scenarios()) == size
+    lhs = np.array(
+        [[p["rule.adopt_norm"]] for p in Experiment(small(), lev, unc, "lhs", 10, seed=1).points()]
+    )
+    # Latin hypercube: exactly one sample in each of the 10 equal strata
+    assert sorted(np.floor((lhs[:, 0] - 2.0) / 0.2).astype(int).clip(max=9)) == list(range(10))
+    with pytest.raises(ScenarioError, match="not a power of 2.*try 8 or 16"):
+        Experiment(small(), lev, unc, design="sobol", samples=10)
+
+
+def test_every_point_is_validated_before_any_run(tmp_path):
+    exp = Experiment(small(), {"nudges[leaflet].reach": [0.5, 1.5]})
+    with pytest.raises(
+        ScenarioError, match=r"(?s)design point 1 \(nudges\[leaflet\]\.reach = 1\.5\).*reach"
+    ):
+        exp.run(out=tmp_path, executor="serial")
+    assert not (tmp_path / "runs").exists()
+    with pytest.raises(ScenarioError, match="unknown field"):
+        Experiment(small(), {"rule.adopt_nrm": [1.0]}).scenarios()
+    with pytest.raises(ScenarioError, match="design: 'full'"):
+        Experiment(small(), design="full")
+
+
+# -- common random numbers, tables, summary ------------------------------------------------
+
+
+def test_replicate_seeds_are_shared_across_points_and_differ_across_replicates(tmp_path):
+    assert (
+        replicate_seed(3, 0) == replicate_seed(3, 0) != replicate_seed(3, 1) != replicate_seed(4, 1)
+    )
+    # the leaflet's price changes cost only: with common random numbers every other outcome
+    # of replicate r is identical across the points
+    exp = Experiment(
+        small(), {"nudges[leaflet].cost_per_contact": [0.1, 0.5, 2.0]}, replicates=3, seed=9
+    )
+    runs = exp.run(out=tmp_path, executor="serial", progress=False).runs
+    assert runs.groupby("replicate")["seed"].nunique().eq(1).all()
+    assert runs.groupby("replicate")["final_adoption"].nunique().eq(1).all()
+    assert runs.groupby("replicate")["total_cost"].nunique().eq(3).all()
+    assert runs["final_adoption"].nunique() > 1  # replicates do differ
+
+
+def test_tables_summary_and_manifest(tmp_path):
+    exp = Experiment(
+        small(),
+        {"nudges[leaflet].reach": [0.2, 0.8]},
+        {"network.p": [0.0, 0.3]},
+        replicates=4,
+        seed=1,
+        outcomes=["final_adoption", "total_cost"],
+        per_step=["adoption_rate"],
+        name="tiny",
+    )
+    res = exp.run(out=tmp_path, executor="serial", progress=False)
+    runs = pd.read_parquet(tmp_path / "runs.parquet")
+    pd.testing.assert_frame_equal(runs, res.runs)
+    assert len(runs) == 4 * 4 * 13  # points x replicates x (steps + 1)
+    assert list(runs.columns[:7]) == [
+        "point",
+        "nudges[leaflet].reach",
+        "network.p",
+        "replicate",
+        "seed",
+        "run_id",
+        "step",
+    ]
+    assert {"adoption_rate", "final_adoption", "total_cost", "status", "error"} <= set(runs.columns)
+    summary = pd.read_parquet(tmp_path / "summary.parquet")
+    assert len(summary) == 4 * 13 and (summary["n_runs"] == 4).all()
+    last = runs[(runs["point"] == 2) & (runs["step"] == 12)]["final_adoption"].to_numpy()
+    row = summary[(summary["point"] == 2) & (summary["step"] == 12)].iloc[0]
+    half = stats.t.ppf(0.975, 3) * last.std(ddof=1) / 2.0
+    assert row["final_adoption_mean"] == pytest.approx(last.mean(), rel=1e-12)
+    assert row["final_adoption_ci_low"] == pytest.approx(last.mean() - half, rel=1e-12)
+    assert row["final_adoption_ci_high"] == pytest.approx(last.mean() + half, rel=1e-12)
+    m = json.loads((tmp_path / "manifest.json").read_text())
+    assert m["design"]["points"] == 4 and m["seeds"] == exp.seeds()
+    assert m["runs"] == {
+        "total": 16,
+        "unique": 16,
+        "computed_now": 16,
+        "reused_from_store": 0,
+        "errors": 0,
+    }
+    assert {"numpy", "pandas", "SALib", "python"} <= set(m["versions"])
+    assert "git_commit" in m and m["timings"]["wall_s"] > 0
+    with pytest.raises(ScenarioError, match="outcomes: \\['nope'\\]"):
+        exp.replace(outcomes=["nope"]).run(out=tmp_path, executor="serial", progress=False)
+
+
+def test_a_failing_run_is_recorded_and_the_sweep_goes_on(tmp_path):
+    exp = Experiment(
+        small(), {"nudges[leaflet].reach": [0.5, 1.0]}, replicates=2, measure=boom_if_full_reach
+    )
+    res = exp.run(out=tmp_path, executor="processes", workers=2, progress=False)
+    bad = res.runs[res.runs["status"] == "error"]
+    assert len(bad) == 2 and (bad["point"] == 1).all()
+    assert bad["error"].str.contains("RuntimeError: boom at full reach").all()
+    assert (res.runs.loc[res.runs["point"] == 0, "status"] == "ok").all()
+    assert res.runs.loc[res.runs["point"] == 0, "contacts_per_resident"].notna().all()
+    assert res.summary.set_index("point").loc[1, "n_errors"] == 2
+    assert res.manifest["runs"]["errors"] == 2
+    again = exp.run(out=tmp_path, executor="serial", progress=False)  # not retried by default
+    assert again.manifest["runs"]["computed_now"] == 0
+    retried = exp.run(out=tmp_path, executor="serial", progress=False, retry_errors=True)
+    assert retried.manifest["runs"]["computed_now"] == 2
+
+
+# -- executors -----------------------------------------------------------------------------
+
+
+def test_serial_processes_and_dask_give_identical_tables(tmp_path):
+    exp = Experiment(
+        small(),
+        {"nudges[leaflet].reach": [0.2, 0.9]},
+        {"rule.adopt_norm": {"low": 2.0, "high": 4.0}},
+        design="lhs",
+        samples=3,
+        replicates=2,
+        seed=11,
+        per_step=["adopters"],
+    )
+    serial = exp.run(out=tmp_path / "serial", executor="serial", progress=False)
+    procs = exp.run(out=tmp_path / "procs", executor="processes", workers=2, progress=False)
+    dask = exp.run(out=tmp_path / "dask", executor="dask", workers=2, progress=False)
+    for other in (procs, dask):
+        pd.testing.assert_frame_equal(serial.runs, other.runs, check_exact=True)
+        pd.testing.assert_frame_equal(serial.summary, other.summary, check_exact=True)
+    for name in ("runs.parquet", "summary.parquet"):
+        a = pd.read_parquet(tmp_path / "serial" / name)
+        pd.testing.assert_frame_equal(
+            a, pd.read_parquet(tmp_path / "dask" / name), check_exact=True
+        )
+
+
+# -- resume after kill -9 and the command line ---------------------------------------------
+
+
+def test_resume_after_sigkill_loses_nothing_and_redoes_nothing(tmp_path):
+    (tmp_path / "small.toml").write_text(SMALL.replace("steps = 12", "steps = 40"))
+    (tmp_path / "exp.toml").write_text(
+        'name = "resume"\nscenario = "small.toml"\nreplicates = 6\nseed = 3\n'
+        '[levers]\n"nudges[leaflet].reach" = { low = 0.1, high = 0.9, levels = 10 }\n'
+    )
+    out = tmp_path / "out"
+    cmd = [
+        sys.executable,
+        "-m",
+        "nudgesim.cli",
+        "sweep",
+        str(tmp_path / "exp.toml"),
+        "--out",
+        str(out),
+        "--executor",
+        "serial",
+        "--no-progress",
+    ]
+    proc = subprocess.Popen(
+        cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True
+    )
+    store = out / "runs"
+    deadline = time.time() + 60
+    while time.time() < deadline and len(list(store.glob("*.parquet"))) < 8:
+        time.sleep(0.02)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    first = {p.name: p.stat().st_mtime_ns for p in store.glob("*.parquet")}
+    assert 8 <= len(first) < 60, "the sweep should be killed mid-way"
+    assert not (out / "runs.parquet").exists()
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    runs = pd.read_parquet(out / "runs.parquet")
+    assert len(runs) == 60 and not runs.duplicated(["point", "replicate"]).any()
+    assert runs["run_id"].nunique() == 60 and (runs["status"] == "ok").all()
+    after = {p.name: p.stat().st_mtime_ns for p in store.glob("*.parquet")}
+    assert len(after) == 60 and all(after[k] == v for k, v in first.items())  # not recomputed
+    m = json.loads((out / "manifest.json").read_text())
+    assert m["runs"]["reused_from_store"] == len(first)
+    assert m["runs"]["computed_now"] == 60 - len(first)
+    # the same sweep run in one go gives the same table
+    whole = Experiment.from_toml(tmp_path / "exp.toml").run(
+        out=tmp_path / "whole", executor="serial", progress=False
+    )
+    pd.testing.assert_frame_equal(runs, whole.runs, check_exact=True)
+
+
+def test_cli_sweep_and_bad_input(tmp_path, capsys):
+    (tmp_path / "small.toml").write_text(SMALL)
+    exp = tmp_path / "exp.toml"
+    exp.write_text('scenario = "small.toml"\n[levers]\n"nudges[leaflet].reach" = [0.3, 0.6]\n')
+    assert cli_main(["sweep", str(exp), "--dry-run"]) == 0
+    assert "2 points x 1 replicates = 2 runs" in capsys.readouterr().out
+    assert (
+        cli_main(
+            [
+                "sweep",
+                str(exp),
+                "--out",
+                str(tmp_path / "o"),
+                "--executor",
+                "serial",
+                "--replicates",
+                "2",
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
+    assert "4 runs (4 computed now" in capsys.readouterr().out
+    assert len(pd.read_parquet(tmp_path / "o" / "runs.parquet")) == 4
+    bad = tmp_path / "bad.toml"
+    for text, msg in (
+        ('scenario = "small.toml"\n[levers]\n"nudges[flyer].reach" = [0.3]\n', "'flyer'"),
+        (
+            'scenario = "small.toml"\ndesign = "sobol"\nsamples = 6\n[levers]\n"network.p" = {low=0, high=1}\n',
+            "power of 2",
+        ),
+        ('scenario = "nope.toml"\n', "scenario file not found"),
+        ('scenario = "small.toml"\nreplicate = 3\n', "unknown field(s) ['replicate']"),
+    ):
+        bad.write_text(text)
+        assert (
+            cli_main(["sweep", str(bad), "--executor", "serial", "--out", str(tmp_path / "b")]) == 2
+        )
+        assert msg in capsys.readouterr().err
+
+
+def test_example_sweeps_are_valid():
+    for path in sorted((ROOT / "experiments" / "sweeps").glob("*.toml")):
+        exp = Experiment.from_toml(path)
+        assert exp.tasks(), path
