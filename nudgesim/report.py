@@ -387,7 +387,6 @@ def plan_doc(folder: Path) -> Doc:
     curves = pd.read_csv(folder / "curves.csv")
     wards = pd.read_csv(folder / "wards.csv")
     sc = _scenario(folder)
-    key = meta["target_column"]
     unit = meta.get("impact_unit", "impact")
     doc = Doc(f"Campaign options: {meta['menu']}")
     doc.h("The question")
