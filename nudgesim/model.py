@@ -1,0 +1,427 @@
+"""Mesa view of the engine: :class:`NudgeModel` (a ``mesa.Model``) and :class:`Resident` agents.
+
+The :class:`~nudgesim.engine.Engine` owns the state as numpy arrays; a Resident is a *view*
+that reads those arrays at its index (``resident.adopted`` is ``engine.adopted[i]``), so
+there is one source of truth and nothing is copied per step. Residents live on a
+``mesa.discrete_space.Network`` built with ``layout=None`` (Mesa's default spring layout
+takes minutes on 10,000 nodes; the browser app computes and caches its own layout).
+
+``NudgeModel(scenario, vectorised=False)`` replaces the engine's whole-population decision
+by a per-agent one in plain Python: each Resident sums its own CSR row, calls the shared
+rule function and draws its own counter-based uniform. It is the readable specification of
+the model and the baseline of the benchmark; tests/test_model.py checks with hypothesis
+that both paths give bit-identical time series for every rule and every nudge kind.
+
+This module imports Mesa; ``import nudgesim`` and ``ns.simulate`` never do.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+import mesa
+import networkx as nx
+import numpy as np
+from mesa.discrete_space import FixedAgent
+from mesa.discrete_space import Network as MesaNetwork
+
+from . import rules
+from .engine import Engine
+from .nudges import Effects
+from .result import Result
+from .scenario import Scenario
+
+STATES = ("never", "adopter", "lapsed", "ambassador")
+"""A resident's state as shown in the app: never adopted, adopting now, adopted once but
+lapsed since, or serving as an ambassador this step (ambassadors are also adopters)."""
+
+
+# ---------------------------------------------------------------------------------------
+# Model reporters: plain functions of the model, as in Mesa's examples
+# ---------------------------------------------------------------------------------------
+
+
+def adoption_rate(model: NudgeModel) -> float:
+    return model.engine.adoption_rate()
+
+
+def adopters(model: NudgeModel) -> int:
+    return int(model.engine.log["adopters"][-1])
+
+
+def new_adopters(model: NudgeModel) -> int:
+    return int(model.engine.log["new_adopters"][-1])
+
+
+def lapsed(model: NudgeModel) -> int:
+    return int(model.engine.log["lapsed"][-1])
+
+
+def ambassadors(model: NudgeModel) -> int:
+    return int(model.engine.log["ambassadors"][-1])
+
+
+def cumulative_cost(model: NudgeModel) -> float:
+    """£ spent so far (same running sum as ``Result.timeseries['cost']``)."""
+    return float(np.cumsum(model.engine.log["cost_step"])[-1])
+
+
+def cumulative_impact(model: NudgeModel) -> float:
+    """Impact so far in the scenario's unit (same as ``Result.timeseries['impact']``)."""
+    return float(np.cumsum(model.engine.log["impact_step"])[-1])
+
+
+MODEL_REPORTERS: dict[str, Callable[[NudgeModel], Any]] = {
+    "adoption_rate": adoption_rate,
+    "adopters": adopters,
+    "new_adopters": new_adopters,
+    "lapsed": lapsed,
+    "ambassadors": ambassadors,
+    "cost": cumulative_cost,
+    "impact": cumulative_impact,
+}
+
+
+def _ward_reporter(w: int) -> Callable[[NudgeModel], float]:
+    def ward_rate(model: NudgeModel) -> float:
+        return float(model.engine.ward_rates()[w])
+
+    return ward_rate
+
+
+# ---------------------------------------------------------------------------------------
+# The agent
+# ---------------------------------------------------------------------------------------
+
+
+class Resident(FixedAgent):
+    """One household, placed on its node of the social network.
+
+    Every attribute is read from the engine's arrays at ``index``; setting state goes
+    through the engine too (``step``/``advance`` in the per-agent path), never a copy.
+    """
+
+    model: NudgeModel
+
+    def __init__(self, model: NudgeModel, index: int, cell: Any) -> None:
+        super().__init__(model)
+        self.index = index
+        self.cell = cell
+        self._adopt = False  # decision staged by step(), applied by advance()
+        self._lapse = False
+        # what I saw and weighed in the last per-agent step (NaN before the first one)
+        self.norm = float("nan")
+        self.p_adopt = float("nan")
+        self.p_lapse = float("nan")
+
+    # -- views of the engine's state -----------------------------------------------------
+    @property
+    def engine(self) -> Engine:
+        return self.model.engine
+
+    @property
+    def adopted(self) -> bool:
+        return bool(self.engine.adopted[self.index])
+
+    @property
+    def ever_adopted(self) -> bool:
+        return bool(self.engine.ever_adopted[self.index])
+
+    @property
+    def lapsed(self) -> bool:
+        """Adopted at some point, not any more."""
+        return self.ever_adopted and not self.adopted
+
+    @property
+    def ambassador(self) -> bool:
+        return bool(self.model.ambassador_mask()[self.index])
+
+    @property
+    def state(self) -> str:
+        """One of :data:`STATES`."""
+        if self.ambassador:
+            return "ambassador"
+        if self.adopted:
+            return "adopter"
+        return "lapsed" if self.ever_adopted else "never"
+
+    @property
+    def habit(self) -> float:
+        return float(self.engine.habit[self.index])
+
+    @property
+    def attitude(self) -> float:
+        return float(self.engine.population.attitude[self.index])
+
+    @property
+    def cost(self) -> float:
+        return float(self.engine.population.cost[self.index])
+
+    @property
+    def susceptibility(self) -> float:
+        return float(self.engine.population.susceptibility[self.index])
+
+    @property
+    def threshold(self) -> float:
+        return float(self.engine.population.threshold[self.index])
+
+    @property
+    def ward(self) -> str:
+        pop = self.engine.population
+        return pop.ward_names[pop.ward[self.index]]
+
+    @property
+    def node_id(self) -> Any:
+        """The resident's id in the user's graph or CSV (its index when there is none)."""
+        ids = self.engine.population.ids
+        return self.index if ids is None else ids[self.index]
+
+    def __repr__(self) -> str:
+        return f"Resident({self.index}, ward={self.ward!r}, state={self.state!r})"
+
+    # -- the per-agent reference path ----------------------------------------------------
+    def _neighbour_sum(self, x: Callable[[int], float], tie_boost: np.ndarray | None) -> float:
+        """Weighted sum of x over my ties, in-ward ties boosted: Engine.neighbour_sum for
+        one row. scipy's CSR product adds ``w * x[j]`` left to right from 0.0 in column
+        order; the boosted in-ward sum is added afterwards — the same float operations."""
+        cols, weights, same_ward = self.model._row(self.index)
+        total = 0.0
+        for j, w in zip(cols, weights, strict=True):
+            total += w * x(j)
+        if tie_boost is not None:
+            inner = 0.0
+            for j, w, same in zip(cols, weights, same_ward, strict=True):
+                if same:
+                    inner += w * x(j)
+            total += float(tie_boost[self.index]) * inner
+        return total
+
+    def perceived_norm(self, fx: Effects) -> float:
+        """Engine.perceived_norm for me: weighted adopted share of my neighbours, pulled
+        toward the norm messages shown to me."""
+        adopted = self.engine.adopted
+        infl, boost = fx.influence, fx.tie_boost
+
+        def is_adopter(j: int) -> float:
+            return 1.0 if adopted[j] else 0.0
+
+        if infl is None:
+            num = self._neighbour_sum(is_adopter, boost)
+            den = self._neighbour_sum(lambda j: 1.0, boost)
+        else:
+            num = self._neighbour_sum(lambda j: float(infl[j]) * is_adopter(j), boost)
+            den = self._neighbour_sum(lambda j: float(infl[j]), boost)
+        norm = num / den if den > 0 else 0.0
+        for weight, shown, injunctive in fx.norm_messages:
+            w, s = float(weight[self.index]), float(shown[self.index])
+            pulled = norm + w * (s - norm)
+            if injunctive and adopted[self.index]:  # approval: no downward pull on adopters
+                pulled = max(pulled, norm)
+            norm = pulled
+        return norm
+
+    def exposure(self, fx: Effects) -> float:
+        """Weighted count of my neighbours who adopted last step (cascade rule)."""
+        new, infl = self.engine.newly_adopted, fx.influence
+        if infl is None:
+            return self._neighbour_sum(lambda j: 1.0 if new[j] else 0.0, fx.tie_boost)
+        return self._neighbour_sum(
+            lambda j: (1.0 if new[j] else 0.0) * float(infl[j]), fx.tie_boost
+        )
+
+    def inputs(self, fx: Effects) -> rules.Inputs:
+        """Everything the rule looks at, for me alone.
+
+        Values are length-1 array views (``arr[i:i+1]``), not Python floats: numpy's scalar
+        math can differ from its array loops in the last bit (``0.9 ** x`` does on numpy 2.5),
+        so the shared rule must run through the same ufunc loops as the engine.
+        """
+        eng, i = self.engine, self.index
+        pop, sl = eng.population, slice(self.index, self.index + 1)
+        exposure: np.ndarray | float = 0.0
+        if eng.rule.kind == "independent_cascade":
+            exposure = np.array([self.exposure(fx)])
+        return rules.Inputs(
+            attitude=pop.attitude[sl],
+            habit=eng.habit[sl],
+            cost=pop.cost[sl],
+            susceptibility=pop.susceptibility[sl],
+            threshold=pop.threshold[sl],
+            norm=np.array([self.perceived_norm(fx)]),
+            exposure=exposure,
+            utility=_at(fx.utility, i),
+            lapse=_at(fx.lapse, i),
+            attitude_shift=_at(fx.attitude, i),
+            cost_relief=_at(fx.cost_relief, i),
+            norm_salience=_at(fx.norm_salience, i),
+        )
+
+    def step(self) -> None:
+        """Decide (do not act yet): Engine.decide for me, with my own counter-based draw."""
+        t, fx = self.model._pending
+        eng, i = self.engine, self.index
+        x = self.inputs(fx)
+        p_adopt, p_lapse = rules.hazards(eng.rule, x)
+        self.norm = float(np.asarray(x.norm).flat[0])
+        self.p_adopt = float(np.asarray(p_adopt).flat[0])
+        self.p_lapse = float(np.asarray(p_lapse).flat[0])
+        u = eng.streams.uniform_scalar("decide", t, i)
+        was = self.adopted
+        self._adopt = not was and u < self.p_adopt
+        if fx.direct is not None and fx.direct[i] and not was:
+            self._adopt = True
+        self._lapse = was and u < self.p_lapse
+        if fx.locked is not None and fx.locked[i]:
+            self._lapse = False
+
+    def advance(self) -> None:
+        """Apply the staged decision to this step's masks (synchronous update)."""
+        self.model._adopt_mask[self.index] = self._adopt
+        self.model._lapse_mask[self.index] = self._lapse
+
+
+def _at(arr: np.ndarray | None, i: int) -> np.ndarray | float:
+    """Length-1 view of a nudge channel at resident i; 0.0 where no nudge wrote it."""
+    return 0.0 if arr is None else arr[i : i + 1]
+
+
+# ---------------------------------------------------------------------------------------
+# The model
+# ---------------------------------------------------------------------------------------
+
+
+class NudgeModel(mesa.Model):
+    """A Mesa model built from a :class:`~nudgesim.scenario.Scenario`.
+
+    ``model.engine`` holds the state; ``model.step()`` advances it one step (the vectorised
+    engine by default, the per-agent path with ``vectorised=False``); ``model.datacollector``
+    records adoption rate, counts, cumulative cost and impact and one ``ward:<name>``
+    column per ward; ``model.result()`` gives the same :class:`Result` as ``ns.simulate``.
+
+    The nudgesim scenario is ``model.nudge_scenario``: Mesa 3.5 reserves ``model.scenario``
+    for its own ``mesa.experimental.scenarios.Scenario``, which SolaraViz reads.
+    """
+
+    def __init__(
+        self,
+        scenario: Scenario | str | Path,
+        *,
+        vectorised: bool = True,
+        graph: nx.Graph | None = None,
+        rng: int | None = None,
+        agent_reporters: Mapping[str, str | Callable] | None = None,
+    ) -> None:
+        """`rng` (Mesa 3.5's seeding argument) overrides the scenario's seed when given.
+
+        It must be an int: the engine derives every random stream from one integer seed,
+        so a Generator could not reproduce a run.
+        """
+        if isinstance(scenario, (str, Path)):
+            scenario = Scenario.from_toml(scenario)
+        if not isinstance(scenario, Scenario):
+            raise TypeError(
+                f"NudgeModel needs a nudgesim Scenario or a TOML path, got {type(scenario)!r}"
+            )
+        if rng is not None:
+            if isinstance(rng, bool) or not isinstance(rng, (int, np.integer)):
+                raise TypeError(f"rng must be an int seed or None, got {rng!r}")
+            if int(rng) != scenario.seed:
+                scenario = scenario.replace(seed=int(rng))
+        super().__init__(rng=scenario.seed)
+        self.nudge_scenario = scenario
+        self.vectorised = vectorised
+        self.engine = Engine(scenario, graph)
+        n = self.engine.n
+
+        graph_nx = self.engine.network.to_networkx()
+        self.grid = MesaNetwork(graph_nx, capacity=1, random=self.random, layout=None)
+        cells = self.grid._cells
+        self.residents: list[Resident] = [Resident(self, i, cells[i]) for i in range(n)]
+
+        self._rows: list[tuple[list[int], list[float], list[bool]]] | None = None
+        self._pending: tuple[int, Effects] | None = None
+        self._adopt_mask = np.zeros(n, dtype=bool)
+        self._lapse_mask = np.zeros(n, dtype=bool)
+        self._ambassador_cache: tuple[int, np.ndarray] | None = None
+
+        reporters: dict[str, Callable] = dict(MODEL_REPORTERS)
+        for w, name in enumerate(self.engine.population.ward_names):
+            reporters[f"ward:{name}"] = _ward_reporter(w)
+        self.datacollector = mesa.DataCollector(
+            model_reporters=reporters, agent_reporters=dict(agent_reporters or {})
+        )
+        self.running = self.engine.t < self.engine.steps
+        self.datacollector.collect(self)
+
+    # -- Mesa's step ---------------------------------------------------------------------
+    def step(self) -> None:
+        """Advance the engine one step and collect data."""
+        if self.vectorised:
+            self.engine.step()
+        else:
+            self._step_per_agent()
+        self.running = self.engine.t < self.engine.steps
+        self.datacollector.collect(self)
+
+    def _step_per_agent(self) -> None:
+        """The council acts on the population; each Resident decides; the engine records."""
+        eng = self.engine
+        t, fx, logs = eng.begin_step()
+        self._pending = (t, fx)
+        self._adopt_mask = np.zeros(eng.n, dtype=bool)
+        self._lapse_mask = np.zeros(eng.n, dtype=bool)
+        residents = self.agents_by_type[Resident]
+        residents.do("step")  # decisions depend only on the state before the step,
+        residents.do("advance")  # so the order of residents does not matter
+        self._pending = None
+        eng.finish_step(t, fx, logs, self._adopt_mask, self._lapse_mask)
+
+    def _row(self, i: int) -> tuple[list[int], list[float], list[bool]]:
+        """Resident i's CSR row (neighbours in column order, weights, same-ward flags),
+        converted to Python lists once per model: the graph never changes."""
+        if self._rows is None:
+            a = self.engine.adjacency
+            ward = self.engine.population.ward
+            ptr, cols, data = a.indptr.tolist(), a.indices, a.data
+            same = (ward[np.repeat(np.arange(self.engine.n), np.diff(a.indptr))] == ward[cols])
+            cols_l, data_l, same_l = cols.tolist(), data.tolist(), same.tolist()
+            self._rows = [
+                (cols_l[ptr[k] : ptr[k + 1]], data_l[ptr[k] : ptr[k + 1]],
+                 same_l[ptr[k] : ptr[k + 1]])
+                for k in range(self.engine.n)
+            ]
+        return self._rows[i]
+
+    # -- views for reporters and the app ---------------------------------------------------
+    @property
+    def t(self) -> int:
+        """Steps completed (the engine's clock)."""
+        return self.engine.t
+
+    def ambassador_mask(self) -> np.ndarray:
+        """Residents serving as ambassadors after the last step (cached per step)."""
+        if self._ambassador_cache is None or self._ambassador_cache[0] != self.engine.t:
+            self._ambassador_cache = (self.engine.t, self.engine.ambassadors())
+        return self._ambassador_cache[1]
+
+    def state_codes(self) -> np.ndarray:
+        """Index into :data:`STATES` for every resident, vectorised (for drawing)."""
+        eng = self.engine
+        code = np.where(eng.adopted, 1, np.where(eng.ever_adopted, 2, 0))
+        code[self.ambassador_mask()] = 3
+        return code
+
+    def nudge_windows(self) -> list[dict[str, Any]]:
+        """Name, kind, active window and contact steps of each nudge (as in Result)."""
+        steps = self.engine.steps
+        return [
+            {"name": nd.name, "kind": nd.spec.kind, "start": nd.start,
+             "stop": min(nd.stop, steps + 1), "contacts": sorted(nd.contact_at)}
+            for nd in self.engine.nudges
+        ]
+
+    def result(self) -> Result:
+        """The run so far as a :class:`Result` (tables, summary, save)."""
+        return self.engine.result()

@@ -1,0 +1,112 @@
+"""The browser page without a browser: ten seeded steps, the figures, the levers, the cached
+layout and `nudgesim viz`'s checks (as Mesa's own examples test their apps)."""
+
+from __future__ import annotations
+
+import socket
+
+import numpy as np
+import solara
+
+from nudgesim import app, cli
+from nudgesim.scenario import Ambassadors, Pledge, Scenario
+
+SMALL_TOWN = str(app.DEFAULT_SCENARIO)
+BOROUGH = str(app.SCENARIO_DIR / "borough.toml")
+
+
+def test_ten_seeded_steps_are_reproducible_and_draw():
+    a, b = app.make_model(rng=5), app.make_model(rng=5)
+    for _ in range(10):
+        a.step()
+        b.step()
+    assert a.engine.log == b.engine.log and a.t == 10 and a.nudge_scenario.seed == 5
+    for draw in (app.graph_figure, app.ward_figure, app.adoption_figure):
+        assert draw(a).axes[0].get_title().startswith("small_town: week 10 of 52")
+    assert "spent" in app.cost_impact_figure(a).axes[0].get_title()
+    for component in app.COMPONENTS:
+        assert component(a) is not None
+
+
+def test_the_page_renders_and_shows_three_figures_and_a_summary():
+    box, rc = solara.render(app.Page(), handle_error=False)
+    import ipywidgets
+
+    assert len(rc.find(ipywidgets.Image).widgets) == 3
+    rc.close()
+
+
+def test_the_initial_model_is_the_file_as_written():
+    for path in (SMALL_TOWN, BOROUGH):
+        base = Scenario.from_toml(path)
+        levered, notes = app.apply_levers(base, app.file_levers(base))
+        assert levered.to_dict() == base.to_dict() and notes == []
+
+
+def test_levers_remove_change_and_add_nudges():
+    base = Scenario.from_toml(SMALL_TOWN)
+    sc, _ = app.apply_levers(base, {"pledge_uptake": 0.0, "ambassadors": 40,
+                                    "ambassador_strategy": "kcore", "norm_reach": 0.3,
+                                    "injunctive": False})
+    assert not any(isinstance(n, Pledge) for n in sc.nudges)
+    amb = next(n for n in sc.nudges if isinstance(n, Ambassadors))
+    assert (amb.targeting.count, amb.targeting.strategy) == (40, "kcore")
+    nf = next(n for n in sc.nudges if n.kind == "norm_feedback")
+    assert (nf.reach, nf.injunctive) == (0.3, False)
+    borough = Scenario.from_toml(BOROUGH)  # has no pledge: the lever adds small_town's
+    sc, _ = app.apply_levers(borough, {"pledge_uptake": 0.4})
+    pledge = next(n for n in sc.nudges if isinstance(n, Pledge))
+    assert pledge.uptake == 0.4 and pledge.label == "doorstep pledge"
+    sc, _ = app.apply_levers(borough, {"population": "500", "network": "watts_strogatz"})
+    assert sc.population.size == 500 and sc.network.kind == "watts_strogatz"
+
+
+def test_viz_model_uses_the_chosen_file_and_reports_rejected_levers():
+    m = app.VizModel(scenario_file="borough.toml", population="1000")
+    assert m.nudge_scenario.name == "borough" and m.engine.n == 1000
+    m = app.VizModel(population="250", network="ring")  # not a network kind: rejected
+    assert m.notes and "levers not applied" in m.notes[0] and m.engine.n == 1000
+
+
+def test_layout_is_computed_once_per_graph(monkeypatch):
+    m = app.make_model(rng=2)
+    pos, segments = app.layout(m)
+    assert pos.shape == (m.engine.n, 2) and np.isfinite(pos).all()
+    assert len(segments) == m.engine.network.n_ties
+
+    def fail(*args, **kwargs):
+        raise AssertionError("layout recomputed")
+
+    monkeypatch.setattr(app.nx, "spring_layout", fail)
+    same_graph = app.make_model(rng=2)
+    for _ in range(3):
+        same_graph.step()
+        app.graph_figure(same_graph)
+    assert app.layout(same_graph)[0] is pos
+
+
+def test_ward_view_above_the_graph_limit(monkeypatch):
+    monkeypatch.setattr(app, "GRAPH_LIMIT", 100)
+    m = app.make_model(rng=3)
+    m.step()
+    element = app.SpaceView(m)
+    assert element is not None
+    assert "by ward" in app.ward_figure(m).axes[0].get_title()
+
+
+def test_viz_refuses_a_missing_or_bad_scenario_before_serving(tmp_path, capsys):
+    assert cli.main(["viz", str(tmp_path / "missing.toml")]) == 2
+    assert "scenario file not found" in capsys.readouterr().err
+    bad = tmp_path / "bad.toml"
+    bad.write_text("steps = 'many'\n")
+    assert cli.main(["viz", str(bad)]) == 2
+    assert "steps" in capsys.readouterr().err
+
+
+def test_viz_refuses_a_busy_port(capsys):
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        port = s.getsockname()[1]
+        assert cli.main(["viz", SMALL_TOWN, "--port", str(port)]) == 2
+    assert "--port" in capsys.readouterr().err
