@@ -130,6 +130,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("nudgesim: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # e.g. `nudgesim run | head`: the reader left, nothing is wrong
+        sys.stderr.close()
+        return 0
 
 
 if __name__ == "__main__":
