@@ -6,14 +6,15 @@ Synchronous update: every decision in step t looks at the state after step t-1.
 
 from __future__ import annotations
 
+from functools import cached_property
 from typing import Any
 
 import networkx as nx
 import numpy as np
 import scipy.sparse as sp
 
+from . import kernels, rules
 from . import network as netmod
-from . import rules
 from .nudges import AmbassadorsNudge, Effects, Nudge, StepLog, make_nudge
 from .population import TRAITS, Population, build_population
 from .result import Result
@@ -100,9 +101,13 @@ class Engine:
             pop.threshold = self.rule.threshold.sample(
                 self.streams.generator("trait:threshold"), pop.n
             )
-        self.adjacency = self.network.matrix()
+        self.adjacency = self.network.matrix()  # shares the network's arrays (no copy)
         self._in_ward: Any = None
-        self.row_weight = self.adjacency @ np.ones(pop.n)
+        # compiled hot path (kernels.py) unless numba is missing or NUDGESIM_NUMBA=0;
+        # both paths give bit-identical results
+        self._graph = kernels.Graph(self.adjacency, pop.ward) if kernels.ENABLED else None
+        self._rule_params = kernels.rule_params(self.rule) if kernels.ENABLED else None
+        self.near_ties = 0  # decisions the kernel left to the exact numpy rule (diagnostic)
 
         # state after step t
         self.t = 0
@@ -145,6 +150,11 @@ class Engine:
         return mask
 
     # -- social influence --------------------------------------------------------------
+    @cached_property
+    def row_weight(self) -> np.ndarray:
+        """Sum of each resident's tie weights (numpy path only; the kernel sums on the fly)."""
+        return self.adjacency @ np.ones(self.n)
+
     @property
     def in_ward(self):
         """Ties within a ward only (built on first use, by community partnerships)."""
@@ -160,6 +170,8 @@ class Engine:
 
     def neighbour_sum(self, x: np.ndarray, tie_boost: np.ndarray | None) -> np.ndarray:
         """Weighted sum of x over each resident's ties, with in-ward ties boosted."""
+        if self._graph is not None:
+            return kernels.neighbour_sum(self._graph, x, tie_boost)
         total = self.adjacency @ x
         if tie_boost is not None:
             total += tie_boost * (self.in_ward @ x)
@@ -167,6 +179,10 @@ class Engine:
 
     def perceived_norm(self, fx: Effects) -> np.ndarray:
         """Weighted adopted share of neighbours, then pulled toward any norm message shown."""
+        if self._graph is not None:
+            norm = kernels.perceived_norm(self._graph, self.adopted, fx)
+            if norm is not None:
+                return norm
         influence = fx.influence if fx.influence is not None else None
         a = self.adopted.astype(np.float64)
         if influence is None:
@@ -230,6 +246,11 @@ class Engine:
 
     def decide(self, t: int, fx: Effects) -> tuple[np.ndarray, np.ndarray]:
         """Residents' part, vectorised: masks of who adopts and who lapses at step t."""
+        if self._graph is not None:  # one fused pass; same decisions as below, bit for bit
+            fused = kernels.decide(self, t, fx)
+            if fused is not None:
+                self.near_ties += fused[2]
+                return fused[0], fused[1]
         p_adopt, p_lapse = rules.hazards(self.rule, self.inputs(fx))
         u = self.streams.uniform("decide", t, self.n)
         was = self.adopted
@@ -261,20 +282,26 @@ class Engine:
         )
 
     def _record(self, new: int, lapsed: int, cost: float, contacts: int) -> None:
-        adopters = int(self.adopted.sum())
+        pop = self.population
+        if self._graph is not None:
+            adopters, ever, by_ward = kernels.tally(
+                self.adopted, self.ever_adopted, self._graph.ward, pop.n_wards
+            )
+        else:
+            adopters, ever = int(self.adopted.sum()), int(self.ever_adopted.sum())
+            by_ward = np.bincount(pop.ward, weights=self.adopted, minlength=pop.n_wards)
         impact = adopters * self.scenario.impact.per_adopter_step if self.t else 0.0
         log = self.log
         log["step"].append(self.t)
         log["adopters"].append(adopters)
         log["new_adopters"].append(new)
         log["lapsed"].append(lapsed)
-        log["ever_adopted"].append(int(self.ever_adopted.sum()))
+        log["ever_adopted"].append(ever)
         log["ambassadors"].append(int(self.ambassadors().sum()))
         log["contacts"].append(contacts)
         log["cost_step"].append(float(cost))
         log["impact_step"].append(float(impact))
-        pop = self.population
-        self.ward_log.append(np.bincount(pop.ward, weights=self.adopted, minlength=pop.n_wards))
+        self.ward_log.append(by_ward)
 
     def run(self) -> Result:
         while self.t < self.steps:

@@ -1,0 +1,449 @@
+"""`nudgesim bench`: how fast the engine is, measured against honest baselines in one run.
+
+Everything is timed in one process on one graph per size, so the ratios compare like with
+like on whatever machine runs it: the compiled engine, the numpy engine (NUDGESIM_NUMBA=0
+path), the per-agent Mesa reference path (``NudgeModel(vectorised=False)``), an idiomatic
+Mesa model whose agents loop over their neighbours, and a bare scipy float32 ``A @ x``.
+The workload is the default logistic rule with norm feedback, ambassadors and reminders
+all active. The table goes to ``results/benchmark/`` with a description of the machine.
+No number here is asserted by a test: speed is shown, not tested.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import time
+import tracemalloc
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from . import kernels
+from .engine import Engine
+from .result import write_atomic
+from .scenario import Scenario
+
+CONTENDERS = ("engine", "numpy", "agents", "mesa", "scipy")
+#: Largest size each slow contender is run at (its step takes ~seconds there; assumption).
+DEFAULT_LIMITS = {"agents": 10_000, "mesa": 100_000}
+GRAPH_KINDS = {
+    "watts_strogatz": {"kind": "watts_strogatz", "k": 10, "p": 0.1},
+    "erdos_renyi": {"kind": "erdos_renyi", "mean_degree": 10.0},
+    "barabasi_albert": {"kind": "barabasi_albert", "m": 5},
+    "ward_clustered": {"kind": "ward_clustered", "mean_degree_in": 8.0, "mean_degree_out": 2.0},
+}
+
+
+def bench_scenario(n: int, steps: int, seed: int = 1) -> Scenario:
+    """Watts-Strogatz k=10, p=0.1 (the issue's graph); logistic rule; three nudges active
+    from step 1 so every timed step computes norms, messages, influence and reminders."""
+    return Scenario.from_dict({
+        "name": f"bench-{n}", "seed": seed, "steps": steps,
+        "population": {"size": n, "wards": 24},
+        "network": GRAPH_KINDS["watts_strogatz"],
+        "rule": {"kind": "logistic"},
+        "initial_adopters": 0.1,
+        "nudges": [
+            {"kind": "norm_feedback", "start": 1, "every": 4, "scope": "ward", "injunctive": True,
+             "reach": 0.8},
+            {"kind": "ambassadors", "start": 1, "duration": steps + 1, "influence": 3.0,
+             "targeting": {"strategy": "degree", "count": max(1, n // 100)}},
+            {"kind": "reminder", "start": 1, "every": 1, "reach": 0.35},
+        ],
+    })
+
+
+@dataclass
+class Row:
+    contender: str
+    n: int
+    ties: int  # tie ends (stored CSR entries)
+    sec_per_step: float
+    decide_sec: float | None = None
+    peak_mb: float | None = None
+    note: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def resident_steps_per_sec(self) -> float:
+        return self.n / self.sec_per_step if self.sec_per_step > 0 else float("nan")
+
+
+# --------------------------------------------------------------------------- contenders
+
+
+def _array_bytes(objs: list[Any]) -> dict[int, int]:
+    """nbytes of every distinct numpy buffer reachable one level into objs' attributes."""
+    seen: dict[int, int] = {}
+    for obj in objs:
+        values = obj.values() if isinstance(obj, dict) else vars(obj).values()
+        for v in values:
+            if isinstance(v, np.ndarray) and v.size:
+                base = v if v.base is None else v.base
+                if isinstance(base, np.ndarray):
+                    seen[id(base)] = base.nbytes
+    return seen
+
+
+def state_bytes(engine: Engine) -> tuple[int, int]:
+    """(bytes held per resident, bytes held per tie end) by the engine's state arrays."""
+    a = engine.adjacency
+    tie_arrays = {id(x if x.base is None else x.base): x.nbytes
+                  for x in (a.indices, a.data, engine.network.indices, engine.network.weights)}
+    node_net = {id(x if x.base is None else x.base): x.nbytes
+                for x in (a.indptr, engine.network.indptr)}
+    objs = [engine, engine.population, *engine.nudges]
+    if engine._graph is not None:
+        objs.append(engine._graph)
+    everything = _array_bytes(objs)
+    per_tie = sum(tie_arrays.values())
+    per_resident = sum(v for k, v in everything.items() if k not in tie_arrays)
+    per_resident += sum(v for k, v in node_net.items() if k not in everything)
+    return per_resident, per_tie
+
+
+def _time_engine(sc: Scenario, steps: int, numba_on: bool) -> tuple[Row, Engine]:
+    saved = kernels.ENABLED
+    kernels.ENABLED = numba_on and kernels.AVAILABLE
+    try:
+        eng = Engine(sc)
+        eng.step()  # warm-up: compilation (cached), first contacts, score caches
+        tracemalloc.start()
+        base, _ = tracemalloc.get_traced_memory()
+        total = decide = 0.0
+        for _ in range(steps):
+            t0 = time.perf_counter()
+            t, fx, logs = eng.begin_step()
+            t1 = time.perf_counter()
+            adopt, lapse = eng.decide(t, fx)
+            t2 = time.perf_counter()
+            eng.finish_step(t, fx, logs, adopt, lapse)
+            total += time.perf_counter() - t0
+            decide += t2 - t1
+        _, peak = tracemalloc.get_traced_memory()
+        tracemalloc.stop()
+    finally:
+        kernels.ENABLED = saved
+    name = "engine" if numba_on else "numpy"
+    row = Row(name, eng.n, int(eng.adjacency.nnz), total / steps, decide / steps,
+              (peak - base) / 1e6, note="numba" if eng._graph is not None else "numpy")
+    return row, eng
+
+
+def _time_agents(sc: Scenario, steps: int) -> Row:
+    from .model import NudgeModel
+
+    model = NudgeModel(sc, vectorised=False)
+    model.step()
+    t0 = time.perf_counter()
+    for _ in range(steps):
+        model.step()
+    dt = (time.perf_counter() - t0) / steps
+    return Row("agents", model.engine.n, int(model.engine.adjacency.nnz), dt,
+               note="NudgeModel(vectorised=False)")
+
+
+def _time_mesa(eng: Engine, steps: int, seed: int) -> Row:
+    """An idiomatic Mesa 3.5 model on the same graph: each agent loops over its neighbours,
+    computes the adopted share and draws from the model's RNG (logistic rule, no nudges)."""
+    import mesa
+
+    a = eng.adjacency
+    r = eng.rule
+    adopted0 = eng.adopted.copy()
+    pop = eng.population
+
+    class Household(mesa.Agent):
+        def __init__(self, model, i):
+            super().__init__(model)
+            self.i = i
+            self.adopted = bool(adopted0[i])
+            self.next = self.adopted
+            self.neighbours: list[Household] = []
+
+        def step(self):
+            nbrs = self.neighbours
+            share = sum(1 for h in nbrs if h.adopted) / len(nbrs) if nbrs else 0.0
+            i = self.i
+            u = (r.adopt_intercept + r.adopt_attitude * pop.attitude[i]
+                 + r.adopt_norm * pop.susceptibility[i] * share - r.adopt_cost * pop.cost[i])
+            if not self.adopted and self.model.random.random() < 1 / (1 + np.exp(-u)):
+                self.next = True
+
+        def advance(self):
+            self.adopted = self.next
+
+    class Town(mesa.Model):
+        def __init__(self):
+            super().__init__(rng=seed)
+            self.people = [Household(self, i) for i in range(eng.n)]
+            ptr, idx = a.indptr, a.indices
+            for i, h in enumerate(self.people):
+                h.neighbours = [self.people[j] for j in idx[ptr[i]:ptr[i + 1]]]
+
+        def step(self):
+            self.agents.do("step")
+            self.agents.do("advance")
+
+    town = Town()
+    town.step()
+    t0 = time.perf_counter()
+    for _ in range(steps):
+        town.step()
+    dt = (time.perf_counter() - t0) / steps
+    return Row("mesa", eng.n, int(a.nnz), dt, note="idiomatic Mesa agents, neighbour loop")
+
+
+def _time_scipy(eng: Engine, repeats: int) -> Row:
+    A = eng.adjacency.astype(np.float32)
+    x = eng.adopted.astype(np.float32)
+    A @ x
+    t0 = time.perf_counter()
+    for _ in range(repeats):
+        A @ x
+    dt = (time.perf_counter() - t0) / repeats
+    return Row("scipy", eng.n, int(A.nnz), dt, note="bare float32 CSR A @ x, same graph")
+
+
+def time_graph_builds(n: int, seed: int = 1) -> list[dict[str, Any]]:
+    """Seconds and traced peak memory to build each generated graph at n residents."""
+    from . import network as netmod
+    from .population import build_population
+    from .rng import Streams
+
+    out = []
+    for name, spec in GRAPH_KINDS.items():
+        sc = Scenario.from_dict({"seed": seed, "population": {"size": n, "wards": 24},
+                                 "network": spec})
+        streams = Streams(seed)
+        ward = build_population(sc.population, streams).ward
+        tracemalloc.start()
+        t0 = time.perf_counter()
+        net = netmod.build_network(sc.network, ward, streams.generator("network"))
+        dt = time.perf_counter() - t0
+        _, peak = tracemalloc.get_traced_memory()
+        tracemalloc.stop()
+        out.append({"graph": name, "n": n, "tie_ends": int(net.indices.size), "seconds": dt,
+                    "peak_mb": peak / 1e6})
+        del net
+    return out
+
+
+def _borough_final(seed: int) -> float:
+    """One run of the default borough (a top-level function, so worker processes can run it)."""
+    from . import simulate
+
+    root = Path(__file__).resolve().parent.parent
+    sc = Scenario.from_toml(root / "experiments" / "scenarios" / "borough.toml")
+    return float(simulate(sc.replace(seed=seed)).summary["final_adoption"])
+
+
+def time_sweep(runs: int) -> dict[str, Any]:
+    """Wall time of `runs` borough runs on 1 and on 2 worker processes (map_runs)."""
+    from .parallel import map_runs
+
+    out: dict[str, Any] = {"runs": runs}
+    results = {}
+    for workers in (1, 2):
+        t0 = time.perf_counter()
+        results[workers] = map_runs(_borough_final, range(runs), executor="processes",
+                                    workers=workers)
+        out[f"seconds_{workers}"] = time.perf_counter() - t0
+    out["speedup"] = out["seconds_1"] / out["seconds_2"]
+    out["identical"] = results[1] == results[2]
+    return out
+
+
+# --------------------------------------------------------------------------- reporting
+
+
+def machine() -> dict[str, Any]:
+    """What the numbers were measured on."""
+    import scipy
+
+    info: dict[str, Any] = {
+        "python": platform.python_version(), "platform": platform.platform(),
+        "cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
+        "numpy": np.__version__, "scipy": scipy.__version__,
+    }
+    if hasattr(os, "getloadavg"):  # other work on the machine skews every ratio: say so
+        info["load_average_1_5_15min"] = ", ".join(f"{x:.2f}" for x in os.getloadavg())
+    try:
+        with open("/proc/cpuinfo") as fh:
+            for line in fh:
+                if line.startswith("model name"):
+                    info["cpu"] = line.split(":", 1)[1].strip()
+                    break
+        with open("/proc/meminfo") as fh:
+            info["memory_gib"] = round(int(fh.readline().split()[1]) / 2**20, 1)
+    except OSError:
+        pass
+    if kernels.AVAILABLE:
+        import numba
+
+        info["numba"] = numba.__version__
+        info["numba_threads"] = numba.get_num_threads()
+        try:
+            info["threading_layer"] = numba.threading_layer()
+        except ValueError:  # no parallel kernel has run yet
+            info["threading_layer"] = "not started"
+    try:
+        import mesa
+
+        info["mesa"] = mesa.__version__
+    except ImportError:
+        pass
+    return info
+
+
+def _fmt(x: float | None, unit: str = "") -> str:
+    if x is None or (isinstance(x, float) and not np.isfinite(x)):
+        return "–"
+    if unit == "s":
+        return f"{x * 1e3:.2f} ms" if x < 1 else f"{x:.2f} s"
+    return f"{x:,.0f}" if x >= 100 else f"{x:.3g}"
+
+
+def markdown(rows: list[Row], memory: list[dict], builds: list[dict], sweep: dict | None,
+             info: dict, command: str) -> str:
+    lines = ["# nudgesim benchmark", "",
+             "Full step = nudges act (begin_step) + every resident decides + update and record; "
+             "logistic rule with norm feedback, ambassadors and reminders active; "
+             "Watts-Strogatz k = 10, p = 0.1.", "",
+             "| contender | residents | tie ends | s / step | decide only | resident-steps / s "
+             "| peak MB / step | × scipy A@x | × engine | note |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
+    ref = {r.n: r for r in rows if r.contender == "scipy"}
+    eng = {r.n: r for r in rows if r.contender == "engine"}
+    for r in rows:
+        vs_scipy = r.sec_per_step / ref[r.n].sec_per_step if r.n in ref else None
+        vs_eng = r.sec_per_step / eng[r.n].sec_per_step if r.n in eng else None
+        lines.append(
+            f"| {r.contender} | {r.n:,} | {r.ties:,} | {_fmt(r.sec_per_step, 's')} | "
+            f"{_fmt(r.decide_sec, 's')} | {_fmt(r.resident_steps_per_sec)} | "
+            f"{_fmt(r.peak_mb)} | {_fmt(vs_scipy)} | {_fmt(vs_eng)} | {r.note} |")
+    if memory:
+        lines += ["", "## Engine state memory", "",
+                  "| residents | tie ends | bytes / resident | bytes / tie end | total MB |",
+                  "|---:|---:|---:|---:|---:|"]
+        for m in memory:
+            lines.append(f"| {m['n']:,} | {m['tie_ends']:,} | {m['bytes_per_resident']:.1f} | "
+                         f"{m['bytes_per_tie_end']:.1f} | {m['total_mb']:.1f} |")
+    if builds:
+        lines += ["", "## Graph building (nudgesim.network.build_network)", "",
+                  "| graph | residents | tie ends | seconds | traced peak MB |",
+                  "|---|---:|---:|---:|---:|"]
+        for b in builds:
+            lines.append(f"| {b['graph']} | {b['n']:,} | {b['tie_ends']:,} | {b['seconds']:.2f} "
+                         f"| {b['peak_mb']:.0f} |")
+    if sweep:
+        lines += ["", "## Sweep: default borough, map_runs(executor='processes')", "",
+                  f"{sweep['runs']} runs: {sweep['seconds_1']:.1f} s on 1 worker, "
+                  f"{sweep['seconds_2']:.1f} s on 2 workers: speed-up "
+                  f"{sweep['speedup']:.2f}× (results identical: {sweep['identical']})."]
+    lines += ["", "## Machine", ""] + [f"- {k}: {v}" for k, v in info.items()]
+    lines += ["", f"Reproduce: `{command}`", ""]
+    return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------- CLI
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="nudgesim bench", description=__doc__.splitlines()[0])
+    p.add_argument("--sizes", default="10000,100000,1000000",
+                   help="comma-separated resident counts (default: 10000,100000,1000000)")
+    p.add_argument("--steps", type=int, default=5, help="timed steps per contender (default 5)")
+    p.add_argument("--contenders", default=",".join(CONTENDERS),
+                   help=f"comma-separated subset of {','.join(CONTENDERS)}")
+    p.add_argument("--agents-max", type=int, default=DEFAULT_LIMITS["agents"],
+                   help="largest size for the per-agent Mesa path (default 10000)")
+    p.add_argument("--mesa-max", type=int, default=DEFAULT_LIMITS["mesa"],
+                   help="largest size for the idiomatic Mesa model (default 100000)")
+    p.add_argument("--graphs", action="store_true", help="also time graph building at the largest size")
+    p.add_argument("--sweep", type=int, default=0, metavar="RUNS",
+                   help="also time RUNS borough runs on 1 vs 2 workers (0 = skip)")
+    p.add_argument("--out", default="results/benchmark", help="output folder")
+    p.add_argument("--quick", action="store_true",
+                   help="tiny smoke run (2,000 residents, 2 steps, no graphs/sweep)")
+    return p
+
+
+def _usage(msg: str) -> Exception:
+    try:
+        from .cli import UsageError
+
+        return UsageError(msg)
+    except ImportError:  # pragma: no cover
+        return ValueError(msg)
+
+
+def bench_main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        sizes = [int(s) for s in args.sizes.split(",") if s.strip()]
+    except ValueError:
+        raise _usage(f"--sizes: {args.sizes!r} is not a comma-separated list of integers") from None
+    if any(n < 100 for n in sizes):
+        raise _usage(f"--sizes: {sizes} has a size below 100; allowed: integers >= 100")
+    wanted = [c.strip() for c in args.contenders.split(",") if c.strip()]
+    bad = [c for c in wanted if c not in CONTENDERS]
+    if bad:
+        raise _usage(f"--contenders: unknown {bad}; allowed: {', '.join(CONTENDERS)}")
+    if args.steps < 1:
+        raise _usage(f"--steps: {args.steps}; allowed: an integer >= 1")
+    if args.quick:
+        sizes, args.steps, args.graphs, args.sweep = [2_000], 2, False, 0
+    rows: list[Row] = []
+    memory: list[dict] = []
+    for n in sizes:
+        sc = bench_scenario(n, args.steps + 2)
+        eng = None
+        if "engine" in wanted or "scipy" in wanted or "mesa" in wanted:
+            row, eng = _time_engine(sc, args.steps, numba_on=True)
+            per_res, per_tie = state_bytes(eng)
+            memory.append({"n": n, "tie_ends": int(eng.adjacency.nnz),
+                           "bytes_per_resident": per_res / n,
+                           "bytes_per_tie_end": per_tie / max(eng.adjacency.nnz, 1),
+                           "total_mb": (per_res + per_tie) / 1e6})
+            row.extra["near_ties"] = eng.near_ties
+            if "engine" in wanted:
+                rows.append(row)
+            print(f"engine  n={n:>9,}  {row.sec_per_step * 1e3:9.2f} ms/step", flush=True)
+        if "numpy" in wanted:
+            row, _ = _time_engine(sc, args.steps, numba_on=False)
+            rows.append(row)
+            print(f"numpy   n={n:>9,}  {row.sec_per_step * 1e3:9.2f} ms/step", flush=True)
+        if "scipy" in wanted and eng is not None:
+            rows.append(_time_scipy(eng, max(10, args.steps)))
+        if "agents" in wanted and n <= args.agents_max:
+            rows.append(_time_agents(sc, min(args.steps, 2)))
+            print(f"agents  n={n:>9,}  {rows[-1].sec_per_step:9.2f} s/step", flush=True)
+        if "mesa" in wanted and n <= args.mesa_max and eng is not None:
+            rows.append(_time_mesa(eng, min(args.steps, 2), sc.seed))
+            print(f"mesa    n={n:>9,}  {rows[-1].sec_per_step:9.2f} s/step", flush=True)
+        del eng
+    builds = time_graph_builds(max(sizes)) if args.graphs else []
+    sweep = time_sweep(args.sweep) if args.sweep else None
+    info = machine()
+    command = "nudgesim bench " + " ".join(argv if argv is not None else [])
+    text = markdown(rows, memory, builds, sweep, info, command.strip())
+    out = Path(args.out)
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    write_atomic(out / "benchmark.md", text)
+    payload = {"rows": [vars(r) | {"resident_steps_per_sec": r.resident_steps_per_sec}
+                        for r in rows],
+               "memory": memory, "graph_builds": builds, "sweep": sweep, "machine": info,
+               "command": command.strip(), "time": stamp}
+    write_atomic(out / "benchmark.json", json.dumps(payload, indent=2, default=str) + "\n")
+    print(text)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    return bench_main(argv)

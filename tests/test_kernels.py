@@ -1,0 +1,182 @@
+"""The compiled kernels give the numpy engine's results bit for bit: every rule, every nudge
+kind, weighted graphs, fractional influence, several norm messages, and the exact re-check
+of near-tie decisions. Shapes are tiny so compilation (cached) dominates the runtime."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import networkx as nx
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import nudgesim as ns
+from nudgesim import kernels, rng
+from nudgesim.engine import Engine
+from nudgesim.nudges import Effects
+
+pytestmark = pytest.mark.skipif(not kernels.AVAILABLE, reason="numba not installed or disabled")
+
+RULES = [
+    {"kind": "logistic", "adopt_intercept": -3.0},
+    {"kind": "threshold", "lapse": 0.05},
+    {"kind": "bass", "p": 0.02, "q": 0.3, "lapse": 0.05},
+    {"kind": "independent_cascade", "p": 0.2, "lapse": 0.05},
+]
+NETWORKS = [
+    {"kind": "watts_strogatz", "k": 4, "p": 0.2},
+    {"kind": "erdos_renyi", "mean_degree": 3.0},
+    {"kind": "barabasi_albert", "m": 2},
+    {"kind": "ward_clustered", "mean_degree_in": 3.0, "mean_degree_out": 1.0},
+    # weighted ties: the float path, summed in scipy's order
+    {"kind": "watts_strogatz", "k": 4, "p": 0.2, "weights": {"dist": "uniform", "low": 0.1, "high": 2.0}},
+]
+NUDGES = [
+    {"kind": "reminder", "every": 2},
+    {"kind": "pledge"},
+    {"kind": "norm_feedback", "every": 3},
+    {"kind": "norm_feedback", "every": 2, "injunctive": True, "scope": "borough"},
+    {"kind": "incentive", "cost_per_adopter": 1.0, "crowding_out": 0.5, "end": 5},
+    {"kind": "canvassing"},
+    {"kind": "information"},
+    {"kind": "ambassadors", "targeting": {"strategy": "degree", "count": 5}},  # integer influence
+    {"kind": "ambassadors", "influence": 2.5, "targeting": {"count": 7}},  # float32-exact
+    {"kind": "ambassadors", "influence": 1.1, "targeting": {"count": 7}},  # numpy fallback
+    {"kind": "default", "start": 4},
+    {"kind": "community_partnership", "wards": ["W02"], "duration": 4, "norm_salience": 0.5},
+]
+
+
+def small(seed, rule, network, nudges, steps=8, n=90):
+    return ns.Scenario.from_dict({
+        "seed": seed, "steps": steps, "population": {"size": n, "wards": 3}, "network": network,
+        "rule": rule, "initial_adopters": 0.15, "nudges": list(nudges),
+    })
+
+
+def run_both(sc, monkeypatch, graph=None):
+    fast = ns.simulate(sc, graph=graph)
+    with monkeypatch.context() as m:
+        m.setattr(kernels, "ENABLED", False)
+        slow = ns.simulate(sc, graph=graph)
+    return fast, slow
+
+
+def assert_same(a, b):
+    assert a.timeseries.equals(b.timeseries)
+    assert a.by_ward.equals(b.by_ward)
+    assert np.array_equal(a.adopted, b.adopted)
+
+
+SETTINGS = settings(max_examples=30, deadline=None,
+                    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+
+
+@SETTINGS
+@given(seed=st.integers(0, 10**6), rule=st.sampled_from(RULES), network=st.sampled_from(NETWORKS),
+       nudges=st.lists(st.sampled_from(NUDGES), min_size=1, max_size=3))
+def test_kernels_match_numpy_for_every_rule_and_nudge(seed, rule, network, nudges, monkeypatch):
+    assert_same(*run_both(small(seed, rule, network, nudges), monkeypatch))
+
+
+@SETTINGS
+@given(seed=st.integers(0, 10**6), rule=st.sampled_from(RULES),
+       nudges=st.lists(st.sampled_from(NUDGES), min_size=1, max_size=3))
+def test_every_decision_through_the_exact_path_changes_nothing(seed, rule, nudges, monkeypatch):
+    # a band of 0.5 sends about every resident to the numpy re-check: same decisions
+    sc = small(seed, rule, NETWORKS[0], nudges)
+    monkeypatch.setattr(kernels, "NEAR", 0.5)
+    fast, slow = run_both(sc, monkeypatch)
+    assert_same(fast, slow)
+
+
+def test_the_exact_path_is_used_when_the_band_is_wide(monkeypatch):
+    monkeypatch.setattr(kernels, "NEAR", 0.5)
+    eng = Engine(small(1, RULES[0], NETWORKS[0], [NUDGES[0]]))
+    eng.run()
+    assert eng.near_ties > 0
+
+
+def test_weighted_boosted_sums_match_scipy_bit_for_bit(monkeypatch):
+    sc = small(3, RULES[0], NETWORKS[4], [NUDGES[-1] | {"start": 1, "tie_strength": 0.7}], n=200)
+    eng = Engine(sc)
+    with monkeypatch.context() as m:
+        m.setattr(kernels, "ENABLED", False)
+        ref = Engine(sc)
+    x = np.random.default_rng(0).random(eng.n) * 3.3
+    boost = np.random.default_rng(1).random(eng.n)
+    for tb in (None, boost):
+        assert np.array_equal(eng.neighbour_sum(x, tb), ref.neighbour_sum(x, tb))
+    for _ in range(3):
+        t, fx, logs = eng.begin_step()
+        t2, fx2, logs2 = ref.begin_step()
+        assert np.array_equal(eng.perceived_norm(fx), ref.perceived_norm(fx2))
+        a, b = eng.decide(t, fx), ref.decide(t2, fx2)
+        assert np.array_equal(a[0], b[0]) and np.array_equal(a[1], b[1])
+        eng.finish_step(t, fx, logs, *a)
+        ref.finish_step(t2, fx2, logs2, *b)
+
+
+def test_hand_worked_norm_with_two_messages():
+    # resident 1 sees adopters 0 and 2 of three ties: 2/3, then two messages in order
+    g = nx.Graph()
+    g.add_nodes_from(range(4))
+    g.add_edges_from([(1, 0), (1, 2), (1, 3)])
+    sc = ns.Scenario.from_dict({"steps": 2, "population": {"wards": 1}, "initial_adopters": [0, 2],
+                                "rule": {"kind": "threshold"}})
+    eng = Engine(sc, graph=g)
+    assert eng._graph is not None
+    fx = Effects(4)
+    w1, s1 = np.full(4, 0.5), np.full(4, 0.0)
+    w2, s2 = np.full(4, 0.25), np.full(4, 1.0)
+    fx.norm_messages = [(w1, s1, False), (w2, s2, True)]
+    norm = eng.perceived_norm(fx)
+    first = 2 / 3 + 0.5 * (0.0 - 2 / 3)
+    assert norm[1] == first + 0.25 * (1.0 - first)
+    # adopter 0 (share 0 of its one tie to 1) is pulled down by the first message: 0 stays 0,
+    # then up by the second; injunctive only blocks downward pulls
+    assert norm[0] == 0.0 + 0.25 * 1.0
+
+
+@pytest.mark.parametrize("step", [0, 1, 7, 10**6])
+def test_uniform_hash_matches_rng_for_every_resident(step):
+    key = rng.Streams(123).key("decide")
+    ids = np.arange(5000)
+    out = np.empty(ids.size)
+    kernels._uniform_many(ids, np.uint64(kernels.step_key(key, step)), out)
+    assert np.array_equal(out, rng.uniform_array(key, step, ids))
+
+
+def test_tally_matches_bincount():
+    r = np.random.default_rng(5)
+    adopted, ever = r.random(1000) < 0.3, r.random(1000) < 0.6
+    ward = r.integers(0, 7, 1000).astype(np.int32)
+    a, e, by_ward = kernels.tally(adopted, ever, ward, 9)
+    assert a == adopted.sum() and e == ever.sum()
+    assert np.array_equal(by_ward, np.bincount(ward, weights=adopted, minlength=9))
+
+
+def test_results_do_not_depend_on_the_thread_count(monkeypatch):
+    import numba
+
+    sc = small(9, RULES[0], NETWORKS[1], [NUDGES[0], NUDGES[7]], n=300)
+    monkeypatch.setattr(kernels, "PARALLEL_MIN_N", 0)  # force the threaded kernels
+    runs = []
+    for threads in sorted({1, numba.config.NUMBA_NUM_THREADS}):
+        numba.set_num_threads(threads)
+        runs.append(ns.simulate(sc))
+    numba.set_num_threads(numba.config.NUMBA_NUM_THREADS)
+    for r in runs[1:]:
+        assert_same(runs[0], r)
+
+
+def test_env_var_selects_the_numpy_engine():
+    code = "import nudgesim.kernels as k; print(k.AVAILABLE, k.ENABLED)"
+    env = dict(os.environ, NUDGESIM_NUMBA="0")
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                         check=True)
+    assert out.stdout.split() == ["False", "False"]
