@@ -117,8 +117,8 @@ class Engine:
         self.habit = pop.habit.copy()
         if self.rule.kind == "logistic":
             self.habit[self.adopted] = np.maximum(self.habit[self.adopted], self.rule.initial_habit)
-        self.influence = np.ones(pop.n)  # weight in neighbours' norms during the last step
         self.score_cache: dict[Any, np.ndarray] = {}
+        self._effect_buffers: dict[str, np.ndarray] = {}  # Effects arrays, reused every step
         self._rates_cache: tuple[int, np.ndarray] | None = None
         self.nudges: list[Nudge] = [make_nudge(s, i, self) for i, s in enumerate(scenario.nudges)]
         self.log: dict[str, list] = {k: [] for k in Result.LOG_COLUMNS}
@@ -216,7 +216,7 @@ class Engine:
         if self.t >= self.steps:
             raise RuntimeError(f"the run has {self.steps} steps and all have been taken")
         t = self.t + 1
-        fx = Effects(self.n)
+        fx = Effects(self.n, self._effect_buffers)
         logs = [nudge.step(t, self, fx) for nudge in self.nudges]
         return t, fx, logs
 
@@ -271,7 +271,6 @@ class Engine:
         self.adopted = now
         self.newly_adopted = adopt
         self.ever_adopted |= now
-        self.influence = fx.influence if fx.influence is not None else np.ones(self.n)
         self.t = t
         cost = sum(log.cost for log in logs) + sum(n.settle(t, self) for n in self.nudges)
         self._record(

@@ -38,8 +38,9 @@ class Effects:
 
     ADDITIVE = ("utility", "lapse", "attitude", "cost_relief", "norm_salience", "tie_boost")
 
-    def __init__(self, n: int) -> None:
+    def __init__(self, n: int, pool: dict[str, np.ndarray] | None = None) -> None:
         self.n = n
+        self._pool = pool if pool is not None else {}  # buffers reused from step to step
         self.utility: np.ndarray | None = None  # log-odds added to adopting
         self.lapse: np.ndarray | None = None  # log-odds added to lapsing
         self.attitude: np.ndarray | None = None  # change of attitude
@@ -51,22 +52,31 @@ class Effects:
         self.locked: np.ndarray | None = None  # cannot lapse this step
         self.norm_messages: list[tuple[np.ndarray, np.ndarray, bool]] = []  # (weight, shown, inj)
 
+    def buffer(self, key: str, fill: float | bool, dtype: type = np.float64) -> np.ndarray:
+        """An n-array set to `fill`, reused across steps: fresh pages for several arrays of
+        a million residents every step cost more than the arithmetic done in them."""
+        arr = self._pool.get(key)
+        if arr is None or arr.dtype != dtype:
+            arr = self._pool[key] = np.empty(self.n, dtype=dtype)
+        arr.fill(fill)
+        return arr
+
     def add(self, channel: str, ids: np.ndarray, values: np.ndarray | float) -> None:
         arr = getattr(self, channel)
         if arr is None:
-            arr = np.zeros(self.n)
+            arr = self.buffer(channel, 0.0)
             setattr(self, channel, arr)
         arr[ids] += values  # ids are unique (np.flatnonzero or a selection)
 
     def scale_influence(self, ids: np.ndarray, factor: float) -> None:
         if self.influence is None:
-            self.influence = np.ones(self.n)
+            self.influence = self.buffer("influence", 1.0)
         self.influence[ids] *= factor
 
     def flag(self, channel: str, ids: np.ndarray) -> None:
         arr = getattr(self, channel)
         if arr is None:
-            arr = np.zeros(self.n, dtype=bool)
+            arr = self.buffer(channel, False, bool)
             setattr(self, channel, arr)
         arr[ids] = True
 
@@ -76,6 +86,32 @@ def decay(elapsed: np.ndarray | float, half_life: float | None) -> np.ndarray | 
     if half_life is None:
         return np.ones_like(elapsed, dtype=np.float64) if isinstance(elapsed, np.ndarray) else 1.0
     return 0.5 ** (np.asarray(elapsed, dtype=np.float64) / half_life)
+
+
+class Stamps:
+    """The step at which each resident was last marked (contacted, pledged; -1 = never),
+    with the ids of marked residents cached: most steps mark nobody new, and rescanning
+    n stamps every step was a measurable share of a step at a million residents."""
+
+    def __init__(self, n: int) -> None:
+        self.step = np.full(n, -1, dtype=np.int64)
+        self._ids = np.zeros(0, dtype=np.int64)
+
+    def mark(self, ids: np.ndarray, t: int) -> None:
+        fresh = (self.step[ids] < 0).any()
+        self.step[ids] = t
+        if fresh:
+            self._ids = np.flatnonzero(self.step >= 0)
+
+    def ids(self) -> np.ndarray:
+        return self._ids
+
+    def left(self, t: int, half_life: float | None) -> tuple[np.ndarray, np.ndarray]:
+        """Marked residents and the share of an effect left at step t. Elapsed times take at
+        most t+1 values, so the powers come from a table rather than one per resident."""
+        ids = self._ids
+        table = decay(np.arange(t + 1), half_life)
+        return ids, table[t - self.step[ids]]
 
 
 # ---------------------------------------------------------------------------------------
@@ -167,7 +203,11 @@ class Nudge:
         self.contact_at = set(spec.contact_steps(engine.steps))
         n = engine.population.n
         self.reachable = engine.streams.uniform(f"{self.stream}:reach", 0, n) < spec.reach
-        self.last_contact = np.full(n, -1, dtype=np.int64)  # step of latest contact, -1 never
+        self.contacts = Stamps(n)  # step of each resident's latest contact
+        targeting = spec.targeting
+        # targets that depend only on fixed traits and scores are chosen once and reused
+        self._static = targeting.adopted is None and targeting.strategy != "ward"
+        self._targets: np.ndarray | None = None
 
     @property
     def name(self) -> str:
@@ -177,8 +217,13 @@ class Nudge:
         return self.start <= t < self.stop
 
     def targets(self, engine: Engine) -> np.ndarray:
+        if self._targets is not None:
+            return self._targets
         ids = select(self.spec.targeting, engine, self.stream)
-        return ids[self.reachable[ids]]
+        ids = ids[self.reachable[ids]]
+        if self._static:
+            self._targets = ids
+        return ids
 
     def step(self, t: int, engine: Engine, fx: Effects) -> StepLog:
         log = StepLog()
@@ -186,7 +231,7 @@ class Nudge:
             log.cost += self.spec.cost_fixed
         if t in self.contact_at:
             ids = self.targets(engine)
-            self.last_contact[ids] = t
+            self.contacts.mark(ids, t)
             self.contact(t, ids, engine, fx)
             log.contacts = len(ids)
             log.cost += len(ids) * self.spec.cost_per_contact
@@ -204,14 +249,13 @@ class Nudge:
         return 0.0
 
     def contacted(self) -> np.ndarray:
-        return np.flatnonzero(self.last_contact >= 0)
+        return self.contacts.ids()
 
     def decayed(self, t: int, half_life: float | None) -> tuple[np.ndarray, np.ndarray]:
         """Contacted residents and the share of the effect left for each at step t."""
-        ids = self.contacted()
         if half_life is None and not self.active(t):
-            return ids[:0], np.zeros(0)
-        return ids, decay(t - self.last_contact[ids], half_life)
+            return np.zeros(0, dtype=np.int64), np.zeros(0)
+        return self.contacts.left(t, half_life)
 
 
 # ---------------------------------------------------------------------------------------
@@ -239,7 +283,7 @@ class NormFeedbackNudge(Nudge):
     def act(self, t, engine, fx) -> None:
         ids, left = self.decayed(t, self.spec.half_life)
         if len(ids):
-            weight = np.zeros(engine.population.n)
+            weight = fx.buffer(f"{self.stream}:weight", 0.0)
             weight[ids] = self.spec.weight * left
             fx.norm_messages.append((weight, self.shown, self.spec.injunctive))
 
@@ -262,16 +306,15 @@ class PledgeNudge(Nudge):
 
     def __init__(self, spec, index, engine) -> None:
         super().__init__(spec, index, engine)
-        self.pledged_at = np.full(engine.population.n, -1, dtype=np.int64)
+        self.pledges = Stamps(engine.population.n)
 
     def contact(self, t, ids, engine, fx) -> None:
         takes = engine.streams.uniform(f"{self.stream}:uptake", t, ids) < self.spec.uptake
-        self.pledged_at[ids[takes]] = t
+        self.pledges.mark(ids[takes], t)
 
     def act(self, t, engine, fx) -> None:
-        ids = np.flatnonzero(self.pledged_at >= 0)
+        ids, left = self.pledges.left(t, self.spec.half_life)
         if len(ids):
-            left = decay(t - self.pledged_at[ids], self.spec.half_life)
             fx.add("utility", ids, self.spec.boost * left)
             fx.add("lapse", ids, -self.spec.lapse_reduction * left)
 
