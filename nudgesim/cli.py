@@ -21,6 +21,17 @@ class UsageError(Exception):
     """Raised for bad input; main() prints it and exits with code 2."""
 
 
+def parse_args(parser: argparse.ArgumentParser, argv: list[str] | None) -> argparse.Namespace:
+    """parser.parse_args, with bad arguments turned into a UsageError (exit code 2 through
+    main) instead of a bare exit; --help still prints and exits 0 as usual."""
+    try:
+        return parser.parse_args(argv)
+    except SystemExit as err:
+        if err.code in (0, None):
+            raise
+        raise UsageError(f"bad arguments for '{parser.prog}' (see {parser.prog} --help)") from None
+
+
 def _load(path: str, seed: int | None = None, steps: int | None = None) -> Scenario:
     sc = Scenario.from_toml(path)
     changes = {k: v for k, v in (("seed", seed), ("steps", steps)) if v is not None}

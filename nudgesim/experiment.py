@@ -954,14 +954,9 @@ def add_run_options(p: argparse.ArgumentParser) -> None:
 
 
 def _parse(p: argparse.ArgumentParser, argv: list[str]) -> argparse.Namespace:
-    from .cli import UsageError
+    from .cli import UsageError, parse_args
 
-    try:
-        args = p.parse_args(argv)
-    except SystemExit as err:
-        if err.code in (0, None):
-            raise
-        raise UsageError(f"bad arguments for '{p.prog}' (see {p.prog} --help)") from None
+    args = parse_args(p, argv)
     if args.workers is not None and args.workers < 1:
         raise UsageError(f"--workers: must be >= 1, got {args.workers}")
     return args

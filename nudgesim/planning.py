@@ -1006,7 +1006,7 @@ def _clean(obj: Any) -> Any:
 
 def plan_main(argv: list[str]) -> int:
     """`nudgesim plan`: search portfolios, print the ranked table, write a results folder."""
-    from .cli import UsageError
+    from .cli import parse_args
 
     p = argparse.ArgumentParser(prog="nudgesim plan", description=plan.__doc__.split("\n")[0])
     p.add_argument("scenario", help="scenario TOML")
@@ -1023,12 +1023,7 @@ def plan_main(argv: list[str]) -> int:
     p.add_argument("--scheduler", help="Dask scheduler address (executor dask)")
     p.add_argument("--out", help="results folder (default results/plan-<scenario>)")
     p.add_argument("--report", action="store_true", help="also write report.html / report.md")
-    try:
-        args = p.parse_args(argv)
-    except SystemExit as err:
-        if err.code:
-            raise UsageError("see the usage above") from None
-        return 0
+    args = parse_args(p, argv)
     sc = Scenario.from_toml(args.scenario)
     changes = {k: v for k, v in (("steps", args.steps), ("seed", args.seed)) if v is not None}
     if changes:

@@ -567,16 +567,11 @@ def write_report(results_dir: str | Path) -> tuple[Path, Path]:
 
 def report_main(argv: list[str]) -> int:
     """`nudgesim report RESULTS_DIR`."""
-    from .cli import UsageError
+    from .cli import parse_args
 
     p = argparse.ArgumentParser(prog="nudgesim report", description=write_report.__doc__)
     p.add_argument("results_dir", help="folder written by 'nudgesim plan' or 'nudgesim run'")
-    try:
-        args = p.parse_args(argv)
-    except SystemExit as err:
-        if err.code:
-            raise UsageError("see the usage above") from None
-        return 0
+    args = parse_args(p, argv)
     html_path, md_path = write_report(args.results_dir)
     print(f"wrote {html_path} and {md_path}")
     return 0
