@@ -6,6 +6,7 @@ from __future__ import annotations
 import networkx as nx
 import numpy as np
 import pytest
+from cases import NETWORKS, RULES  # tests/cases.py: shared small-scenario ingredients
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -417,20 +418,6 @@ ZERO_EFFECT = [
     {"kind": "community_partnership", "wards": ["W01"], "tie_strength": 0.0, "norm_salience": 0.0},
     {"kind": "information", "attitude_boost": 0.0},
 ]
-RULES = [
-    {"kind": "logistic", "adopt_intercept": -3.0},
-    {"kind": "threshold", "lapse": 0.05},
-    {"kind": "bass", "p": 0.02, "q": 0.3, "lapse": 0.05},
-    {"kind": "independent_cascade", "p": 0.2, "lapse": 0.05},
-]
-NETWORKS = [
-    {"kind": "watts_strogatz", "k": 4, "p": 0.2},
-    {"kind": "erdos_renyi", "mean_degree": 3.0},
-    {"kind": "barabasi_albert", "m": 2},
-    {"kind": "ward_clustered", "mean_degree_in": 3.0, "mean_degree_out": 1.0},
-]
-
-
 def small(seed, rule, network, nudges=(), steps=12, n=120):
     return ns.Scenario.from_dict({
         "seed": seed, "steps": steps, "population": {"size": n, "wards": 3}, "network": network,

@@ -11,6 +11,8 @@ import sys
 import networkx as nx
 import numpy as np
 import pytest
+from cases import NETWORKS as BASE_NETWORKS
+from cases import RULES
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -21,17 +23,8 @@ from nudgesim.nudges import Effects
 
 pytestmark = pytest.mark.skipif(not kernels.AVAILABLE, reason="numba not installed or disabled")
 
-RULES = [
-    {"kind": "logistic", "adopt_intercept": -3.0},
-    {"kind": "threshold", "lapse": 0.05},
-    {"kind": "bass", "p": 0.02, "q": 0.3, "lapse": 0.05},
-    {"kind": "independent_cascade", "p": 0.2, "lapse": 0.05},
-]
 NETWORKS = [
-    {"kind": "watts_strogatz", "k": 4, "p": 0.2},
-    {"kind": "erdos_renyi", "mean_degree": 3.0},
-    {"kind": "barabasi_albert", "m": 2},
-    {"kind": "ward_clustered", "mean_degree_in": 3.0, "mean_degree_out": 1.0},
+    *BASE_NETWORKS,
     # weighted ties: the float path, summed in scipy's order
     {"kind": "watts_strogatz", "k": 4, "p": 0.2, "weights": {"dist": "uniform", "low": 0.1, "high": 2.0}},
 ]
