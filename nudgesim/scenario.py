@@ -21,6 +21,7 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    PlainSerializer,
     PrivateAttr,
     ValidationError,
     model_validator,
@@ -39,6 +40,12 @@ class _Spec(BaseModel):
 
 Probability = Annotated[float, Field(ge=0.0, le=1.0)]
 NonNegative = Annotated[float, Field(ge=0.0)]
+# Steps for an effect to halve; "none" (TOML has no null) = no decay while the nudge is active
+HalfLife = Annotated[
+    Annotated[float, Field(gt=0)] | None,
+    BeforeValidator(lambda v: None if v == "none" else v),
+    PlainSerializer(lambda v: "none" if v is None else v),
+]
 
 # ---------------------------------------------------------------------------------------
 # Distributions of resident traits and tie weights
@@ -448,7 +455,7 @@ class NormFeedback(_NudgeBase):
         description="a fixed rate to show instead of the measured one (e.g. 0.75 for "
         "'75% of guests reuse their towels', Goldstein et al. 2008); None = the real rate",
     )
-    half_life: Annotated[float, Field(gt=0)] | None = Field(
+    half_life: HalfLife = Field(
         4.0, description="weeks for the message's effect to halve (assumption); None = no decay"
     )
 
@@ -471,7 +478,7 @@ class Pledge(_NudgeBase):
     lapse_reduction: NonNegative = Field(
         1.0, description="log-odds reduction of lapsing at pledge time (assumption)"
     )
-    half_life: Annotated[float, Field(gt=0)] | None = Field(
+    half_life: HalfLife = Field(
         8.0, description="weeks for the pledge's effect to halve (assumption)"
     )
 
@@ -481,7 +488,7 @@ class Reminder(_NudgeBase):
 
     kind: Literal["reminder"] = "reminder"
     boost: float = Field(0.5, description="log-odds salience boost at contact (assumption)")
-    half_life: Annotated[float, Field(gt=0)] | None = Field(
+    half_life: HalfLife = Field(
         1.0, description="weeks for salience to halve (assumption)"
     )
 
@@ -499,7 +506,7 @@ class Incentive(_NudgeBase):
     crowding_out: NonNegative = Field(
         0.0, description="log-odds loss of motivation once the incentive ends (assumption)"
     )
-    crowding_half_life: Annotated[float, Field(gt=0)] | None = Field(
+    crowding_half_life: HalfLife = Field(
         26.0, description="weeks for crowding-out to halve (assumption)"
     )
 
@@ -512,7 +519,7 @@ class Canvassing(_NudgeBase):
     adopt_prob: Probability = Field(
         0.05, description="chance a contacted non-adopter adopts at once (assumption)"
     )
-    half_life: Annotated[float, Field(gt=0)] | None = Field(
+    half_life: HalfLife = Field(
         12.0, description="weeks for the attitude boost to halve (assumption)"
     )
 
@@ -546,7 +553,7 @@ class Information(_NudgeBase):
 
     kind: Literal["information"] = "information"
     attitude_boost: float = Field(0.2, description="attitude change at contact (assumption)")
-    half_life: Annotated[float, Field(gt=0)] | None = Field(
+    half_life: HalfLife = Field(
         4.0, description="weeks for the boost to halve (assumption)"
     )
 
@@ -685,7 +692,9 @@ class Scenario(_Spec):
             raise ScenarioError(f"{path}: {err}") from None
 
     def to_dict(self) -> dict[str, Any]:
-        return self.model_dump(mode="json", exclude_none=True)
+        """Plain data that round-trips through TOML: unset (None) fields are left out, and a
+        half-life of None is written as "none" (its serializer) so it survives the trip."""
+        return _drop_none(self.model_dump(mode="json"))
 
     def to_toml(self) -> str:
         return tomli_w.dumps(_finite(self.to_dict()))
@@ -695,6 +704,14 @@ class Scenario(_Spec):
         data = self.to_dict() | changes
         sc = Scenario.from_dict(data, self._base_dir)
         return sc
+
+
+def _drop_none(obj: Any) -> Any:
+    if isinstance(obj, dict):
+        return {k: _drop_none(v) for k, v in obj.items() if v is not None}
+    if isinstance(obj, list):
+        return [_drop_none(v) for v in obj]
+    return obj
 
 
 def _finite(obj: Any) -> Any:

@@ -71,6 +71,15 @@ def test_schedule_helpers():
     assert c.contact_steps(20) == [7]
 
 
+def test_no_decay_survives_toml_and_replace():
+    sc = ns.Scenario.from_toml_str('[[nudges]]\nkind = "reminder"\nhalf_life = "none"')
+    assert sc.nudges[0].half_life is None
+    assert 'half_life = "none"' in sc.to_toml()
+    assert ns.Scenario.from_toml_str(sc.to_toml()).nudges[0].half_life is None
+    assert sc.replace(seed=3).nudges[0].half_life is None
+    assert ns.Scenario.from_dict({"nudges": [{"kind": "pledge"}]}).nudges[0].half_life == 8.0
+
+
 def test_number_means_fixed_distribution():
     sc = ns.Scenario.from_dict({"population": {"size": 5, "threshold": 0.3}})
     assert sc.population.threshold.dist == "fixed" and sc.population.threshold.value == 0.3
