@@ -117,7 +117,17 @@ def build_population(
             raise ScenarioError(
                 f"population.csv: {len(table)} rows but the graph has {n} residents"
             )
-        if "id" in table and ids is None:
+        if "id" in table and ids is not None:  # align rows to the graph's node order
+            by_id = {str(v): k for k, v in enumerate(table["id"].tolist())}
+            missing = [v for v in ids if str(v) not in by_id]
+            if missing or len(by_id) != len(table):
+                raise ScenarioError(
+                    "population.csv: the id column must list every graph node once; "
+                    f"missing e.g. {missing[:3]}" if missing else
+                    "population.csv: duplicate ids in the id column"
+                )
+            table = table.iloc[[by_id[str(v)] for v in ids]].reset_index(drop=True)
+        elif "id" in table:
             ids = table["id"].tolist()
         for col in table.columns:
             if col != "id":

@@ -371,6 +371,16 @@ def test_graph_file_and_csv_population(tmp_path):
     assert adopters(eng.run()) == [1, 2, 3, 4]
 
 
+def test_csv_rows_are_matched_to_graph_nodes_by_id(tmp_path):
+    (tmp_path / "people.csv").write_text("id,attitude\nz,0.3\nx,0.1\ny,0.2\n")
+    sc = ns.Scenario.from_dict({"population": {"csv": "people.csv"}}, base_dir=tmp_path)
+    eng = Engine(sc, graph=nx.Graph([("x", "y"), ("y", "z")]))
+    assert eng.population.attitude.tolist() == [0.1, 0.2, 0.3]
+    (tmp_path / "people.csv").write_text("id,attitude\nz,0.3\nx,0.1\nq,0.2\n")
+    with pytest.raises(ns.ScenarioError, match="must list every graph node once"):
+        Engine(sc, graph=nx.Graph([("x", "y"), ("y", "z")]))
+
+
 def test_missing_graph_file_is_a_clear_error(tmp_path):
     sc = ns.Scenario.from_dict({"network": {"kind": "file", "path": "nowhere.csv"}}, base_dir=tmp_path)
     with pytest.raises(ns.NetworkError, match="nowhere.csv"):
