@@ -92,11 +92,14 @@ def _array_bytes(objs: list[Any]) -> dict[int, int]:
 
 def state_bytes(engine: Engine) -> tuple[int, int]:
     """(bytes held per resident, bytes held per tie end) by the engine's state arrays."""
-    a = engine.adjacency
-    tie_arrays = {id(x if x.base is None else x.base): x.nbytes
-                  for x in (a.indices, a.data, engine.network.indices, engine.network.weights)}
-    node_net = {id(x if x.base is None else x.base): x.nbytes
-                for x in (a.indptr, engine.network.indptr)}
+    net = engine.network
+    ties, nodes = [net.indices, net.weights], [net.indptr]
+    a = engine.__dict__.get("adjacency")  # a scipy matrix exists only if a numpy path made one
+    if a is not None:
+        ties += [a.indices, a.data]
+        nodes.append(a.indptr)
+    tie_arrays = {id(x if x.base is None else x.base): x.nbytes for x in ties if x is not None}
+    node_net = {id(x if x.base is None else x.base): x.nbytes for x in nodes}
     objs = [engine, engine.population, *engine.nudges]
     if engine._graph is not None:
         objs.append(engine._graph)
@@ -130,7 +133,7 @@ def _time_engine(sc: Scenario, steps: int, numba_on: bool) -> tuple[Row, Engine]
     finally:
         kernels.ENABLED = saved
     name = "engine" if numba_on else "numpy"
-    row = Row(name, eng.n, int(eng.adjacency.nnz), total / steps, decide / steps,
+    row = Row(name, eng.n, int(eng.network.indices.size), total / steps, decide / steps,
               (peak - base) / 1e6, note="numba" if eng._graph is not None else "numpy")
     return row, eng
 
@@ -144,7 +147,7 @@ def _time_agents(sc: Scenario, steps: int) -> Row:
     for _ in range(steps):
         model.step()
     dt = (time.perf_counter() - t0) / steps
-    return Row("agents", model.engine.n, int(model.engine.adjacency.nnz), dt,
+    return Row("agents", model.engine.n, int(model.engine.network.indices.size), dt,
                note="NudgeModel(vectorised=False)")
 
 
@@ -407,9 +410,9 @@ def bench_main(argv: list[str] | None = None) -> int:
         if "engine" in wanted or "scipy" in wanted or "mesa" in wanted:
             row, eng = _time_engine(sc, args.steps, numba_on=True)
             per_res, per_tie = state_bytes(eng)
-            memory.append({"n": n, "tie_ends": int(eng.adjacency.nnz),
+            memory.append({"n": n, "tie_ends": int(eng.network.indices.size),
                            "bytes_per_resident": per_res / n,
-                           "bytes_per_tie_end": per_tie / max(eng.adjacency.nnz, 1),
+                           "bytes_per_tie_end": per_tie / max(eng.network.indices.size, 1),
                            "total_mb": (per_res + per_tie) / 1e6})
             row.extra["near_ties"] = eng.near_ties
             if "engine" in wanted:

@@ -101,11 +101,10 @@ class Engine:
             pop.threshold = self.rule.threshold.sample(
                 self.streams.generator("trait:threshold"), pop.n
             )
-        self.adjacency = self.network.matrix()  # shares the network's arrays (no copy)
         self._in_ward: Any = None
         # compiled hot path (kernels.py) unless numba is missing or NUDGESIM_NUMBA=0;
         # both paths give bit-identical results
-        self._graph = kernels.Graph(self.adjacency, pop.ward) if kernels.ENABLED else None
+        self._graph = kernels.Graph(self.network, pop.ward) if kernels.ENABLED else None
         self._rule_params = kernels.rule_params(self.rule) if kernels.ENABLED else None
         self.near_ties = 0  # decisions the kernel left to the exact numpy rule (diagnostic)
 
@@ -150,6 +149,13 @@ class Engine:
         return mask
 
     # -- social influence --------------------------------------------------------------
+    @cached_property
+    def adjacency(self) -> sp.csr_array:
+        """The network as a scipy CSR matrix, for the numpy path and the per-agent view.
+        Built on first use: the compiled path reads the network's arrays directly, and a
+        unit-weight graph would otherwise carry 8 bytes of ones per tie end."""
+        return self.network.matrix()
+
     @cached_property
     def row_weight(self) -> np.ndarray:
         """Sum of each resident's tie weights (numpy path only; the kernel sums on the fly)."""

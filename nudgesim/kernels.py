@@ -405,16 +405,18 @@ class _Threads:
 
 
 class Graph:
-    """The engine's CSR arrays as the kernels want them (no copies)."""
+    """The network's CSR arrays as the kernels want them (no copies; no weights when all
+    ties weigh 1, so the engine never needs a scipy matrix on this path)."""
 
-    def __init__(self, adjacency, ward: np.ndarray) -> None:
-        self.indptr = adjacency.indptr
-        self.indices = adjacency.indices
-        self.unit = bool(adjacency.data.size == 0 or np.all(adjacency.data == 1.0))
+    def __init__(self, network, ward: np.ndarray) -> None:
+        self.indptr = network.indptr
+        self.indices = network.indices
+        w = network.weights
+        self.unit = bool(w is None or w.size == 0 or np.all(w == 1.0))
         # a unit-weight graph never reads its weights: w * x == x exactly when w == 1.0
-        self.weights = _EMPTY_F if self.unit else np.ascontiguousarray(adjacency.data, np.float64)
+        self.weights = _EMPTY_F if self.unit else np.ascontiguousarray(w, np.float64)
         self.ward = np.ascontiguousarray(ward, dtype=np.int32)
-        self.n = adjacency.shape[0]
+        self.n = network.n
 
 
 def _f(arr: np.ndarray | None) -> np.ndarray:

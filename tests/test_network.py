@@ -55,7 +55,7 @@ def assert_invariants(net: Network) -> None:
     assert (A != A.T).nnz == 0
     assert A.has_sorted_indices
     assert net.indptr.dtype == np.int64 and net.indices.dtype == np.int32
-    assert net.weights.dtype == np.float64
+    assert net.weights is None or net.weights.dtype == np.float64
 
 
 # ----------------------------------------------------------------------- from_edges
@@ -66,7 +66,8 @@ def test_from_edges_exact_small_case():
     # (0,1) twice, (2,2) self loop, (3,0) == (0,3) twice, (3,1)
     assert net.indptr.tolist() == [0, 2, 4, 4, 6]
     assert net.indices.tolist() == [1, 3, 0, 3, 0, 1]
-    assert net.weights.tolist() == [1.0] * 6
+    assert net.weights is None and net.unit  # unit weights are not stored
+    assert net.tie_weights().tolist() == [1.0] * 6
     assert net.n == 4 and net.n_ties == 3
     assert net.degree.tolist() == [2, 2, 0, 2]
     assert_invariants(net)
@@ -91,7 +92,14 @@ def test_matrix_shares_memory():
     net = build(spec("erdos_renyi", mean_degree=6), 0)
     A = net.matrix()
     assert np.shares_memory(A.indices, net.indices)
-    assert np.shares_memory(A.data, net.weights)
+    assert net.unit and (A.data == 1.0).all()
+    weighted = from_edges(3, np.array([0, 1]), np.array([1, 2]), np.array([0.5, 2.0]))
+    assert np.shares_memory(weighted.matrix().data, weighted.weights)
+
+
+def test_networkx_graph_with_unit_weights_stores_none():
+    assert from_networkx(nx.path_graph(4)).unit
+    assert not from_networkx(nx.Graph([(0, 1, {"weight": 2.0})])).unit
 
 
 # ----------------------------------------------------------- builders vs networkx
