@@ -101,7 +101,6 @@ class Engine:
             pop.threshold = self.rule.threshold.sample(
                 self.streams.generator("trait:threshold"), pop.n
             )
-        self._in_ward: Any = None
         # compiled hot path (kernels.py) unless numba is missing or NUDGESIM_NUMBA=0;
         # both paths give bit-identical results
         self._graph = kernels.Graph(self.network, pop.ward) if kernels.ENABLED else None
@@ -161,18 +160,15 @@ class Engine:
         """Sum of each resident's tie weights (numpy path only; the kernel sums on the fly)."""
         return self.adjacency @ np.ones(self.n)
 
-    @property
-    def in_ward(self):
+    @cached_property
+    def in_ward(self) -> sp.csr_array:
         """Ties within a ward only (built on first use, by community partnerships)."""
-        if self._in_ward is None:
-            a = self.adjacency.tocoo()
-            ward = self.population.ward
-            keep = ward[a.row] == ward[a.col]
-            self._in_ward = sp.csr_array(
-                (a.data[keep], (a.row[keep], a.col[keep])), shape=a.shape
-            )
-            self._in_ward.sort_indices()
-        return self._in_ward
+        a = self.adjacency.tocoo()
+        ward = self.population.ward
+        keep = ward[a.row] == ward[a.col]
+        in_ward = sp.csr_array((a.data[keep], (a.row[keep], a.col[keep])), shape=a.shape)
+        in_ward.sort_indices()
+        return in_ward
 
     def neighbour_sum(self, x: np.ndarray, tie_boost: np.ndarray | None) -> np.ndarray:
         """Weighted sum of x over each resident's ties, with in-ward ties boosted."""
