@@ -6,11 +6,10 @@ Data flows one way: Scenario → Population + Network → Engine (with Nudges) �
 from .engine import Engine, simulate
 from .experiment import Experiment
 from .network import Network, NetworkError
-from .planning import calibrate, compare, plan, trial
 from .population import Population
 from .result import Result
 from .scenario import Scenario, ScenarioError
-from .sensitivity import sensitivity
+from .sensitivity import sensitivity  # after the submodule import, the name is the function
 
 __all__ = [
     "Engine",
@@ -32,13 +31,21 @@ __all__ = [
 ]
 __version__ = "0.1.0"
 
-_MESA_NAMES = ("NudgeModel", "Resident")
+# Imported on first use: `ns.simulate` never loads Mesa or solara, and a sweep's worker
+# processes do not pay for planning's scipy.stats import (a third of the start-up time).
+_LAZY = {
+    "NudgeModel": "model",
+    "Resident": "model",
+    "compare": "planning",
+    "trial": "planning",
+    "calibrate": "planning",
+    "plan": "planning",
+}
 
 
 def __getattr__(name: str):
-    """Import the Mesa view only when asked for: ``ns.simulate`` never loads Mesa."""
-    if name in _MESA_NAMES:
-        from . import model
+    if name in _LAZY:
+        import importlib
 
-        return getattr(model, name)
+        return getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
     raise AttributeError(f"module 'nudgesim' has no attribute {name!r}")
