@@ -32,7 +32,8 @@ def parse_args(parser: argparse.ArgumentParser, argv: list[str] | None) -> argpa
         raise UsageError(f"bad arguments for '{parser.prog}' (see {parser.prog} --help)") from None
 
 
-def _load(path: str, seed: int | None = None, steps: int | None = None) -> Scenario:
+def load_scenario(path: str, seed: int | None = None, steps: int | None = None) -> Scenario:
+    """A scenario file with the command line's --seed / --steps applied (validated again)."""
     sc = Scenario.from_toml(path)
     changes = {k: v for k, v in (("seed", seed), ("steps", steps)) if v is not None}
     return sc.replace(**changes) if changes else sc
@@ -41,7 +42,7 @@ def _load(path: str, seed: int | None = None, steps: int | None = None) -> Scena
 def cmd_run(args: argparse.Namespace) -> int:
     from .engine import simulate
 
-    sc = _load(args.scenario, args.seed, args.steps)
+    sc = load_scenario(args.scenario, args.seed, args.steps)
     out = Path(args.out) if args.out else Path("results") / sc.name
     t0 = time.perf_counter()
     res = simulate(sc)
@@ -62,7 +63,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
-    sc = _load(args.scenario)
+    sc = load_scenario(args.scenario)
     print(f"{args.scenario}: valid ({sc.name}, {len(sc.nudges)} nudges, {sc.steps} steps)")
     return 0
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import dataclasses
 import hashlib
 import json
 import math
@@ -349,6 +350,12 @@ class ExperimentResult:
     unit_design: np.ndarray | None = None  # design in [0, 1]^d (samplers), rows = points
 
 
+# settings an experiment file may give besides `name` and `scenario`
+FILE_SETTINGS = (
+    "levers", "uncertainties", "design", "samples", "replicates", "seed", "outcomes", "per_step",
+)
+
+
 @dataclass
 class Experiment:
     """A base scenario, factors, a design and replicates. See the module docstring."""
@@ -440,18 +447,7 @@ class Experiment:
         **overrides: Any,
     ) -> Experiment:
         base_dir = Path(base_dir or Path.cwd())
-        allowed = {
-            "name",
-            "scenario",
-            "levers",
-            "uncertainties",
-            "design",
-            "samples",
-            "replicates",
-            "seed",
-            "outcomes",
-            "per_step",
-        }
+        allowed = {"name", "scenario", *FILE_SETTINGS}
         unknown = set(data) - allowed
         if unknown:
             raise ScenarioError(
@@ -470,44 +466,14 @@ class Experiment:
         for key in ("levers", "uncertainties"):
             if key in data and not isinstance(data[key], dict):
                 raise ScenarioError(f"{key}: must be a table of path = values")
-        kwargs = {
-            k: data[k]
-            for k in (
-                "levers",
-                "uncertainties",
-                "design",
-                "samples",
-                "replicates",
-                "seed",
-                "outcomes",
-                "per_step",
-            )
-            if k in data
-        }
+        kwargs = {k: data[k] for k in FILE_SETTINGS if k in data}
         kwargs["name"] = data.get("name", default_name)
         kwargs.update({k: v for k, v in overrides.items() if v is not None})
         return cls(scenario=scenario, **kwargs)
 
     def replace(self, **changes: Any) -> Experiment:
         """A copy with some settings changed (design, samples, replicates, seed...)."""
-        kw = {
-            k: getattr(self, k)
-            for k in (
-                "scenario",
-                "levers",
-                "uncertainties",
-                "design",
-                "samples",
-                "replicates",
-                "seed",
-                "outcomes",
-                "per_step",
-                "measure",
-                "name",
-            )
-        }
-        kw.update(changes)
-        return Experiment(**kw)
+        return dataclasses.replace(self, **changes)
 
     # -- the design ------------------------------------------------------------------
     def problem(self) -> dict[str, Any]:

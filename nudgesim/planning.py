@@ -1006,7 +1006,7 @@ def _clean(obj: Any) -> Any:
 
 def plan_main(argv: list[str]) -> int:
     """`nudgesim plan`: search portfolios, print the ranked table, write a results folder."""
-    from .cli import parse_args
+    from .cli import load_scenario, parse_args
 
     p = argparse.ArgumentParser(prog="nudgesim plan", description=plan.__doc__.split("\n")[0])
     p.add_argument("scenario", help="scenario TOML")
@@ -1024,10 +1024,7 @@ def plan_main(argv: list[str]) -> int:
     p.add_argument("--out", help="results folder (default results/plan-<scenario>)")
     p.add_argument("--report", action="store_true", help="also write report.html / report.md")
     args = parse_args(p, argv)
-    sc = Scenario.from_toml(args.scenario)
-    changes = {k: v for k, v in (("steps", args.steps), ("seed", args.seed)) if v is not None}
-    if changes:
-        sc = sc.replace(**changes)
+    sc = load_scenario(args.scenario, seed=args.seed, steps=args.steps)
     menu = Menu.from_toml(args.menu)
     result = plan(sc, menu, args.budget, target=args.target, replicates=args.replicates,
                   max_exhaustive=args.max_exhaustive, top=args.top, executor=args.executor,

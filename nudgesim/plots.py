@@ -11,6 +11,8 @@ matplotlib.use("Agg")  # headless: sweeps and CI have no screen
 import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.ticker import FuncFormatter  # noqa: E402
 
+from .result import save_figure  # noqa: E402
+
 if TYPE_CHECKING:
     from .result import Result
 
@@ -57,10 +59,4 @@ def plot_run(result: Result, path: str | Path) -> Path:
     twin.plot(ts["step"], ts["impact"], color="tab:green", lw=2)
     twin.set_ylabel(f"cumulative impact\n({sc.impact.unit})", color="tab:green", fontsize=9)
     fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.tmp{path.suffix}")
-    fig.savefig(tmp, dpi=110)
-    plt.close(fig)
-    tmp.replace(path)
-    return path
+    return save_figure(fig, path, dpi=110)

@@ -25,7 +25,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from matplotlib.ticker import FuncFormatter  # noqa: E402
 
-from .result import write_atomic  # noqa: E402
+from .result import save_figure, write_atomic  # noqa: E402
 from .scenario import Scenario, ScenarioError  # noqa: E402
 
 # ---------------------------------------------------------------------------------------
@@ -175,11 +175,7 @@ def _show(value: Any) -> str:
 
 
 def _save(fig, path: Path) -> Path:
-    tmp = path.with_name(f".{path.stem}.tmp{path.suffix}")
-    fig.savefig(tmp, dpi=100)
-    plt.close(fig)
-    tmp.replace(path)
-    return path
+    return save_figure(fig, path, dpi=100)
 
 
 def plot_curves(curves: pd.DataFrame, names: dict[str, str], sc: Scenario, path: Path,

@@ -48,6 +48,22 @@ def write_parquet_atomic(df: pd.DataFrame, path: Path) -> None:
         raise
 
 
+def save_figure(fig, path: str | Path, **savefig_kw: Any) -> Path:
+    """Save a matplotlib figure atomically (temporary file, then rename) and close it."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.stem}.tmp{path.suffix}")
+    try:
+        fig.savefig(tmp, **savefig_kw)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+        import matplotlib.pyplot as plt
+
+        plt.close(fig)
+    return path
+
+
 @dataclass
 class Result:
     """What a run produced. `timeseries` has one row per step (step 0 = initial state)."""

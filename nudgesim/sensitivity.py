@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 
 from .experiment import MORRIS_LEVELS, Experiment, ExperimentResult, _parse, add_run_options
-from .result import write_atomic, write_parquet_atomic
+from .result import save_figure, write_atomic, write_parquet_atomic
 from .scenario import ScenarioError
 
 METHODS = ("sobol", "morris")
@@ -191,12 +191,7 @@ def plot_indices(
         ax.set_ylabel("sigma (interactions / non-linearity)")
     ax.set_title(title or f"{method} sensitivity of {outcome}", fontsize=10)
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    fig.savefig(tmp)
-    plt.close(fig)
-    tmp.replace(path)
-    return path
+    return save_figure(fig, path)
 
 
 def sensitivity_main(argv: list[str]) -> int:
