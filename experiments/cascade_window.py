@@ -22,7 +22,7 @@ import numpy as np
 
 import nudgesim as ns
 from nudgesim.parallel import EXECUTORS
-from nudgesim.result import write_atomic
+from nudgesim.result import save_figure, write_atomic
 
 GLOBAL = 0.01  # a cascade is "global" when it reaches >= 1% of residents (assumption; Watts
 #               uses a finite share of an infinite graph, 1% is our finite-n stand-in)
@@ -126,7 +126,7 @@ def main(argv: list[str] | None = None) -> int:
         fontsize=9,
     )
     fig.tight_layout()
-    fig.savefig(out / "cascade_window.png")
+    save_figure(fig, out / "cascade_window.png")
     print(table.to_string(index=False, float_format=lambda x: f"{x:.3f}"))
     print(
         f"wrote {out}/cascade_window.png and .csv ({res.manifest['timings']['wall_s']:.0f} s of runs)"

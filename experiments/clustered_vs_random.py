@@ -22,7 +22,7 @@ from pathlib import Path
 
 import nudgesim as ns
 from nudgesim.parallel import EXECUTORS
-from nudgesim.result import write_atomic
+from nudgesim.result import save_figure, write_atomic
 
 SIMPLE, COMPLEX = 0.1, 0.3  # 1 of 6 and 2 of 6 adopted neighbours on the lattice
 
@@ -138,7 +138,7 @@ def main(argv: list[str] | None = None) -> int:
         fontsize=9,
     )
     fig.tight_layout()
-    fig.savefig(out / "clustered_vs_random.png")
+    save_figure(fig, out / "clustered_vs_random.png")
     print(table.to_string(index=False, float_format=lambda x: f"{x:.3f}"))
     print(f"wrote {out}/clustered_vs_random.png and .csv")
     return 0

@@ -31,7 +31,7 @@ from nudgesim.engine import Engine
 from nudgesim.experiment import replicate_seed
 from nudgesim.nudges import Effects
 from nudgesim.parallel import EXECUTORS, map_runs
-from nudgesim.result import write_atomic
+from nudgesim.result import save_figure, write_atomic
 
 ROOT = Path(__file__).resolve().parent
 ARMS = {"none": None, "descriptive": False, "descriptive + injunctive": True}
@@ -162,7 +162,7 @@ def main(argv: list[str] | None = None) -> int:
         fontsize=9,
     )
     fig.tight_layout()
-    fig.savefig(out / "norm_boomerang.png")
+    save_figure(fig, out / "norm_boomerang.png")
     print(table.to_string(index=False, float_format=lambda x: f"{x:.2f}"))
     print(f"wrote {out}/norm_boomerang.png and .csv")
     return 0

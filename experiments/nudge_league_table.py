@@ -25,7 +25,7 @@ from scipy import stats
 
 import nudgesim as ns
 from nudgesim.parallel import EXECUTORS
-from nudgesim.result import write_atomic
+from nudgesim.result import save_figure, write_atomic
 
 ROOT = Path(__file__).resolve().parent
 WARD_GROUP_COST = (
@@ -220,7 +220,7 @@ def main(argv: list[str] | None = None) -> int:
         fontsize=9,
     )
     fig.tight_layout()
-    fig.savefig(out / "nudge_league_table.png")
+    save_figure(fig, out / "nudge_league_table.png")
     with pd.option_context("display.width", 160):
         print(table.to_string(index=False, float_format=lambda x: f"{x:,.1f}"))
     print(f"wrote {out}/nudge_league_table.png and .csv")

@@ -25,7 +25,7 @@ from scipy import stats
 
 import nudgesim as ns
 from nudgesim.parallel import EXECUTORS
-from nudgesim.result import write_atomic
+from nudgesim.result import save_figure, write_atomic
 
 ROOT = Path(__file__).resolve().parent
 STRATEGIES = ["random", "degree", "betweenness", "kcore", "community"]
@@ -137,7 +137,7 @@ def main(argv: list[str] | None = None) -> int:
         fontsize=9,
     )
     fig.tight_layout()
-    fig.savefig(out / "seeding_strategies.png")
+    save_figure(fig, out / "seeding_strategies.png")
     print(table.to_string(index=False, float_format=lambda x: f"{x:,.1f}"))
     print(f"wrote {out}/seeding_strategies.png and .csv")
     return 0
