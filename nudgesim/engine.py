@@ -15,7 +15,7 @@ import scipy.sparse as sp
 
 from . import kernels, rules
 from . import network as netmod
-from .nudges import AmbassadorsNudge, Effects, Nudge, StepLog, make_nudge
+from .nudges import AmbassadorsNudge, Effects, Nudge, StampBook, StepLog, make_nudge
 from .population import TRAITS, Population, build_population
 from .result import Result
 from .rng import Streams
@@ -105,6 +105,14 @@ class Engine:
         # both paths give bit-identical results
         self._graph = kernels.Graph(self.network, pop.ward) if kernels.ENABLED else None
         self._rule_params = kernels.rule_params(self.rule) if kernels.ENABLED else None
+        # integer tie counts kept up to date step by step, where they are exact (kernels.Counts)
+        self._counts = (
+            kernels.Counts(self._graph, inward=any(
+                s.kind == "community_partnership" for s in scenario.nudges))
+            if self._graph is not None and self._graph.unit
+            and self.rule.kind != "independent_cascade"
+            else None
+        )
         self.near_ties = 0  # decisions the kernel left to the exact numpy rule (diagnostic)
 
         # state after step t
@@ -117,6 +125,7 @@ class Engine:
             self.habit[self.adopted] = np.maximum(self.habit[self.adopted], self.rule.initial_habit)
         self.score_cache: dict[Any, np.ndarray] = {}
         self._effect_buffers: dict[str, np.ndarray] = {}  # Effects arrays, reused every step
+        self.stamp_book = StampBook(pop.n)  # every nudge's contact and pledge steps
         self._rates_cache: tuple[int, np.ndarray] | None = None
         self.nudges: list[Nudge] = [make_nudge(s, i, self) for i, s in enumerate(scenario.nudges)]
         self.log: dict[str, list] = {k: [] for k in Result.LOG_COLUMNS}
@@ -132,11 +141,13 @@ class Engine:
         return float(self.adopted.mean()) if self.n else 0.0
 
     def ward_rates(self) -> np.ndarray:
-        """Adoption rate per ward after the last completed step (cached per step)."""
+        """Adoption rate per ward after the last completed step (cached per step); the
+        adopters per ward come from the step's own tally."""
         if self._rates_cache is None or self._rates_cache[0] != self.t:
-            pop = self.population
-            counts = np.bincount(pop.ward, weights=self.adopted, minlength=pop.n_wards)
-            self._rates_cache = (self.t, counts / np.maximum(pop.ward_sizes(), 1))
+            sizes = self.__dict__.get("_sizes")
+            if sizes is None:
+                sizes = self._sizes = np.maximum(self.population.ward_sizes(), 1)
+            self._rates_cache = (self.t, self.ward_log[-1] / sizes)
         return self._rates_cache[1]
 
     def ambassadors(self) -> np.ndarray:
@@ -182,7 +193,7 @@ class Engine:
     def perceived_norm(self, fx: Effects) -> np.ndarray:
         """Weighted adopted share of neighbours, then pulled toward any norm message shown."""
         if self._graph is not None:
-            norm = kernels.perceived_norm(self._graph, self.adopted, fx)
+            norm = kernels.perceived_norm(self._graph, self.adopted, fx, self.stamp_book.matrix)
             if norm is not None:
                 return norm
         influence = fx.influence if fx.influence is not None else None
@@ -218,7 +229,7 @@ class Engine:
         if self.t >= self.steps:
             raise RuntimeError(f"the run has {self.steps} steps and all have been taken")
         t = self.t + 1
-        fx = Effects(self.n, self._effect_buffers)
+        fx = Effects(self.n, t, self.population.ward, self._effect_buffers)
         logs = [nudge.step(t, self, fx) for nudge in self.nudges]
         return t, fx, logs
 
@@ -268,23 +279,26 @@ class Engine:
         self, t: int, fx: Effects, logs: list[StepLog], adopt: np.ndarray, lapse: np.ndarray
     ) -> None:
         """Apply the decisions synchronously, grow or decay habits, settle costs, record."""
-        now = (self.adopted | adopt) & ~lapse
-        self.habit = rules.update_habit(self.rule, now, self.habit)
+        if self._graph is not None:  # one compiled pass, tallies included
+            now, *tallies = kernels.apply(self, adopt, lapse)
+            new, lapsed = tallies[2], tallies[3]
+        else:
+            now = (self.adopted | adopt) & ~lapse
+            self.habit = rules.update_habit(self.rule, now, self.habit)
+            self.ever_adopted |= now
+            new, lapsed, tallies = int(adopt.sum()), int(lapse.sum()), None
         self.adopted = now
         self.newly_adopted = adopt
-        self.ever_adopted |= now
         self.t = t
         cost = sum(log.cost for log in logs) + sum(n.settle(t, self) for n in self.nudges)
-        self._record(
-            new=int(adopt.sum()),
-            lapsed=int(lapse.sum()),
-            cost=cost,
-            contacts=sum(log.contacts for log in logs),
-        )
+        self._record(new, lapsed, cost, sum(log.contacts for log in logs), tallies)
 
-    def _record(self, new: int, lapsed: int, cost: float, contacts: int) -> None:
+    def _record(self, new: int, lapsed: int, cost: float, contacts: int,
+                tallies: list | None = None) -> None:
         pop = self.population
-        if self._graph is not None:
+        if tallies is not None:
+            adopters, ever, _, _, by_ward = tallies
+        elif self._graph is not None:
             adopters, ever, by_ward = kernels.tally(
                 self.adopted, self.ever_adopted, self._graph.ward, pop.n_wards
             )

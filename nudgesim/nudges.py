@@ -32,25 +32,125 @@ if TYPE_CHECKING:
     from .engine import Engine
 
 
-class Effects:
-    """What the active nudges do to residents in one step. Channels start as None (= no
-    effect) and become arrays only when a nudge writes to them, so quiet steps cost nothing."""
+def decay(elapsed: np.ndarray | float, half_life: float | None) -> np.ndarray | float:
+    """Share of an effect left `elapsed` steps after contact (1 with no half-life)."""
+    if half_life is None:
+        return np.ones_like(elapsed, dtype=np.float64) if isinstance(elapsed, np.ndarray) else 1.0
+    return 0.5 ** (np.asarray(elapsed, dtype=np.float64) / half_life)
 
-    ADDITIVE = ("utility", "lapse", "attitude", "cost_relief", "norm_salience", "tie_boost")
 
-    def __init__(self, n: int, pool: dict[str, np.ndarray] | None = None) -> None:
+class StampBook:
+    """Every nudge's stamp arrays as rows of one int32 matrix, so the compiled kernel can read
+    a resident's stamps for all nudges without copying them into a per-step array."""
+
+    def __init__(self, n: int) -> None:
         self.n = n
+        self.matrix = np.full((0, n), -1, dtype=np.int32)
+
+    def new_row(self) -> int:
+        grown = np.full((self.matrix.shape[0] + 1, self.n), -1, dtype=np.int32)
+        grown[:-1] = self.matrix
+        self.matrix = grown
+        return grown.shape[0] - 1
+
+
+class Stamps:
+    """The step at which each resident was last marked (contacted, pledged; -1 = never),
+    with the ids of marked residents cached: most steps mark nobody new, and rescanning
+    n stamps every step was a measurable share of a step at a million residents."""
+
+    def __init__(self, book: StampBook | int) -> None:
+        self.book = book if isinstance(book, StampBook) else StampBook(book)
+        self.row = self.book.new_row()
+        self._ids = np.zeros(0, dtype=np.int64)
+        self._last: np.ndarray | None = None  # the ids array marked last time
+
+    @property
+    def step(self) -> np.ndarray:
+        return self.book.matrix[self.row]
+
+    def mark(self, ids: np.ndarray, t: int) -> None:
+        step = self.step
+        # a nudge with fixed targets passes the same array every time: nobody new
+        fresh = ids is not self._last and (step[ids] < 0).any()
+        step[ids] = t
+        self._last = ids
+        if fresh:
+            self._ids = np.flatnonzero(step >= 0)
+
+    def ids(self) -> np.ndarray:
+        return self._ids
+
+    def left(self, t: int, half_life: float | None) -> tuple[np.ndarray, np.ndarray]:
+        """Marked residents and the share of an effect left at step t. Elapsed times take at
+        most t+1 values, so the powers come from a table rather than one per resident."""
+        ids = self._ids
+        return ids, decay_table(t, half_life)[t - self.step[ids]]
+
+
+def decay_table(t: int, half_life: float | None) -> np.ndarray:
+    """Share of an effect left after 0..t steps."""
+    return decay(np.arange(t + 1), half_life)
+
+
+class Effects:
+    """What the active nudges do to residents in one step, kept as a few *terms* rather
+    than n-sized arrays: "everyone stamped by this nudge gets table[t - stamp] on this
+    channel". The compiled kernel evaluates the terms per resident as it passes; the numpy
+    engine and the per-agent path read dense arrays built from the same terms on first use
+    (``fx.utility`` etc.; None = no effect), so the two cannot disagree about a nudge."""
+
+    ADDITIVE = ("utility", "lapse", "attitude", "cost_relief", "norm_salience")
+
+    def __init__(self, n: int, t: int = 0, ward: np.ndarray | None = None,
+                 pool: dict[str, np.ndarray] | None = None) -> None:
+        self.n = n
+        self.t = t
+        self.ward = ward
         self._pool = pool if pool is not None else {}  # buffers reused from step to step
-        self.utility: np.ndarray | None = None  # log-odds added to adopting
-        self.lapse: np.ndarray | None = None  # log-odds added to lapsing
-        self.attitude: np.ndarray | None = None  # change of attitude
-        self.cost_relief: np.ndarray | None = None  # share of perceived cost removed
-        self.norm_salience: np.ndarray | None = None  # relative increase of the norm's weight
-        self.tie_boost: np.ndarray | None = None  # extra weight of a resident's in-ward ties
-        self.influence: np.ndarray | None = None  # weight of a resident in neighbours' norms
+        #: (channel, stamps, value by steps elapsed since the stamp), in nudge order
+        self.terms: list[tuple[str, Stamps, np.ndarray]] = []
+        #: norm messages: (stamps, weight by steps elapsed, rate shown by stamp + 1 and ward,
+        #: injunctive)
+        self.messages: list[tuple[Stamps, np.ndarray, np.ndarray, bool]] = []
+        self.ward_boost: np.ndarray | None = None  # extra weight of in-ward ties, per ward
+        self.influence_terms: list[tuple[np.ndarray, float]] = []  # (ids, factor) in order
         self.direct: np.ndarray | None = None  # adopt now, whatever the rule says
         self.locked: np.ndarray | None = None  # cannot lapse this step
-        self.norm_messages: list[tuple[np.ndarray, np.ndarray, bool]] = []  # (weight, shown, inj)
+        self._dense: dict[str, np.ndarray | None] = {}
+
+    # -- what nudges write -------------------------------------------------------------
+    def add(self, channel: str, stamps: Stamps, table: np.ndarray | float) -> None:
+        """Everyone stamped gets table[t - stamp] (a scalar: the same for all) on channel:
+        utility/lapse (log-odds of adopting/lapsing), attitude, cost_relief (share of the
+        perceived cost removed) or norm_salience (relative increase of the norm's weight)."""
+        if channel not in self.ADDITIVE:
+            raise ValueError(f"unknown effect channel {channel!r}")
+        if not len(stamps.ids()):
+            return
+        if np.ndim(table) == 0:
+            table = np.full(self.t + 1, float(table))
+        self.terms.append((channel, stamps, np.asarray(table, dtype=np.float64)))
+
+    def message(self, stamps: Stamps, weight: np.ndarray | float, shown: np.ndarray,
+                injunctive: bool) -> None:
+        """A norm message: a resident stamped at step s sees the rate shown[s + 1, ward],
+        weighted by weight[t - s] (shown[0] is never read for them)."""
+        if not len(stamps.ids()):
+            return
+        if np.ndim(weight) == 0:
+            weight = np.full(self.t + 1, float(weight))
+        self.messages.append((stamps, np.asarray(weight, dtype=np.float64), shown, injunctive))
+
+    def boost_wards(self, wards: np.ndarray, n_wards: int, strength: float) -> None:
+        """In-ward ties of residents in `wards` weigh 1 + strength (community groups)."""
+        if self.ward_boost is None:
+            self.ward_boost = np.zeros(n_wards)
+        self.ward_boost[wards] += strength
+
+    def scale_influence(self, ids: np.ndarray, factor: float) -> None:
+        """Residents `ids` weigh `factor` times as much in their neighbours' norms."""
+        self.influence_terms.append((ids, float(factor)))
 
     def buffer(self, key: str, fill: float | bool, dtype: type = np.float64) -> np.ndarray:
         """An n-array set to `fill`, reused across steps: fresh pages for several arrays of
@@ -61,18 +161,6 @@ class Effects:
         arr.fill(fill)
         return arr
 
-    def add(self, channel: str, ids: np.ndarray, values: np.ndarray | float) -> None:
-        arr = getattr(self, channel)
-        if arr is None:
-            arr = self.buffer(channel, 0.0)
-            setattr(self, channel, arr)
-        arr[ids] += values  # ids are unique (np.flatnonzero or a selection)
-
-    def scale_influence(self, ids: np.ndarray, factor: float) -> None:
-        if self.influence is None:
-            self.influence = self.buffer("influence", 1.0)
-        self.influence[ids] *= factor
-
     def flag(self, channel: str, ids: np.ndarray) -> None:
         arr = getattr(self, channel)
         if arr is None:
@@ -80,38 +168,69 @@ class Effects:
             setattr(self, channel, arr)
         arr[ids] = True
 
+    # -- what the numpy engine and the per-agent path read -------------------------------
+    def at(self, channel: str, ids: np.ndarray) -> np.ndarray | float:
+        """Channel values of residents `ids` only, summed in the same order as the dense
+        array (for the few decisions the kernel leaves to the numpy rule)."""
+        terms = [(s, tab) for ch, s, tab in self.terms if ch == channel]
+        if not terms:
+            return 0.0
+        out = np.zeros(len(ids))
+        for stamps, table in terms:
+            step = stamps.step[ids]
+            hit = step >= 0
+            out[hit] += table[self.t - step[hit]]
+        return out
 
-def decay(elapsed: np.ndarray | float, half_life: float | None) -> np.ndarray | float:
-    """Share of an effect left `elapsed` steps after contact (1 with no half-life)."""
-    if half_life is None:
-        return np.ones_like(elapsed, dtype=np.float64) if isinstance(elapsed, np.ndarray) else 1.0
-    return 0.5 ** (np.asarray(elapsed, dtype=np.float64) / half_life)
+    def _additive(self, channel: str) -> np.ndarray | None:
+        if channel not in self._dense:
+            arr = None
+            for ch, stamps, table in self.terms:
+                if ch == channel:
+                    if arr is None:
+                        arr = np.zeros(self.n)
+                    ids = stamps.ids()
+                    arr[ids] += table[self.t - stamps.step[ids]]
+            self._dense[channel] = arr
+        return self._dense[channel]
 
+    utility = property(lambda self: self._additive("utility"))
+    lapse = property(lambda self: self._additive("lapse"))
+    attitude = property(lambda self: self._additive("attitude"))
+    cost_relief = property(lambda self: self._additive("cost_relief"))
+    norm_salience = property(lambda self: self._additive("norm_salience"))
 
-class Stamps:
-    """The step at which each resident was last marked (contacted, pledged; -1 = never),
-    with the ids of marked residents cached: most steps mark nobody new, and rescanning
-    n stamps every step was a measurable share of a step at a million residents."""
+    @property
+    def tie_boost(self) -> np.ndarray | None:
+        """Extra weight of each resident's in-ward ties."""
+        if self.ward_boost is None:
+            return None
+        return self.ward_boost[self.ward]
 
-    def __init__(self, n: int) -> None:
-        self.step = np.full(n, -1, dtype=np.int64)
-        self._ids = np.zeros(0, dtype=np.int64)
+    @property
+    def influence(self) -> np.ndarray | None:
+        """Weight of each resident in neighbours' norms (None: everyone weighs 1)."""
+        if not self.influence_terms:
+            return None
+        if "influence" not in self._dense:
+            arr = np.ones(self.n)
+            for ids, factor in self.influence_terms:
+                arr[ids] *= factor
+            self._dense["influence"] = arr
+        return self._dense["influence"]
 
-    def mark(self, ids: np.ndarray, t: int) -> None:
-        fresh = (self.step[ids] < 0).any()
-        self.step[ids] = t
-        if fresh:
-            self._ids = np.flatnonzero(self.step >= 0)
-
-    def ids(self) -> np.ndarray:
-        return self._ids
-
-    def left(self, t: int, half_life: float | None) -> tuple[np.ndarray, np.ndarray]:
-        """Marked residents and the share of an effect left at step t. Elapsed times take at
-        most t+1 values, so the powers come from a table rather than one per resident."""
-        ids = self._ids
-        table = decay(np.arange(t + 1), half_life)
-        return ids, table[t - self.step[ids]]
+    @property
+    def norm_messages(self) -> list[tuple[np.ndarray, np.ndarray, bool]]:
+        """(weight per resident, shown rate per resident, injunctive) for each message."""
+        out = []
+        for stamps, table, shown, injunctive in self.messages:
+            weight, rate = np.zeros(self.n), np.zeros(self.n)
+            ids = stamps.ids()
+            step = stamps.step[ids]
+            weight[ids] = table[self.t - step]
+            rate[ids] = shown[step + 1, self.ward[ids]]
+            out.append((weight, rate, injunctive))
+        return out
 
 
 # ---------------------------------------------------------------------------------------
@@ -203,7 +322,7 @@ class Nudge:
         self.contact_at = set(spec.contact_steps(engine.steps))
         n = engine.population.n
         self.reachable = engine.streams.uniform(f"{self.stream}:reach", 0, n) < spec.reach
-        self.contacts = Stamps(n)  # step of each resident's latest contact
+        self.contacts = Stamps(engine.stamp_book)  # step of each resident's latest contact
         targeting = spec.targeting
         # targets that depend only on fixed traits and scores are chosen once and reused
         self._static = targeting.adopted is None and targeting.strategy != "ward"
@@ -251,11 +370,12 @@ class Nudge:
     def contacted(self) -> np.ndarray:
         return self.contacts.ids()
 
-    def decayed(self, t: int, half_life: float | None) -> tuple[np.ndarray, np.ndarray]:
-        """Contacted residents and the share of the effect left for each at step t."""
+    def lasting(self, t: int, half_life: float | None) -> np.ndarray | None:
+        """Share of a contact's effect left after 0..t steps, or None once it is over (an
+        effect without a half-life lasts while the nudge is active)."""
         if half_life is None and not self.active(t):
-            return np.zeros(0, dtype=np.int64), np.zeros(0)
-        return self.contacts.left(t, half_life)
+            return None
+        return decay_table(t, half_life)
 
 
 # ---------------------------------------------------------------------------------------
@@ -270,22 +390,22 @@ class NormFeedbackNudge(Nudge):
 
     def __init__(self, spec, index, engine) -> None:
         super().__init__(spec, index, engine)
-        self.shown = np.zeros(engine.population.n)
+        # the rate shown at each contact step, by ward: row stamp + 1 (row 0: never shown).
+        # A resident sees what was shown at their latest contact; no per-resident copy.
+        self.shown = np.zeros((engine.steps + 2, engine.population.n_wards))
 
     def contact(self, t, ids, engine, fx) -> None:
         if self.spec.shown is not None:
-            self.shown[ids] = self.spec.shown
+            self.shown[t + 1] = self.spec.shown
         elif self.spec.scope == "ward":
-            self.shown[ids] = engine.ward_rates()[engine.population.ward[ids]]
+            self.shown[t + 1] = engine.ward_rates()
         else:
-            self.shown[ids] = engine.adoption_rate()
+            self.shown[t + 1] = engine.adoption_rate()
 
     def act(self, t, engine, fx) -> None:
-        ids, left = self.decayed(t, self.spec.half_life)
-        if len(ids):
-            weight = fx.buffer(f"{self.stream}:weight", 0.0)
-            weight[ids] = self.spec.weight * left
-            fx.norm_messages.append((weight, self.shown, self.spec.injunctive))
+        left = self.lasting(t, self.spec.half_life)
+        if left is not None:
+            fx.message(self.contacts, self.spec.weight * left, self.shown, self.spec.injunctive)
 
 
 class DefaultNudge(Nudge):
@@ -306,17 +426,16 @@ class PledgeNudge(Nudge):
 
     def __init__(self, spec, index, engine) -> None:
         super().__init__(spec, index, engine)
-        self.pledges = Stamps(engine.population.n)
+        self.pledges = Stamps(engine.stamp_book)
 
     def contact(self, t, ids, engine, fx) -> None:
         takes = engine.streams.uniform(f"{self.stream}:uptake", t, ids) < self.spec.uptake
         self.pledges.mark(ids[takes], t)
 
     def act(self, t, engine, fx) -> None:
-        ids, left = self.pledges.left(t, self.spec.half_life)
-        if len(ids):
-            fx.add("utility", ids, self.spec.boost * left)
-            fx.add("lapse", ids, -self.spec.lapse_reduction * left)
+        left = decay_table(t, self.spec.half_life)
+        fx.add("utility", self.pledges, self.spec.boost * left)
+        fx.add("lapse", self.pledges, -self.spec.lapse_reduction * left)
 
 
 class ReminderNudge(Nudge):
@@ -325,10 +444,10 @@ class ReminderNudge(Nudge):
     spec: Reminder
 
     def act(self, t, engine, fx) -> None:
-        ids, left = self.decayed(t, self.spec.half_life)
-        if len(ids):
-            fx.add("utility", ids, self.spec.boost * left)
-            fx.add("lapse", ids, -self.spec.boost * left)
+        left = self.lasting(t, self.spec.half_life)
+        if left is not None:
+            fx.add("utility", self.contacts, self.spec.boost * left)
+            fx.add("lapse", self.contacts, -self.spec.boost * left)
 
 
 class IncentiveNudge(Nudge):
@@ -337,14 +456,11 @@ class IncentiveNudge(Nudge):
     spec: Incentive
 
     def act(self, t, engine, fx) -> None:
-        ids = self.contacted()
-        if not len(ids):
-            return
         if self.active(t):
-            fx.add("cost_relief", ids, self.spec.cost_reduction)
+            fx.add("cost_relief", self.contacts, self.spec.cost_reduction)
         elif self.spec.crowding_out > 0:
             left = decay(t - self.stop, self.spec.crowding_half_life)
-            fx.add("attitude", ids, -self.spec.crowding_out * left)
+            fx.add("attitude", self.contacts, -self.spec.crowding_out * left)
 
     def settle(self, t, engine) -> float:
         if not self.active(t) or self.spec.cost_per_adopter == 0:
@@ -364,9 +480,9 @@ class CanvassingNudge(Nudge):
         fx.flag("direct", ids[yes])
 
     def act(self, t, engine, fx) -> None:
-        ids, left = self.decayed(t, self.spec.half_life)
-        if len(ids):
-            fx.add("attitude", ids, self.spec.attitude_boost * left)
+        left = self.lasting(t, self.spec.half_life)
+        if left is not None:
+            fx.add("attitude", self.contacts, self.spec.attitude_boost * left)
 
 
 class AmbassadorsNudge(Nudge):
@@ -377,15 +493,17 @@ class AmbassadorsNudge(Nudge):
     def __init__(self, spec, index, engine) -> None:
         super().__init__(spec, index, engine)
         self.recruited = np.zeros(engine.population.n, dtype=bool)
+        self._ids = np.zeros(0, dtype=np.int64)  # flatnonzero(recruited), kept in step
 
     def contact(self, t, ids, engine, fx) -> None:
         agree = engine.streams.uniform(f"{self.stream}:uptake", t, ids) < self.spec.uptake
         self.recruited[ids[agree]] = True
+        self._ids = np.flatnonzero(self.recruited)
 
     def act(self, t, engine, fx) -> None:
         if not self.active(t):
             return
-        ids = np.flatnonzero(self.recruited)
+        ids = self._ids
         if len(ids):
             fx.flag("direct", ids)
             fx.flag("locked", ids)
@@ -405,6 +523,7 @@ class CommunityPartnershipNudge(Nudge):
         super().__init__(spec, index, engine)
         pop = engine.population
         wanted = [pop.ward_names.index(w) for w in spec.wards]
+        self.wards = np.array(wanted, dtype=np.int64)
         self.members = np.flatnonzero(np.isin(pop.ward, wanted))
 
     def targets(self, engine) -> np.ndarray:
@@ -414,10 +533,8 @@ class CommunityPartnershipNudge(Nudge):
     def act(self, t, engine, fx) -> None:
         if not self.active(t):
             return
-        fx.add("tie_boost", self.members, self.spec.tie_strength)
-        ids = self.contacted()
-        if len(ids):
-            fx.add("norm_salience", ids, self.spec.norm_salience)
+        fx.boost_wards(self.wards, engine.population.n_wards, self.spec.tie_strength)
+        fx.add("norm_salience", self.contacts, self.spec.norm_salience)
 
 
 class InformationNudge(Nudge):
@@ -426,9 +543,9 @@ class InformationNudge(Nudge):
     spec: Information
 
     def act(self, t, engine, fx) -> None:
-        ids, left = self.decayed(t, self.spec.half_life)
-        if len(ids):
-            fx.add("attitude", ids, self.spec.attitude_boost * left)
+        left = self.lasting(t, self.spec.half_life)
+        if left is not None:
+            fx.add("attitude", self.contacts, self.spec.attitude_boost * left)
 
 
 NUDGE_CLASSES: dict[str, type[Nudge]] = {

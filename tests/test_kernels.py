@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 import nudgesim as ns
 from nudgesim import kernels, rng
 from nudgesim.engine import Engine
-from nudgesim.nudges import Effects
+from nudgesim.nudges import Effects, Stamps
 
 pytestmark = pytest.mark.skipif(not kernels.AVAILABLE, reason="numba not installed or disabled")
 
@@ -123,10 +123,11 @@ def test_hand_worked_norm_with_two_messages():
                                 "rule": {"kind": "threshold"}})
     eng = Engine(sc, graph=g)
     assert eng._graph is not None
-    fx = Effects(4)
-    w1, s1 = np.full(4, 0.5), np.full(4, 0.0)
-    w2, s2 = np.full(4, 0.25), np.full(4, 1.0)
-    fx.norm_messages = [(w1, s1, False), (w2, s2, True)]
+    fx = Effects(4, t=1, ward=eng.population.ward)
+    everyone = Stamps(eng.stamp_book)
+    everyone.mark(np.arange(4), 1)
+    fx.message(everyone, 0.5, np.full((3, 1), 0.0), injunctive=False)  # shows 0 to all
+    fx.message(everyone, 0.25, np.full((3, 1), 1.0), injunctive=True)  # shows 1 to all
     norm = eng.perceived_norm(fx)
     first = 2 / 3 + 0.5 * (0.0 - 2 / 3)
     assert norm[1] == first + 0.25 * (1.0 - first)

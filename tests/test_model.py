@@ -19,7 +19,7 @@ import nudgesim as ns
 from nudgesim import rules
 from nudgesim.engine import Engine
 from nudgesim.model import STATES, NudgeModel, Resident
-from nudgesim.nudges import Effects
+from nudgesim.nudges import Effects, Stamps
 
 SMALL = {
     "name": "small",
@@ -170,12 +170,14 @@ def test_perceived_norm_by_hand_on_a_weighted_star():
     sc = ns.Scenario.from_dict({"steps": 1, "population": {"wards": 1},
                                 "initial_adopters": [1, 3]})
     m = NudgeModel(sc, graph=g, vectorised=False)
-    fx = Effects(4)
+    fx = Effects(4, ward=m.engine.population.ward)
     assert m.residents[0].perceived_norm(fx) == 5.0 / 8.0
     assert m.residents[2].perceived_norm(fx) == 0.0  # its one neighbour has not adopted
     fx.scale_influence(np.array([3]), 2.0)  # leaf 3 counts twice: (1 + 8) / (1 + 3 + 8)
     assert m.residents[0].perceived_norm(fx) == 9.0 / 12.0
-    fx.norm_messages.append((np.full(4, 0.5), np.full(4, 0.25), False))  # pulled halfway
+    everyone = Stamps(m.engine.stamp_book)
+    everyone.mark(np.arange(4), 0)
+    fx.message(everyone, 0.5, np.full((2, 1), 0.25), injunctive=False)  # pulled halfway
     assert m.residents[0].perceived_norm(fx) == 0.75 + 0.5 * (0.25 - 0.75)
     assert m.residents[0].perceived_norm(fx) == m.engine.perceived_norm(fx)[0]
 
