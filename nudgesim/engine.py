@@ -158,6 +158,15 @@ class Engine:
                 mask |= nudge.current(self.t)
         return mask
 
+    def ambassador_count(self) -> int:
+        """How many serve as ambassadors in the last completed step (no n-sized pass when
+        one ambassador nudge is running, the usual case)."""
+        serving = [n for n in self.nudges
+                   if isinstance(n, AmbassadorsNudge) and self.t >= 1 and n.active(self.t)]
+        if len(serving) == 1:
+            return len(serving[0].serving())
+        return int(self.ambassadors().sum()) if serving else 0
+
     # -- social influence --------------------------------------------------------------
     @cached_property
     def adjacency(self) -> sp.csr_array:
@@ -312,7 +321,7 @@ class Engine:
         log["new_adopters"].append(new)
         log["lapsed"].append(lapsed)
         log["ever_adopted"].append(ever)
-        log["ambassadors"].append(int(self.ambassadors().sum()))
+        log["ambassadors"].append(self.ambassador_count())
         log["contacts"].append(contacts)
         log["cost_step"].append(float(cost))
         log["impact_step"].append(float(impact))

@@ -236,6 +236,23 @@ if AVAILABLE:
         return _shift(1.0 - params[0] ** exposure, push)  # independent cascade: params[0] = 1-p
 
     @njit(inline="always", cache=True, error_model="numpy")
+    def _surely_no_event(u, x, margin):
+        """True when uniform u is above sigmoid(x) by more than margin, decided without exp:
+        for z = -x > 0, e^z > 1 + z + z^2/2 + z^3/6, so sigmoid(x) < 1/d below (1/6 rounds
+        down, which only loosens the bound). Most hazards are a few per cent, so most
+        residents skip the exp; the bound only ever answers "certainly no event", which
+        the exact value would answer too. Branch-free, so the caller's loop vectorises."""
+        z = max(-x, 0.0)
+        d = 2.0 + z * (1.0 + z * (0.5 + z * (1.0 / 6.0)))
+        return (x < 0.0) & ((u - margin) * d > 1.0)
+
+    @njit(cache=True, error_model="numpy")
+    def _surely_no_event_many(u, x, margin, out):
+        """_surely_no_event over arrays (for tests)."""
+        for k in range(u.shape[0]):
+            out[k] = _surely_no_event(u[k], x[k], margin)
+
+    @njit(inline="always", cache=True, error_model="numpy")
     def _choose(u, was, p, band):
         """(adopt, lapse, undecided) for one resident; undecided = the uniform is within band
         of the hazard, marked adopt & lapse for the exact re-check."""
@@ -338,14 +355,7 @@ if AVAILABLE:
                 ul = p5 - p6 * att - p7 * nrm - p8 * h + p9 * cc + lap[j]
                 xj = ul if ab[j] != 0 else ua
                 x[j] = xj
-                # settled without exp when the uniform is surely above the hazard: for z > 0,
-                # e^z > 1 + z + z^2/2 + z^3/6, so sigmoid(-z) < 1/d below; the margin (far
-                # above rounding) keeps such residents out of the band. Most hazards are a
-                # few per cent, so most residents skip the exp; the bound only ever answers
-                # "certainly no event", which the exact value would answer too.
-                z = max(-xj, 0.0)
-                d = 2.0 + z * (1.0 + z * (0.5 + z * (1.0 / 6.0)))
-                open_[j] = (xj >= 0.0) | ((_uniform(lo + j, skey) - margin) * d <= 1.0)
+                open_[j] = not _surely_no_event(_uniform(lo + j, skey), xj, margin)
         else:
             for j in range(m):
                 open_[j] = True
@@ -637,6 +647,17 @@ if AVAILABLE:
         return total, by_ward
 
     @njit(parallel=True, cache=True, error_model="numpy")
+    def _put(arr, ids, value):
+        for k in prange(ids.shape[0]):
+            arr[ids[k]] = value
+
+    @njit(cache=True, error_model="numpy")
+    def _uniform_one(ids, skey, out):
+        """Single-threaded _uniform_many: warms numba up in the fork server (see warm.py)."""
+        for k in range(ids.shape[0]):
+            out[k] = _uniform(ids[k], skey)
+
+    @njit(parallel=True, cache=True, error_model="numpy")
     def _uniform_many(ids, skey, out):
         """The decide stream's uniforms for residents ids (tests compare them with rng.py)."""
         for k in prange(ids.shape[0]):
@@ -906,6 +927,16 @@ def neighbour_sum(g: Graph, x: np.ndarray, tie_boost: np.ndarray | None) -> np.n
                               _EMPTY_F if tie_boost is None else tie_boost,
                               tie_boost is not None, out)
     return out
+
+
+def put(arr: np.ndarray, ids: np.ndarray, value) -> None:
+    """arr[ids] = value, threaded when numba is there (the same result either way): nudges
+    that contact a third of a million residents every step stamp them all."""
+    if not AVAILABLE or ids.size < PARALLEL_MIN_N:
+        arr[ids] = value
+        return
+    with _Threads(ids.size):
+        _put(arr, ids, arr.dtype.type(value))
 
 
 def tally(adopted: np.ndarray, ever: np.ndarray, ward: np.ndarray, n_wards: int):

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from . import kernels
 from . import network as netmod
 from .scenario import (
     Ambassadors,
@@ -73,7 +74,7 @@ class Stamps:
         step = self.step
         # a nudge with fixed targets passes the same array every time: nobody new
         fresh = ids is not self._last and (step[ids] < 0).any()
-        step[ids] = t
+        kernels.put(step, ids, t)
         self._last = ids
         if fresh:
             self._ids = np.flatnonzero(step >= 0)
@@ -508,6 +509,10 @@ class AmbassadorsNudge(Nudge):
             fx.flag("direct", ids)
             fx.flag("locked", ids)
             fx.scale_influence(ids, self.spec.influence)
+
+    def serving(self) -> np.ndarray:
+        """Ids of recruited ambassadors (they serve while the nudge is active)."""
+        return self._ids
 
     def current(self, t: int) -> np.ndarray:
         """Mask of ambassadors serving at step t."""

@@ -43,14 +43,7 @@ def imap_unordered(
             yield i, fn(item)
         return
     if executor == "processes":
-        # forkserver, not fork: the parent may hold threads (pyarrow, tqdm) whose locks a
-        # forked child would inherit mid-use and deadlock on
-        ctx = multiprocessing.get_context("forkserver")
-        ctx.set_forkserver_preload(["nudgesim.engine"])  # import once, not in every worker
-        with ProcessPoolExecutor(max_workers=workers or default_workers(), mp_context=ctx) as pool:
-            futures = {pool.submit(fn, item): i for i, item in enumerate(items)}
-            for fut in as_completed(futures):
-                yield futures[fut], fut.result()
+        yield from pool_imap(fn, items, workers or default_workers())
         return
     from dask.distributed import Client, LocalCluster
     from dask.distributed import as_completed as dask_completed
@@ -74,6 +67,19 @@ def imap_unordered(
         client.close()
         if cluster is not None:
             cluster.close()
+
+
+def pool_imap(fn: Callable[[Any], Any], items: list[Any], workers: int) -> Iterator[tuple[int, Any]]:
+    """(index, fn(item)) from a local pool of `workers` processes, even for one worker."""
+    # forkserver, not fork: the parent may hold threads (pyarrow, tqdm, numba's OpenMP
+    # team) whose locks a forked child would inherit mid-use and deadlock on
+    ctx = multiprocessing.get_context("forkserver")
+    # import once, and warm numba up once (~0.3 s), in the fork server, not per worker
+    ctx.set_forkserver_preload(["nudgesim.warm"])
+    with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
+        futures = {pool.submit(fn, item): i for i, item in enumerate(items)}
+        for fut in as_completed(futures):
+            yield futures[fut], fut.result()
 
 
 def map_runs(

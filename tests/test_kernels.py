@@ -174,3 +174,104 @@ def test_env_var_selects_the_numpy_engine():
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
                          check=True)
     assert out.stdout.split() == ["False", "False"]
+
+
+# --------------------------------------------------------------------------- maintained counts
+
+
+def _expected_counts(g: kernels.Graph, a: np.ndarray, f: np.ndarray | None):
+    """Σ f·a and Σ f over every resident's ties, and over its in-ward ties, by bincount."""
+    n = g.n
+    f = np.ones(n) if f is None else f.astype(np.float64)
+    rows = np.repeat(np.arange(n), np.diff(g.indptr))
+    cols = g.indices
+    same = g.ward[rows] == g.ward[cols]
+    fa = f * a
+    out = []
+    for keep in (np.ones(cols.size, bool), same):
+        out.append(np.stack([np.bincount(rows[keep], weights=fa[cols[keep]], minlength=n),
+                             np.bincount(rows[keep], weights=f[cols[keep]], minlength=n)], 1))
+    return out
+
+
+@SETTINGS
+@given(seed=st.integers(0, 10**6),
+       changes=st.lists(st.tuples(st.sampled_from([0.0, 0.01, 0.05, 0.5, 1.0]), st.booleans()),
+                        min_size=1, max_size=6))
+def test_counts_follow_any_sequence_of_changes(seed, changes):
+    eng = Engine(small(seed, RULES[0], NETWORKS[1], [], n=150))
+    g = eng._graph
+    counts = kernels.Counts(g, inward=True)
+    r = np.random.default_rng(seed)
+    a = r.random(g.n) < 0.3
+    for share, with_influence in changes:  # large shares recount, small ones push
+        a = a ^ (r.random(g.n) < share)
+        f = r.integers(0, 6, g.n).astype(np.int8) if with_influence else None
+        counts.sync(a.view(np.uint8), f)
+        everywhere, in_ward = _expected_counts(g, a, f)
+        assert np.array_equal(counts.cnt, everywhere)
+        assert np.array_equal(counts.cnt_in, in_ward)
+
+
+def test_counts_push_few_changes_and_recount_many():
+    eng = Engine(small(2, RULES[0], NETWORKS[1], [], n=400))
+    counts = kernels.Counts(eng._graph, inward=False)
+    a = np.zeros(400, dtype=bool)
+    counts.sync(a.view(np.uint8), None)
+    assert counts.recounts == 1  # the first sync builds them
+    a[[3, 77, 250]] = True
+    counts.sync(a.view(np.uint8), None)
+    assert counts.recounts == 1 and counts.pushed == int(eng._graph.indptr[[4, 78, 251]].sum()
+                                                          - eng._graph.indptr[[3, 77, 250]].sum())
+    a[:] = True
+    counts.sync(a.view(np.uint8), None)
+    assert counts.recounts == 2
+    assert np.array_equal(counts.cnt, _expected_counts(eng._graph, a, None)[0])
+
+
+def test_counts_catch_up_when_someone_else_changes_the_state(monkeypatch):
+    # a script may flip residents by hand between steps: both engines must see the same town
+    sc = small(5, RULES[0], NETWORKS[0], [NUDGES[0], NUDGES[7]], n=150, steps=6)
+    eng = Engine(sc)
+    with monkeypatch.context() as m:
+        m.setattr(kernels, "ENABLED", False)
+        ref = Engine(sc)
+    flip = np.arange(0, 150, 7)
+    for e in (eng, ref):
+        e.step()
+        e.step()
+        e.adopted[flip] ^= True
+        e.run()
+    assert eng._counts is not None and eng._counts.pushed > 0
+    assert_same(eng.result(), ref.result())
+
+
+@settings(max_examples=300, deadline=None)
+@given(u=st.floats(0.0, 1.0, exclude_max=True), x=st.floats(-800.0, 50.0))
+def test_the_exp_free_bound_only_settles_clear_non_events(u, x):
+    out = np.empty(1, dtype=bool)
+    kernels._surely_no_event_many(np.array([u]), np.array([x]), 4 * kernels.NEAR, out)
+    if out[0]:
+        with np.errstate(over="ignore"):  # exp(800): the hazard is 0
+            assert u > 1.0 / (1.0 + np.exp(-x)) + kernels.NEAR
+
+
+def test_the_bound_settles_most_small_hazards():
+    u = np.random.default_rng(0).random(10_000)
+    out = np.empty(u.size, dtype=bool)
+    kernels._surely_no_event_many(u, np.full(u.size, -5.0), 4 * kernels.NEAR, out)  # p = 0.7%
+    assert out.mean() > 0.95
+
+
+def test_effect_values_at_a_few_residents_equal_the_dense_arrays():
+    # the exact re-check reads Effects.at; the numpy engine reads the dense arrays
+    sc = small(3, RULES[0], NETWORKS[0], [NUDGES[0], NUDGES[1], NUDGES[4], NUDGES[6]], n=100)
+    eng = Engine(sc)
+    ids = np.arange(0, 100, 3)
+    for _ in range(6):
+        t, fx, logs = eng.begin_step()
+        for channel in fx.ADDITIVE:
+            dense = getattr(fx, channel)
+            at = np.broadcast_to(fx.at(channel, ids), ids.shape)
+            assert np.array_equal(at, np.zeros(ids.size) if dense is None else dense[ids])
+        eng.finish_step(t, fx, logs, *eng.decide(t, fx))
