@@ -101,6 +101,8 @@ class Engine:
             pop.threshold = self.rule.threshold.sample(
                 self.streams.generator("trait:threshold"), pop.n
             )
+        elif self.rule.kind != "threshold":  # only the threshold rule reads thresholds:
+            pop.threshold = np.broadcast_to(np.float64(np.nan), (pop.n,))  # no n-sized array
         # compiled hot path (kernels.py) unless numba is missing or NUDGESIM_NUMBA=0;
         # both paths give bit-identical results
         self._graph = kernels.Graph(self.network, pop.ward) if kernels.ENABLED else None
@@ -125,7 +127,7 @@ class Engine:
             self.habit[self.adopted] = np.maximum(self.habit[self.adopted], self.rule.initial_habit)
         self.score_cache: dict[Any, np.ndarray] = {}
         self._effect_buffers: dict[str, np.ndarray] = {}  # Effects arrays, reused every step
-        self.stamp_book = StampBook(pop.n)  # every nudge's contact and pledge steps
+        self.stamp_book = StampBook(pop.n, self.steps)  # every nudge's contact and pledge steps
         self._rates_cache: tuple[int, np.ndarray] | None = None
         self.nudges: list[Nudge] = [make_nudge(s, i, self) for i, s in enumerate(scenario.nudges)]
         self.log: dict[str, list] = {k: [] for k in Result.LOG_COLUMNS}

@@ -976,7 +976,8 @@ def decide(engine, t: int, fx) -> tuple[np.ndarray, np.ndarray, int] | None:
     lapse = np.empty(g.n, dtype=np.bool_)
     a8 = _u8(engine.adopted)
     counts = engine._counts
-    traits = (pop.attitude, engine.habit, pop.cost, pop.threshold, pop.susceptibility)
+    threshold = pop.threshold if code == 1 else _EMPTY_F  # NaN view otherwise (engine.py)
+    traits = (pop.attitude, engine.habit, pop.cost, threshold, pop.susceptibility)
     tail = (prog.direct, prog.locked, prog.flags, skey, float(NEAR), adopt, lapse,
             _chunks(g.n))
     terms = (prog.trow, prog.tchan, prog.ttab)

@@ -41,15 +41,17 @@ def decay(elapsed: np.ndarray | float, half_life: float | None) -> np.ndarray | 
 
 
 class StampBook:
-    """Every nudge's stamp arrays as rows of one int32 matrix, so the compiled kernel can read
-    a resident's stamps for all nudges without copying them into a per-step array."""
+    """Every nudge's stamp arrays as rows of one matrix, so the compiled kernel can read a
+    resident's stamps for all nudges without copying them into a per-step array. Steps fit
+    in int16 for any run shorter than 32,767 steps (2 bytes per resident and nudge)."""
 
-    def __init__(self, n: int) -> None:
+    def __init__(self, n: int, steps: int = 2**31 - 2) -> None:
         self.n = n
-        self.matrix = np.full((0, n), -1, dtype=np.int32)
+        self.dtype = np.int16 if steps < 2**15 - 1 else np.int32
+        self.matrix = np.full((0, n), -1, dtype=self.dtype)
 
     def new_row(self) -> int:
-        grown = np.full((self.matrix.shape[0] + 1, self.n), -1, dtype=np.int32)
+        grown = np.full((self.matrix.shape[0] + 1, self.n), -1, dtype=self.dtype)
         grown[:-1] = self.matrix
         self.matrix = grown
         return grown.shape[0] - 1
@@ -341,8 +343,8 @@ class Nudge:
             return self._targets
         ids = select(self.spec.targeting, engine, self.stream)
         ids = ids[self.reachable[ids]]
-        if self._static:
-            self._targets = ids
+        if self._static:  # kept for the whole run: int32 halves it (ids < 2^31)
+            self._targets = ids = ids.astype(np.int32)
         return ids
 
     def step(self, t: int, engine: Engine, fx: Effects) -> StepLog:

@@ -353,8 +353,10 @@ def test_node_attributes_override_traits():
     g = nx.path_graph(3)
     nx.set_node_attributes(g, {0: "North", 1: "North", 2: "South"}, "ward")
     nx.set_node_attributes(g, {0: 0.1, 1: 0.9, 2: 0.5}, "threshold")
-    eng = Engine(scenario(), graph=g)
+    eng = Engine(scenario(rule={"kind": "threshold"}), graph=g)
     assert eng.population.ward_names == ["North", "South"] and eng.population.threshold.tolist() == [0.1, 0.9, 0.5]
+    # only the threshold rule reads thresholds; the others keep no n-sized array of them
+    assert np.isnan(Engine(scenario(), graph=g).population.threshold).all()
 
 
 def test_graph_file_and_csv_population(tmp_path):
