@@ -1,9 +1,22 @@
-"""Compiled kernels for the engine's hot path: one fused pass over the graph per step.
+"""Compiled kernels for the engine's hot path: a step is a pass over residents, not ties.
 
 Why: a numpy step makes ~20 passes over resident-sized arrays and two sparse products;
-at 10^6 residents that is memory traffic, not arithmetic. The numba kernel reads each
-tie once, draws the counter-based uniform in registers and writes only the two decision
-masks.
+at 10^6 residents that is memory traffic, not arithmetic. Here a step is:
+
+1. ``Counts.sync``: every resident's integer tie counts (Σ influence·adopted and
+   Σ influence over its ties, and over its in-ward ties if a community group may boost
+   them) are brought up to date by pushing the differences of the few residents whose
+   adoption or influence changed to their neighbours — a few thousand tie visits rather
+   than all 10^7 at a million residents. On a unit-weight graph with integer influence
+   these integers are exactly the numpy engine's norm numerator and denominator.
+2. ``_decide_counts``: one pass over residents in blocks of :data:`BLOCK`: norms from
+   the counts, the nudges' terms (Effects: "stamped residents get table[t - stamp]"),
+   the log-odds, the counter-based uniform, and a cheap bound that settles most residents
+   without ``exp``; the few the bound cannot settle take the exact scalar path.
+3. ``_apply``: the synchronous update, habits and the step's tallies in one pass.
+
+Weighted graphs, fractional influence and the cascade rule sum every tie each step
+instead (``_decide_graph``, the same block code after per-row sums).
 
 Exactness (results are bit-identical to the numpy engine, which stays the reference and
 the fallback):
@@ -11,13 +24,13 @@ the fallback):
 * Sums over a CSR row run in stored index order from 0.0, adding ``w * x`` one term at a
   time (what scipy's ``csr_matvec`` does); numba never reassociates or fuses multiply-add
   without ``fastmath``, so norms, exposures and every other +,-,*,/ value are identical.
+  Integer counts are exact, whatever the order they were added in.
 * ``exp``, ``log``, ``log1p`` and ``pow`` may differ in the last bit between LLVM/libm
   and numpy's SIMD (SVML) loops. Such a difference can only change a decision when the
   uniform lands within a few ulps of the hazard. The kernel therefore marks every
   resident whose uniform is within :data:`NEAR` of its hazard as undecided, and the
   engine recomputes those few hazards with the numpy rule (rules.py) itself. Decisions
-  are thus the numpy engine's by construction; at 10^6 residents about one resident in
-  ~250 steps is re-checked.
+  are thus the numpy engine's by construction.
 * The uniforms are nudgesim.rng's SplitMix64 hash in wrapping uint64 arithmetic, so they
   depend only on (seed, stream, step, resident), never on the thread count.
 
@@ -41,19 +54,14 @@ NEAR = 1e-9
 #: more than it saves, and parallel sweeps already use every core (assumption, measured
 #: on the 2-core reference machine: break-even near 30,000 residents).
 PARALLEL_MIN_N = 50_000
-#: Residents per block in the count-mode kernel: a block's scratch arrays stay in L1.
+#: Residents per block in the decide kernels: a block's scratch arrays (~30 KB) stay in L1.
 BLOCK = 512
 
 RULE_CODES = {"logistic": 0, "threshold": 1, "bass": 2, "independent_cascade": 3}
 
-# Channel bits: which optional per-resident arrays are present this step.
+# Flags: which optional per-step inputs are present.
 HAS_INFLUENCE = 1
 HAS_TIE_BOOST = 2
-HAS_UTILITY = 4
-HAS_LAPSE = 8
-HAS_ATTITUDE = 16
-HAS_COST_RELIEF = 32
-HAS_NORM_SALIENCE = 64
 HAS_DIRECT = 128
 HAS_LOCKED = 256
 INTEGRAL = 512  # influence holds int8-range integers: sum ties in int64 (exact)
@@ -298,6 +306,24 @@ if AVAILABLE:
                 expo[j], _ = _row_sums(i, indptr, indices, weights, unit, newly, ward, infl, tb,
                                        flags)
 
+    @njit(inline="always", cache=True, error_model="numpy")
+    def _count_equal(a, m, v):
+        k = 0
+        for j in range(m):
+            k += a[j] == v
+        return k
+
+    @njit(inline="always", cache=True, error_model="numpy")
+    def _single_stamp(sb, m):
+        """s0 if every stamp in sb[:m] is s0 or -1 (s0 = -1: nobody stamped), else -2."""
+        s0 = sb[0]
+        for j in range(m):
+            s0 = max(s0, sb[j])
+        k = 0
+        for j in range(m):
+            k += (sb[j] == s0) | (sb[j] == -1)
+        return np.int64(s0) if k == m else np.int64(-2)
+
     @njit(cache=True, error_model="numpy")
     def _decide_block(lo, m, num, den, expo, ward, adopted, stamps, t, trow, tchan, ttab, mrow,
                       mtab, mshown, minj, rule, params, attitude, habit, cost, threshold, susc,
@@ -311,32 +337,51 @@ if AVAILABLE:
         wb = ward[lo:hi]
         for j in range(m):
             norm[j] = num[j] / den[j] if den[j] > 0 else 0.0
-        for k in range(mrow.shape[0]):  # norm messages, in order (as _messages)
+        # Norm messages, then additive channels, each in nudge order like the dense arrays.
+        # Unstamped residents (stamp -1) read the tables' zero last entry: their norm is
+        # kept exactly and +0.0 changes no value. When a block holds one stamp value besides
+        # -1 (a nudge contacting fixed targets) and one ward, which is the usual case, the
+        # lookups become two scalars and a select, and the loop vectorises.
+        w0 = wb[0]
+        one_ward = _count_equal(wb, m, w0) == m
+        for k in range(mrow.shape[0]):
             sb = stamps[mrow[k], lo:hi]
             wtab = mtab[k]
             shown = mshown[k]
-            if minj[k]:
+            inj = minj[k]
+            s0 = _single_stamp(sb, m)
+            if one_ward and s0 >= -1:
+                w_in, sh_in = wtab[t - s0], shown[s0 + 1, w0]
+                w_out, sh_out = wtab[t + 1], shown[0, w0]
                 for j in range(m):
-                    s = sb[j]
+                    hit = sb[j] == s0
+                    wj = w_in if hit else w_out
+                    shj = sh_in if hit else sh_out
                     nj = norm[j]
-                    pulled = nj + wtab[t - s] * (shown[s + 1, wb[j]] - nj)
-                    norm[j] = max(pulled, nj) if ab[j] != 0 else pulled
+                    pulled = nj + wj * (shj - nj)
+                    norm[j] = max(pulled, nj) if inj and ab[j] != 0 else pulled
             else:
                 for j in range(m):
-                    s = sb[j]
+                    sj = sb[j]
                     nj = norm[j]
-                    norm[j] = nj + wtab[t - s] * (shown[s + 1, wb[j]] - nj)
-        for c in range(5):
+                    pulled = nj + wtab[t - sj] * (shown[sj + 1, wb[j]] - nj)
+                    norm[j] = max(pulled, nj) if inj and ab[j] != 0 else pulled
+        for k in range(trow.shape[0]):  # rows no term writes stay zero from allocation
+            acc = ch[tchan[k]]
             for j in range(m):
-                ch[c, j] = 0.0
-        # additive channels, each summed in nudge order like the dense arrays; unstamped
-        # residents read the table's zero last entry (adding +0.0 changes no value)
+                acc[j] = 0.0
         for k in range(trow.shape[0]):
             sb = stamps[trow[k], lo:hi]
             tab = ttab[k]
             acc = ch[tchan[k]]
-            for j in range(m):
-                acc[j] += tab[t - sb[j]]
+            s0 = _single_stamp(sb, m)
+            if s0 >= -1:
+                v_in, v_out = tab[t - s0], tab[t + 1]
+                for j in range(m):
+                    acc[j] += v_in if sb[j] == s0 else v_out
+            else:
+                for j in range(m):
+                    acc[j] += tab[t - sb[j]]
         if rule == 0:
             att_b = attitude[lo:hi]
             cost_b = cost[lo:hi]
@@ -373,9 +418,10 @@ if AVAILABLE:
                 a_b[j] = False
                 l_b[j] = False
         k = 0
-        for j in range(m):  # the open residents' positions, without a branch
-            idx[k] = j
-            k += open_[j]
+        for j in range(m):  # the open residents' positions (rarely taken: well predicted)
+            if open_[j]:
+                idx[k] = j
+                k += 1
         near = 0
         for q in range(k):  # the exact path, for a few per cent of residents
             j = idx[q]
@@ -409,7 +455,7 @@ if AVAILABLE:
             den = np.empty(BLOCK)
             expo = np.zeros(BLOCK)
             norm = np.empty(BLOCK)
-            ch = np.empty((5, BLOCK))
+            ch = np.zeros((5, BLOCK))
             x = np.empty(BLOCK)
             open_ = np.empty(BLOCK, dtype=np.bool_)
             idx = np.empty(BLOCK, dtype=np.int64)
@@ -440,7 +486,7 @@ if AVAILABLE:
             den = np.empty(BLOCK)
             expo = np.zeros(BLOCK)
             norm = np.empty(BLOCK)
-            ch = np.empty((5, BLOCK))
+            ch = np.zeros((5, BLOCK))
             x = np.empty(BLOCK)
             open_ = np.empty(BLOCK, dtype=np.bool_)
             idx = np.empty(BLOCK, dtype=np.int64)
@@ -514,32 +560,34 @@ if AVAILABLE:
             f_seen[i] = f[i] if has_f else np.int8(1)
 
     @njit(cache=True, error_model="numpy")
-    def _changed_in(lo, hi, a, a_seen, f, f_seen, has_f, aw, asw, fw, fsw, ids, k):
-        """Residents lo..hi-1 (lo, hi multiples of 8, or hi = n) whose adoption or influence
-        differs from what the counts saw, eight at a time: most words are unchanged. Writes
-        their ids from ids[k] if ids is not empty; returns the count."""
+    def _changed_in(lo, hi, a, a_seen, f, f_seen, has_f, check_f, aw, asw, fw, fsw, ids, k):
+        """Residents lo..hi-1 (lo, hi multiples of 8, or hi = n) whose adoption or (if
+        check_f) influence differs from what the counts saw, eight at a time: most words
+        are unchanged. Writes their ids from ids[k] if ids is not empty; returns the count."""
         ones = np.uint64(0x0101010101010101)
         count = 0
         w_hi = min(hi, aw.shape[0] * 8) // 8
         for w in range(lo // 8, w_hi):
-            diff = (aw[w] ^ asw[w]) | ((fw[w] if has_f else ones) ^ fsw[w])
+            diff = aw[w] ^ asw[w]
+            if check_f:
+                diff |= (fw[w] if has_f else ones) ^ fsw[w]
             if diff != 0:
                 for i in range(w * 8, w * 8 + 8):
                     fi = f[i] if has_f else np.int8(1)
-                    if a[i] != a_seen[i] or fi != f_seen[i]:
+                    if a[i] != a_seen[i] or (check_f and fi != f_seen[i]):
                         if ids.shape[0]:
                             ids[k + count] = i
                         count += 1
         for i in range(max(lo, w_hi * 8), hi):  # the tail after the last whole word
             fi = f[i] if has_f else np.int8(1)
-            if a[i] != a_seen[i] or fi != f_seen[i]:
+            if a[i] != a_seen[i] or (check_f and fi != f_seen[i]):
                 if ids.shape[0]:
                     ids[k + count] = i
                 count += 1
         return count
 
     @njit(parallel=True, cache=True, error_model="numpy")
-    def _changed(a, a_seen, f, f_seen, has_f, aw, asw, fw, fsw, chunks):
+    def _changed(a, a_seen, f, f_seen, has_f, check_f, aw, asw, fw, fsw, chunks):
         """Ids (ascending) whose adoption or influence differs from what the counts saw.
         Two passes over chunks: count, then write."""
         n = a.shape[0]
@@ -548,13 +596,13 @@ if AVAILABLE:
         per = np.zeros(chunks + 1, dtype=np.int64)
         for c in prange(chunks):
             per[c + 1] = _changed_in(min(n, c * size), min(n, (c + 1) * size), a, a_seen, f,
-                                     f_seen, has_f, aw, asw, fw, fsw, empty, 0)
+                                     f_seen, has_f, check_f, aw, asw, fw, fsw, empty, 0)
         for c in range(chunks):
             per[c + 1] += per[c]
         ids = np.empty(per[chunks], dtype=np.int64)
         for c in prange(chunks):
             _changed_in(min(n, c * size), min(n, (c + 1) * size), a, a_seen, f, f_seen, has_f,
-                        aw, asw, fw, fsw, ids, per[c])
+                        check_f, aw, asw, fw, fsw, ids, per[c])
         return ids
 
     @njit(cache=True, error_model="numpy")
@@ -778,19 +826,27 @@ class Counts:
         self.a_seen = np.zeros(n, dtype=np.uint8)
         self.f_seen = np.ones(n, dtype=np.int8)
         self.fresh = False
+        self.f_key: tuple | None = None  # the influence the counts saw (Program.f_key)
         self.pushed = 0  # tie ends visited by pushes (diagnostic)
         self.recounts = 0
 
-    def sync(self, adopted_u8: np.ndarray, f8: np.ndarray | None) -> None:
+    def sync(self, adopted_u8: np.ndarray, f8: np.ndarray | None,
+             f_key: tuple | None = None) -> None:
+        """Bring the counts to adoption `adopted_u8` and influence `f8` (None: all 1).
+        `f_key` names the influence (see Program); the same key as last time means the
+        same influence, so only adoption is compared."""
         g = self.g
         has_f = f8 is not None
         f = f8 if has_f else _EMPTY_I8
         args = (g.indptr, g.indices, g.ward, adopted_u8, f, has_f, self.inward, self.cnt,
                 self.cnt_in, self.a_seen, self.f_seen)
+        check_f = f_key is None or not _same_key(f_key, self.f_key)
+        self.f_key = f_key
         with _Threads(g.n):
             if self.fresh:
-                ids = _changed(adopted_u8, self.a_seen, f, self.f_seen, has_f, _words(adopted_u8),
-                               _words(self.a_seen), _words(f), _words(self.f_seen), _chunks(g.n))
+                ids = _changed(adopted_u8, self.a_seen, f, self.f_seen, has_f, check_f,
+                               _words(adopted_u8), _words(self.a_seen), _words(f),
+                               _words(self.f_seen), _chunks(g.n))
                 work = int((g.indptr[ids + 1] - g.indptr[ids]).sum()) if ids.size else 0
                 if work <= PUSH_MAX_SHARE * g.indices.size:
                     _push(ids, *args)
@@ -799,6 +855,12 @@ class Counts:
             _recount(*args)
             self.fresh = True
             self.recounts += 1
+
+
+def _same_key(a: tuple | None, b: tuple | None) -> bool:
+    """Same influence terms: the very same id arrays (held, so never recycled) and factors."""
+    return (a is not None and b is not None and len(a) == len(b)
+            and all(x is y and f == g for (x, f), (y, g) in zip(a, b, strict=True)))
 
 
 def _words(x: np.ndarray) -> np.ndarray:
@@ -848,6 +910,8 @@ class Program:
         if fx.locked is not None:
             flags |= HAS_LOCKED
         self.f8: np.ndarray | None = None  # integer influence, None if everyone weighs 1
+        #: names this step's influence: the (ids, factor) terms themselves, in order
+        self.f_key = tuple(fx.influence_terms)
         self.infl = (_EMPTY_I8, _EMPTY_F32)
         self.exact = True  # False: influence not exact in float32, numpy must take the step
         if fx.influence_terms:
@@ -879,14 +943,18 @@ def _integer_influence(fx, pool: dict) -> np.ndarray | None:
     if not all(float(f).is_integer() and abs(f) <= 127 for _, f in fx.influence_terms):
         return None
     f8 = pool.get("influence:int8")
+    if _same_key(pool.get("influence:key"), tuple(fx.influence_terms)):
+        return f8  # the same terms as last step: the same weights
     if f8 is None or f8.size != fx.n:
         f8 = pool["influence:int8"] = np.empty(fx.n, dtype=np.int8)
+    pool["influence:key"] = None
     f8.fill(1)
     for ids, factor in fx.influence_terms:
         product = f8[ids].astype(np.int16) * int(factor)
         if np.abs(product).max(initial=0) > 127:
             return None
         f8[ids] = product
+    pool["influence:key"] = tuple(fx.influence_terms)
     return f8
 
 
@@ -984,7 +1052,7 @@ def decide(engine, t: int, fx) -> tuple[np.ndarray, np.ndarray, int] | None:
     by_counts = counts is not None and code != 3 and (prog.f8 is not None or prog.flags &
                                                      HAS_INFLUENCE == 0)
     if by_counts:
-        counts.sync(a8, prog.f8)
+        counts.sync(a8, prog.f8, prog.f_key)
         with _Threads(g.n):
             near = _decide_counts(counts.cnt, counts.cnt_in, g.ward, prog.ward_boost, a8,
                                   prog.stamps, t, *terms, *prog.messages()[2:], code, params,

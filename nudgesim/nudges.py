@@ -120,7 +120,7 @@ class Effects:
         self.influence_terms: list[tuple[np.ndarray, float]] = []  # (ids, factor) in order
         self.direct: np.ndarray | None = None  # adopt now, whatever the rule says
         self.locked: np.ndarray | None = None  # cannot lapse this step
-        self._dense: dict[str, np.ndarray | None] = {}
+        self._dense: dict = {}  # dense views built on first read, dropped on every write
 
     # -- what nudges write -------------------------------------------------------------
     def add(self, channel: str, stamps: Stamps, table: np.ndarray | float) -> None:
@@ -134,6 +134,7 @@ class Effects:
         if np.ndim(table) == 0:
             table = np.full(self.t + 1, float(table))
         self.terms.append((channel, stamps, np.asarray(table, dtype=np.float64)))
+        self._dense.clear()
 
     def message(self, stamps: Stamps, weight: np.ndarray | float, shown: np.ndarray,
                 injunctive: bool) -> None:
@@ -144,16 +145,19 @@ class Effects:
         if np.ndim(weight) == 0:
             weight = np.full(self.t + 1, float(weight))
         self.messages.append((stamps, np.asarray(weight, dtype=np.float64), shown, injunctive))
+        self._dense.clear()
 
     def boost_wards(self, wards: np.ndarray, n_wards: int, strength: float) -> None:
         """In-ward ties of residents in `wards` weigh 1 + strength (community groups)."""
         if self.ward_boost is None:
             self.ward_boost = np.zeros(n_wards)
         self.ward_boost[wards] += strength
+        self._dense.clear()
 
     def scale_influence(self, ids: np.ndarray, factor: float) -> None:
         """Residents `ids` weigh `factor` times as much in their neighbours' norms."""
         self.influence_terms.append((ids, float(factor)))
+        self._dense.clear()
 
     def buffer(self, key: str, fill: float | bool, dtype: type = np.float64) -> np.ndarray:
         """An n-array set to `fill`, reused across steps: fresh pages for several arrays of
@@ -208,7 +212,9 @@ class Effects:
         """Extra weight of each resident's in-ward ties."""
         if self.ward_boost is None:
             return None
-        return self.ward_boost[self.ward]
+        if "tie_boost" not in self._dense:
+            self._dense["tie_boost"] = self.ward_boost[self.ward]
+        return self._dense["tie_boost"]
 
     @property
     def influence(self) -> np.ndarray | None:
@@ -225,7 +231,9 @@ class Effects:
     @property
     def norm_messages(self) -> list[tuple[np.ndarray, np.ndarray, bool]]:
         """(weight per resident, shown rate per resident, injunctive) for each message."""
-        out = []
+        if "norm_messages" in self._dense:
+            return self._dense["norm_messages"]
+        out = self._dense["norm_messages"] = []
         for stamps, table, shown, injunctive in self.messages:
             weight, rate = np.zeros(self.n), np.zeros(self.n)
             ids = stamps.ids()
