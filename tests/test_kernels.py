@@ -275,3 +275,20 @@ def test_effect_values_at_a_few_residents_equal_the_dense_arrays():
             at = np.broadcast_to(fx.at(channel, ids), ids.shape)
             assert np.array_equal(at, np.zeros(ids.size) if dense is None else dense[ids])
         eng.finish_step(t, fx, logs, *eng.decide(t, fx))
+
+
+@pytest.mark.parametrize("rule", RULES[:3])
+def test_many_blocks_and_chunks_match_numpy(rule, monkeypatch):
+    # several blocks per chunk on the threaded path; blocks with one stamp value and one
+    # ward (the scalar-lookup shortcut) next to blocks where stamps vary (targets that
+    # change with adoption) and wards meet
+    monkeypatch.setattr(kernels, "PARALLEL_MIN_N", 0)
+    nudges = [
+        {"kind": "norm_feedback", "every": 2, "reach": 0.8, "scope": "ward", "injunctive": True},
+        {"kind": "reminder", "every": 1, "reach": 0.5, "targeting": {"adopted": False}},
+        {"kind": "pledge", "every": 3, "targeting": {"share": 0.3}},
+        {"kind": "ambassadors", "targeting": {"strategy": "degree", "count": 40}},
+    ]
+    sc = small(11, rule, NETWORKS[0], nudges, steps=7, n=6000)
+    fast, slow = run_both(sc, monkeypatch)
+    assert_same(fast, slow)
