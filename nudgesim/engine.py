@@ -129,6 +129,7 @@ class Engine:
         self._effect_buffers: dict[str, np.ndarray] = {}  # Effects arrays, reused every step
         self.stamp_book = StampBook(pop.n, self.steps)  # every nudge's contact and pledge steps
         self._rates_cache: tuple[int, np.ndarray] | None = None
+        self._ward_sizes = np.maximum(pop.ward_sizes(), 1)
         self.nudges: list[Nudge] = [make_nudge(s, i, self) for i, s in enumerate(scenario.nudges)]
         self.log: dict[str, list] = {k: [] for k in Result.LOG_COLUMNS}
         self.ward_log: list[np.ndarray] = []
@@ -146,10 +147,7 @@ class Engine:
         """Adoption rate per ward after the last completed step (cached per step); the
         adopters per ward come from the step's own tally."""
         if self._rates_cache is None or self._rates_cache[0] != self.t:
-            sizes = self.__dict__.get("_sizes")
-            if sizes is None:
-                sizes = self._sizes = np.maximum(self.population.ward_sizes(), 1)
-            self._rates_cache = (self.t, self.ward_log[-1] / sizes)
+            self._rates_cache = (self.t, self.ward_log[-1] / self._ward_sizes)
         return self._rates_cache[1]
 
     def ambassadors(self) -> np.ndarray:

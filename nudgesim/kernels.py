@@ -9,14 +9,14 @@ at 10^6 residents that is memory traffic, not arithmetic. Here a step is:
    adoption or influence changed to their neighbours — a few thousand tie visits rather
    than all 10^7 at a million residents. On a unit-weight graph with integer influence
    these integers are exactly the numpy engine's norm numerator and denominator.
-2. ``_decide_counts``: one pass over residents in blocks of :data:`BLOCK`: norms from
+2. ``_decide``: one pass over residents in blocks of :data:`BLOCK`: norms from
    the counts, the nudges' terms (Effects: "stamped residents get table[t - stamp]"),
    the log-odds, the counter-based uniform, and a cheap bound that settles most residents
    without ``exp``; the few the bound cannot settle take the exact scalar path.
 3. ``_apply``: the synchronous update, habits and the step's tallies in one pass.
 
 Weighted graphs, fractional influence and the cascade rule sum every tie each step
-instead (``_decide_graph``, the same block code after per-row sums).
+instead (``_decide`` with ``by_counts=False``: the same block code after per-row sums).
 
 Exactness (results are bit-identical to the numpy engine, which stays the reference and
 the fallback):
@@ -441,12 +441,14 @@ if AVAILABLE:
         return near
 
     @njit(parallel=True, cache=True, error_model="numpy")
-    def _decide_counts(cnt, cnt_in, ward, ward_boost, adopted, stamps, t, trow, tchan, ttab,
-                       mrow, mtab, mshown, minj, rule, params, attitude, habit, cost,
-                       threshold, susc, direct, locked, flags, skey, band, adopt_out,
-                       lapse_out, chunks):
-        """One pass over residents, none over ties: norms from the maintained integer
-        counts (Counts). Returns the number of undecided residents."""
+    def _decide(by_counts, cnt, cnt_in, indptr, indices, weights, unit, adopted, newly, ward,
+                ward_boost, infl, stamps, t, trow, tchan, ttab, mrow, mtab, mshown, minj, rule,
+                params, attitude, habit, cost, threshold, susc, direct, locked, flags, skey,
+                band, adopt_out, lapse_out, chunks):
+        """Every resident's decision; returns the number left undecided. Norms come from
+        the maintained integer counts (by_counts: one pass over residents, none over
+        ties) or are summed over each resident's ties (weighted graphs, fractional
+        influence, the cascade rule's exposure)."""
         n = adopt_out.shape[0]
         size = (n + chunks - 1) // chunks
         near = np.zeros(chunks, dtype=np.int64)
@@ -463,39 +465,11 @@ if AVAILABLE:
             hi = min(n, (c + 1) * size)
             for lo in range(c * size, hi, BLOCK):
                 m = min(BLOCK, hi - lo)
-                _norms_from_counts(lo, m, cnt, cnt_in, ward, ward_boost, flags, num, den)
-                k += _decide_block(lo, m, num, den, expo, ward, adopted, stamps, t, trow, tchan,
-                                   ttab, mrow, mtab, mshown, minj, rule, params, attitude, habit,
-                                   cost, threshold, susc, direct, locked, flags, skey, band,
-                                   adopt_out, lapse_out, norm, ch, x, open_, idx)
-            near[c] = k
-        return near.sum()
-
-    @njit(parallel=True, cache=True, error_model="numpy")
-    def _decide_graph(indptr, indices, weights, unit, adopted, newly, ward, ward_boost, infl,
-                      stamps, t, trow, tchan, ttab, mrow, mtab, mshown, minj, rule, params,
-                      attitude, habit, cost, threshold, susc, direct, locked, flags, skey,
-                      band, adopt_out, lapse_out, chunks):
-        """The same decisions with norms (and cascade exposure) summed over each resident's
-        ties: weighted graphs, fractional influence, the cascade rule."""
-        n = adopt_out.shape[0]
-        size = (n + chunks - 1) // chunks
-        near = np.zeros(chunks, dtype=np.int64)
-        for c in prange(chunks):
-            num = np.empty(BLOCK)
-            den = np.empty(BLOCK)
-            expo = np.zeros(BLOCK)
-            norm = np.empty(BLOCK)
-            ch = np.zeros((5, BLOCK))
-            x = np.empty(BLOCK)
-            open_ = np.empty(BLOCK, dtype=np.bool_)
-            idx = np.empty(BLOCK, dtype=np.int64)
-            k = 0
-            hi = min(n, (c + 1) * size)
-            for lo in range(c * size, hi, BLOCK):
-                m = min(BLOCK, hi - lo)
-                _norms_from_graph(lo, m, indptr, indices, weights, unit, adopted, newly, ward,
-                                  ward_boost, infl, flags, rule == 3, num, den, expo)
+                if by_counts:
+                    _norms_from_counts(lo, m, cnt, cnt_in, ward, ward_boost, flags, num, den)
+                else:
+                    _norms_from_graph(lo, m, indptr, indices, weights, unit, adopted, newly,
+                                      ward, ward_boost, infl, flags, rule == 3, num, den, expo)
                 k += _decide_block(lo, m, num, den, expo, ward, adopted, stamps, t, trow, tchan,
                                    ttab, mrow, mtab, mshown, minj, rule, params, attitude, habit,
                                    cost, threshold, susc, direct, locked, flags, skey, band,
@@ -1049,21 +1023,17 @@ def decide(engine, t: int, fx) -> tuple[np.ndarray, np.ndarray, int] | None:
     tail = (prog.direct, prog.locked, prog.flags, skey, float(NEAR), adopt, lapse,
             _chunks(g.n))
     terms = (prog.trow, prog.tchan, prog.ttab)
-    by_counts = counts is not None and code != 3 and (prog.f8 is not None or prog.flags &
-                                                     HAS_INFLUENCE == 0)
+    # the counts hold integers: no fractional influence, and not the cascade's exposure
+    by_counts = (counts is not None and code != 3
+                 and (prog.f8 is not None or not fx.influence_terms))
     if by_counts:
         counts.sync(a8, prog.f8, prog.f_key)
-        with _Threads(g.n):
-            near = _decide_counts(counts.cnt, counts.cnt_in, g.ward, prog.ward_boost, a8,
-                                  prog.stamps, t, *terms, *prog.messages()[2:], code, params,
-                                  *traits, *tail)
-    else:
-        with _Threads(g.n):
-            near = _decide_graph(g.indptr, g.indices, g.weights, g.unit, a8,
-                                 _u8(engine.newly_adopted), g.ward, prog.ward_boost,
-                                 prog.influence(g),
-                                 prog.stamps, t, *terms, *prog.messages()[2:], code, params,
-                                 *traits, *tail)
+    cnt, cnt_in = (counts.cnt, counts.cnt_in) if by_counts else (_NO_COUNTS, _NO_COUNTS)
+    with _Threads(g.n):
+        near = _decide(by_counts, cnt, cnt_in, g.indptr, g.indices, g.weights, g.unit, a8,
+                       _u8(engine.newly_adopted), g.ward, prog.ward_boost, prog.influence(g),
+                       prog.stamps, t, *terms, *prog.messages()[2:], code, params, *traits,
+                       *tail)
     if near:
         _recheck(engine, t, fx, prog, adopt, lapse)
     return adopt, lapse, int(near)

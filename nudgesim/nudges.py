@@ -84,15 +84,10 @@ class Stamps:
     def ids(self) -> np.ndarray:
         return self._ids
 
-    def left(self, t: int, half_life: float | None) -> tuple[np.ndarray, np.ndarray]:
-        """Marked residents and the share of an effect left at step t. Elapsed times take at
-        most t+1 values, so the powers come from a table rather than one per resident."""
-        ids = self._ids
-        return ids, decay_table(t, half_life)[t - self.step[ids]]
-
 
 def decay_table(t: int, half_life: float | None) -> np.ndarray:
-    """Share of an effect left after 0..t steps."""
+    """Share of an effect left after 0..t steps: elapsed times take at most t+1 values, so
+    nudges look the powers up rather than computing one per resident."""
     return decay(np.arange(t + 1), half_life)
 
 
@@ -176,29 +171,36 @@ class Effects:
         arr[ids] = True
 
     # -- what the numpy engine and the per-agent path read -------------------------------
-    def at(self, channel: str, ids: np.ndarray) -> np.ndarray | float:
-        """Channel values of residents `ids` only, summed in the same order as the dense
-        array (for the few decisions the kernel leaves to the numpy rule)."""
-        terms = [(s, tab) for ch, s, tab in self.terms if ch == channel]
-        if not terms:
-            return 0.0
-        out = np.zeros(len(ids))
-        for stamps, table in terms:
-            step = stamps.step[ids]
-            hit = step >= 0
-            out[hit] += table[self.t - step[hit]]
+    def _sum(self, channel: str, ids: np.ndarray | None = None) -> np.ndarray | None:
+        """The channel's terms added in nudge order, at residents `ids` or (None) as a dense
+        array; None when no term writes the channel."""
+        out = None
+        for ch, stamps, table in self.terms:
+            if ch != channel:
+                continue
+            if ids is None:  # dense: only the stamped carry a value
+                if out is None:
+                    out = np.zeros(self.n)
+                hit = stamps.ids()
+                step = stamps.step[hit]
+            else:
+                if out is None:
+                    out = np.zeros(len(ids))
+                step = stamps.step[ids]
+                hit = step >= 0
+                step = step[hit]
+            out[hit] += table[self.t - step]
         return out
+
+    def at(self, channel: str, ids: np.ndarray) -> np.ndarray | float:
+        """Channel values of residents `ids` only, the same numbers as the dense array (for
+        the few decisions the kernel leaves to the numpy rule)."""
+        out = self._sum(channel, ids)
+        return 0.0 if out is None else out
 
     def _additive(self, channel: str) -> np.ndarray | None:
         if channel not in self._dense:
-            arr = None
-            for ch, stamps, table in self.terms:
-                if ch == channel:
-                    if arr is None:
-                        arr = np.zeros(self.n)
-                    ids = stamps.ids()
-                    arr[ids] += table[self.t - stamps.step[ids]]
-            self._dense[channel] = arr
+            self._dense[channel] = self._sum(channel)
         return self._dense[channel]
 
     utility = property(lambda self: self._additive("utility"))
@@ -538,7 +540,7 @@ class CommunityPartnershipNudge(Nudge):
         super().__init__(spec, index, engine)
         pop = engine.population
         wanted = [pop.ward_names.index(w) for w in spec.wards]
-        self.wards = np.array(wanted, dtype=np.int64)
+        self.wards = np.unique(np.array(wanted, dtype=np.int64))
         self.members = np.flatnonzero(np.isin(pop.ward, wanted))
 
     def targets(self, engine) -> np.ndarray:
