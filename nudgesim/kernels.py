@@ -297,6 +297,19 @@ if AVAILABLE:
                           ward_boost, infl, flags, cascade, num, den, expo):
         """The same, summed over each resident's ties (and the cascade's exposure)."""
         boosted = (flags & HAS_TIE_BOOST) != 0
+        has_infl = (flags & HAS_INFLUENCE) != 0
+        if unit and not boosted and not cascade and (not has_infl or (flags & INTEGRAL) != 0):
+            # the common case taken first: integer sums over unit ties (exact, see
+            # _row_sums); through _row_sums' general dispatch the same sums ran ~2x slower
+            f8 = infl[0]
+            for j in range(m):
+                if has_infl:
+                    c, d = _count_infl(lo + j, indptr, indices, adopted, f8)
+                else:
+                    c, d = _count(lo + j, indptr, indices, adopted)
+                num[j] = np.float64(c)
+                den[j] = np.float64(d)
+            return
         for j in range(m):
             i = lo + j
             tb = ward_boost[ward[i]] if boosted else 0.0
