@@ -289,6 +289,7 @@ def test_many_blocks_and_chunks_match_numpy(rule, monkeypatch):
         {"kind": "pledge", "every": 3, "targeting": {"share": 0.3}},
         {"kind": "ambassadors", "targeting": {"strategy": "degree", "count": 40}},
     ]
-    sc = small(11, rule, NETWORKS[0], nudges, steps=7, n=6000)
+    n = 8 * 3 * kernels.BLOCK  # 3 blocks in each of 2 threads x 4 chunks
+    sc = small(11, rule, NETWORKS[0], nudges, steps=7, n=n)
     fast, slow = run_both(sc, monkeypatch)
     assert_same(fast, slow)
