@@ -305,12 +305,8 @@ class Engine:
     def _record(self, new: int, lapsed: int, cost: float, contacts: int,
                 tallies: list | None = None) -> None:
         pop = self.population
-        if tallies is not None:
+        if tallies is not None:  # counted by the compiled update pass
             adopters, ever, _, _, by_ward = tallies
-        elif self._graph is not None:
-            adopters, ever, by_ward = kernels.tally(
-                self.adopted, self.ever_adopted, self._graph.ward, pop.n_wards
-            )
         else:
             adopters, ever = int(self.adopted.sum()), int(self.ever_adopted.sum())
             by_ward = np.bincount(pop.ward, weights=self.adopted, minlength=pop.n_wards)

@@ -689,15 +689,10 @@ if AVAILABLE:
             arr[ids[k]] = value
 
     @njit(cache=True, error_model="numpy")
-    def _uniform_one(ids, skey, out):
-        """Single-threaded _uniform_many: warms numba up in the fork server (see warm.py)."""
+    def _uniforms(ids, skey, out):
+        """The decide stream's uniforms for residents ids, on one thread: tests compare them
+        with rng.py, and warm.py warms numba up with it (no OpenMP threads before a fork)."""
         for k in range(ids.shape[0]):
-            out[k] = _uniform(ids[k], skey)
-
-    @njit(parallel=True, cache=True, error_model="numpy")
-    def _uniform_many(ids, skey, out):
-        """The decide stream's uniforms for residents ids (tests compare them with rng.py)."""
-        for k in prange(ids.shape[0]):
             out[k] = _uniform(ids[k], skey)
 
     @njit(parallel=True, cache=True, error_model="numpy")
@@ -716,30 +711,6 @@ if AVAILABLE:
                         inner += (1.0 if unit else weights[jj]) * x[j]
                 s += tie_boost[i] * inner
             out[i] = s
-
-    @njit(parallel=True, cache=True, error_model="numpy")
-    def _tally_kernel(adopted, ever, ward, n_wards, chunks):
-        """(adopters, ever adopted, adopters per ward as float64) in one pass."""
-        n = adopted.shape[0]
-        part = np.zeros((chunks, n_wards), dtype=np.float64)
-        counts = np.zeros((chunks, 2), dtype=np.int64)
-        size = (n + chunks - 1) // chunks
-        for c in prange(chunks):
-            for i in range(c * size, min(n, (c + 1) * size)):
-                if adopted[i]:
-                    part[c, ward[i]] += 1.0
-                    counts[c, 0] += 1
-                if ever[i]:
-                    counts[c, 1] += 1
-        by_ward = np.zeros(n_wards, dtype=np.float64)
-        a = 0
-        e = 0
-        for c in range(chunks):
-            a += counts[c, 0]
-            e += counts[c, 1]
-            for w in range(n_wards):
-                by_ward[w] += part[c, w]
-        return a, e, by_ward
 
 
 # ---------------------------------------------------------------------------------------
@@ -994,13 +965,6 @@ def put(arr: np.ndarray, ids: np.ndarray, value) -> None:
         return
     with _Threads(ids.size):
         _put(arr, ids, arr.dtype.type(value))
-
-
-def tally(adopted: np.ndarray, ever: np.ndarray, ward: np.ndarray, n_wards: int):
-    """(adopters, ever adopted, float64 adopters per ward) — the numbers _record logs."""
-    with _Threads(adopted.size):
-        a, e, by_ward = _tally_kernel(adopted, ever, ward, n_wards, _chunks(adopted.size))
-    return int(a), int(e), by_ward
 
 
 def apply(engine, adopt: np.ndarray, lapse: np.ndarray):

@@ -62,8 +62,8 @@ class Stamps:
     with the ids of marked residents cached: most steps mark nobody new, and rescanning
     n stamps every step was a measurable share of a step at a million residents."""
 
-    def __init__(self, book: StampBook | int) -> None:
-        self.book = book if isinstance(book, StampBook) else StampBook(book)
+    def __init__(self, book: StampBook) -> None:
+        self.book = book
         self.row = self.book.new_row()
         self._ids = np.zeros(0, dtype=np.int64)
         self._last: np.ndarray | None = None  # the ids array marked last time

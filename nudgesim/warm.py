@@ -14,4 +14,4 @@ from . import engine as _engine  # noqa: F401  (the import the workers need anyw
 from . import kernels
 
 if kernels.AVAILABLE:
-    kernels._uniform_one(np.zeros(1, dtype=np.int64), np.uint64(0), np.zeros(1))
+    kernels._uniforms(np.zeros(1, dtype=np.int64), np.uint64(0), np.zeros(1))

@@ -141,17 +141,8 @@ def test_uniform_hash_matches_rng_for_every_resident(step):
     key = rng.Streams(123).key("decide")
     ids = np.arange(5000)
     out = np.empty(ids.size)
-    kernels._uniform_many(ids, np.uint64(kernels.step_key(key, step)), out)
+    kernels._uniforms(ids, np.uint64(kernels.step_key(key, step)), out)
     assert np.array_equal(out, rng.uniform_array(key, step, ids))
-
-
-def test_tally_matches_bincount():
-    r = np.random.default_rng(5)
-    adopted, ever = r.random(1000) < 0.3, r.random(1000) < 0.6
-    ward = r.integers(0, 7, 1000).astype(np.int32)
-    a, e, by_ward = kernels.tally(adopted, ever, ward, 9)
-    assert a == adopted.sum() and e == ever.sum()
-    assert np.array_equal(by_ward, np.bincount(ward, weights=adopted, minlength=9))
 
 
 def test_results_do_not_depend_on_the_thread_count(monkeypatch):
