@@ -133,7 +133,7 @@ class Engine:
         self.nudges: list[Nudge] = [make_nudge(s, i, self) for i, s in enumerate(scenario.nudges)]
         self.log: dict[str, list] = {k: [] for k in Result.LOG_COLUMNS}
         self.ward_log: list[np.ndarray] = []
-        self._record(new=0, lapsed=0, cost=0.0, contacts=0)
+        self._record(0.0, 0, self._count(self.adopted, 0, 0))
 
     # -- views of the state ------------------------------------------------------------
     @property
@@ -230,6 +230,13 @@ class Engine:
     def step(self) -> None:
         """Advance one step: nudges act, every resident decides, the state is updated."""
         t, fx, logs = self.begin_step()
+        if self._graph is not None:  # decide and update in one compiled pass
+            fused = kernels.decide(self, t, fx, update=True)
+            if fused is not None:
+                adopt, _, near, tallies = fused
+                self.near_ties += near
+                self._commit(t, logs, adopt, tallies)
+                return
         adopt, lapse = self.decide(t, fx)
         self.finish_step(t, fx, logs, adopt, lapse)
 
@@ -289,27 +296,30 @@ class Engine:
     ) -> None:
         """Apply the decisions synchronously, grow or decay habits, settle costs, record."""
         if self._graph is not None:  # one compiled pass, tallies included
-            now, *tallies = kernels.apply(self, adopt, lapse)
-            new, lapsed = tallies[2], tallies[3]
-        else:
-            now = (self.adopted | adopt) & ~lapse
-            self.habit = rules.update_habit(self.rule, now, self.habit)
-            self.ever_adopted |= now
-            new, lapsed, tallies = int(adopt.sum()), int(lapse.sum()), None
-        self.adopted = now
+            self._commit(t, logs, adopt, kernels.apply(self, adopt, lapse))
+            return
+        now = (self.adopted | adopt) & ~lapse
+        self.habit = rules.update_habit(self.rule, now, self.habit)
+        self.ever_adopted |= now
+        self._commit(t, logs, adopt, self._count(now, int(adopt.sum()), int(lapse.sum())))
+
+    def _count(self, now: np.ndarray, new: int, lapsed: int) -> tuple:
+        """kernels.apply's tallies, counted with numpy: (now, adopters, ever adopted, new,
+        lapsed, adopters per ward)."""
+        pop = self.population
+        by_ward = np.bincount(pop.ward, weights=now, minlength=pop.n_wards)
+        return now, int(now.sum()), int(self.ever_adopted.sum()), new, lapsed, by_ward
+
+    def _commit(self, t: int, logs: list[StepLog], adopt: np.ndarray, tallies: tuple) -> None:
+        """Make the new state current, settle costs and record the step's tallies."""
+        self.adopted = tallies[0]
         self.newly_adopted = adopt
         self.t = t
         cost = sum(log.cost for log in logs) + sum(n.settle(t, self) for n in self.nudges)
-        self._record(new, lapsed, cost, sum(log.contacts for log in logs), tallies)
+        self._record(cost, sum(log.contacts for log in logs), tallies)
 
-    def _record(self, new: int, lapsed: int, cost: float, contacts: int,
-                tallies: list | None = None) -> None:
-        pop = self.population
-        if tallies is not None:  # counted by the compiled update pass
-            adopters, ever, _, _, by_ward = tallies
-        else:
-            adopters, ever = int(self.adopted.sum()), int(self.ever_adopted.sum())
-            by_ward = np.bincount(pop.ward, weights=self.adopted, minlength=pop.n_wards)
+    def _record(self, cost: float, contacts: int, tallies: tuple) -> None:
+        _, adopters, ever, new, lapsed, by_ward = tallies
         impact = adopters * self.scenario.impact.per_adopter_step if self.t else 0.0
         log = self.log
         log["step"].append(self.t)

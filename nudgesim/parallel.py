@@ -6,6 +6,7 @@ the executor only decides where the job runs. Order of the returned list = order
 
 from __future__ import annotations
 
+import functools
 import multiprocessing
 import os
 from collections.abc import Callable, Iterable, Iterator
@@ -50,6 +51,7 @@ def imap_unordered(
 
     cluster = None
     if scheduler is None:
+        fn = functools.partial(_with_threads, fn, _threads_each(workers or default_workers()))
         cluster = LocalCluster(
             n_workers=workers or default_workers(),
             threads_per_worker=1,
@@ -76,10 +78,25 @@ def pool_imap(fn: Callable[[Any], Any], items: list[Any], workers: int) -> Itera
     ctx = multiprocessing.get_context("forkserver")
     # import once, and warm numba up once (~0.3 s), in the fork server, not per worker
     ctx.set_forkserver_preload(["nudgesim.warm"])
+    fn = functools.partial(_with_threads, fn, _threads_each(workers))
     with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
         futures = {pool.submit(fn, item): i for i, item in enumerate(items)}
         for fut in as_completed(futures):
             yield futures[fut], fut.result()
+
+
+def _threads_each(workers: int) -> int:
+    return max(1, default_workers() // workers)
+
+
+def _with_threads(fn: Callable[[Any], Any], threads: int, item: Any) -> Any:
+    """fn(item) with the compiled kernels on `threads` threads: workers that share this
+    machine share its cores, rather than each running a thread per core (two processes
+    of two threads on two cores fight over them). Results do not depend on it."""
+    from . import kernels
+
+    with kernels.threads(threads):
+        return fn(item)
 
 
 def map_runs(
