@@ -229,7 +229,10 @@ class Engine:
     # -- the step ------------------------------------------------------------------------
     def step(self) -> None:
         """Advance one step: nudges act, every resident decides, the state is updated."""
-        t, fx, logs = self.begin_step()
+        self.respond(*self.begin_step())
+
+    def respond(self, t: int, fx: Effects, logs: list[StepLog]) -> None:
+        """The residents' part of a step: decide, update and record (after begin_step)."""
         if self._graph is not None:  # decide and update in one compiled pass
             fused = kernels.decide(self, t, fx, update=True)
             if fused is not None:

@@ -574,7 +574,7 @@ if AVAILABLE:
     def _changed_in(lo, hi, a, a_seen, f, f_seen, has_f, check_f, aw, asw, fw, fsw, ids, k):
         """Residents lo..hi-1 (lo, hi multiples of 8, or hi = n) whose adoption or (if
         check_f) influence differs from what the counts saw, eight at a time: most words
-        are unchanged. Writes their ids from ids[k] if ids is not empty; returns the count."""
+        are unchanged. Writes their ids from ids[k] while ids has room; returns the count."""
         ones = np.uint64(0x0101010101010101)
         count = 0
         w_hi = min(hi, aw.shape[0] * 8) // 8
@@ -586,35 +586,42 @@ if AVAILABLE:
                 for i in range(w * 8, w * 8 + 8):
                     fi = f[i] if has_f else np.int8(1)
                     if a[i] != a_seen[i] or (check_f and fi != f_seen[i]):
-                        if ids.shape[0]:
+                        if k + count < ids.shape[0]:
                             ids[k + count] = i
                         count += 1
         for i in range(max(lo, w_hi * 8), hi):  # the tail after the last whole word
             fi = f[i] if has_f else np.int8(1)
             if a[i] != a_seen[i] or (check_f and fi != f_seen[i]):
-                if ids.shape[0]:
+                if k + count < ids.shape[0]:
                     ids[k + count] = i
                 count += 1
         return count
 
     @njit(parallel=True, cache=True, error_model="numpy")
-    def _changed(a, a_seen, f, f_seen, has_f, check_f, aw, asw, fw, fsw, chunks):
-        """Ids (ascending) whose adoption or influence differs from what the counts saw.
-        Two passes over chunks: count, then write."""
+    def _changed(a, a_seen, f, f_seen, has_f, check_f, aw, asw, fw, fsw, chunks, indptr):
+        """Ids (ascending) whose adoption or influence differs from what the counts saw, in
+        one pass: each chunk writes into its own row of a buffer sized for a typical step
+        (1/16 of its residents). Returns (ids, their tie ends, True), or False last when a
+        chunk had more changes than that: the caller then recounts, which is cheaper than
+        pushing so many anyway."""
         n = a.shape[0]
         size = ((n + chunks - 1) // chunks + 7) // 8 * 8
-        empty = np.zeros(0, dtype=np.int64)
-        per = np.zeros(chunks + 1, dtype=np.int64)
+        cap = size // 16 + 64
+        buf = np.empty((chunks, cap), dtype=np.int64)
+        per = np.zeros(chunks, dtype=np.int64)
         for c in prange(chunks):
-            per[c + 1] = _changed_in(min(n, c * size), min(n, (c + 1) * size), a, a_seen, f,
-                                     f_seen, has_f, check_f, aw, asw, fw, fsw, empty, 0)
-        for c in range(chunks):
-            per[c + 1] += per[c]
-        ids = np.empty(per[chunks], dtype=np.int64)
-        for c in prange(chunks):
-            _changed_in(min(n, c * size), min(n, (c + 1) * size), a, a_seen, f, f_seen, has_f,
-                        check_f, aw, asw, fw, fsw, ids, per[c])
-        return ids
+            per[c] = _changed_in(min(n, c * size), min(n, (c + 1) * size), a, a_seen, f,
+                                 f_seen, has_f, check_f, aw, asw, fw, fsw, buf[c], 0)
+        fits = per.max() <= cap
+        ids = np.empty(per.sum() if fits else 0, dtype=np.int64)
+        k = 0
+        for c in range(chunks if fits else 0):
+            ids[k:k + per[c]] = buf[c, :per[c]]
+            k += per[c]
+        work = 0
+        for q in range(ids.shape[0]):
+            work += indptr[ids[q] + 1] - indptr[ids[q]]
+        return ids, work, fits
 
     @njit(cache=True, error_model="numpy")
     def _push(ids, indptr, indices, ward, a, f, has_f, inward, cnt, cnt_in, a_seen, f_seen):
@@ -850,13 +857,13 @@ class Counts:
         self.f_key = f_key
         with _Threads(g.n):
             if self.fresh:
-                ids = _changed(adopted_u8, self.a_seen, f, self.f_seen, has_f, check_f,
-                               _words(adopted_u8), _words(self.a_seen), _words(f),
-                               _words(self.f_seen), _chunks(g.n))
-                work = int((g.indptr[ids + 1] - g.indptr[ids]).sum()) if ids.size else 0
-                if work <= PUSH_MAX_SHARE * g.indices.size:
+                ids, work, fits = _changed(adopted_u8, self.a_seen, f, self.f_seen, has_f,
+                                           check_f, _words(adopted_u8), _words(self.a_seen),
+                                           _words(f), _words(self.f_seen), _chunks(g.n),
+                                           g.indptr)
+                if fits and work <= PUSH_MAX_SHARE * g.indices.size:
                     _push(ids, *args)
-                    self.pushed += work
+                    self.pushed += int(work)
                     return
             _recount(*args)
             self.fresh = True

@@ -13,12 +13,12 @@ from nudgesim.bench import bench_main
 def test_quick_bench_writes_the_table(tmp_path):
     assert bench_main(["--quick", "--out", str(tmp_path)]) == 0
     text = (tmp_path / "benchmark.md").read_text()
-    for contender in ("engine", "ties", "numpy", "agents", "mesa", "scipy"):
+    for contender in ("engine", "ties", "numpy", "agents", "mesa", "scipy", "floor"):
         assert f"| {contender} | 2,000 |" in text
     assert "bytes / resident" in text and "## Machine" in text and "Reproduce:" in text
     data = json.loads((tmp_path / "benchmark.json").read_text())
     assert {r["contender"] for r in data["rows"]} == {"engine", "ties", "numpy", "agents", "mesa",
-                                                      "scipy"}
+                                                      "scipy", "floor"}
     assert all(r["sec_per_step"] > 0 for r in data["rows"])
 
 
