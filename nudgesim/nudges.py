@@ -168,7 +168,7 @@ class Effects:
         if arr is None:
             arr = self.buffer(channel, False, bool)
             setattr(self, channel, arr)
-        arr[ids] = True
+        kernels.put(arr, ids, True)
 
     # -- what the numpy engine and the per-agent path read -------------------------------
     def _sum(self, channel: str, ids: np.ndarray | None = None) -> np.ndarray | None:
