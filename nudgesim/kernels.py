@@ -623,26 +623,63 @@ if AVAILABLE:
             work += indptr[ids[q] + 1] - indptr[ids[q]]
         return ids, work, fits
 
+    @njit(inline="always", cache=True, error_model="numpy")
+    def _add(i, j, dx, df, ward, inward, cnt, cnt_in):
+        cnt[i, 0] += dx
+        cnt[i, 1] += df
+        if inward and ward[i] == ward[j]:
+            cnt_in[i, 0] += dx
+            cnt_in[i, 1] += df
+
     @njit(cache=True, error_model="numpy")
-    def _push(ids, indptr, indices, ward, a, f, has_f, inward, cnt, cnt_in, a_seen, f_seen):
-        """Add each changed resident's difference to its neighbours' counts. The graph is
-        symmetric, so j's row lists exactly the residents whose rows list j."""
-        for k in range(ids.shape[0]):
+    def _push_in(k0, k1, lo, hi, ids, diff, indptr, indices, ward, inward, cnt, cnt_in, far):
+        """Push the changes ids[k0:k1] (residents of lo..hi-1) to their neighbours in the
+        same range; the others go to far as (neighbour, k). Returns how many went there."""
+        m = 0
+        for k in range(k0, k1):
+            j = ids[k]
+            for jj in range(indptr[j], indptr[j + 1]):
+                i = indices[jj]
+                if i >= lo and i < hi:
+                    _add(i, j, diff[k, 0], diff[k, 1], ward, inward, cnt, cnt_in)
+                else:
+                    far[m, 0] = i
+                    far[m, 1] = k
+                    m += 1
+        return m
+
+    @njit(parallel=True, cache=True, error_model="numpy")
+    def _push(ids, work, indptr, indices, ward, a, f, has_f, inward, cnt, cnt_in, a_seen,
+              f_seen, chunks):
+        """Add each changed resident's differences to its neighbours' counts. The graph is
+        symmetric, so j's row lists exactly the residents whose rows list j. Each chunk of
+        residents pushes its own changes to neighbours in the same chunk, in parallel (most
+        ties are local on a lattice-like or ward-clustered graph); the rest are added after,
+        on one thread. Integer additions: the order does not change the counts."""
+        n = cnt.shape[0]
+        q = ids.shape[0]
+        diff = np.empty((q, 2), dtype=np.int32)
+        for k in prange(q):
             j = ids[k]
             fn = np.int32(f[j]) if has_f else np.int32(1)
             fo = np.int32(f_seen[j])
-            dx = fn * np.int32(a[j]) - fo * np.int32(a_seen[j])
-            df = fn - fo
-            wj = ward[j]
-            for jj in range(indptr[j], indptr[j + 1]):
-                i = indices[jj]
-                cnt[i, 0] += dx
-                cnt[i, 1] += df
-                if inward and ward[i] == wj:
-                    cnt_in[i, 0] += dx
-                    cnt_in[i, 1] += df
+            diff[k, 0] = fn * np.int32(a[j]) - fo * np.int32(a_seen[j])
+            diff[k, 1] = fn - fo
+        size = (n + chunks - 1) // chunks
+        start = np.searchsorted(ids, np.arange(chunks + 1) * size)
+        far = np.empty((chunks, max(work, 1), 2), dtype=np.int64)
+        nfar = np.zeros(chunks, dtype=np.int64)
+        for c in prange(chunks):
+            nfar[c] = _push_in(start[c], start[c + 1], c * size, min(n, (c + 1) * size), ids,
+                               diff, indptr, indices, ward, inward, cnt, cnt_in, far[c])
+        for c in range(chunks):
+            for m in range(nfar[c]):
+                k = far[c, m, 1]
+                _add(far[c, m, 0], ids[k], diff[k, 0], diff[k, 1], ward, inward, cnt, cnt_in)
+        for k in range(q):
+            j = ids[k]
             a_seen[j] = a[j]
-            f_seen[j] = np.int8(fn)
+            f_seen[j] = f[j] if has_f else np.int8(1)
 
     # ---- after the decisions -----------------------------------------------------------
     @njit(cache=True, error_model="numpy")
@@ -862,7 +899,7 @@ class Counts:
                                            _words(f), _words(self.f_seen), _chunks(g.n),
                                            g.indptr)
                 if fits and work <= PUSH_MAX_SHARE * g.indices.size:
-                    _push(ids, *args)
+                    _push(ids, work, *args, _chunks(g.n))
                     self.pushed += int(work)
                     return
             _recount(*args)

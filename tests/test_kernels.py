@@ -204,6 +204,27 @@ def test_counts_follow_any_sequence_of_changes(seed, changes):
         assert np.array_equal(counts.cnt_in, in_ward)
 
 
+@pytest.mark.parametrize("network", [NETWORKS[0], NETWORKS[1]])
+def test_counts_pushed_in_chunks_reach_neighbours_in_other_chunks(network, monkeypatch):
+    # threaded: each chunk pushes to its own residents, the far neighbours come after
+    monkeypatch.setattr(kernels, "PARALLEL_MIN_N", 0)
+    eng = Engine(small(4, RULES[0], network, [], n=600))
+    g = eng._graph
+    counts = kernels.Counts(g, inward=True)
+    r = np.random.default_rng(4)
+    a = r.random(g.n) < 0.3
+    f = r.integers(0, 6, g.n).astype(np.int8)
+    counts.sync(a.view(np.uint8), f)
+    for _ in range(5):
+        a = a ^ (r.random(g.n) < 0.01)
+        f = np.where(r.random(g.n) < 0.01, r.integers(0, 6, g.n), f).astype(np.int8)
+        counts.sync(a.view(np.uint8), f)
+        everywhere, in_ward = _expected_counts(g, a, f)
+        assert np.array_equal(counts.cnt, everywhere)
+        assert np.array_equal(counts.cnt_in, in_ward)
+    assert counts.recounts == 1 and counts.pushed > 0
+
+
 def test_counts_push_few_changes_and_recount_many():
     eng = Engine(small(2, RULES[0], NETWORKS[1], [], n=400))
     counts = kernels.Counts(eng._graph, inward=False)
