@@ -441,11 +441,14 @@ if AVAILABLE:
             for j in range(m):
                 a_b[j] = False
                 l_b[j] = False
-        k = 0
-        for j in range(m):  # the open residents' positions (rarely taken: well predicted)
-            if open_[j]:
-                idx[k] = j
-                k += 1
+        k = 0  # the open residents' positions, eight flags per word: most words are zero
+        words = open_.view(np.uint64)
+        for w in range((m + 7) // 8):
+            if words[w] != 0:
+                for j in range(w * 8, min(m, w * 8 + 8)):
+                    if open_[j]:
+                        idx[k] = j
+                        k += 1
         near = 0
         for q in range(k):  # the exact path, for a few per cent of residents
             j = idx[q]
