@@ -288,24 +288,26 @@ if AVAILABLE:
     # fails ("unexpected cycle in lookup") on a `near +=` over this inlined code.
 
     @njit(cache=True, error_model="numpy")
-    def _norms_from_counts(lo, m, cnt, cnt_in, ward, ward_boost, flags, num, den):
-        """Norm numerators and denominators of residents lo..lo+m-1 from Counts."""
+    def _norms_from_counts(lo, m, cnt, cnt_in, ward, ward_boost, flags, norm):
+        """Perceived norms (before messages) of residents lo..lo+m-1 from Counts."""
         cb = cnt[lo:lo + m]
         if (flags & HAS_TIE_BOOST) != 0:
             ib = cnt_in[lo:lo + m]
             wb = ward[lo:lo + m]
             for j in range(m):
                 tb = ward_boost[wb[j]]
-                num[j] = np.float64(cb[j, 0]) + tb * np.float64(ib[j, 0])
-                den[j] = np.float64(cb[j, 1]) + tb * np.float64(ib[j, 1])
+                num = np.float64(cb[j, 0]) + tb * np.float64(ib[j, 0])
+                den = np.float64(cb[j, 1]) + tb * np.float64(ib[j, 1])
+                norm[j] = num / den if den > 0 else 0.0
         else:
             for j in range(m):
-                num[j] = np.float64(cb[j, 0])
-                den[j] = np.float64(cb[j, 1])
+                num = np.float64(cb[j, 0])
+                den = np.float64(cb[j, 1])
+                norm[j] = num / den if den > 0 else 0.0
 
     @njit(cache=True, error_model="numpy")
     def _norms_from_graph(lo, m, indptr, indices, weights, unit, adopted, newly, ward,
-                          ward_boost, infl, flags, cascade, num, den, expo):
+                          ward_boost, infl, flags, cascade, norm, expo):
         """The same, summed over each resident's ties (and the cascade's exposure)."""
         boosted = (flags & HAS_TIE_BOOST) != 0
         has_infl = (flags & HAS_INFLUENCE) != 0
@@ -318,14 +320,16 @@ if AVAILABLE:
                     c, d = _count_infl(lo + j, indptr, indices, adopted, f8)
                 else:
                     c, d = _count(lo + j, indptr, indices, adopted)
-                num[j] = np.float64(c)
-                den[j] = np.float64(d)
+                num = np.float64(c)
+                den = np.float64(d)
+                norm[j] = num / den if den > 0 else 0.0
             return
         for j in range(m):
             i = lo + j
             tb = ward_boost[ward[i]] if boosted else 0.0
-            num[j], den[j] = _row_sums(i, indptr, indices, weights, unit, adopted, ward, infl,
-                                       tb, flags)
+            num, den = _row_sums(i, indptr, indices, weights, unit, adopted, ward, infl, tb,
+                                 flags)
+            norm[j] = num / den if den > 0 else 0.0
             if cascade:
                 expo[j], _ = _row_sums(i, indptr, indices, weights, unit, newly, ward, infl, tb,
                                        flags)
@@ -349,18 +353,16 @@ if AVAILABLE:
         return np.int64(s0) if k == m else np.int64(-2)
 
     @njit(cache=True, error_model="numpy")
-    def _decide_block(lo, m, num, den, expo, ward, adopted, stamps, t, trow, tchan, ttab, mrow,
+    def _decide_block(lo, m, expo, ward, adopted, stamps, t, trow, tchan, ttab, mrow,
                       mtab, mshown, minj, rule, params, attitude, habit, cost, threshold, susc,
                       direct, locked, flags, skey, band, adopt_out, lapse_out, norm, ch, x,
                       open_, idx):
-        """Residents lo..lo+m-1 given their norm sums: messages, nudge channels, then the
+        """Residents lo..lo+m-1 given their norms: messages, nudge channels, then the
         logistic log-odds and an exp-free bound. Only residents the bound cannot settle (a
         few per cent) take the scalar exact path. Returns the undecided count."""
         hi = lo + m
         ab = adopted[lo:hi]
         wb = ward[lo:hi]
-        for j in range(m):
-            norm[j] = num[j] / den[j] if den[j] > 0 else 0.0
         # Norm messages, then additive channels, each in nudge order like the dense arrays.
         # Unstamped residents (stamp -1) read the tables' zero last entry: their norm is
         # kept exactly and +0.0 changes no value. When a block holds one stamp value besides
@@ -489,8 +491,6 @@ if AVAILABLE:
         part = np.zeros((chunks, n_wards), dtype=np.float64)
         counts = np.zeros((chunks, 4), dtype=np.int64)
         for c in prange(chunks):
-            num = np.empty(BLOCK)
-            den = np.empty(BLOCK)
             expo = np.zeros(BLOCK)
             norm = np.empty(BLOCK)
             ch = np.zeros((5, BLOCK))
@@ -502,11 +502,11 @@ if AVAILABLE:
             for lo in range(c * size, hi, BLOCK):
                 m = min(BLOCK, hi - lo)
                 if by_counts:
-                    _norms_from_counts(lo, m, cnt, cnt_in, ward, ward_boost, flags, num, den)
+                    _norms_from_counts(lo, m, cnt, cnt_in, ward, ward_boost, flags, norm)
                 else:
                     _norms_from_graph(lo, m, indptr, indices, weights, unit, adopted, newly,
-                                      ward, ward_boost, infl, flags, rule == 3, num, den, expo)
-                k += _decide_block(lo, m, num, den, expo, ward, adopted, stamps, t, trow, tchan,
+                                      ward, ward_boost, infl, flags, rule == 3, norm, expo)
+                k += _decide_block(lo, m, expo, ward, adopted, stamps, t, trow, tchan,
                                    ttab, mrow, mtab, mshown, minj, rule, params, attitude, habit,
                                    cost, threshold, susc, direct, locked, flags, skey, band,
                                    adopt_out, lapse_out, norm, ch, x, open_, idx)
