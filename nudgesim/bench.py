@@ -265,43 +265,68 @@ def _last_level_cache_bytes() -> int:
     return max(sizes, default=32 * 2**20)
 
 
-def _time_floor(eng: Engine, repeats: int) -> Row:
-    """The memory floor of one step on this graph, measured in this run: the least time in
-    which a step that looks at every tie once can read them (the CSR row pointers and
-    column indices, and one float32 per resident) from memory, streamed on every thread.
-    Before each repeat a buffer of four times the largest cache is read, so the graph
-    comes from memory, not cache: this is the issue's ~1.5 ms at 10^6 residents and 10^7 tie
-    ends. The same read repeated back to back (partly from cache) is kept as `warm_sec`."""
-    import numba
+class _Floor:
+    """The memory floor of one step on this graph: the least time in which a step that
+    looks at every tie once can read them (the CSR row pointers and column indices, and
+    one float32 per resident) from memory, streamed on every thread. `cold()` first reads
+    a buffer of four times the largest cache, so the graph comes from memory, not cache:
+    this is the issue's ~1.5 ms at 10^6 residents and 10^7 tie ends. `read()` alone, back
+    to back, is partly served from cache."""
 
-    gc.collect()
-    net = eng.network
-    x = eng.adopted.astype(np.float32)
-    arrays = [net.indptr, net.indices, x]
-    words = [a.view(np.uint8)[: a.nbytes // 8 * 8].view(np.uint64) for a in arrays]
-    flush = np.ones(4 * _last_level_cache_bytes() // 8, dtype=np.uint64)
-    stream = _stream_kernel()
-    chunks = 4 * numba.get_num_threads()
+    def __init__(self, eng: Engine) -> None:
+        import numba
 
-    def read() -> float:
+        x = eng.adopted.astype(np.float32)
+        arrays = [eng.network.indptr, eng.network.indices, x]
+        self.nbytes = sum(a.nbytes for a in arrays)
+        self.words = [a.view(np.uint8)[: a.nbytes // 8 * 8].view(np.uint64) for a in arrays]
+        self.flush = np.ones(4 * _last_level_cache_bytes() // 8, dtype=np.uint64)
+        self.stream = _stream_kernel()
+        self.chunks = 4 * numba.get_num_threads()
+        self.read()
+
+    def read(self) -> float:
         t0 = time.perf_counter()
-        for w in words:
-            stream(w, chunks)
+        for w in self.words:
+            self.stream(w, self.chunks)
         return time.perf_counter() - t0
 
-    read()
-    warm = [read() for _ in range(repeats)]
-    cold = []
-    for _ in range(repeats):
-        stream(flush, chunks)
-        cold.append(read())
-    del flush
-    nbytes = sum(a.nbytes for a in arrays)
-    row = Row("floor", eng.n, int(net.indices.size), float(np.median(cold)),
-              note=f"every tie read once from memory: {nbytes / 1e6:.3g} MB, all threads, "
-                   f"median (back to back, partly cached: {np.median(warm) * 1e3:.2f} ms)")
-    row.extra["warm_sec"] = float(np.median(warm))
-    return row
+    def cold(self) -> float:
+        self.stream(self.flush, self.chunks)
+        return self.read()
+
+
+def _time_floor(eng: Engine, repeats: int) -> tuple[Row, _Floor]:
+    gc.collect()
+    floor = _Floor(eng)
+    warm = float(np.median([floor.read() for _ in range(repeats)]))
+    cold = float(np.median([floor.cold() for _ in range(repeats)]))
+    row = Row("floor", eng.n, int(eng.network.indices.size), cold,
+              note=f"every tie read once from memory: {floor.nbytes / 1e6:.3g} MB, all "
+                   f"threads, median (back to back, partly cached: {warm * 1e3:.2f} ms)")
+    row.extra["warm_sec"] = warm
+    return row, floor
+
+
+#: Paired engine/floor timings: pairs x steps engine steps beyond the timed ones.
+PAIRS, PAIR_STEPS = 6, 4
+
+
+def paired_floor_ratio(eng: Engine, floor: _Floor) -> dict[str, float]:
+    """Engine step time over floor time, measured in pairs: PAIR_STEPS engine steps, then
+    the floor read from memory straight after, PAIRS times. Both halves of a pair see the
+    machine in the same state, so a slow spell on a shared machine moves both; the
+    median of the pairs' ratios is the robust figure. (Each pair's first step starts
+    after the floor's cache flush, which only counts against the engine.)"""
+    ratios = []
+    for _ in range(PAIRS):
+        t0 = time.perf_counter()
+        for _ in range(PAIR_STEPS):
+            eng.step()
+        step = (time.perf_counter() - t0) / PAIR_STEPS
+        ratios.append(step / floor.cold())
+    return {"median": float(np.median(ratios)), "min": float(min(ratios)),
+            "max": float(max(ratios)), "pairs": PAIRS}
 
 
 def time_graph_builds(n: int, seed: int = 1) -> list[dict[str, Any]]:
@@ -439,6 +464,15 @@ def markdown(rows: list[Row], memory: list[dict], builds: list[dict], sweep: dic
             f"{_fmt(r.decide_sec, 's')} | {_fmt(r.resident_steps_per_sec)} | "
             f"{_fmt(r.peak_mb)} | {_fmt(vs_floor)} | {_fmt(vs_scipy)} | {_fmt(vs_eng)} | "
             f"{r.note} |")
+    paired = [(r.n, r.extra["paired_floor_ratio"]) for r in rows
+              if "paired_floor_ratio" in r.extra]
+    if paired:
+        lines += ["", "Engine step ÷ memory floor, paired (each pair: "
+                  f"{PAIR_STEPS} engine steps, then the floor read from memory straight "
+                  "after, so both see the machine in the same state):", ""]
+        lines += [f"- {n:,} residents: median {p['median']:.2f}× "
+                  f"({p['min']:.2f}–{p['max']:.2f}× over {p['pairs']} pairs)"
+                  for n, p in paired]
     if memory:
         lines += ["", "## Engine state memory", "",
                   "| residents | tie ends | bytes / resident | bytes / tie end | total MB |",
@@ -517,7 +551,8 @@ def bench_main(argv: list[str] | None = None) -> int:
     rows: list[Row] = []
     memory: list[dict] = []
     for n in sizes:
-        sc = bench_scenario(n, args.steps + 5)  # + 2 warm-up, 2 traced, 1 spare
+        # + 2 warm-up, 2 traced, 1 spare, and the paired engine/floor steps
+        sc = bench_scenario(n, args.steps + 5 + PAIRS * PAIR_STEPS)
         eng = None
         if {"engine", "scipy", "mesa", "floor"} & set(wanted):
             row, eng = _time_engine(sc, args.steps, numba_on=True)
@@ -534,7 +569,10 @@ def bench_main(argv: list[str] | None = None) -> int:
                 # allocations, the same A @ x measured up to 1.8x slower on this VM
                 rows.append(_time_scipy(eng, max(10, args.steps)))
             if "floor" in wanted and kernels.AVAILABLE:
-                rows.append(_time_floor(eng, max(10, args.steps)))
+                floor_row, floor = _time_floor(eng, max(10, args.steps))
+                rows.append(floor_row)
+                row.extra["paired_floor_ratio"] = paired_floor_ratio(eng, floor)
+                del floor
         if "numpy" in wanted:
             row, _ = _time_engine(sc, args.steps, numba_on=False)
             rows.append(row)

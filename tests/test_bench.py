@@ -16,6 +16,7 @@ def test_quick_bench_writes_the_table(tmp_path):
     for contender in ("engine", "ties", "numpy", "agents", "mesa", "scipy", "floor"):
         assert f"| {contender} | 2,000 |" in text
     assert "bytes / resident" in text and "## Machine" in text and "Reproduce:" in text
+    assert "Engine step ÷ memory floor, paired" in text
     data = json.loads((tmp_path / "benchmark.json").read_text())
     assert {r["contender"] for r in data["rows"]} == {"engine", "ties", "numpy", "agents", "mesa",
                                                       "scipy", "floor"}
