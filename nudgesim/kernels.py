@@ -77,12 +77,13 @@ def _wanted() -> bool:
 
 # A step launches several short parallel regions with a little Python between them. GNU
 # OpenMP's workers spin for a while after a region, then sleep; waking a sleeping team
-# costs ~120 us per region (measured), which was ~0.6 ms of a 10^6-resident step and half
-# of a 10^5 one. A bounded spin (30,000 iterations, tens of microseconds) bridges those
-# gaps without holding a core for long once the process does something else. Measured on
-# the 2-core reference machine, three alternating rounds: 10^5 step 1.3 -> 0.66 ms, 10^6
-# 5.4-6.6 -> 4.6-4.9 ms against passive waiting. A policy or spin count the user set is
-# kept. Must be set before numba starts its OpenMP pool (at the first parallel launch).
+# cost ~30-120 us per region (measured), ~0.6 ms of a 10^6-resident step under passive
+# waiting and half of a 10^5 one. A bounded spin of 30,000 iterations (measured: threads
+# still awake 0.5 ms after a region, asleep after 1 ms) bridges those gaps without holding
+# a core for long once the process does something else. Measured on the 2-core reference
+# machine, three alternating rounds against passive waiting: 10^5 step 1.3 -> 0.66 ms,
+# 10^6 5.4-6.6 -> 4.6-4.9 ms. A policy or spin count the user set is kept. Must be set
+# before numba starts its OpenMP pool (at the first parallel launch).
 if "OMP_WAIT_POLICY" not in os.environ:
     os.environ.setdefault("GOMP_SPINCOUNT", "30000")
 
@@ -652,8 +653,8 @@ if AVAILABLE:
         return m
 
     @njit(parallel=True, cache=True, error_model="numpy")
-    def _push(ids, work, indptr, indices, ward, a, f, has_f, inward, cnt, cnt_in, a_seen,
-              f_seen, chunks):
+    def _push(ids, indptr, indices, ward, a, f, has_f, inward, cnt, cnt_in, a_seen, f_seen,
+              chunks):
         """Add each changed resident's differences to its neighbours' counts. The graph is
         symmetric, so j's row lists exactly the residents whose rows list j. Each chunk of
         residents pushes its own changes to neighbours in the same chunk, in parallel (most
@@ -670,15 +671,22 @@ if AVAILABLE:
             diff[k, 1] = fn - fo
         size = (n + chunks - 1) // chunks
         start = np.searchsorted(ids, np.arange(chunks + 1) * size)
-        far = np.empty((chunks, max(work, 1), 2), dtype=np.int64)
+        room = np.zeros(chunks + 1, dtype=np.int64)  # each chunk's share of far: its tie ends
+        for c in range(chunks):
+            ends = 0
+            for k in range(start[c], start[c + 1]):
+                ends += indptr[ids[k] + 1] - indptr[ids[k]]
+            room[c + 1] = room[c] + ends
+        far = np.empty((room[chunks], 2), dtype=np.int64)
         nfar = np.zeros(chunks, dtype=np.int64)
         for c in prange(chunks):
             nfar[c] = _push_in(start[c], start[c + 1], c * size, min(n, (c + 1) * size), ids,
-                               diff, indptr, indices, ward, inward, cnt, cnt_in, far[c])
+                               diff, indptr, indices, ward, inward, cnt, cnt_in,
+                               far[room[c]:room[c + 1]])
         for c in range(chunks):
-            for m in range(nfar[c]):
-                k = far[c, m, 1]
-                _add(far[c, m, 0], ids[k], diff[k, 0], diff[k, 1], ward, inward, cnt, cnt_in)
+            for m in range(room[c], room[c] + nfar[c]):
+                k = far[m, 1]
+                _add(far[m, 0], ids[k], diff[k, 0], diff[k, 1], ward, inward, cnt, cnt_in)
         for k in range(q):
             j = ids[k]
             a_seen[j] = a[j]
@@ -902,7 +910,7 @@ class Counts:
                                            _words(f), _words(self.f_seen), _chunks(g.n),
                                            g.indptr)
                 if fits and work <= PUSH_MAX_SHARE * g.indices.size:
-                    _push(ids, work, *args, _chunks(g.n))
+                    _push(ids, *args, _chunks(g.n))
                     self.pushed += int(work)
                     return
             _recount(*args)
