@@ -121,7 +121,12 @@ if AVAILABLE:
     @njit(inline="always", cache=True, error_model="numpy")
     def _uniform(i, skey):
         """rng.uniform_array's SplitMix64 value for resident i, in wrapping uint64 math."""
-        z = np.uint64(i) * ODD + skey
+        return _uniform_at(np.uint64(i) * ODD + skey)
+
+    @njit(inline="always", cache=True, error_model="numpy")
+    def _uniform_at(z):
+        """The same from the counter z = i * ODD + skey (a loop over i adds ODD instead of
+        multiplying: one 64-bit multiply fewer per resident)."""
         z = (z ^ (z >> np.uint64(30))) * M1
         z = (z ^ (z >> np.uint64(27))) * M2
         z = z ^ (z >> np.uint64(31))
@@ -291,19 +296,22 @@ if AVAILABLE:
     @njit(cache=True, error_model="numpy")
     def _norms_from_counts(lo, m, cnt, cnt_in, ward, ward_boost, flags, norm):
         """Perceived norms (before messages) of residents lo..lo+m-1 from Counts."""
-        cb = cnt[lo:lo + m]
+        # the (n, 2) counts as one flat run of pairs: a compile-time stride of 2 that LLVM
+        # vectorises (through the 2-D view's run-time strides it did not: 0.72 -> 0.18 ms
+        # for this loop at 10^6 residents)
+        flat = cnt.reshape(cnt.shape[0] * 2)[2 * lo:2 * (lo + m)]
         if (flags & HAS_TIE_BOOST) != 0:
-            ib = cnt_in[lo:lo + m]
+            flat_in = cnt_in.reshape(cnt_in.shape[0] * 2)[2 * lo:2 * (lo + m)]
             wb = ward[lo:lo + m]
             for j in range(m):
                 tb = ward_boost[wb[j]]
-                num = np.float64(cb[j, 0]) + tb * np.float64(ib[j, 0])
-                den = np.float64(cb[j, 1]) + tb * np.float64(ib[j, 1])
+                num = np.float64(flat[2 * j]) + tb * np.float64(flat_in[2 * j])
+                den = np.float64(flat[2 * j + 1]) + tb * np.float64(flat_in[2 * j + 1])
                 norm[j] = num / den if den > 0 else 0.0
         else:
             for j in range(m):
-                num = np.float64(cb[j, 0])
-                den = np.float64(cb[j, 1])
+                num = np.float64(flat[2 * j])
+                den = np.float64(flat[2 * j + 1])
                 norm[j] = num / den if den > 0 else 0.0
 
     @njit(cache=True, error_model="numpy")
@@ -418,6 +426,7 @@ if AVAILABLE:
             p0, p1, p2, p3, p4 = params[0], params[1], params[2], params[3], params[4]
             p5, p6, p7, p8, p9 = params[5], params[6], params[7], params[8], params[9]
             margin = 4.0 * band
+            z = np.uint64(lo) * ODD + skey
             for j in range(m):
                 att = att_b[j] + ash[j]
                 cc = cost_b[j] * (1.0 - crel[j])
@@ -427,7 +436,8 @@ if AVAILABLE:
                 ul = p5 - p6 * att - p7 * nrm - p8 * h + p9 * cc + lap[j]
                 xj = ul if ab[j] != 0 else ua
                 x[j] = xj
-                open_[j] = not _surely_no_event(_uniform(lo + j, skey), xj, margin)
+                open_[j] = not _surely_no_event(_uniform_at(z), xj, margin)
+                z += ODD
         else:
             for j in range(m):
                 open_[j] = True
