@@ -742,10 +742,7 @@ if AVAILABLE:
         counts[2] += n_new
         counts[3] += n_lapsed
         w0 = w_b[0]
-        same = True
-        for j in range(m):
-            same &= w_b[j] == w0
-        if same:  # generated populations live in contiguous ward blocks
+        if _count_equal(w_b, m, w0) == m:  # generated populations live in contiguous wards
             part[w0] += n_now
         else:
             for j in range(m):
@@ -1147,8 +1144,9 @@ def decide(engine, t: int, fx, update: bool = False) -> tuple | None:
 
 def _apply_rechecked(engine, ids, adopt, lapse, now, total, by_ward) -> None:
     """The fused update left the re-checked residents as they were (the re-check needed
-    their habits); apply their decisions as _apply_block does, and count them."""
-    logistic, gain, keep = _habit(engine.rule)
+    their habits); apply their decisions as finish_step does, and count them."""
+    from . import rules
+
     was = engine.adopted[ids]
     new = adopt[ids]
     gone = lapse[ids]
@@ -1157,9 +1155,7 @@ def _apply_rechecked(engine, ids, adopt, lapse, now, total, by_ward) -> None:
     ever = engine.ever_adopted
     total += [now_ids.sum(), (now_ids & ~ever[ids]).sum(), new.sum(), gone.sum()]
     ever[ids] |= now_ids
-    if logistic:
-        h = engine.habit[ids]
-        engine.habit[ids] = np.where(now_ids, h + gain * (1.0 - h), h * keep)
+    engine.habit[ids] = rules.update_habit(engine.rule, now_ids, engine.habit[ids])
     np.add.at(by_ward, engine._graph.ward[ids], now_ids)
 
 
