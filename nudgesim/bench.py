@@ -12,6 +12,7 @@ No number here is asserted by a test: speed is shown, not tested.
 from __future__ import annotations
 
 import argparse
+import functools
 import gc
 import json
 import os
@@ -231,9 +232,10 @@ def _time_scipy(eng: Engine, repeats: int) -> Row:
     return Row("scipy", eng.n, int(A.nnz), dt, note="bare float32 CSR A @ x, same graph")
 
 
+@functools.cache
 def _stream_kernel():
     """A streaming read of uint64 words on every thread: OR-reduced over slices indexed from
-    0, so it vectorises and waits only for memory."""
+    0, so it vectorises and waits only for memory. Compiled once, on first use."""
     from numba import njit, prange
 
     @njit(parallel=True, cache=True)
