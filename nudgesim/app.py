@@ -505,7 +505,7 @@ page = Page
 
 
 def _check_port(host: str, port: int) -> None:
-    from .cli import UsageError
+    from .errors import UsageError
 
     if not 1 <= port <= 65535:
         raise UsageError(f"--port: {port} is not a port; allowed: 1..65535")
@@ -548,7 +548,7 @@ def prefetch_assets() -> list[str]:
 
     import solara.server.settings as settings
 
-    from .cli import UsageError
+    from .errors import UsageError
 
     cache = Path(settings.assets.proxy_cache_dir)
     missing = [p for p in _cdn_packages() if not (cache / p).is_dir()]
@@ -616,7 +616,7 @@ def viz_main(argv: list[str]) -> int:
 main = viz_main
 
 if __name__ == "__main__":  # python -m nudgesim.app [--prefetch-assets | SCENARIO ...]
-    from .cli import UsageError
+    from .errors import UsageError
 
     try:
         sys.exit(viz_main(sys.argv[1:]))

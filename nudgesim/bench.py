@@ -527,7 +527,7 @@ def _parser() -> argparse.ArgumentParser:
 
 def _usage(msg: str) -> Exception:
     try:
-        from .cli import UsageError
+        from .errors import UsageError
 
         return UsageError(msg)
     except ImportError:  # pragma: no cover

@@ -12,13 +12,10 @@ import sys
 import time
 from pathlib import Path
 
-from .scenario import Scenario, ScenarioError
+from .errors import UsageError, UserError
+from .scenario import Scenario
 
 DEFAULT_SCENARIO = "experiments/scenarios/borough.toml"
-
-
-class UsageError(Exception):
-    """Raised for bad input; main() prints it and exits with code 2."""
 
 
 def parse_args(parser: argparse.ArgumentParser, argv: list[str] | None) -> argparse.Namespace:
@@ -127,8 +124,6 @@ def _delegate(name: str):
 
 
 def main(argv: list[str] | None = None) -> int:
-    from .network import NetworkError
-
     argv = sys.argv[1:] if argv is None else list(argv)
     if argv and argv[0] in DELEGATED:  # pass everything, --help included, to the module
         args = argparse.Namespace(rest=argv[1:], func=_delegate(argv[0]))
@@ -136,7 +131,7 @@ def main(argv: list[str] | None = None) -> int:
         args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (ScenarioError, NetworkError, UsageError) as err:
+    except UserError as err:
         print(f"nudgesim: error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -920,7 +920,8 @@ def add_run_options(p: argparse.ArgumentParser) -> None:
 
 
 def _parse(p: argparse.ArgumentParser, argv: list[str]) -> argparse.Namespace:
-    from .cli import UsageError, parse_args
+    from .cli import parse_args
+    from .errors import UsageError
 
     args = parse_args(p, argv)
     if args.workers is not None and args.workers < 1:

@@ -25,6 +25,8 @@ import networkx as nx
 import numpy as np
 import scipy.sparse as sp
 
+from .errors import UserError
+
 __all__ = [
     "Network",
     "NetworkError",
@@ -71,7 +73,7 @@ _ALLOWED_FORMATS = (
 _INT_RE = re.compile(r"[+-]?\d+")
 
 
-class NetworkError(ValueError):
+class NetworkError(UserError):
     """A graph could not be read, converted or built; the message says why and how to fix it."""
 
 

@@ -27,9 +27,7 @@ from pydantic import (
     model_validator,
 )
 
-
-class ScenarioError(ValueError):
-    """A scenario that cannot be run; the message is meant for the user, not a developer."""
+from .errors import ScenarioError  # re-exported: `from .scenario import ScenarioError`
 
 
 class _Spec(BaseModel):
