@@ -1,0 +1,243 @@
+"""Size before allocation: estimate the memory a scenario needs from its sizes alone.
+
+A run that cannot fit should be refused in a second with the estimate and the limit, not
+after minutes of swapping or a numpy MemoryError. The estimate reads only the scenario (and
+the sizes of its input files), never builds anything.
+
+The coefficients are measured peaks of ``simulate`` in a fresh process (VmHWM above the
+imported baseline; ``experiments/benchmark.py`` prints the engine's steady state beside them):
+
+- 52 B per resident and 41 B per tie end across Watts–Strogatz (k = 2…40), Erdős–Rényi,
+  Barabási–Albert, ward-clustered and complete graphs from 2·10^5 to 10^6 residents and
+  up to 3.6·10^7 tie ends. The tie cost is set by building the graph (edge arrays,
+  de-duplication and the CSR conversion hold a few copies at once), not by the engine's
+  4 B per tie end while stepping.
+- A graph read from a file peaks at ~40× the file's size (networkx holds every edge as
+  dictionaries; 5.9 MB edge list, 5·10^5 edges: 234 MB); a residents CSV at ~10×.
+- Records grow with steps × wards (the by-ward table and its temporaries, ~100 B a cell)
+  plus ~1 kB a step for the step log.
+
+Each coefficient is rounded up and the total gets a 15% margin, so the check refuses only
+what clearly cannot fit; it is an estimate, and ``--max-memory`` overrides the limit.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from .errors import ResourceError, UsageError
+
+if TYPE_CHECKING:
+    from .scenario import Scenario
+
+PER_RESIDENT = 64
+PER_TIE_END = 44
+PER_WARD_STEP = 100
+PER_STEP = 1_000
+GRAPH_FILE_FACTOR = 48
+CSV_FACTOR = 12
+MARGIN = 1.15
+ENV_MAX_MEMORY = "NUDGESIM_MAX_MEMORY"
+
+
+@dataclass(frozen=True)
+class MemoryEstimate:
+    """Estimated peak bytes of one run, by part (residents, ties, records, input files)."""
+
+    parts: dict[str, int]
+    residents: int
+    tie_ends: int
+
+    @property
+    def total(self) -> int:
+        return math.ceil(MARGIN * sum(self.parts.values()))
+
+    def describe(self) -> str:
+        shown = ", ".join(f"{k} {format_bytes(v)}" for k, v in self.parts.items() if v)
+        return f"~{format_bytes(self.total)} ({shown}; +{round(100 * (MARGIN - 1))}% margin)"
+
+
+def format_bytes(n: float) -> str:
+    for unit, size in (("TB", 1e12), ("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+        if n >= size:
+            return f"{n / size:.1f} {unit}"
+    return f"{int(n)} B"
+
+
+_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?)(i?b?)\s*$", re.IGNORECASE)
+
+
+def parse_size(text: str | int | float, option: str = "--max-memory") -> int:
+    """'8G', '500 MB', '1.5GiB' or a plain number of bytes -> bytes (k/M/G/T are powers of
+    1000, with an 'i' powers of 1024)."""
+    if isinstance(text, (int, float)) and not isinstance(text, bool):
+        value, unit, binary = float(text), "", ""
+    else:
+        m = _SIZE.match(str(text))
+        if not m:
+            raise UsageError(
+                f"{option}: {text!r} is not a size; allowed: a number of bytes or one with "
+                "a unit such as 500M, 8G, 1.5GiB"
+            )
+        value, unit, binary = float(m.group(1)), m.group(2).lower(), m.group(3).lower()
+    base = 1024 if binary.startswith("i") else 1000
+    size = value * base ** " kmgt".index(unit or " ")
+    if not math.isfinite(size) or size <= 0:
+        raise UsageError(f"{option}: {text!r} must be a positive size")
+    return int(size)
+
+
+def available_memory() -> int:
+    """Bytes this process can still take: the kernel's MemAvailable, capped by a cgroup
+    (container) limit when there is one. Linux; elsewhere the physical memory."""
+    avail = None
+    try:
+        with open("/proc/meminfo") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    avail = int(line.split()[1]) * 1024
+                    break
+    except OSError:
+        pass
+    if avail is None:
+        try:
+            avail = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+        except (ValueError, OSError, AttributeError):
+            return 2**63 - 1
+    cgroup = _cgroup_room()
+    return min(avail, cgroup) if cgroup is not None else avail
+
+
+def _cgroup_room() -> int | None:
+    """memory.max - memory.current of this process's cgroup (v2), if limited."""
+    try:
+        rel = Path("/proc/self/cgroup").read_text().strip().splitlines()[-1].split(":", 2)[2]
+        base = Path("/sys/fs/cgroup") / rel.lstrip("/")
+        limit = (base / "memory.max").read_text().strip()
+        if limit == "max":
+            return None
+        return max(0, int(limit) - int((base / "memory.current").read_text()))
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+def _ward_sizes(scenario: Scenario, n: int) -> list[int]:
+    wards = scenario.population.wards
+    if isinstance(wards, list) and wards and all(w.size is not None for w in wards):
+        return [int(w.size) for w in wards]  # type: ignore[arg-type]
+    count = len(wards) if isinstance(wards, list) else int(wards)
+    count = max(1, min(count, n)) if n else max(1, count)
+    return [n // count + (i < n % count) for i in range(count)]
+
+
+def _residents(scenario: Scenario) -> int | None:
+    pop = scenario.population
+    if pop.size is not None:
+        return int(pop.size)
+    if isinstance(pop.wards, list) and pop.wards and all(w.size is not None for w in pop.wards):
+        return sum(int(w.size) for w in pop.wards)  # type: ignore[misc]
+    return None
+
+
+def _file_size(scenario: Scenario, path: str) -> int:
+    try:
+        return scenario.resolve(path).stat().st_size
+    except OSError:
+        return 0  # a missing file is reported by the reader, with its name
+
+
+def expected_tie_ends(scenario: Scenario, n: int) -> int:
+    """Tie ends (twice the undirected ties) the scenario's generator is expected to make."""
+    spec = scenario.network
+    kind = spec.kind
+    if kind == "watts_strogatz":
+        return n * min(int(spec.k), max(n - 1, 0))
+    if kind == "barabasi_albert":
+        m = min(int(spec.m), max(n - 1, 0))
+        return 2 * m * max(n - m, 0)
+    if kind == "erdos_renyi":
+        return math.ceil(n * min(float(spec.mean_degree), max(n - 1, 0)))
+    if kind == "complete":
+        return n * max(n - 1, 0)
+    if kind == "ward_clustered":
+        sizes = _ward_sizes(scenario, n)
+        pairs_in = sum(s * (s - 1) for s in sizes)  # ordered pairs = tie ends if all present
+        pairs_out = n * n - sum(s * s for s in sizes)
+        ends_in = (
+            spec.p_in * pairs_in if spec.p_in is not None else min(n * spec.mean_degree_in, pairs_in)
+        )
+        ends_out = (
+            spec.p_out * pairs_out
+            if spec.p_out is not None
+            else min(n * spec.mean_degree_out, pairs_out)
+        )
+        return math.ceil(ends_in + ends_out)
+    return 0  # a graph file: costed by its size
+
+
+def estimate_memory(
+    scenario: Scenario, n: int | None = None, tie_ends: int | None = None
+) -> MemoryEstimate:
+    """Peak memory of one run of `scenario`, from its sizes. `n`/`tie_ends` come from a
+    graph the caller already holds (then no graph file is costed)."""
+    parts: dict[str, int] = {}
+    spec = scenario.network
+    from_file = n is None and spec.kind == "file"
+    if from_file:
+        parts["graph file"] = GRAPH_FILE_FACTOR * _file_size(scenario, spec.path)
+    if scenario.population.csv:
+        parts["residents csv"] = CSV_FACTOR * _file_size(scenario, scenario.population.csv)
+    if n is None:
+        n = _residents(scenario)
+    if n is None:  # size comes from a file: bounded by that file's own cost above
+        n = 0
+    if tie_ends is None:
+        tie_ends = 0 if from_file else expected_tie_ends(scenario, n)
+    wards = len(_ward_sizes(scenario, n)) if n else 1
+    parts["residents"] = PER_RESIDENT * n
+    parts["ties"] = PER_TIE_END * tie_ends
+    parts["records"] = (scenario.steps + 1) * (PER_STEP + PER_WARD_STEP * wards)
+    return MemoryEstimate(parts=parts, residents=n, tie_ends=tie_ends)
+
+
+def memory_limit(max_memory: str | int | None = None) -> tuple[int, str]:
+    """(bytes, where the number comes from): --max-memory, else NUDGESIM_MAX_MEMORY, else
+    what the machine has available now."""
+    if max_memory is not None:
+        return parse_size(max_memory), "--max-memory"
+    env = os.environ.get(ENV_MAX_MEMORY)
+    if env:
+        return parse_size(env, ENV_MAX_MEMORY), ENV_MAX_MEMORY
+    return available_memory(), "available memory"
+
+
+def check_memory(
+    scenario: Scenario,
+    max_memory: str | int | None = None,
+    *,
+    n: int | None = None,
+    tie_ends: int | None = None,
+    copies: int = 1,
+) -> MemoryEstimate:
+    """Refuse (ResourceError, exit 2) a run whose estimate exceeds the limit; `copies` runs
+    at once (a sweep's workers) each need their own."""
+    est = estimate_memory(scenario, n, tie_ends)
+    limit, source = memory_limit(max_memory)
+    need = est.total * max(1, copies)
+    if need > limit:
+        each = f" x {copies} workers" if copies > 1 else ""
+        raise ResourceError(
+            f"memory: {scenario.name!r} needs {est.describe()}{each}, more than the "
+            f"{format_bytes(limit)} limit ({source}); make the population or network smaller, "
+            f"or raise the limit with --max-memory (e.g. --max-memory {_suggest(need)})"
+        )
+    return est
+
+
+def _suggest(need: int) -> str:
+    return f"{math.ceil(need / 1e9)}G"

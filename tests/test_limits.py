@@ -1,0 +1,142 @@
+"""Size before allocation: the memory estimate bounds a measured peak, and a scenario that
+cannot fit is refused at once, before anything is built."""
+
+import json
+import subprocess
+import sys
+import textwrap
+import time
+
+import pytest
+
+from nudgesim import Scenario
+from nudgesim.errors import ResourceError, UsageError
+from nudgesim.limits import (
+    check_memory,
+    estimate_memory,
+    expected_tie_ends,
+    format_bytes,
+    parse_size,
+)
+
+
+@pytest.mark.parametrize(
+    "text, size",
+    [("8G", 8_000_000_000), ("500 MB", 500_000_000), ("1.5GiB", 1.5 * 2**30), ("2k", 2000),
+     ("123456", 123456), (4096, 4096), ("1T", 10**12)],
+)
+def test_sizes_are_read_with_units(text, size):
+    assert parse_size(text) == int(size)
+
+
+@pytest.mark.parametrize("text", ["", "lots", "-1G", "0", "nanG", "1e999", "8X"])
+def test_a_bad_size_is_a_usage_error_naming_the_option(text):
+    with pytest.raises(UsageError, match="--max-memory"):
+        parse_size(text)
+
+
+def _scenario(n, network, steps=52, wards=1):
+    return Scenario.from_dict(
+        {"steps": steps, "population": {"size": n, "wards": wards}, "network": network}
+    )
+
+
+@pytest.mark.parametrize(
+    "network, ends",
+    [
+        ({"kind": "watts_strogatz", "k": 10}, 10_000),
+        ({"kind": "erdos_renyi", "mean_degree": 6.0}, 6_000),
+        ({"kind": "barabasi_albert", "m": 3}, 2 * 3 * 997),
+        ({"kind": "complete"}, 1000 * 999),
+        ({"kind": "ward_clustered", "mean_degree_in": 8.0, "mean_degree_out": 2.0}, 10_000),
+    ],
+)
+def test_expected_tie_ends_follow_each_generator(network, ends):
+    sc = _scenario(1000, network, wards=4)
+    assert expected_tie_ends(sc, 1000) == ends
+
+
+def test_ward_clustered_with_probabilities_counts_pairs_inside_and_across_wards():
+    sc = _scenario(100, {"kind": "ward_clustered", "p_in": 0.5, "p_out": 0.1}, wards=2)
+    inside = 2 * 50 * 49  # ordered pairs within the two wards
+    across = 100 * 100 - 2 * 50 * 50
+    assert expected_tie_ends(sc, 100) == pytest.approx(0.5 * inside + 0.1 * across, abs=1)
+
+
+def test_measured_peak_lies_under_the_estimate_and_within_twice_of_it():
+    """A fresh process runs 10^5 residents on a small world; its peak above the imported
+    baseline (VmHWM) must not exceed the estimate, and the estimate must not be more than
+    twice the peak (else the check would refuse runs that fit)."""
+    code = textwrap.dedent(
+        """
+        import json, nudgesim as ns
+        ns.simulate(ns.Scenario.from_dict({"steps": 2, "population": {"size": 200}}))
+        def status(key):
+            for line in open("/proc/self/status"):
+                if line.startswith(key):
+                    return int(line.split()[1]) * 1024
+        base = status("VmRSS")
+        open("/proc/self/clear_refs", "w").write("5")  # reset the peak
+        sc = ns.Scenario.from_dict({"steps": 20, "population": {"size": 100000, "wards": 8},
+            "network": {"kind": "watts_strogatz", "k": 12},
+            "nudges": [{"kind": "reminder", "every": 1}]})
+        ns.simulate(sc)
+        print(json.dumps(status("VmHWM") - base))
+        """
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    peak = json.loads(out.stdout.strip().splitlines()[-1])
+    sc = Scenario.from_dict(
+        {"steps": 20, "population": {"size": 100000, "wards": 8},
+         "network": {"kind": "watts_strogatz", "k": 12}}
+    )
+    est = estimate_memory(sc).total
+    assert peak <= est <= 2 * peak, (format_bytes(peak), format_bytes(est))
+
+
+@pytest.mark.parametrize(
+    "population, network, steps",
+    [
+        ({"size": 10**9}, {"kind": "watts_strogatz"}, 52),
+        ({"size": 10**8}, {"kind": "erdos_renyi", "mean_degree": 10.0}, 52),
+        ({"size": 20_000}, {"kind": "complete"}, 52),
+    ],
+)
+def test_a_run_that_cannot_fit_is_refused_at_once_with_estimate_and_limit(
+    population, network, steps
+):
+    sc = Scenario.from_dict({"steps": steps, "population": population, "network": network})
+    t0 = time.perf_counter()
+    with pytest.raises(ResourceError) as err:
+        check_memory(sc, "4G")
+    assert time.perf_counter() - t0 < 1.0  # nothing was built
+    msg = str(err.value)
+    assert msg.startswith("memory: ") and "4.0 GB limit (--max-memory)" in msg
+    assert "\n" not in msg
+
+
+def test_the_limit_comes_from_the_environment_when_no_option_is_given(monkeypatch):
+    sc = _scenario(100_000, {"kind": "watts_strogatz", "k": 10})
+    monkeypatch.setenv("NUDGESIM_MAX_MEMORY", "10M")
+    with pytest.raises(ResourceError, match="NUDGESIM_MAX_MEMORY"):
+        check_memory(sc)
+    monkeypatch.setenv("NUDGESIM_MAX_MEMORY", "2G")
+    assert check_memory(sc).total < 2e9
+
+
+def test_workers_each_need_their_own_copy():
+    sc = _scenario(200_000, {"kind": "watts_strogatz", "k": 10})
+    one = estimate_memory(sc).total
+    check_memory(sc, one + 1)
+    with pytest.raises(ResourceError, match="x 4 workers"):
+        check_memory(sc, one + 1, copies=4)
+
+
+def test_graph_files_are_costed_by_their_size(tmp_path):
+    path = tmp_path / "g.edgelist"
+    path.write_text("".join(f"{i} {i + 1}\n" for i in range(10_000)))
+    sc = Scenario.from_dict(
+        {"population": {}, "network": {"kind": "file", "path": str(path)}}
+    )
+    est = estimate_memory(sc)
+    assert est.parts["graph file"] == 48 * path.stat().st_size
