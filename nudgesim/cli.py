@@ -10,10 +10,11 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+import warnings
 from pathlib import Path
 
 from .errors import UsageError, UserError
-from .scenario import Scenario
+from .scenario import Scenario, ScenarioWarning
 
 DEFAULT_SCENARIO = "experiments/scenarios/borough.toml"
 
@@ -41,6 +42,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     sc = load_scenario(args.scenario, args.seed, args.steps)
     out = Path(args.out) if args.out else Path("results") / sc.name
+    if args.out and out.exists() and not out.is_dir():  # say so before a run is spent
+        raise UsageError(f"--out: {out} is an existing file; allowed: a folder (new or existing)")
     t0 = time.perf_counter()
     res = simulate(sc)
     elapsed = time.perf_counter() - t0
@@ -60,8 +63,20 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
+    """Check what a run would check: the scenario, the residents CSV and graph file it names
+    (read and built exactly as the run does: residents, ties, initial adopters, nudges'
+    targets) and, with --menu, every option of a planning menu. No step is simulated."""
+    from .engine import Engine
+
     sc = load_scenario(args.scenario)
-    print(f"{args.scenario}: valid ({sc.name}, {len(sc.nudges)} nudges, {sc.steps} steps)")
+    engine = Engine(sc)
+    print(f"{args.scenario}: valid ({sc.name}, {len(sc.nudges)} nudges, {sc.steps} steps, "
+          f"{engine.n:,} residents, {engine.network.n_ties:,} ties)")
+    if args.menu:
+        from .planning import Menu
+
+        options = Menu.from_toml(args.menu).check(sc)
+        print(f"{args.menu}: valid ({options} options)")
     return 0
 
 
@@ -77,8 +92,11 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--no-plot", action="store_true", help="skip adoption.png")
     run.set_defaults(func=cmd_run)
 
-    val = sub.add_parser("validate", help="check a scenario file and explain any problem")
+    val = sub.add_parser(
+        "validate", help="check a scenario (and the files it names) and explain any problem"
+    )
     val.add_argument("scenario")
+    val.add_argument("--menu", help="also check every option of this planning menu TOML")
     val.set_defaults(func=cmd_validate)
 
     for name, help_text in DELEGATED.items():
@@ -123,6 +141,17 @@ def _delegate(name: str):
     return run
 
 
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """Scenario warnings as one line for people; other warnings keep their usual form."""
+    if issubclass(category, ScenarioWarning):
+        print(f"nudgesim: warning: {message}", file=sys.stderr)
+    else:
+        _DEFAULT_SHOW(message, category, filename, lineno, file, line)
+
+
+_DEFAULT_SHOW = warnings.showwarning
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     if argv and argv[0] in DELEGATED:  # pass everything, --help included, to the module
@@ -130,7 +159,10 @@ def main(argv: list[str] | None = None) -> int:
     else:
         args = build_parser().parse_args(argv)
     try:
-        return args.func(args)
+        with warnings.catch_warnings():
+            warnings.showwarning = _show_warning
+            warnings.simplefilter("default", ScenarioWarning)  # once per place and message
+            return args.func(args)
     except UserError as err:
         print(f"nudgesim: error: {err}", file=sys.stderr)
         return 2

@@ -79,6 +79,9 @@ class Engine:
         self.streams = Streams(scenario.seed)
         spec = scenario.network
         csv = scenario.resolve(scenario.population.csv) if scenario.population.csv else None
+        # the rule's threshold distribution replaces population.threshold; per-resident
+        # thresholds (CSV column, node attribute) override both (build_population warns)
+        threshold = getattr(self.rule, "threshold", None) if self.rule.kind == "threshold" else None
         if graph is None and spec.kind == "file":
             graph = netmod.read_graph_file(scenario.resolve(spec.path), spec.format, spec.weight)
         if graph is not None:
@@ -90,18 +93,17 @@ class Engine:
                 ids=list(graph.nodes),
                 node_attributes=_node_attributes(graph),
                 csv_path=csv,
+                threshold=threshold,
             )
         else:
-            self.population = build_population(scenario.population, self.streams, csv_path=csv)
+            self.population = build_population(
+                scenario.population, self.streams, csv_path=csv, threshold=threshold
+            )
             self.network = netmod.build_network(
                 spec, self.population.ward, self.streams.generator("network")
             )
         pop = self.population
-        if self.rule.kind == "threshold" and self.rule.threshold is not None:
-            pop.threshold = self.rule.threshold.sample(
-                self.streams.generator("trait:threshold"), pop.n
-            )
-        elif self.rule.kind != "threshold":  # only the threshold rule reads thresholds:
+        if self.rule.kind != "threshold":  # only the threshold rule reads thresholds:
             pop.threshold = np.broadcast_to(np.float64(np.nan), (pop.n,))  # no n-sized array
         # compiled hot path (kernels.py) unless numba is missing or NUDGESIM_NUMBA=0;
         # both paths give bit-identical results

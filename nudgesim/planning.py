@@ -18,7 +18,6 @@ import itertools
 import json
 import math
 import re
-import tomllib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,14 +25,14 @@ from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, Field, ValidationError
 from scipy import optimize, stats
 
 from .engine import Engine
 from .parallel import Executor, map_runs
 from .result import write_atomic
 from .rng import Streams
-from .scenario import Scenario, ScenarioError
+from .scenario import Scenario, ScenarioError, _Spec, explain, load_toml_text, plain
 
 LEVEL = 0.95  # confidence level of every interval reported here (convention)
 BOOTSTRAP = 2000  # resamples for ratio intervals (assumption: enough for 2.5/97.5 percentiles)
@@ -736,8 +735,9 @@ def _observation_sd(target: Any, observed: np.ndarray) -> np.ndarray | None:
 # ---------------------------------------------------------------------------------------
 
 
-class _MenuSpec(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class _MenuSpec(_Spec):
+    """Menus follow the scenario's rules: unknown fields, non-finite floats and control
+    characters are refused."""
 
 
 class MenuItem(_MenuSpec):
@@ -771,31 +771,74 @@ class Menu(_MenuSpec):
     @classmethod
     def from_toml(cls, path: str | Path) -> Menu:
         try:
-            data = tomllib.loads(Path(path).read_text(encoding="utf-8"))
+            text = Path(path).read_text(encoding="utf-8")
         except FileNotFoundError:
             raise ScenarioError(f"menu file not found: {path}") from None
-        except tomllib.TOMLDecodeError as err:
-            raise ScenarioError(f"{path}: malformed TOML: {err}") from None
+        except (OSError, UnicodeDecodeError) as err:
+            raise ScenarioError(f"cannot read menu file {path}: {err}") from None
+        try:
+            data = load_toml_text(text)
+        except ScenarioError as err:
+            raise ScenarioError(f"{path}: {err}") from None
         return cls.from_dict(data, str(path))
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], where: str = "menu") -> Menu:
+        """A validated menu; errors name the field (`items[2].levels.reach`), the value and
+        what is allowed, on the first line."""
         try:
             menu = cls.model_validate(data)
         except ValidationError as err:
-            lines = [f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in
-                     err.errors(include_url=False)]
-            raise ScenarioError(f"{where}: invalid menu:\n  " + "\n  ".join(lines[:8])) from None
+            raise ScenarioError(f"{where}: {explain(err, Menu)}") from None
         for i, item in enumerate(menu.items):
+            for key, values in item.levels.items():
+                field_name = f"{where}: items[{i}].levels.{key}"
+                if not values:
+                    raise ScenarioError(f"{field_name}: no values; allowed: one or more")
+                shown = [json.dumps(v, sort_keys=True) for v in values]
+                if len(set(shown)) != len(shown):
+                    raise ScenarioError(
+                        f"{field_name}: {plain(values)} repeats a value; allowed: each value once")
+                try:
+                    set_path(json.loads(json.dumps(item.nudge)), key, values[0])
+                except ScenarioError:
+                    raise ScenarioError(
+                        f"{field_name}: {key!r} is not a field of this nudge (its parts must "
+                        "exist in items.nudge); allowed: e.g. 'reach' or 'targeting.count'"
+                    ) from None
             for key, names in item.level_labels.items():
                 if key not in item.levels or len(names) != len(item.levels[key]):
                     raise ScenarioError(
                         f"{where}: items[{i}].level_labels.{key}: needs one name per value of "
                         f"levels.{key} ({item.levels.get(key)}), got {names}")
+                if len(set(names)) != len(names):
+                    raise ScenarioError(f"{where}: items[{i}].level_labels.{key}: {names} "
+                                        "repeats a name; allowed: each name once")
         labels = [i.label for i in menu.items]
         if len(set(labels)) != len(labels):
             raise ScenarioError(f"{where}: items.label must be unique, got {labels}")
         return menu
+
+    def check(self, scenario: Scenario) -> int:
+        """Validate every option as a nudge of `scenario` (before any run is spent on it);
+        returns the number of options. Errors name the menu item's field."""
+        data = scenario.to_dict()
+        committed = list(data.get("nudges", [])) if self.keep_scenario_nudges else []
+        count = 0
+        for i, opts in enumerate(self.options()):
+            for name, spec in opts:
+                try:
+                    Scenario.from_dict(data | {"nudges": [*committed, spec]}, scenario.base_dir)
+                except ScenarioError as err:
+                    text = str(err)
+                    own = f"nudges[{len(committed)}]"
+                    if text.startswith(own):
+                        text = f"items[{i}].nudge{text.removeprefix(own)}"
+                    else:
+                        text = f"items[{i}]: {text}"
+                    raise ScenarioError(f"{text} (menu option {name!r})") from None
+                count += 1
+        return count
 
     def options(self) -> list[list[tuple[str, dict[str, Any]]]]:
         """Per item: its options as (name, nudge spec); every level combination is one."""
@@ -875,18 +918,15 @@ def plan(
     """
     if target not in TARGETS:
         raise ScenarioError(f"target: {target!r} is not allowed; allowed: {', '.join(TARGETS)}")
-    if not budget > 0:
-        raise ScenarioError(f"budget: {budget} is not allowed; allowed: a positive amount of £")
+    if not (budget > 0 and math.isfinite(budget)):
+        raise ScenarioError(
+            f"budget: {plain(budget)} is not allowed; allowed: a positive, finite amount of £")
+    menu.check(scenario)  # every option valid before any run is spent
     data = scenario.to_dict()
     committed = list(data.get("nudges", [])) if menu.keep_scenario_nudges else []
     base = Scenario.from_dict(data | {"nudges": committed}, scenario.base_dir)
     options = menu.options()
     flat = [(i, name, spec) for i, opts in enumerate(options) for name, spec in opts]
-    for i, name, spec in flat:
-        try:
-            Scenario.from_dict(data | {"nudges": [*committed, spec]}, scenario.base_dir)
-        except ScenarioError as err:
-            raise ScenarioError(f"menu item {menu.items[i].label!r} ({name}): {err}") from None
     run_kw = {"executor": executor, "workers": workers, "scheduler": scheduler}
 
     # 1. screen each option alone

@@ -5,6 +5,7 @@ Never per-agent objects on the hot path; the Mesa agents (``model.py``) read the
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -12,9 +13,16 @@ import numpy as np
 import pandas as pd
 
 from .rng import Streams
-from .scenario import PopulationSpec, ScenarioError
+from .scenario import (
+    TRAIT_RANGES,
+    PopulationSpec,
+    ScenarioError,
+    ScenarioWarning,
+    describe_range,
+    plain,
+)
 
-TRAITS = ("attitude", "habit", "cost", "susceptibility", "threshold")
+TRAITS = tuple(TRAIT_RANGES)  # attitude, habit, cost, susceptibility, threshold
 
 
 @dataclass
@@ -85,6 +93,58 @@ def _ward_from_labels(labels: pd.Series | list, names: list[str], where: str) ->
     return out
 
 
+def _read_csv(csv_path: Any) -> pd.DataFrame:
+    """The residents table, refused when unreadable, oddly shaped or with duplicate ids."""
+    try:
+        table = pd.read_csv(csv_path)
+    except FileNotFoundError:
+        raise ScenarioError(f"population.csv: file not found: {csv_path}") from None
+    except Exception as err:  # pandas raises many kinds; all mean "not a readable CSV"
+        one_line = " ".join(str(err).split())
+        raise ScenarioError(f"population.csv: cannot read {csv_path}: {one_line}") from None
+    allowed = {"id", "ward", *TRAITS}
+    unknown = sorted(set(map(str, table.columns)) - allowed)
+    if unknown:
+        raise ScenarioError(
+            f"population.csv: unknown column(s) {unknown}; allowed: {sorted(allowed)}"
+        )
+    if table.empty:
+        raise ScenarioError(f"population.csv: {csv_path} has no rows; allowed: one per resident")
+    if "id" in table:
+        keys = table["id"].astype(str)
+        dup = list(dict.fromkeys(keys[keys.duplicated()]))
+        if dup:
+            raise ScenarioError(
+                f"population.csv: duplicate id(s) {dup[:10]}{'…' if len(dup) > 10 else ''} "
+                f"in {csv_path}; allowed: each id once"
+            )
+    return table
+
+
+def _trait_values(values: Any, name: str, source: str, ids: list[Any] | None) -> np.ndarray:
+    """Per-resident values of a trait (CSV column or node attribute), held to the trait's
+    range: the same rule as for the scenario's distributions."""
+    try:
+        x = np.asarray(values, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise ScenarioError(f"{source}: values must be numbers") from None
+    lo, hi = TRAIT_RANGES[name]
+    bad = ~np.isfinite(x)
+    if lo is not None:
+        bad |= x < lo
+    if hi is not None:
+        bad |= x > hi
+    if bad.any():
+        i = int(np.flatnonzero(bad)[0])
+        who = ids[i] if ids is not None else i
+        raise ScenarioError(
+            f"{source}: {plain(x[i])} for resident {who!r} is not allowed; allowed: "
+            f"{'finite ' if lo is None and hi is None else ''}values in {describe_range(lo, hi)}"
+            f"{'' if np.isfinite(x[i]) else ' (missing or not finite)'}"
+        )
+    return x
+
+
 def build_population(
     spec: PopulationSpec,
     streams: Streams,
@@ -93,26 +153,19 @@ def build_population(
     ids: list[Any] | None = None,
     node_attributes: dict[str, list[Any]] | None = None,
     csv_path: Any = None,
+    threshold: Any = None,
 ) -> Population:
     """Draw every trait from its own named stream (changing one leaves the others alone).
 
-    `n`/`ids` come from a given graph; `node_attributes` (trait name → values in node order)
-    and the CSV's columns override the distributions.
+    `n`/`ids` come from a given graph. Precedence, most specific first: a residents CSV
+    column, then the graph's node attribute, then `threshold` (the rule's distribution),
+    then the population's distribution. A warning says when an explicitly written source
+    is overridden, since both were given and only one is used.
     """
     overrides: dict[str, Any] = dict(node_attributes or {})
+    source = {k: f"graph node attribute {k!r}" for k in overrides}
     if csv_path is not None:
-        try:
-            table = pd.read_csv(csv_path)
-        except FileNotFoundError:
-            raise ScenarioError(f"population.csv: file not found: {csv_path}") from None
-        except Exception as err:  # pandas raises many kinds; all mean "not a readable CSV"
-            raise ScenarioError(f"population.csv: cannot read {csv_path}: {err}") from None
-        allowed = {"id", "ward", *TRAITS}
-        unknown = sorted(set(table.columns) - allowed)
-        if unknown:
-            raise ScenarioError(
-                f"population.csv: unknown column(s) {unknown}; allowed: {sorted(allowed)}"
-            )
+        table = _read_csv(csv_path)
         if n is not None and len(table) != n:
             raise ScenarioError(
                 f"population.csv: {len(table)} rows but the graph has {n} residents"
@@ -120,26 +173,32 @@ def build_population(
         if "id" in table and ids is not None:  # align rows to the graph's node order
             by_id = {str(v): k for k, v in enumerate(table["id"].tolist())}
             missing = [v for v in ids if str(v) not in by_id]
-            if missing or len(by_id) != len(table):
+            if missing:
                 raise ScenarioError(
                     "population.csv: the id column must list every graph node once; "
-                    f"missing e.g. {missing[:3]}" if missing else
-                    "population.csv: duplicate ids in the id column"
+                    f"missing e.g. {missing[:3]}"
                 )
             table = table.iloc[[by_id[str(v)] for v in ids]].reset_index(drop=True)
         elif "id" in table:
             ids = table["id"].tolist()
         for col in table.columns:
-            if col != "id":
-                overrides[col] = table[col].tolist()
+            if col == "id":
+                continue
+            if col in source:
+                _warn(f"population.csv: column {col!r} overrides the {source[col]}")
+            overrides[col] = table[col].tolist()
+            source[col] = f"population.csv column {col!r}"
         n = len(table)
     if n is None:
         n = spec.size
     if n is None:
-        if isinstance(spec.wards, list):
+        if isinstance(spec.wards, list) and spec.wards[0].size is not None:
             n = sum(w.size for w in spec.wards)
         else:
-            raise ScenarioError("population.size: required (no graph, csv or ward sizes)")
+            raise ScenarioError(
+                "population.size: required when there is no residents csv, graph or ward "
+                "sizes; allowed: a whole number >= 1"
+            )
     if spec.size is not None and spec.size != n:
         raise ScenarioError(
             f"population.size: {spec.size} but the graph/csv has {n} residents; "
@@ -153,29 +212,30 @@ def build_population(
             names = spec.ward_names()
         else:
             names = list(dict.fromkeys(str(v) for v in labels))  # order of first appearance
-        ward = _ward_from_labels(labels, names, "population ward column/attribute")
+        ward = _ward_from_labels(labels, names, source["ward"])
         baseline = np.full(len(names), np.nan)
         if isinstance(spec.wards, list):
             baseline = np.array([np.nan if w.baseline is None else w.baseline for w in spec.wards])
 
     traits: dict[str, np.ndarray] = {}
     for name in TRAITS:
+        written = [f"population.{name}"] if name in spec.model_fields_set else []
+        if name == "threshold" and threshold is not None:
+            if written:
+                _warn("population.threshold: rule.threshold overrides it")
+            written = ["rule.threshold"]
         if name in overrides:
-            try:
-                values = np.asarray(overrides[name], dtype=np.float64)
-            except (TypeError, ValueError):
-                raise ScenarioError(f"population: {name} values must be numbers") from None
-            if np.isnan(values).any():
-                raise ScenarioError(f"population: {name} has missing values")
-            traits[name] = values
+            for field_name in written:
+                _warn(f"{field_name}: the {source[name]} overrides it (per-resident data wins)")
+            traits[name] = _trait_values(overrides[name], name, source[name], ids)
         else:
-            traits[name] = getattr(spec, name).sample(streams.generator(f"trait:{name}"), n)
-    for name in ("habit", "cost", "threshold"):
-        bad = (traits[name] < 0) | (traits[name] > 1)
-        if bad.any():
-            raise ScenarioError(
-                f"population.{name}: values must be in [0, 1], got {traits[name][bad][0]!r}"
-            )
+            dist = threshold if name == "threshold" and threshold is not None else getattr(spec, name)
+            traits[name] = dist.sample(streams.generator(f"trait:{name}"), n)
     return Population(
         ward=ward, ward_names=list(names), ids=ids, ward_baseline=baseline, **traits
     )
+
+
+def _warn(message: str) -> None:
+    """One line naming the field that is given twice; the run uses the documented winner."""
+    warnings.warn(message, ScenarioWarning, stacklevel=3)

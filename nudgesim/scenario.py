@@ -8,6 +8,8 @@ field, the bad value and what is allowed, so the CLI can print it without a trac
 
 from __future__ import annotations
 
+import math
+import re
 import tomllib
 import types
 import typing
@@ -24,16 +26,49 @@ from pydantic import (
     PlainSerializer,
     PrivateAttr,
     ValidationError,
+    ValidationInfo,
+    field_validator,
     model_validator,
 )
 
 from .errors import ScenarioError  # re-exported: `from .scenario import ScenarioError`
 
+#: Longest run a scenario may ask for. Every step adds a row per ward to the records and
+#: a column to the contact-stamp book, and 100,000 weekly steps are already ~1,900 years:
+#: larger values are typos (or 2**63 - 1), not campaigns.
+MAX_STEPS = 100_000
+#: Largest seed: seeds are stored as signed 64-bit integers in result tables.
+MAX_SEED = 2**63 - 1
+#: Control characters (NUL, escape, ...) have no place in names, labels, units or paths:
+#: they break file names and terminals. Free text (description) may hold tabs and newlines.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+_CONTROL_IN_TEXT = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+_FREE_TEXT = {"description", "source"}
+
+
+class ScenarioWarning(UserWarning):
+    """Input that runs but probably does not say what the user meant (e.g. two sources of
+    one trait, where the documented precedence picks one)."""
+
 
 class _Spec(BaseModel):
-    """Base of every scenario part: unknown fields are errors (they are usually typos)."""
+    """Base of every scenario part (and of menus): unknown fields are errors (they are usually
+    typos), every float must be finite (NaN or infinity would run and report nonsense) and
+    no text may hold control characters. Set here once so that no field can forget it."""
 
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
+
+    @field_validator("*", mode="after", check_fields=False)
+    @classmethod
+    def _printable(cls, value: Any, info: ValidationInfo) -> Any:
+        texts = value if isinstance(value, list) else [value]
+        pattern = _CONTROL_IN_TEXT if info.field_name in _FREE_TEXT else _CONTROL
+        for text in texts:
+            if isinstance(text, str) and (bad := pattern.search(text)):
+                raise ValueError(
+                    f"control character {bad.group()!r} is not allowed; allowed: printable text"
+                )
+        return value
 
 
 Probability = Annotated[float, Field(ge=0.0, le=1.0)]
@@ -56,6 +91,9 @@ class Fixed(_Spec):
     dist: Literal["fixed"] = "fixed"
     value: float
 
+    def support(self) -> tuple[float, float]:
+        return self.value, self.value
+
     def sample(self, rng: np.random.Generator, size: int) -> np.ndarray:
         return np.full(size, self.value, dtype=np.float64)
 
@@ -73,27 +111,43 @@ class Uniform(_Spec):
             raise ValueError(f"high ({self.high}) must be >= low ({self.low})")
         return self
 
+    def support(self) -> tuple[float, float]:
+        return self.low, self.high
+
     def sample(self, rng: np.random.Generator, size: int) -> np.ndarray:
         return rng.uniform(self.low, self.high, size)
 
 
 class Normal(_Spec):
-    """Normal(mean, sd) clipped to [low, high] (clipping, not truncation: simple and stated)."""
+    """Normal(mean, sd) clipped to [low, high] (clipping, not truncation: simple and stated).
+
+    A bound left out means unbounded on that side: infinity is not a number users may write
+    (every float is finite), so "no bound" is the absence of one.
+    """
 
     dist: Literal["normal"] = "normal"
     mean: float = 0.0
     sd: NonNegative = 1.0
-    low: float = -np.inf
-    high: float = np.inf
+    low: float | None = Field(None, description="lower clip; none = unbounded")
+    high: float | None = Field(None, description="upper clip; none = unbounded")
 
     @model_validator(mode="after")
     def _ordered(self) -> Normal:
-        if self.high < self.low:
+        if self.low is not None and self.high is not None and self.high < self.low:
             raise ValueError(f"high ({self.high}) must be >= low ({self.low})")
         return self
 
+    def support(self) -> tuple[float, float]:
+        lo = -math.inf if self.low is None else self.low
+        hi = math.inf if self.high is None else self.high
+        if self.sd == 0.0:  # every draw is the mean, clipped
+            return min(max(self.mean, lo), hi), min(max(self.mean, lo), hi)
+        return lo, hi
+
     def sample(self, rng: np.random.Generator, size: int) -> np.ndarray:
-        return np.clip(rng.normal(self.mean, self.sd, size), self.low, self.high)
+        lo = -np.inf if self.low is None else self.low
+        hi = np.inf if self.high is None else self.high
+        return np.clip(rng.normal(self.mean, self.sd, size), lo, hi)
 
 
 class Beta(_Spec):
@@ -111,6 +165,9 @@ class Beta(_Spec):
             raise ValueError(f"high ({self.high}) must be >= low ({self.low})")
         return self
 
+    def support(self) -> tuple[float, float]:
+        return self.low, self.high
+
     def sample(self, rng: np.random.Generator, size: int) -> np.ndarray:
         return self.low + (self.high - self.low) * rng.beta(self.a, self.b, size)
 
@@ -127,6 +184,49 @@ Distribution = Annotated[
     Field(discriminator="dist"),
     BeforeValidator(_number_is_fixed),
 ]
+
+#: Allowed values of each resident trait wherever it is written (a distribution under
+#: [population], rule.threshold, a residents CSV column, a graph node attribute): one rule
+#: per quantity. None = unbounded on that side. Habit, cost and threshold are shares;
+#: susceptibility multiplies social influence (a negative one would invert it).
+TRAIT_RANGES: dict[str, tuple[float | None, float | None]] = {
+    "attitude": (None, None),
+    "habit": (0.0, 1.0),
+    "cost": (0.0, 1.0),
+    "susceptibility": (0.0, None),
+    "threshold": (0.0, 1.0),
+}
+#: Tie weights: finite and non-negative, as the network checks for graph files.
+WEIGHT_RANGE: tuple[float | None, float | None] = (0.0, None)
+
+
+def describe_range(lo: float | None, hi: float | None) -> str:
+    """'[0, 1]', '>= 0' or 'any finite number', for messages."""
+    if lo is not None and hi is not None:
+        return f"[{lo:g}, {hi:g}]"
+    if lo is not None:
+        return f">= {lo:g}"
+    if hi is not None:
+        return f"<= {hi:g}"
+    return "any finite number"
+
+
+def check_support(dist: Any, allowed: tuple[float | None, float | None]) -> Any:
+    """Refuse a distribution whose values can leave the allowed range: the same rule as for
+    sampled values, applied before sampling so it holds wherever the quantity is written."""
+    if dist is None:
+        return dist
+    lo, hi = dist.support()
+    a, b = allowed
+    if (a is not None and lo < a) or (b is not None and hi > b):
+        shown = ", ".join(f"{k}={v}" for k, v in dist.model_dump(exclude_none=True).items()
+                          if k != "dist")
+        gives = (f"gives values in [{lo:g}, {hi:g}]" if math.isfinite(lo) and math.isfinite(hi)
+                 else "is unbounded (give low and high to clip it)")
+        raise ValueError(
+            f"{dist.dist}({shown}) {gives}; allowed: values in {describe_range(a, b)}"
+        )
+    return dist
 
 # ---------------------------------------------------------------------------------------
 # Population
@@ -180,6 +280,11 @@ class PopulationSpec(_Spec):
         description="adoption threshold for the threshold rule (assumption)",
     )
 
+    @field_validator(*TRAIT_RANGES, mode="after")
+    @classmethod
+    def _in_range(cls, dist: Any, info: ValidationInfo) -> Any:
+        return check_support(dist, TRAIT_RANGES[info.field_name])
+
     @model_validator(mode="after")
     def _sizes_agree(self) -> PopulationSpec:
         if isinstance(self.wards, list):
@@ -213,6 +318,11 @@ class _NetworkBase(_Spec):
     weights: Distribution | None = Field(
         None, description="tie weight distribution; None means every tie weighs 1"
     )
+
+    @field_validator("weights", mode="after")
+    @classmethod
+    def _non_negative(cls, dist: Any) -> Any:
+        return check_support(dist, WEIGHT_RANGE)
 
 
 class WattsStrogatz(_NetworkBase):
@@ -290,9 +400,16 @@ class ThresholdRule(_Spec):
 
     kind: Literal["threshold"] = "threshold"
     threshold: Distribution | None = Field(
-        None, description="overrides population.threshold when given"
+        None,
+        description="overrides population.threshold when given (per-resident thresholds "
+        "from a residents CSV or graph node attributes override both)",
     )
     lapse: Probability = Field(0.0, description="weekly lapse probability; 0 = progressive")
+
+    @field_validator("threshold", mode="after")
+    @classmethod
+    def _in_range(cls, dist: Any) -> Any:
+        return check_support(dist, TRAIT_RANGES["threshold"])
 
 
 class BassRule(_Spec):
@@ -601,8 +718,10 @@ class Scenario(_Spec):
 
     name: str = "scenario"
     description: str = ""
-    seed: Annotated[int, Field(ge=0)] = 0
-    steps: Annotated[int, Field(ge=1)] = Field(52, description="number of steps to simulate")
+    seed: Annotated[int, Field(ge=0, le=MAX_SEED)] = 0
+    steps: Annotated[int, Field(ge=1, le=MAX_STEPS)] = Field(
+        52, description=f"number of steps to simulate (at most {MAX_STEPS:,})"
+    )
     step_unit: str = "week"
     population: PopulationSpec = Field(default_factory=lambda: PopulationSpec(size=1000))
     network: NetworkSpec = Field(default_factory=WattsStrogatz)
@@ -664,16 +783,14 @@ class Scenario(_Spec):
             sc = cls.model_validate(data)
         except ValidationError as err:
             raise ScenarioError(explain(err)) from None
+        except RecursionError:
+            raise ScenarioError(f"scenario: {TOO_DEEP}") from None
         sc._base_dir = Path(base_dir) if base_dir is not None else Path.cwd()
         return sc
 
     @classmethod
     def from_toml_str(cls, text: str, base_dir: Path | None = None) -> Scenario:
-        try:
-            data = tomllib.loads(text)
-        except tomllib.TOMLDecodeError as err:
-            raise ScenarioError(f"malformed TOML: {err}") from None
-        return cls.from_dict(data, base_dir)
+        return cls.from_dict(load_toml_text(text), base_dir)
 
     @classmethod
     def from_toml(cls, path: str | Path) -> Scenario:
@@ -695,7 +812,7 @@ class Scenario(_Spec):
         return _drop_none(self.model_dump(mode="json"))
 
     def to_toml(self) -> str:
-        return tomli_w.dumps(_finite(self.to_dict()))
+        return tomli_w.dumps(self.to_dict())
 
     def replace(self, **changes: Any) -> Scenario:
         """A validated copy with top-level fields changed (keeps the base folder)."""
@@ -712,15 +829,18 @@ def _drop_none(obj: Any) -> Any:
     return obj
 
 
-def _finite(obj: Any) -> Any:
-    """TOML has inf but JSON-mode dumps give strings for it; restore floats for tomli_w."""
-    if isinstance(obj, dict):
-        return {k: _finite(v) for k, v in obj.items()}
-    if isinstance(obj, list):
-        return [_finite(v) for v in obj]
-    if obj in ("inf", "-inf", "Infinity", "-Infinity"):
-        return float(obj.replace("inity", ""))
-    return obj
+TOO_DEEP = "nesting too deep (arrays or tables inside each other); allowed: a few levels"
+
+
+def load_toml_text(text: str) -> dict[str, Any]:
+    """tomllib.loads with every failure as one ScenarioError line (tomllib recurses once per
+    nesting level, so thousands of nested brackets end in RecursionError)."""
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as err:
+        raise ScenarioError(f"malformed TOML: {err}") from None
+    except RecursionError:
+        raise ScenarioError(f"malformed TOML: {TOO_DEEP}") from None
 
 
 # ---------------------------------------------------------------------------------------
@@ -728,9 +848,9 @@ def _finite(obj: Any) -> Any:
 # ---------------------------------------------------------------------------------------
 
 
-def _allowed_fields(loc: tuple) -> list[str]:
-    """Fields allowed at the model found by following `loc` from Scenario."""
-    model: Any = Scenario
+def _allowed_fields(loc: tuple, root: type[BaseModel] | None = None) -> list[str]:
+    """Fields allowed at the model found by following `loc` from `root` (the Scenario)."""
+    model: Any = root or Scenario
     for part in loc[:-1]:
         if isinstance(part, int):
             continue
@@ -775,33 +895,100 @@ def _union_member(tp: Any, tag: str) -> Any:
     return tp
 
 
-def _where(loc: tuple) -> str:
+#: Tags pydantic puts in an error's location for the members of a plain (undiscriminated)
+#: union, e.g. 'constrained-int' or 'list[WardSpec]': they are not field names.
+_MEMBER_TAG = re.compile(
+    r"(int|float|str|bool|none|constrained-\w+|(strict|lax)-\w+|function-.*|"
+    r"(list|dict|union|tuple|set)\[.*\])"
+)
+
+
+def _is_member_tag(part: Any) -> bool:
+    return isinstance(part, str) and _MEMBER_TAG.fullmatch(part) is not None
+
+
+def _where(loc: tuple, root: type[BaseModel] | None = None) -> str:
+    """The dotted field path of an error location, without union tags: they repeat what the
+    kind/dist field (or the value) already says. Tags are told from fields by following the
+    models from `root`, since a tag can share a field's name ('threshold')."""
     out = ""
+    model: Any = root or Scenario
     for part in loc:
         if isinstance(part, int):
             out += f"[{part}]"
-        elif part in NUDGE_KINDS or part in (
-            "watts_strogatz", "barabasi_albert", "erdos_renyi", "ward_clustered", "complete",
-            "file", "threshold", "bass", "independent_cascade", "logistic",
-            "fixed", "uniform", "normal", "beta", "int", "float", "list[union[int,str]]",
-        ):
-            continue  # union tags repeat what the kind/dist field already says
-        elif "[" in str(part) or "function-" in str(part):
             continue
-        else:
+        m = _unwrap(model)
+        if isinstance(m, type) and issubclass(m, BaseModel) and part in m.model_fields:
+            out += ("." if out else "") + part
+            model = m.model_fields[part].annotation
+        elif _is_member_tag(part):
+            continue
+        elif (member := _union_member(model, part)) is not model:
+            model = member
+        else:  # past the models (an unknown field, a dict key): show as written
             out += ("." if out else "") + str(part)
+            model = None
     return out or "scenario"
 
 
-def explain(err: ValidationError) -> str:
-    """Turn pydantic's errors into lines naming field, bad value and what is allowed."""
-    lines = []
-    seen = set()
-    for e in err.errors(include_url=False):
-        where = _where(e["loc"])
+def _wrong_type(e: dict, depth: int) -> bool:
+    """The error says the input is not of this union member's type at all."""
+    kind = e["type"]
+    return len(e["loc"]) == depth and (
+        kind.endswith(("_type", "_parsing")) or kind in ("int_from_float", "finite_number")
+    )
+
+
+def _prune_unions(errors: list[dict], start: int = 0) -> list[dict]:
+    """A value that fits no member of a plain union gets one error per member; keep only the
+    members whose type the value has (a list given for `wards` is judged as a list, not also
+    as an int), or, when it has none of their types, one error listing what is allowed."""
+    out: list[dict] = []
+    groups: dict[tuple, list[tuple[int, dict]]] = {}
+    for e in errors:
+        loc = e["loc"]
+        k = next((j for j in range(start, len(loc)) if _is_member_tag(loc[j])), None)
+        if k is None:
+            out.append(e)
+        else:
+            groups.setdefault(loc[:k], []).append((k, e))
+    for prefix, items in groups.items():
+        members: dict[Any, list[dict]] = {}
+        for k, e in items:
+            members.setdefault(e["loc"][k], []).append(e)
+        fitting = [es for es in members.values()
+                   if not all(_wrong_type(e, len(prefix) + 1) for e in es)]
+        if fitting:
+            out.extend(_prune_unions([e for es in fitting for e in es], len(prefix) + 1))
+        else:
+            wanted = list(dict.fromkeys(
+                e["msg"].removeprefix("Input should be ").split(",")[0]
+                for es in members.values() for e in es))
+            out.append({"loc": prefix, "type": "union_mismatch", "input": items[0][1].get("input"),
+                        "msg": f"Input should be {' or '.join(wanted)}", "order": items[0][1]})
+    return out
+
+
+def plain(value: Any, limit: int = 60) -> str:
+    """A value as the user wrote it: numpy scalars as Python numbers, long values cut."""
+    if isinstance(value, np.generic):
+        value = value.item()
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def error_lines(err: ValidationError, root: type[BaseModel] | None = None) -> list[str]:
+    """One line per distinct problem: the field, the bad value and what is allowed."""
+    raw = err.errors(include_url=False)
+    order = {id(e): i for i, e in enumerate(raw)}
+    pruned = _prune_unions(raw)
+    pruned.sort(key=lambda e: order.get(id(e.get("order", e)), 0))
+    lines: list[str] = []
+    for e in pruned:
+        where = _where(e["loc"], root)
         value = e.get("input")
         if e["type"] == "extra_forbidden":
-            allowed = _allowed_fields(e["loc"])
+            allowed = _allowed_fields(e["loc"], root)
             msg = f"{where}: unknown field; allowed: {', '.join(allowed)}"
         elif e["type"] == "union_tag_invalid":
             ctx = e.get("ctx", {})
@@ -812,14 +999,22 @@ def explain(err: ValidationError) -> str:
         elif e["type"] == "union_tag_not_found":
             ctx = e.get("ctx", {})
             msg = f"{where}: missing {ctx.get('discriminator', 'kind')}"
+        elif e["type"] == "finite_number":
+            msg = f"{where}: {plain(value)} is not allowed; allowed: a finite number"
         else:
             text = e["msg"].removeprefix("Value error, ")
-            shown = "" if isinstance(value, (dict, list)) or "got" in text else f" (got {value!r})"
-            msg = text if where == "scenario" and ":" in text else f"{where}: {text}{shown}"
-        if msg not in seen:
-            seen.add(msg)
+            complete = "got" in text or "allowed:" in text  # our own messages say it all
+            shown = "" if isinstance(value, (dict, list)) or complete else f" (got {plain(value)})"
+            top = where == "scenario" and ":" in text  # a model-level message names its field
+            msg = text if top else f"{where}: {text}{shown}"
+        if msg not in lines:
             lines.append(msg)
-    # a value that fits no member of a plain union reports once per member: keep it short
-    return "invalid scenario:\n  " + "\n  ".join(lines[:8]) + (
-        f"\n  … and {len(lines) - 8} more" if len(lines) > 8 else ""
-    )
+    return lines
+
+
+def explain(err: ValidationError, root: type[BaseModel] | None = None) -> str:
+    """Pydantic's errors for people: the first line is the first problem (field, bad value,
+    what is allowed); any further problems follow, indented, a few at most."""
+    lines = error_lines(err, root)
+    more = f"\n  … and {len(lines) - 8} more" if len(lines) > 8 else ""
+    return lines[0] + "".join(f"\n  {line}" for line in lines[1:8]) + more

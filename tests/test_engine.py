@@ -56,8 +56,9 @@ def test_threshold_is_synchronous_like_ndlib():
 
 
 def test_threshold_with_lapse_one_drops_adopters_next_step():
-    sc = scenario(rule={"kind": "threshold", "threshold": 2.0, "lapse": 1.0}, initial_adopters=[0, 1])
-    res = ns.simulate(sc, graph=nx.path_graph(3))
+    # threshold 1 (the highest allowed): node 2 sees a share of 1/2 and never adopts
+    sc = scenario(rule={"kind": "threshold", "threshold": 1.0, "lapse": 1.0}, initial_adopters=[0, 1])
+    res = ns.simulate(sc, graph=nx.path_graph(4))
     assert adopters(res) == [2, 0, 0, 0, 0, 0, 0]
     assert res.timeseries["lapsed"].tolist()[1] == 2
 
