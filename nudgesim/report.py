@@ -5,18 +5,26 @@ Reads a results folder written by `nudgesim plan` (plan.json, plan.csv, curves.c
 wards.csv, scenario.toml) or by `nudgesim run` (summary.json, timeseries.parquet,
 by_ward.parquet, scenario.toml) and writes report.html (self-contained: images inlined
 as base64, no network) and report.md (images as PNG files beside it).
+
+Every string in those files may come from a user (names, labels, units, paths), so the
+document is built from plain-text spans: the HTML is rendered by a jinja2 template with
+autoescape on, the Markdown escapes its metacharacters, and plot labels escape `$` (which
+would otherwise start matplotlib mathtext).
 """
 
 from __future__ import annotations
 
 import argparse
 import base64
-import html
 import json
+import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from functools import cache
 from pathlib import Path
 from typing import Any
 
+import jinja2
 import matplotlib
 
 matplotlib.use("Agg")  # headless: reports are written on servers and in CI
@@ -27,6 +35,52 @@ from matplotlib.ticker import FuncFormatter  # noqa: E402
 
 from .result import save_figure, write_atomic  # noqa: E402
 from .scenario import Scenario, ScenarioError  # noqa: E402
+
+# ---------------------------------------------------------------------------------------
+# Text: plain-text spans, escaped by whoever writes them
+# ---------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Span:
+    """A run of text with an optional style ("em" or "strong").
+
+    Text is always plain text (often from a scenario, menu or results folder, so not to be
+    trusted): the HTML writer escapes it and the Markdown writer backslash-escapes it. Only
+    the style adds markup, and that markup is written by the writers themselves.
+    """
+
+    text: str
+    style: str = ""
+
+
+Inline = str | Span | Sequence[str | Span]
+
+
+def em(text: Any) -> Span:
+    return Span(str(text), "em")
+
+
+def strong(text: Any) -> Span:
+    return Span(str(text), "strong")
+
+
+def _spans(x: Inline | Any) -> tuple[Span, ...]:
+    """Flatten text, spans and (nested) sequences of them; anything else by its str()."""
+    if isinstance(x, Span):
+        return (x,)
+    if isinstance(x, str):
+        return (Span(x),)
+    if isinstance(x, Sequence):
+        return tuple(s for part in x for s in _spans(part))
+    return (Span(str(x)),)
+
+
+def plot_text(text: Any) -> str:
+    """Text for a matplotlib label, shown as written: a `$` would start mathtext, which
+    renders `$x^2$` as maths and fails the whole figure on `$\\foo$`."""
+    return str(text).replace("$", r"\$")
+
 
 # ---------------------------------------------------------------------------------------
 # Words
@@ -49,9 +103,10 @@ SHOWN = 10  # rows of the ranked table in the report (the rest are in plan.csv)
 INTERVAL_WORDS = (
     "Numbers in brackets are 95% intervals. They show how much the answer moves because "
     "of chance in the simulation (which households happen to act each week): re-running "
-    "with new random draws would land inside them about 95 times in 100. They do "
-    "<em>not</em> include doubt about the assumptions listed at the end; if those are "
-    "wrong, the numbers are wrong in ways no interval shows."
+    "with new random draws would land inside them about 95 times in 100. They do ",
+    em("not"),
+    " include doubt about the assumptions listed at the end; if those are "
+    "wrong, the numbers are wrong in ways no interval shows.",
 )
 
 
@@ -118,13 +173,13 @@ def scenario_words(sc: Scenario, initial: float | None, wards: pd.DataFrame | No
     who = (f"{size:,} households" if size else "the households") + f" in {len(names)} wards"
     parts = [f"The simulated area has {who}."]
     if sc.description:
-        parts.append(f"({html.escape(sc.description)}.)")
+        parts.append(f"({sc.description}.)")
     parts.append(network_words(sc))
     parts.append(rule_words(sc))
     if initial is not None:
         parts.append(f"At the start, {pct(initial)} of households take part.")
     parts.append(f"The simulation runs for {sc.steps} {sc.step_unit}s. Environmental impact "
-                 f"is counted as '{html.escape(sc.impact.unit)}': "
+                 f"is counted as '{sc.impact.unit}': "
                  f"{sc.impact.per_adopter_step:g} per household taking part per "
                  f"{sc.step_unit}.")
     return " ".join(parts)
@@ -188,9 +243,9 @@ def plot_curves(curves: pd.DataFrame, names: dict[str, str], sc: Scenario, path:
         c = curves[curves["scenario"] == key]
         ax.fill_between(c["step"], 100 * c["lo"], 100 * c["hi"], color=colours[i % 5], alpha=0.2,
                         lw=0)
-        ax.plot(c["step"], 100 * c["mean"], color=colours[i % 5], lw=2, label=label,
+        ax.plot(c["step"], 100 * c["mean"], color=colours[i % 5], lw=2, label=plot_text(label),
                 ls="--" if key == "baseline" else "-")
-    ax.set_xlabel(f"{sc.step_unit}s since the campaign began")
+    ax.set_xlabel(plot_text(f"{sc.step_unit}s since the campaign began"))
     ax.set_ylabel("households taking part (%)")
     ax.set_title(title, fontsize=10)
     ax.grid(alpha=0.3)
@@ -217,7 +272,7 @@ def plot_frontier(table: pd.DataFrame, meta: dict[str, Any], path: Path) -> Path
     ax.axvline(meta["budget"], color="black", ls=":", lw=1.5, label=f"budget {money(meta['budget'])}")
     ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"£{v:,.0f}"))
     ax.set_xlabel("expected cost of the campaign")
-    ax.set_ylabel(_target_axis(meta))
+    ax.set_ylabel(plot_text(_target_axis(meta)))
     ax.set_title("What each option buys: cost against result", fontsize=10)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, frameon=False, loc="lower right")
@@ -245,8 +300,9 @@ def plot_wards(wards: pd.DataFrame, names: dict[str, str], path: Path) -> Path:
     colours = ["#9e9e9e", "#1f77b4", "#ff7f0e"]
     for i, key in enumerate(keys):
         v = wards[wards["scenario"] == key].set_index("ward")["final_adoption"].reindex(order)
-        ax.barh(ypos + i * h, 100 * v, height=h, color=colours[i % 3], label=names[key])
-    ax.set_yticks(ypos + h * (len(keys) - 1) / 2, order, fontsize=8)
+        ax.barh(ypos + i * h, 100 * v, height=h, color=colours[i % 3],
+                label=plot_text(names[key]))
+    ax.set_yticks(ypos + h * (len(keys) - 1) / 2, [plot_text(w) for w in order], fontsize=8)
     ax.invert_yaxis()
     ax.set_xlabel("households taking part at the end (%)")
     ax.set_title("By ward, lowest first" + ("" if "run" in names else " (average of simulations)"),
@@ -264,105 +320,109 @@ def plot_wards(wards: pd.DataFrame, names: dict[str, str], path: Path) -> Path:
 
 @dataclass
 class Doc:
-    title: str
-    blocks: list[tuple[str, Any]] = field(default_factory=list)
+    title: Inline
+    blocks: list[dict[str, Any]] = field(default_factory=list)
 
-    def h(self, text: str) -> None:
-        self.blocks.append(("h", text))
+    def h(self, text: Inline) -> None:
+        self.blocks.append({"kind": "h", "text": _spans(text)})
 
-    def p(self, text: str) -> None:
-        self.blocks.append(("p", text))
+    def p(self, *parts: Inline) -> None:
+        self.blocks.append({"kind": "p", "text": _spans(parts)})
 
-    def note(self, text: str) -> None:
-        self.blocks.append(("note", text))
+    def note(self, *parts: Inline) -> None:
+        self.blocks.append({"kind": "note", "text": _spans(parts)})
 
-    def table(self, header: list[str], rows: list[list[str]], highlight: set[int] | None = None
-              ) -> None:
-        self.blocks.append(("table", (header, rows, highlight or set())))
+    def table(self, header: list[Inline], rows: list[list[Inline]],
+              highlight: set[int] | None = None) -> None:
+        self.blocks.append({"kind": "table", "header": [_spans(c) for c in header],
+                            "rows": [[_spans(c) for c in r] for r in rows],
+                            "highlight": set(highlight or ())})
 
     def img(self, path: Path, alt: str) -> None:
-        self.blocks.append(("img", (path, alt)))
+        self.blocks.append({"kind": "img", "path": Path(path), "alt": alt})
 
-    def bullets(self, items: list[str]) -> None:
-        self.blocks.append(("ul", items))
+    def bullets(self, items: list[Inline]) -> None:
+        self.blocks.append({"kind": "ul", "items": [_spans(i) for i in items]})
 
     def html(self) -> str:
-        out = []
-        for kind, x in self.blocks:
-            if kind == "h":
-                out.append(f"<h2>{x}</h2>")
-            elif kind == "p":
-                out.append(f"<p>{x}</p>")
-            elif kind == "note":
-                out.append(f'<p class="note">{x}</p>')
-            elif kind == "ul":
-                out.append("<ul>" + "".join(f"<li>{i}</li>" for i in x) + "</ul>")
-            elif kind == "img":
-                path, alt = x
-                data = base64.b64encode(Path(path).read_bytes()).decode("ascii")
-                out.append(f'<figure><img alt="{html.escape(alt)}" '
-                           f'src="data:image/png;base64,{data}"><figcaption>{alt}</figcaption>'
-                           "</figure>")
-            else:
-                header, rows, hl = x
-                head = "".join(f"<th>{c}</th>" for c in header)
-                body = "".join(
-                    f'<tr{" class=hl" if i in hl else ""}>' + "".join(f"<td>{c}</td>" for c in r)
-                    + "</tr>" for i, r in enumerate(rows))
-                out.append(f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>")
-        return HTML.format(title=html.escape(self.title), body="\n".join(out))
+        """The page from templates/report.html (autoescaped; images inlined as base64)."""
+        blocks = [b | {"data": base64.b64encode(b["path"].read_bytes()).decode("ascii")}
+                  if b["kind"] == "img" else b for b in self.blocks]
+        title = _spans(self.title)
+        return _html_env().get_template("report.html").render(
+            title=title, title_text="".join(s.text for s in title), blocks=blocks)
 
     def markdown(self) -> str:
-        out = [f"# {_plain(self.title)}", ""]
-        for kind, x in self.blocks:
+        out = [f"# {md_inline(self.title, block=True, heading=True)}", ""]
+        for b in self.blocks:
+            kind = b["kind"]
             if kind == "h":
-                out += [f"## {_plain(x)}", ""]
+                out += [f"## {md_inline(b['text'], block=True, heading=True)}", ""]
             elif kind in ("p", "note"):
-                out += [("> " if kind == "note" else "") + _plain(x), ""]
+                out += [("> " if kind == "note" else "") + md_inline(b["text"], block=True), ""]
             elif kind == "ul":
-                out += [f"- {_plain(i)}" for i in x] + [""]
+                out += [f"- {md_inline(i, block=True)}" for i in b["items"]] + [""]
             elif kind == "img":
-                path, alt = x
-                out += [f"![{alt}]({Path(path).name})", "", f"*{alt}*", ""]
+                alt = md_inline(b["alt"])
+                out += [f"![{alt}]({b['path'].name})", "", f"*{alt}*", ""]
             else:
-                header, rows, _ = x
-                out.append("| " + " | ".join(_plain(c) for c in header) + " |")
-                out.append("|" + "---|" * len(header))
-                out += ["| " + " | ".join(_plain(c).replace("|", "/") for c in r) + " |"
-                        for r in rows]
+                out.append("| " + " | ".join(md_inline(c) for c in b["header"]) + " |")
+                out.append("|" + "---|" * len(b["header"]))
+                out += ["| " + " | ".join(md_inline(c) for c in r) + " |" for r in b["rows"]]
                 out.append("")
         return "\n".join(out)
 
 
-def _plain(text: str) -> str:
-    """HTML emphasis to Markdown; the text is otherwise already plain."""
-    for a, b in (("<em>", "*"), ("</em>", "*"), ("<strong>", "**"), ("</strong>", "**"),
-                 ("<br>", " "), ("&amp;", "&")):
-        text = text.replace(a, b)
-    return text
+@cache
+def _html_env() -> jinja2.Environment:
+    """Templates shipped in the package; autoescape on for every one of them, so a value
+    becomes markup only if marked safe (nothing in this module does that)."""
+    return jinja2.Environment(loader=jinja2.PackageLoader("nudgesim", "templates"),
+                              autoescape=True, undefined=jinja2.StrictUndefined,
+                              trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True)
 
 
-HTML = """<!doctype html>
-<html lang="en"><head><meta charset="utf-8">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<title>{title}</title>
-<style>
-body {{ font-family: system-ui, -apple-system, "Segoe UI", Arial, sans-serif; max-width: 60rem;
-       margin: 2rem auto; padding: 0 1rem; color: #1b1b1b; line-height: 1.5; }}
-h1 {{ font-size: 1.7rem; border-bottom: 3px solid #1f77b4; padding-bottom: .3rem; }}
-h2 {{ font-size: 1.25rem; margin-top: 2rem; color: #0b3d66; }}
-table {{ border-collapse: collapse; width: 100%; font-size: .9rem; margin: .5rem 0 1rem; }}
-th, td {{ border: 1px solid #ccd; padding: .35rem .5rem; text-align: left; vertical-align: top; }}
-th {{ background: #eef3f8; }}
-tr.hl td {{ background: #fff7d6; font-weight: 600; }}
-p.note {{ background: #f4f6f8; border-left: 4px solid #1f77b4; padding: .6rem .8rem; }}
-figure {{ margin: 1rem 0; }} figure img {{ max-width: 100%; border: 1px solid #dde; }}
-figcaption {{ font-size: .85rem; color: #555; }}
-</style></head><body>
-<h1>{title}</h1>
-{body}
-</body></html>
-"""
+# Characters with a meaning inside a line in CommonMark, GFM or common extensions (math `$`,
+# superscript `^`, attributes `{}`): escaped with a backslash they are literal everywhere,
+# including `|` inside table cells. `<` and `&` escaped means raw HTML and entities are inert;
+# `[` escaped means no link or image can open (so `!` needs nothing).
+_MD_SPECIAL = re.compile(r"([\\`*_\[\]<>|~&{}$^])")
+# GFM links bare URLs, www. names and e-mail addresses: break the patterns it looks for.
+_MD_AUTOLINK = re.compile(r"(?i)(?<=[a-z0-9])(:)(?=//)|(?<=\bwww)(\.)|(@)")
+# At the start of a line these begin a list, a heading, a heading underline or a rule.
+_MD_LINE_START = re.compile(r"^(\d{1,9})([.)])|^([-+=#])")
+
+
+def md_escape(text: str, heading: bool = False) -> str:
+    """User text as literal Markdown: every metacharacter backslash-escaped, and runs of
+    whitespace (newlines included) made one space, since a newline could start a heading,
+    a list or a new table row. In a heading `#` is escaped too (a trailing run would be
+    taken as the heading's closing sequence)."""
+    text = re.sub(r"\s+", " ", text)
+    text = _MD_SPECIAL.sub(r"\\\1", text)
+    if heading:
+        text = text.replace("#", r"\#")
+    return _MD_AUTOLINK.sub(lambda m: "\\" + m.group(0), text)
+
+
+def md_inline(x: Inline, block: bool = False, heading: bool = False) -> str:
+    """Spans as Markdown: text escaped, styles as `*…*` / `**…**`. `block=True` when the
+    result starts a line, where `1.`, `-` or `#` would otherwise begin a block."""
+    out = []
+    for s in _spans(x):
+        text = md_escape(s.text, heading)
+        if s.style and text.strip():
+            mark = "**" if s.style == "strong" else "*"
+            # emphasis only opens and closes next to non-space characters
+            lead, core, trail = re.match(r"^(\s*)(.*?)(\s*)$", text).groups()
+            text = f"{lead}{mark}{core}{mark}{trail}"
+        out.append(text)
+    md = "".join(out)
+    if block:
+        md = _MD_LINE_START.sub(lambda m: (f"{m.group(1)}\\{m.group(2)}" if m.group(1)
+                                           else f"\\{m.group(3)}"), md.lstrip())
+    return md
+
 
 # ---------------------------------------------------------------------------------------
 # Report of a plan folder and of a single run
@@ -386,18 +446,18 @@ def plan_doc(folder: Path) -> Doc:
     unit = meta.get("impact_unit", "impact")
     doc = Doc(f"Campaign options: {meta['menu']}")
     doc.h("The question")
-    doc.p(html.escape(meta["question"]) + f" The budget is {money(meta['budget'])}.")
+    doc.p(str(meta["question"]), f" The budget is {money(meta['budget'])}.")
     ranked = table[table["rank"] > 0].sort_values("rank")
     base_final = meta.get("baseline_final_adoption")
     doc.h("The answer in brief")
     if len(ranked):
         best = ranked.iloc[0]
         doc.p(
-            f"The best option found is <strong>{html.escape(best['variant'])}</strong>. "
+            "The best option found is ", strong(best["variant"]), ". "
             f"It is expected to cost {money(best['extra_cost'])} and to bring "
             f"{_interval(num, best['extra_adopters'], best['extra_adopters_lo'], best['extra_adopters_hi'])}"
             f" more households to take part by the end than doing nothing "
-            f"({html.escape(unit)}: "
+            f"({unit}: "
             f"{_interval(lambda v: num(v, 1), best['extra_impact'], best['extra_impact_lo'], best['extra_impact_hi'])}"
             f" more over the period). That is about "
             f"{unit_money(best['cost_per_extra_adopter'])} per extra household. Without a "
@@ -407,31 +467,33 @@ def plan_doc(folder: Path) -> Doc:
         value = value[value["extra_adopters_lo"] > 0].sort_values("cost_per_extra_adopter")
         if len(value) and value.iloc[0]["variant"] != best["variant"]:
             c = value.iloc[0]
-            doc.p(f"The best value for money is <strong>{html.escape(c['variant'])}</strong>: "
+            doc.p("The best value for money is ", strong(c["variant"]), ": "
                   f"{money(c['extra_cost'])} for {num(c['extra_adopters'])} extra households "
                   f"({unit_money(c['cost_per_extra_adopter'])} each).")
     else:
         doc.p("No option evaluated fitted the budget once its cost was simulated in full.")
-    doc.note(INTERVAL_WORDS)
+    doc.note(*INTERVAL_WORDS)
     doc.h("The scenario in words")
     initial = curves.loc[(curves["scenario"] == "baseline") & (curves["step"] == 0), "mean"]
     doc.p(scenario_words(sc, float(initial.iloc[0]) if len(initial) else None, wards))
-    doc.p("The options come from a menu of things the council could buy: "
-          + "; ".join(f"<em>{html.escape(it['label'])}</em> — "
-                      f"{NUDGE_WORDS.get(it['kind'], it['kind'])}" for it in meta["items"]) + ".")
+    menu: list[str | Span] = []
+    for i, it in enumerate(meta["items"]):
+        menu += ["; " if i else "", em(it["label"]),
+                 f" — {NUDGE_WORDS.get(it['kind'], it['kind'])}"]
+    doc.p("The options come from a menu of things the council could buy: ", *menu, ".")
     doc.h("Ranked options")
-    doc.p(f"Options ranked by {html.escape(meta['target_label'])}. Costs are what the campaign "
+    doc.p(f"Options ranked by {meta['target_label']}. Costs are what the campaign "
           "is expected to spend (they depend on how many households are contacted and respond, "
           "so they were simulated too). 'Frontier' marks options that no other option beats "
           "on both cost and result. The highlighted row is the best within budget.")
     header = ["#", "Options in the campaign", "Expected cost", "Extra households taking part",
-              f"Extra {html.escape(unit)}", "£ per extra household", "Lowest ward at the end",
+              f"Extra {unit}", "£ per extra household", "Lowest ward at the end",
               "Frontier"]
     rows = []
     for _, r in table.head(SHOWN).iterrows():
         rows.append([
             str(int(r["rank"])) if r["rank"] else "over budget",
-            html.escape(str(r["variant"])),
+            str(r["variant"]),
             _interval(money, r["extra_cost"], r["extra_cost_lo"], r["extra_cost_hi"]),
             _interval(num, r["extra_adopters"], r["extra_adopters_lo"], r["extra_adopters_hi"]),
             _interval(lambda v: num(v, 1), r["extra_impact"], r["extra_impact_lo"],
@@ -463,7 +525,7 @@ def plan_doc(folder: Path) -> Doc:
         f"The menu allows {meta['portfolios_total']:,} combinations; "
         f"{meta['portfolios_feasible']:,} looked affordable after simulating each option on its "
         f"own; {meta['portfolios_evaluated']} were then simulated in full "
-        f"({html.escape(meta['method'])}).",
+        f"({meta['method']}).",
         f"Each was simulated {meta['replicates']} times with the same {meta['replicates']} sets "
         "of random draws as the no-campaign baseline (seeds "
         f"{meta['seeds'][0]}–{meta['seeds'][1]}), so differences come from the campaign, not "
@@ -490,9 +552,7 @@ def _assumption_section(doc: Doc, sc: Scenario, items: list[dict[str, Any]] | No
     doc.h("Assumptions and their sources")
     doc.p("Every setting that drives the results, with where it comes from. "
           "'Assumption' means a reasoned guess with no study behind it yet.")
-    doc.table(["What", "Value", "Source"],
-              [[html.escape(a), html.escape(b), html.escape(c)]
-               for a, b, c in assumptions(sc, items)])
+    doc.table(["What", "Value", "Source"], [list(row) for row in assumptions(sc, items)])
 
 
 def run_doc(folder: Path) -> Doc:
@@ -507,19 +567,22 @@ def run_doc(folder: Path) -> Doc:
           f"this scenario, what does it cost, and who is left behind?")
     doc.h("The answer in brief")
     cpa = s.get("cost_per_adopter_gained")
+    gained = s["adopters_gained"]
+    change = (f"{num(gained)} more households" if gained is None or gained >= 0
+              else f"{num(-gained)} fewer household{'s' if gained < -1 else ''}")
     doc.p(f"Households taking part go from {pct(s['initial_adoption'])} to "
-          f"{pct(s['final_adoption'])} ({num(s['adopters_gained'])} more households). The "
+          f"{pct(s['final_adoption'])} ({change}). The "
           f"campaign costs {money(s['total_cost'])} ({money(cpa)} per household gained) and "
-          f"achieves {num(s['total_impact'], 1)} {html.escape(s['impact_unit'])}. The lowest ward "
-          f"is {html.escape(str(s['lowest_ward']))} at {pct(s['lowest_ward_adoption'])}.")
+          f"achieves {num(s['total_impact'], 1)} {s['impact_unit']}. The lowest ward "
+          f"is {s['lowest_ward']} at {pct(s['lowest_ward_adoption'])}.")
     doc.note("This is one simulation with one set of random draws (seed "
              f"{s['seed']}); it has no interval and no comparison with doing nothing. Use "
              "'nudgesim plan' (or nudgesim.compare) for paired comparisons with 95% intervals.")
     doc.h("The scenario in words")
     doc.p(scenario_words(sc, s["initial_adoption"], None))
     if sc.nudges:
-        doc.bullets([f"<em>{html.escape(n.name)}</em> from {sc.step_unit} {n.start}: "
-                     f"{NUDGE_WORDS.get(n.kind, n.kind)}" for n in sc.nudges])
+        doc.bullets([(em(n.name), f" from {sc.step_unit} {n.start}: "
+                               f"{NUDGE_WORDS.get(n.kind, n.kind)}") for n in sc.nudges])
     curves = pd.DataFrame({"scenario": "run", "step": ts["step"], "mean": ts["adoption_rate"],
                            "lo": ts["adoption_rate"], "hi": ts["adoption_rate"]})
     doc.h("Pictures")

@@ -3,9 +3,13 @@ headless Chromium (skipped only when Chromium is absent and we are not on CI).""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
+import tomllib
+from fnmatch import fnmatch
+from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
@@ -14,7 +18,7 @@ import tomli_w
 import nudgesim as ns
 from nudgesim import planning as pl
 from nudgesim.cli import main
-from nudgesim.report import write_report
+from nudgesim.report import Doc, em, md_escape, plot_text, strong, write_report
 
 CHROMIUM = "/usr/bin/chromium"
 NEVER = {"kind": "logistic", "adopt_intercept": -60.0, "lapse_intercept": -60.0}
@@ -116,3 +120,193 @@ def test_report_renders_in_headless_chromium(plan_dir, tmp_path):
     keep = os.environ.get("NUDGESIM_REPORT_SHOT")
     if keep:
         shutil.copy(shot, keep)
+
+
+# ---------------------------------------------------------------------------------------
+# Escaping: text from scenarios, menus and results folders stays text
+# ---------------------------------------------------------------------------------------
+
+STEP_UNIT = "wk<script>alert(1)</script>"
+IMG = "<img src=x onerror=alert(2)>"
+WARD = "North | *East*"
+WARD_MATH = "$\\foo$ & <b>South</b>"  # `$` would also start matplotlib mathtext
+DESCRIPTION = "<script>alert(0)</script> # _not_ *emphasis* ~~struck~~"
+IMPACT_UNIT = "<i>t</i> [x](javascript:alert(4))"
+HTML_TAGS = {"html", "head", "meta", "title", "style", "body", "h1", "h2", "p", "em",
+             "strong", "ul", "li", "figure", "img", "figcaption", "table", "thead", "tbody",
+             "tr", "th", "td"}
+RUN_HEADINGS = ["The question", "The answer in brief", "The scenario in words", "Pictures",
+                "Assumptions and their sources"]
+PLAN_HEADINGS = ["The question", "The answer in brief", "The scenario in words",
+                 "Ranked options", "Pictures", "Assumptions and their sources",
+                 "How this was worked out"]
+
+
+def poisoned_scenario(folder: Path, **changes) -> ns.Scenario:
+    data = {
+        "name": "poisoned", "seed": 1, "steps": 6, "description": DESCRIPTION,
+        "step_unit": STEP_UNIT,
+        "population": {"size": 120, "wards": [{"name": WARD}, {"name": WARD_MATH}]},
+        "network": {"kind": "ward_clustered", "mean_degree_in": 4.0, "mean_degree_out": 1.0},
+        "initial_adopters": 0.3, "impact": {"unit": IMPACT_UNIT},
+        "nudges": [{"kind": "reminder", "label": IMG, "every": 2}],
+    } | changes
+    return ns.Scenario.from_dict(data, base_dir=folder)
+
+
+class Page(HTMLParser):
+    """Elements, attributes, text and heading texts of an HTML page, as a browser sees them."""
+
+    def __init__(self, text: str):
+        super().__init__(convert_charrefs=True)
+        self.tags: list[tuple[str, dict[str, str | None]]] = []
+        self.data: list[str] = []
+        self.headings: dict[str, list[str]] = {"h1": [], "h2": []}
+        self._heading: str | None = None
+        self.feed(text)
+        self.close()
+        self.text = " ".join(" ".join(self.data).split())
+
+    def handle_starttag(self, tag, attrs):
+        self.tags.append((tag, dict(attrs)))
+        if tag in self.headings:
+            self._heading = tag
+            self.headings[tag].append("")
+
+    def handle_endtag(self, tag):
+        if tag == self._heading:
+            self._heading = None
+
+    def handle_data(self, data):
+        self.data.append(data)
+        if self._heading:
+            self.headings[self._heading][-1] += data
+
+    def has(self, text: str) -> bool:
+        return " ".join(text.split()) in self.text
+
+
+def assert_inert_html(html: str, texts: list[str], headings: list[str], images: int) -> None:
+    assert "<script" not in html.lower() and "<img src=x" not in html and "<i>" not in html
+    page = Page(html)
+    assert {t for t, _ in page.tags} <= HTML_TAGS
+    for tag, attrs in page.tags:
+        assert not any(a.startswith("on") or a in ("href", "style") for a in attrs), (tag, attrs)
+    srcs = [a["src"] for t, a in page.tags if t == "img"]
+    assert len(srcs) == images and all(s.startswith("data:image/png;base64,") for s in srcs)
+    assert page.headings["h2"] == headings and len(page.headings["h1"]) == 1
+    for text in texts:
+        assert page.has(text), text
+
+
+def assert_inert_markdown(md: str, texts: list[str], headings: list[str], images: int) -> None:
+    """Render report.md as CommonMark with raw HTML allowed (as renderers do) plus GFM tables
+    and strikethrough: only the report's own structure may come out."""
+    from markdown_it import MarkdownIt
+
+    assert not re.search(r"(?<!\\)<", md)  # no raw HTML at all: every `<` escaped
+    assert "&lt;" not in md and "&#" not in md  # and no HTML entities either
+    page = Page(MarkdownIt("commonmark", {"html": True}).enable(["table", "strikethrough"])
+                .render(md))
+    assert {t for t, _ in page.tags} <= HTML_TAGS | {"blockquote"}  # no a, ol, script, s…
+    srcs = [a["src"] for t, a in page.tags if t == "img"]
+    assert len(srcs) == images and all(re.fullmatch(r"report_\w+\.png", s) for s in srcs)
+    assert page.headings["h2"] == headings and len(page.headings["h1"]) == 1
+    for text in texts:
+        assert page.has(text), text
+    # every table row keeps its columns: `|` and newlines in cells are not cell breaks
+    for block in md.split("\n\n"):
+        if block.startswith("|"):
+            assert len({len(re.findall(r"(?<!\\)\|", row)) for row in block.splitlines()}) == 1
+
+
+def test_run_report_escapes_every_user_string(tmp_path):
+    # a network file whose name is HTML, and a results folder edited by hand
+    net = tmp_path / f"{IMG}.edgelist"
+    net.write_text("".join(f"{i} {(i + 1) % 60}\n{i} {(i + 7) % 60}\n" for i in range(60)))
+    sc = poisoned_scenario(tmp_path, network={"kind": "file", "path": str(net)},
+                           population={"wards": [{"name": WARD}, {"name": WARD_MATH}]})
+    out = tmp_path / "run"
+    ns.simulate(sc).save(out, plot=False)
+    summary = json.loads((out / "summary.json").read_text())
+    summary["scenario"] = "<svg onload=alert(7)>\n## injected"
+    summary["adopters_gained"] = -1  # a campaign can lose households: say so in words
+    (out / "summary.json").write_text(json.dumps(summary))
+
+    html_path, md_path = write_report(out)
+    texts = [STEP_UNIT, IMG, WARD, DESCRIPTION, IMPACT_UNIT, str(net),  # WARD_MATH: plot only
+             "What the campaign achieves: <svg onload=alert(7)> ## injected",
+             "(1 fewer household)"]
+    assert_inert_html(html_path.read_text(), texts, RUN_HEADINGS, images=2)
+    md = md_path.read_text()
+    assert_inert_markdown(md, texts, RUN_HEADINGS, images=2)
+    assert r"wk\<script\>alert(1)\</script\>" in md and r"North \| \*East\*" in md
+    assert r"- *\<img src=x onerror=alert(2)\>* from" in md  # our emphasis, their text
+
+
+def test_plan_report_escapes_every_user_string(tmp_path):
+    menu = {
+        "name": "[menu](javascript:alert(3)) <script>alert(5)</script>",
+        "items": [
+            {"label": IMG, "source": "<script>alert(6)</script> | *cell*",
+             "nudge": {"kind": "information", "cost_per_contact": 0.1}},
+            {"label": "a|b *c*", "nudge": {"kind": "reminder", "cost_per_contact": 0.01},
+             "levels": {"every": [1, 3]}, "level_labels": {"every": ["<b>often</b>", "rarely"]}},
+        ],
+    }
+    out = tmp_path / "plan"
+    pl.plan(poisoned_scenario(tmp_path), pl.Menu.from_dict(menu), budget=1000.0, replicates=2,
+            executor="serial").save(out)
+    meta = json.loads((out / "plan.json").read_text())  # edited by hand: newlines too
+    meta["menu"] += "\n# injected\n1. list"
+    (out / "plan.json").write_text(json.dumps(meta))
+    html_path, md_path = write_report(out)
+    texts = [STEP_UNIT, IMG, DESCRIPTION, IMPACT_UNIT, menu["items"][0]["source"],
+             "Campaign options: " + meta["menu"], "a|b *c* (<b>often</b>)"]
+    assert_inert_html(html_path.read_text(), texts, PLAN_HEADINGS, images=3)
+    assert_inert_markdown(md_path.read_text(), texts, PLAN_HEADINGS, images=3)
+
+
+def test_document_writers_escape_text_and_keep_their_own_markup():
+    doc = Doc('"><script>alert(1)</script>')
+    doc.h("1. <h3>#")
+    doc.p("- a ", strong("<b>bold</b>"), " and ", em(" *x* "), ".")
+    doc.bullets([("+ ", em("<i>")), "### not a heading"])
+    doc.table(["#", "a|b"], [["1", "x\n|y|"], ["2", "<td>z</td>"]])
+    page = Page(doc.html())
+    assert [t for t, _ in page.tags if t in ("strong", "em", "script", "b", "i", "h3")] == [
+        "strong", "em", "em"]
+    assert page.has('"><script>alert(1)</script>') and page.has("<b>bold</b>")
+    md = doc.markdown()
+    assert md.splitlines()[:3] == [r'# "\>\<script\>alert(1)\</script\>', "", r"## 1\. \<h3\>\#"]
+    assert r"\- a **\<b\>bold\</b\>** and  *\*x\** ." in md  # emphasis hugs its text
+    assert r"- \+ *\<i\>*" in md and r"- \### not a heading" in md
+    assert r"| 1 | x \|y\| |" in md
+    assert_inert_markdown(md, ["x |y|", "<td>z</td>", "### not a heading"],
+                          ["1. <h3>#"], images=0)
+
+
+@pytest.mark.parametrize(("text", "escaped"), [
+    ("a\nb\r\n\tc", "a b c"),
+    ("see http://evil.example or www.evil.example, me@evil.example",
+     r"see http\://evil.example or www\.evil.example, me\@evil.example"),
+    ("![x](y) [z]: /u <https://a> &amp; `code` ~~s~~ $x$ {a} _u_",
+     r"!\[x\](y) \[z\]: /u \<https\://a\> \&amp; \`code\` \~\~s\~\~ \$x\$ \{a\} \_u\_"),
+    ("C# 100% £5", "C# 100% £5"),  # `#` mid-line and ordinary text stay readable
+])
+def test_markdown_escape(text, escaped):
+    assert md_escape(text) == escaped
+
+
+def test_matplotlib_labels_show_dollars_as_written():
+    assert plot_text("$\\foo$") == "\\$\\foo\\$"
+
+
+def test_report_template_ships_with_the_package():
+    """The HTML template is package data: pyproject must list every file under templates/."""
+    root = Path(__file__).resolve().parents[1]
+    globs = tomllib.loads((root / "pyproject.toml").read_text())["tool"]["setuptools"][
+        "package-data"]["nudgesim"]
+    files = [p.relative_to(root / "nudgesim").as_posix()
+             for p in (root / "nudgesim" / "templates").iterdir()]
+    assert files and all(any(fnmatch(f, g) for g in globs) for f in files)
