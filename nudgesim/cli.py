@@ -75,7 +75,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
     if args.menu:
         from .planning import Menu
 
-        options = Menu.from_toml(args.menu).check(sc)
+        options = Menu.from_toml(args.menu).check(sc, args.menu)
         print(f"{args.menu}: valid ({options} options)")
     return 0
 

@@ -83,7 +83,12 @@ class Engine:
         # thresholds (CSV column, node attribute) override both (build_population warns)
         threshold = getattr(self.rule, "threshold", None) if self.rule.kind == "threshold" else None
         if graph is None and spec.kind == "file":
-            graph = netmod.read_graph_file(scenario.resolve(spec.path), spec.format, spec.weight)
+            try:
+                graph = netmod.read_graph_file(
+                    scenario.resolve(spec.path), spec.format, spec.weight
+                )
+            except netmod.NetworkError as err:  # the first line names the scenario's field
+                raise netmod.NetworkError(f"network.path: {err}") from None
         if graph is not None:
             self.network = netmod.from_networkx(graph, weight=getattr(spec, "weight", "weight"))
             self.population = build_population(

@@ -482,7 +482,7 @@ def _attr(spec: Any, name: str) -> Any:
 
 def _check_prob(p: Any, name: str) -> float:
     if p is None or not (0.0 <= float(p) <= 1.0):
-        raise NetworkError(f"network spec: {name} must be a probability in [0, 1], got {p!r}")
+        raise NetworkError(f"network.{name}: {p!r} is not allowed; allowed: a probability in [0, 1]")
     return float(p)
 
 
@@ -492,7 +492,7 @@ def _erdos_renyi(spec: Any, ward: np.ndarray, rng: np.random.Generator):
     md = _attr(spec, "mean_degree")
     if md is None or md < 0 or (n > 1 and md > n - 1):
         raise NetworkError(
-            f"erdos_renyi: mean_degree must be in [0, n-1] = [0, {max(n - 1, 0)}], got {md!r}"
+            f"network.mean_degree: must be in [0, n-1] = [0, {max(n - 1, 0)}], got {md!r}"
         )
     p = float(md) / (n - 1) if n > 1 else 0.0
     u, v = _gnp_edges(n, p, rng)
@@ -522,7 +522,7 @@ def _ward_clustered(spec: Any, ward: np.ndarray, rng: np.random.Generator):
     md_in, md_out = _attr(spec, "mean_degree_in"), _attr(spec, "mean_degree_out")
     if (p_in is None) == (md_in is None) or (p_out is None) == (md_out is None):
         raise NetworkError(
-            "ward_clustered: set exactly one of p_in / mean_degree_in and exactly one of "
+            "network: set exactly one of p_in / mean_degree_in and exactly one of "
             f"p_out / mean_degree_out (got p_in={p_in!r}, mean_degree_in={md_in!r}, "
             f"p_out={p_out!r}, mean_degree_out={md_out!r})"
         )
@@ -530,12 +530,12 @@ def _ward_clustered(spec: Any, ward: np.ndarray, rng: np.random.Generator):
         p_in_w = np.full(sizes.size, _check_prob(p_in, "p_in"))
     else:
         if md_in < 0:
-            raise NetworkError(f"ward_clustered: mean_degree_in must be >= 0, got {md_in!r}")
+            raise NetworkError(f"network.mean_degree_in: must be >= 0, got {md_in!r}")
         with np.errstate(divide="ignore", invalid="ignore"):
             p_in_w = np.where(sizes > 1, float(md_in) / np.maximum(sizes - 1, 1), 0.0)
         if np.any(p_in_w > 1):
             raise NetworkError(
-                f"ward_clustered: mean_degree_in={md_in} exceeds the size-1 of ward(s) with "
+                f"network.mean_degree_in: {md_in} exceeds the size-1 of ward(s) with "
                 f"{int(sizes.min())} residents; lower it or use p_in"
             )
     cross_pairs = (n * n - int(np.sum(sizes.astype(np.int64) ** 2))) // 2
@@ -543,11 +543,11 @@ def _ward_clustered(spec: Any, ward: np.ndarray, rng: np.random.Generator):
         p_out_f = _check_prob(p_out, "p_out")
     else:
         if md_out < 0:
-            raise NetworkError(f"ward_clustered: mean_degree_out must be >= 0, got {md_out!r}")
+            raise NetworkError(f"network.mean_degree_out: must be >= 0, got {md_out!r}")
         p_out_f = float(md_out) * n / (2 * cross_pairs) if cross_pairs else 0.0
         if p_out_f > 1:
             raise NetworkError(
-                f"ward_clustered: mean_degree_out={md_out} needs p_out={p_out_f:.3g} > 1"
+                f"network.mean_degree_out: {md_out} needs p_out={p_out_f:.3g} > 1"
             )
     us, vs = [], []
     # One G(s_w, p_w) per ward: a loop over wards (tens to hundreds), not over residents.
@@ -578,11 +578,11 @@ def _watts_strogatz(spec: Any, ward: np.ndarray, rng: np.random.Generator):
     n = ward.size
     k, p = _attr(spec, "k"), _attr(spec, "p")
     if k is None or int(k) != k or k < 0 or k % 2:
-        raise NetworkError(f"watts_strogatz: k must be a non-negative even integer, got {k!r}")
+        raise NetworkError(f"network.k: must be a non-negative even integer, got {k!r}")
     p = _check_prob(p, "p")
     k = int(k)
     if k > n:
-        raise NetworkError(f"watts_strogatz: k={k} is larger than the number of residents n={n}")
+        raise NetworkError(f"network.k: {k} is larger than the number of residents ({n}); allowed: k <= {n}")
     if k == n:  # as networkx: the k-regular ring on n nodes is the complete graph
         return _complete_edges(n) + (True,)
     half = k // 2
@@ -687,7 +687,7 @@ def _barabasi_albert(spec: Any, ward: np.ndarray, rng: np.random.Generator):
     n = ward.size
     m = _attr(spec, "m")
     if m is None or int(m) != m or not (1 <= m < n):
-        raise NetworkError(f"barabasi_albert: m must be an integer with 1 <= m < n={n}, got {m!r}")
+        raise NetworkError(f"network.m: {m!r} is not allowed; allowed: an integer with 1 <= m < {n} (residents)")
     m = int(m)
     steps = n - m - 1  # new nodes after the initial star
     star_u = np.zeros(m, dtype=np.int32)

@@ -26,8 +26,8 @@ from .scenario import (
     NormFeedback,
     Pledge,
     Reminder,
-    ScenarioError,
     Targeting,
+    check_nudge_wards,
 )
 
 if TYPE_CHECKING:
@@ -580,21 +580,5 @@ NUDGE_CLASSES: dict[str, type[Nudge]] = {
 
 
 def make_nudge(spec, index: int, engine: Engine) -> Nudge:
-    _check_wards(spec, index, engine.population.ward_names)
+    check_nudge_wards(spec, index, engine.population.ward_names)
     return NUDGE_CLASSES[spec.kind](spec, index, engine)
-
-
-def _check_wards(spec, index: int, names: list[str]) -> None:
-    """Ward names in a nudge must exist. The scenario checks them when it defines the wards;
-    wards read from a residents CSV or graph are only known here, before the run starts."""
-    fields = [("targeting.wards", spec.targeting.wards or [])]
-    if isinstance(spec, CommunityPartnership):
-        fields.append(("wards", spec.wards))
-    known = set(names)
-    for field, wards in fields:
-        unknown = [w for w in wards if w not in known]
-        if unknown:
-            raise ScenarioError(
-                f"nudges[{index}].{field}: unknown ward(s) {unknown}; allowed: "
-                f"{names[:10]}{'…' if len(names) > 10 else ''}"
-            )

@@ -791,6 +791,12 @@ class Menu(_MenuSpec):
         except ValidationError as err:
             raise ScenarioError(f"{where}: {explain(err, Menu)}") from None
         for i, item in enumerate(menu.items):
+            # nudges are free-form here (checked as scenario nudges later), so their numbers
+            # are held to the scenario's rule now: a value a level overrides is still read
+            for name, value in (("nudge", item.nudge), ("levels", item.levels)):
+                if (bad := _non_finite(value, f"items[{i}].{name}")) is not None:
+                    raise ScenarioError(f"{where}: {bad[0]}: {plain(bad[1])} is not allowed; "
+                                        "allowed: a finite number")
             for key, values in item.levels.items():
                 field_name = f"{where}: items[{i}].levels.{key}"
                 if not values:
@@ -819,7 +825,7 @@ class Menu(_MenuSpec):
             raise ScenarioError(f"{where}: items.label must be unique, got {labels}")
         return menu
 
-    def check(self, scenario: Scenario) -> int:
+    def check(self, scenario: Scenario, where: str = "menu") -> int:
         """Validate every option as a nudge of `scenario` (before any run is spent on it);
         returns the number of options. Errors name the menu item's field."""
         data = scenario.to_dict()
@@ -833,10 +839,15 @@ class Menu(_MenuSpec):
                     text = str(err)
                     own = f"nudges[{len(committed)}]"
                     if text.startswith(own):
-                        text = f"items[{i}].nudge{text.removeprefix(own)}"
+                        rest = text.removeprefix(own)
+                        # a value set by a level is named where it is written: levels.<key>
+                        key = next((k for k in self.items[i].levels
+                                    if rest.startswith((f".{k}:", f".{k}[", f".{k}."))), None)
+                        text = (f"items[{i}].levels.{key}{rest.removeprefix('.' + key)}"
+                                if key else f"items[{i}].nudge{rest}")
                     else:
                         text = f"items[{i}]: {text}"
-                    raise ScenarioError(f"{text} (menu option {name!r})") from None
+                    raise ScenarioError(f"{where}: {text} (menu option {name!r})") from None
                 count += 1
         return count
 
@@ -855,6 +866,18 @@ class Menu(_MenuSpec):
                 opts.append((f"{item.label} ({suffix})" if suffix else item.label, spec))
             out.append(opts)
         return out
+
+
+def _non_finite(obj: Any, path: str) -> tuple[str, float] | None:
+    """(where, value) of the first NaN or infinity in plain data, else None."""
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return path, obj
+    items = obj.items() if isinstance(obj, dict) else enumerate(obj) if isinstance(obj, list) else ()
+    for k, v in items:
+        found = _non_finite(v, f"{path}[{k}]" if isinstance(k, int) else f"{path}.{k}")
+        if found is not None:
+            return found
+    return None
 
 
 def _level_name(item: MenuItem, key: str, value: Any) -> str:
@@ -921,7 +944,7 @@ def plan(
     if not (budget > 0 and math.isfinite(budget)):
         raise ScenarioError(
             f"budget: {plain(budget)} is not allowed; allowed: a positive, finite amount of £")
-    menu.check(scenario)  # every option valid before any run is spent
+    menu.check(scenario, f"menu {menu.name!r}")  # every option valid before any run
     data = scenario.to_dict()
     committed = list(data.get("nudges", [])) if menu.keep_scenario_nudges else []
     base = Scenario.from_dict(data | {"nudges": committed}, scenario.base_dir)

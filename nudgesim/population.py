@@ -137,10 +137,10 @@ def _trait_values(values: Any, name: str, source: str, ids: list[Any] | None) ->
     if bad.any():
         i = int(np.flatnonzero(bad)[0])
         who = ids[i] if ids is not None else i
+        allowed = "a finite number" if lo is None and hi is None else (
+            f"values in {describe_range(lo, hi)}")
         raise ScenarioError(
-            f"{source}: {plain(x[i])} for resident {who!r} is not allowed; allowed: "
-            f"{'finite ' if lo is None and hi is None else ''}values in {describe_range(lo, hi)}"
-            f"{'' if np.isfinite(x[i]) else ' (missing or not finite)'}"
+            f"{source}: {plain(x[i])} for resident {who!r} is not allowed; allowed: {allowed}"
         )
     return x
 

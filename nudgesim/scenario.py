@@ -46,6 +46,23 @@ _CONTROL_IN_TEXT = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
 _FREE_TEXT = {"description", "source"}
 
 
+def _control_character(value: Any, pattern: re.Pattern, where: str = "") -> tuple | None:
+    """(path inside the value, character) of the first control character in a text, or in the
+    texts (keys too) of lists and dicts; None when there is none."""
+    if isinstance(value, str):
+        found = pattern.search(value)
+        return (where, found.group()) if found else None
+    items: list = []
+    if isinstance(value, dict):
+        items = [(f"{where}.{k}", k) for k in value] + [(f"{where}.{k}", v) for k, v in value.items()]
+    elif isinstance(value, list):
+        items = [(f"{where}[{i}]", v) for i, v in enumerate(value)]
+    for inner, item in items:
+        if (bad := _control_character(item, pattern, inner)) is not None:
+            return bad
+    return None
+
+
 class ScenarioWarning(UserWarning):
     """Input that runs but probably does not say what the user meant (e.g. two sources of
     one trait, where the documented precedence picks one)."""
@@ -61,13 +78,12 @@ class _Spec(BaseModel):
     @field_validator("*", mode="after", check_fields=False)
     @classmethod
     def _printable(cls, value: Any, info: ValidationInfo) -> Any:
-        texts = value if isinstance(value, list) else [value]
         pattern = _CONTROL_IN_TEXT if info.field_name in _FREE_TEXT else _CONTROL
-        for text in texts:
-            if isinstance(text, str) and (bad := pattern.search(text)):
-                raise ValueError(
-                    f"control character {bad.group()!r} is not allowed; allowed: printable text"
-                )
+        if (bad := _control_character(value, pattern)) is not None:
+            where, char = bad  # where: the path inside the field ('.reach[0]'), may be ''
+            raise ValueError(
+                f"{where}: control character {char!r} is not allowed; allowed: printable text"
+            )
         return value
 
 
@@ -108,7 +124,7 @@ class Uniform(_Spec):
     @model_validator(mode="after")
     def _ordered(self) -> Uniform:
         if self.high < self.low:
-            raise ValueError(f"high ({self.high}) must be >= low ({self.low})")
+            raise ValueError(f".high: {self.high} is below low ({self.low}); allowed: >= low")
         return self
 
     def support(self) -> tuple[float, float]:
@@ -134,7 +150,7 @@ class Normal(_Spec):
     @model_validator(mode="after")
     def _ordered(self) -> Normal:
         if self.low is not None and self.high is not None and self.high < self.low:
-            raise ValueError(f"high ({self.high}) must be >= low ({self.low})")
+            raise ValueError(f".high: {self.high} is below low ({self.low}); allowed: >= low")
         return self
 
     def support(self) -> tuple[float, float]:
@@ -162,7 +178,7 @@ class Beta(_Spec):
     @model_validator(mode="after")
     def _ordered(self) -> Beta:
         if self.high < self.low:
-            raise ValueError(f"high ({self.high}) must be >= low ({self.low})")
+            raise ValueError(f".high: {self.high} is below low ({self.low}); allowed: >= low")
         return self
 
     def support(self) -> tuple[float, float]:
@@ -290,7 +306,7 @@ class PopulationSpec(_Spec):
         if isinstance(self.wards, list):
             names = [w.name for w in self.wards]
             if len(set(names)) != len(names):
-                raise ValueError(f"ward names must be unique, got {names}")
+                raise ValueError(f".wards: ward names must be unique, got {names}")
             sizes = [w.size for w in self.wards]
             if all(s is not None for s in sizes):
                 total = sum(sizes)
@@ -300,7 +316,7 @@ class PopulationSpec(_Spec):
                         "give one or make them agree"
                     )
             elif any(s is not None for s in sizes):
-                raise ValueError("give a size for every ward or for none")
+                raise ValueError(".wards: give a size for every ward or for none")
         return self
 
     def ward_names(self) -> list[str]:
@@ -335,7 +351,9 @@ class WattsStrogatz(_NetworkBase):
     @model_validator(mode="after")
     def _even(self) -> WattsStrogatz:
         if self.k % 2:
-            raise ValueError(f"k must be even (ties to k/2 neighbours each side), got {self.k}")
+            raise ValueError(
+                f".k: {self.k} is odd; allowed: an even number (k/2 neighbours each side)"
+            )
         return self
 
 
@@ -366,7 +384,7 @@ class WardClustered(_NetworkBase):
     def _one_of_each(self) -> WardClustered:
         for a, b in (("p_in", "mean_degree_in"), ("p_out", "mean_degree_out")):
             if (getattr(self, a) is None) == (getattr(self, b) is None):
-                raise ValueError(f"give exactly one of {a} or {b}")
+                raise ValueError(f".{a}: give exactly one of {a} or {b}")
         return self
 
 
@@ -427,7 +445,9 @@ class BassRule(_Spec):
     @model_validator(mode="after")
     def _is_probability(self) -> BassRule:
         if self.p + self.q > 1.0:
-            raise ValueError(f"p + q must be <= 1 to stay a probability, got {self.p + self.q}")
+            raise ValueError(
+                f".q: p + q must be <= 1 to stay a probability, got {self.p + self.q:g}"
+            )
         return self
 
 
@@ -500,7 +520,7 @@ class Targeting(_Spec):
     @model_validator(mode="after")
     def _count_or_share(self) -> Targeting:
         if self.count is not None and self.share is not None:
-            raise ValueError("give count or share, not both")
+            raise ValueError(".share: give count or share, not both")
         return self
 
 
@@ -524,9 +544,9 @@ class _NudgeBase(_Spec):
     @model_validator(mode="after")
     def _end_or_duration(self) -> _NudgeBase:
         if self.end is not None and self.duration is not None:
-            raise ValueError("give end or duration, not both")
+            raise ValueError(".duration: give end or duration, not both")
         if self.end is not None and self.end <= self.start:
-            raise ValueError(f"end ({self.end}) must be after start ({self.start})")
+            raise ValueError(f".end: {self.end} is not after start ({self.start}); allowed: > start")
         return self
 
     def stop(self, steps: int) -> int:
@@ -696,6 +716,22 @@ class ImpactSpec(_Spec):
     unit: str = Field("t food waste diverted", description="unit of per_adopter_step")
 
 
+def check_nudge_wards(spec: Any, index: int, names: list[str]) -> None:
+    """Ward names in a nudge must exist: one check for wards the scenario defines and for
+    wards read from a residents CSV or graph."""
+    fields = [("targeting.wards", spec.targeting.wards or [])]
+    if isinstance(spec, CommunityPartnership):
+        fields.append(("wards", spec.wards))
+    known = set(names)
+    for field_name, wards in fields:
+        unknown = [w for w in wards if w not in known]
+        if unknown:
+            raise ScenarioError(
+                f"nudges[{index}].{field_name}: unknown ward(s) {unknown}; allowed: "
+                f"{sorted(names)[:10]}{'…' if len(names) > 10 else ''}"
+            )
+
+
 def _check_initial_adopters(value: Any) -> Any:
     """One clear message for the three accepted shapes instead of one per union member."""
     if value is None or isinstance(value, list):
@@ -746,24 +782,18 @@ class Scenario(_Spec):
                     f"nudges[{i}].start: {n.start} is after the last step ({self.steps}); "
                     f"allowed: 1..{self.steps}"
                 )
-        ward_names = set(self.population.ward_names())
         if self.network.kind != "file" and self.population.csv is None:
+            # wards from a csv or graph are checked when they are read (make_nudge)
             for i, n in enumerate(self.nudges):
-                wards = list(n.targeting.wards or [])
-                if isinstance(n, CommunityPartnership):
-                    wards += n.wards
-                unknown = sorted(set(wards) - ward_names)
-                if unknown:
-                    raise ValueError(
-                        f"nudges[{i}]: unknown ward(s) {unknown}; allowed: "
-                        f"{sorted(ward_names)[:10]}{'…' if len(ward_names) > 10 else ''}"
-                    )
+                check_nudge_wards(n, i, self.population.ward_names())
         if (
             isinstance(self.population.wards, list)
             and any(w.baseline is not None for w in self.population.wards)
             and self.initial_adopters is not None
         ):
-            raise ValueError("give initial_adopters or ward baselines, not both")
+            raise ValueError(
+                "initial_adopters: not allowed together with ward baselines; allowed: one of them"
+            )
         return self
 
     # -- paths -------------------------------------------------------------------------
@@ -1006,7 +1036,12 @@ def error_lines(err: ValidationError, root: type[BaseModel] | None = None) -> li
             complete = "got" in text or "allowed:" in text  # our own messages say it all
             shown = "" if isinstance(value, (dict, list)) or complete else f" (got {plain(value)})"
             top = where == "scenario" and ":" in text  # a model-level message names its field
-            msg = text if top else f"{where}: {text}{shown}"
+            if text.startswith(":"):  # a field validator's message with no path inside it
+                text = text[1:].lstrip()
+            if text.startswith((".", "[")):  # ... or with one: '.reach[0]: ...'
+                msg = f"{where}{text}"
+            else:
+                msg = text if top else f"{where}: {text}{shown}"
         if msg not in lines:
             lines.append(msg)
     return lines

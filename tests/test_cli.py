@@ -60,3 +60,74 @@ def test_missing_scenario_file_and_real_entry_point(tmp_path):
 def test_validate(capsys):
     assert main(["validate", str(BOROUGH)]) == 0
     assert "valid" in capsys.readouterr().out
+
+
+SMALL_TOWN = ROOT / "experiments" / "scenarios" / "small_town.toml"
+MENU = ROOT / "experiments" / "menus" / "borough.toml"
+
+
+def test_validate_reads_the_files_a_run_reads(tmp_path, capsys):
+    (tmp_path / "people.csv").write_text("id,ward\n0,N\n1,N\n1,S\n")
+    (tmp_path / "ties.edgelist").write_text("0 1\n1 2\n")
+    scenario = tmp_path / "s.toml"
+    scenario.write_text('[population]\ncsv = "people.csv"\n'
+                        '[network]\nkind = "file"\npath = "ties.edgelist"\n')
+    assert main(["validate", str(scenario)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("nudgesim: error: population.csv: duplicate id(s) ['1']")
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    (tmp_path / "people.csv").write_text("id,ward\n0,N\n1,N\n2,S\n")
+    (tmp_path / "ties.edgelist").write_text("0 1 x y z\n")
+    assert main(["validate", str(scenario)]) == 2
+    assert capsys.readouterr().err.startswith("nudgesim: error: network.path: ")
+    (tmp_path / "ties.edgelist").write_text("0 1\n1 2\n")
+    assert main(["validate", str(scenario)]) == 0
+    assert "3 residents, 2 ties" in capsys.readouterr().out
+
+
+def test_validate_checks_a_menu_without_running_it(tmp_path, capsys):
+    assert main(["validate", str(BOROUGH), "--menu", str(MENU)]) == 0
+    assert "valid (12 options)" in capsys.readouterr().out
+    bad = tmp_path / "menu.toml"
+    bad.write_text(MENU.read_text().replace("reach = [0.45, 0.9]", "reach = [0.45, 9.0]"))
+    assert main(["validate", str(BOROUGH), "--menu", str(bad)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"nudgesim: error: {bad}: items[0].levels.reach: ")
+
+
+def test_precedence_warning_is_one_line(tmp_path, capsys):
+    (tmp_path / "g.graphml").write_text(
+        '<?xml version="1.0"?><graphml xmlns="http://graphml.graphdrawing.org/xmlns">'
+        '<key id="t" for="node" attr.name="threshold" attr.type="double"/>'
+        '<graph edgedefault="undirected"><node id="0"><data key="t">0.2</data></node>'
+        '<node id="1"><data key="t">0.7</data></node><edge source="0" target="1"/></graph>'
+        "</graphml>")
+    (tmp_path / "s.toml").write_text('[population]\n[network]\nkind = "file"\npath = "g.graphml"\n'
+                                     '[rule]\nkind = "threshold"\nthreshold = 0.5\n')
+    for _ in range(2):  # every invocation warns, not only the first in a process
+        assert main(["validate", str(tmp_path / "s.toml")]) == 0
+        err = capsys.readouterr().err
+        assert err == ("nudgesim: warning: rule.threshold: the graph node attribute 'threshold' "
+                       "overrides it (per-resident data wins)\n")
+
+
+def test_out_naming_an_existing_file_is_refused_before_running(tmp_path, capsys):
+    (tmp_path / "taken").write_text("x")
+    assert main(["run", str(SMALL_TOWN), "--out", str(tmp_path / "taken")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("nudgesim: error: --out: ") and "Traceback" not in err
+    assert (tmp_path / "taken").read_text() == "x"
+
+
+def test_python_dash_m_nudgesim_is_the_command():
+    proc = subprocess.run([sys.executable, "-m", "nudgesim", "validate", str(SMALL_TOWN)],
+                          capture_output=True, text=True)
+    assert proc.returncode == 0 and "valid" in proc.stdout
+    proc = subprocess.run([sys.executable, "-m", "nudgesim", "--help"], capture_output=True,
+                          text=True)
+    assert proc.returncode == 0 and "validate" in proc.stdout
+    bad = ROOT / "no-such-dir" / "x.toml"
+    proc = subprocess.run([sys.executable, "-m", "nudgesim", "validate", str(bad)],
+                          capture_output=True, text=True)
+    assert proc.returncode == 2 and proc.stderr.startswith("nudgesim: error: ")
+    assert "Traceback" not in proc.stderr

@@ -11,6 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import nudgesim as ns
+from nudgesim import network as netmod
 from nudgesim import rules
 from nudgesim.engine import Engine
 from nudgesim.nudges import Effects
@@ -498,3 +499,66 @@ def test_more_reach_never_lowers_expected_adoption(nudge):
     # common random numbers make the comparison low-noise: allow 0.5 pp of slack
     assert finals[0.2] <= finals[0.5] + 0.005 and finals[0.5] <= finals[0.9] + 0.005
     assert finals[0.9] > finals[0.2]
+
+
+# --------------------------------------------------------------------------- one source per trait
+
+
+def test_node_attributes_override_rule_threshold_with_a_one_line_warning():
+    g = nx.path_graph(3)
+    nx.set_node_attributes(g, {0: 0.1, 1: 0.9, 2: 0.5}, "threshold")
+    sc = scenario(rule={"kind": "threshold", "threshold": 0.3})
+    with pytest.warns(ns.scenario.ScenarioWarning) as rec:
+        eng = Engine(sc, graph=g)
+    assert eng.population.threshold.tolist() == [0.1, 0.9, 0.5]  # node attributes win
+    assert len(rec) == 1 and "\n" not in str(rec[0].message)
+    assert str(rec[0].message).startswith("rule.threshold: the graph node attribute")
+
+
+def test_rule_threshold_replaces_population_threshold_and_draws_the_same_values():
+    sc = scenario(population={"size": 50, "wards": 1, "threshold": {"dist": "uniform"}},
+                  rule={"kind": "threshold", "threshold": {"dist": "uniform", "low": 0.2,
+                                                           "high": 0.4}})
+    with pytest.warns(ns.scenario.ScenarioWarning, match="^population.threshold: rule.threshold"):
+        eng = Engine(sc)
+    expected = sc.rule.threshold.sample(eng.streams.generator("trait:threshold"), 50)
+    assert eng.population.threshold.tolist() == expected.tolist()
+
+
+def test_csv_values_obey_the_trait_ranges_and_ids_are_unique(tmp_path):
+    def engine(text):
+        (tmp_path / "people.csv").write_text(text)
+        return Engine(ns.Scenario.from_dict({"population": {"csv": "people.csv"}},
+                                            base_dir=tmp_path), graph=None)
+    with pytest.raises(ns.ScenarioError, match=r"^population.csv: duplicate id\(s\) \['b'\]"):
+        engine("id,attitude\na,0\nb,0\nb,1\n")
+    with pytest.raises(ns.ScenarioError, match=r"^population.csv column 'cost': 1.5 for resident 'b'"):
+        engine("id,cost\na,0.5\nb,1.5\n")
+    with pytest.raises(ns.ScenarioError, match="^population.csv column 'attitude': inf .* finite"):
+        engine("id,attitude\na,0\nb,inf\n")
+    with pytest.raises(ns.ScenarioError, match="^population.csv column 'susceptibility'"):
+        engine("susceptibility\n-1\n1\n")
+
+
+def test_wards_without_sizes_need_a_population_size():
+    sc = ns.Scenario.from_dict({"population": {"wards": [{"name": "A"}, {"name": "B"}]}})
+    with pytest.raises(ns.ScenarioError, match="^population.size: required"):
+        Engine(sc)
+
+
+def test_nudge_wards_are_checked_against_wards_read_from_a_csv(tmp_path):
+    (tmp_path / "people.csv").write_text("ward\nN\nN\nS\n")
+    sc = ns.Scenario.from_dict({"population": {"csv": "people.csv"}, "nudges": [
+        {"kind": "community_partnership", "wards": ["N", "Q"]}], "network": {"kind": "complete"}},
+        base_dir=tmp_path)
+    with pytest.raises(ns.ScenarioError, match=r"^nudges\[0\]\.wards: unknown ward\(s\) \['Q'\]"):
+        Engine(sc)
+
+
+def test_an_unreadable_graph_file_names_network_path(tmp_path):
+    (tmp_path / "g.edgelist").write_text("0 1 2 3\n")
+    sc = ns.Scenario.from_dict({"population": {}, "network": {"kind": "file",
+                                                              "path": "g.edgelist"}},
+                               base_dir=tmp_path)
+    with pytest.raises(netmod.NetworkError, match="^network.path: .*line 1"):
+        Engine(sc)

@@ -254,3 +254,36 @@ def test_frontier_points_are_not_dominated_and_the_rest_are(points):
                      & ((cost < cost[i]) | (value > value[i]))).any()
         assert front[i] == (not dominated)
     assert front[np.argmax(value - 1e-6 * cost)]  # the best value at least cost is on it
+
+
+def test_menu_numbers_are_finite_and_levels_are_checked_where_written():
+    bad_nudge = MENU | {"items": [MENU["items"][1] | {"nudge": {"kind": "information",
+                                                                 "reach": float("nan")}}]}
+    with pytest.raises(ScenarioError, match=r"^menu: items\[0\]\.nudge\.reach: nan is not allowed"):
+        pl.Menu.from_dict(bad_nudge)
+    repeated = {"label": "l", "nudge": {"kind": "information"}, "levels": {"reach": [0.5, 0.5]}}
+    with pytest.raises(ScenarioError, match=r"items\[0\]\.levels\.reach: .* repeats a value"):
+        pl.Menu.from_dict({"items": [repeated]})
+    nowhere = {"label": "l", "nudge": {"kind": "information"}, "levels": {"targeting.x.y": [1]}}
+    with pytest.raises(ScenarioError, match=r"items\[0\]\.levels\.targeting\.x\.y: "):
+        pl.Menu.from_dict({"items": [nowhere]})
+    with pytest.raises(ScenarioError, match=r"^menu: name: control character"):
+        pl.Menu.from_dict(MENU | {"name": "a\x00b"})
+
+
+def test_menu_check_names_the_level_that_gives_a_bad_value_before_any_run():
+    sc = small(rule=NEVER)
+    menu = pl.Menu.from_dict({"items": [{"label": "l", "nudge": {"kind": "information"},
+                                         "levels": {"reach": [0.5, 1.5]}}]})
+    with pytest.raises(ScenarioError) as err:
+        menu.check(sc, "m.toml")
+    assert str(err.value).startswith("m.toml: items[0].levels.reach: Input should be less than")
+    with pytest.raises(ScenarioError, match=r"items\[0\]\.levels\.reach"):  # plan checks first
+        ns.plan(sc, menu, budget=100.0, replicates=2, **SERIAL)
+    assert pl.Menu.from_dict(MENU).check(sc) == 3
+
+
+@pytest.mark.parametrize("budget", [float("nan"), float("inf"), -1.0, 0.0])
+def test_plan_refuses_a_budget_that_is_not_a_positive_finite_amount(budget):
+    with pytest.raises(ScenarioError, match="^budget: .* allowed: a positive, finite amount"):
+        ns.plan(small(rule=NEVER), pl.Menu.from_dict(MENU), budget=budget, **SERIAL)

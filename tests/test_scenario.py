@@ -40,11 +40,11 @@ def test_every_nudge_kind_round_trips():
         ('nudges = [{kind = "reminder", start = 60}]', "nudges[0].start: 60 is after the last step (52); allowed: 1..52"),
         ("colour = 1", "colour: unknown field; allowed: name, description, seed, steps"),
         ('nudges = [{kind = "pledge", upteke = 0.5}]', "nudges[0].upteke: unknown field; allowed: label, start"),
-        ('network = {kind = "watts_strogatz", k = 3}', "k must be even"),
+        ('network = {kind = "watts_strogatz", k = 3}', "network.k: 3 is odd; allowed: an even number"),
         ("initial_adopters = 1.5", "initial_adopters: a fraction must be in [0, 1], got 1.5"),
-        ('rule = {kind = "bass", p = 0.5, q = 0.7}', "p + q must be <= 1"),
-        ('nudges = [{kind = "reminder", start = 5, end = 3}]', "end (3) must be after start (5)"),
-        ('nudges = [{kind = "community_partnership", wards = ["Nowhere"]}]', "unknown ward(s) ['Nowhere']"),
+        ('rule = {kind = "bass", p = 0.5, q = 0.7}', "rule.q: p + q must be <= 1"),
+        ('nudges = [{kind = "reminder", start = 5, end = 3}]', "nudges[0].end: 3 is not after start (5); allowed: > start"),
+        ('nudges = [{kind = "community_partnership", wards = ["Nowhere"]}]', "nudges[0].wards: unknown ward(s) ['Nowhere']"),
         ('population = {size = 10, attitude = {dist = "normal", sd = -1}}', "population.attitude.sd"),
     ],
 )
@@ -98,3 +98,107 @@ def test_round_trip_property(seed, steps, reach, weight):
         "nudges": [{"kind": "norm_feedback", "reach": reach, "weight": weight}],
     })
     assert ns.Scenario.from_toml_str(sc.to_toml()).to_dict() == sc.to_dict()
+
+
+# --------------------------------------------------------------------------- hardening
+
+SCENARIOS = sorted((BOROUGH.parent).glob("*.toml"))
+
+
+@pytest.mark.parametrize("path", SCENARIOS, ids=lambda p: p.name)
+def test_shipped_scenarios_round_trip_exactly(path):
+    sc = ns.Scenario.from_toml(path)
+    assert ns.Scenario.from_toml_str(sc.to_toml()).to_toml() == sc.to_toml()
+
+
+def test_normal_without_bounds_is_unbounded_and_round_trips():
+    sc = ns.Scenario.from_dict({"population": {"size": 5, "attitude": {"dist": "normal",
+                                                                        "low": -1.0}}})
+    att = sc.population.attitude
+    assert att.low == -1.0 and att.high is None and att.support() == (-1.0, float("inf"))
+    assert sc.to_dict()["population"]["attitude"] == {"dist": "normal", "mean": 0.0, "sd": 1.0,
+                                                     "low": -1.0}
+    assert ns.Scenario.from_toml_str(sc.to_toml()).to_dict() == sc.to_dict()
+    # clipping at a missing bound is no clipping: same draws as the old +-inf defaults
+    import numpy as np
+    a = ns.scenario.Normal(mean=0.0, sd=1.0).sample(np.random.default_rng(1), 1000)
+    assert (a == np.random.default_rng(1).normal(0.0, 1.0, 1000)).all()
+
+
+@pytest.mark.parametrize("value", ["nan", "inf", "-inf"])
+@pytest.mark.parametrize("field", [
+    "[rule]\nkind = \"logistic\"\nadopt_intercept = {}",
+    '[[nudges]]\nkind = "pledge"\nboost = {}',
+    '[[nudges]]\nkind = "reminder"\ncost_per_contact = {}',
+    '[[nudges]]\nkind = "reminder"\ntargeting = {{attitude_below = {}}}',
+    "[population]\nsize = 5\nattitude = {}",
+    '[population]\nsize = 5\nattitude = {{dist = "uniform", low = {}, high = 1.0}}',
+    '[population]\nsize = 5\nattitude = {{dist = "normal", high = {}}}',
+    "[impact]\nper_adopter_step = {}",
+])
+def test_every_float_must_be_finite(field, value):
+    with pytest.raises(ns.ScenarioError) as err:
+        ns.Scenario.from_toml_str(field.format(value))
+    first = str(err.value).splitlines()[0]
+    assert f"{value} is not allowed; allowed: a finite number" in first
+
+
+@pytest.mark.parametrize("where", ["population", "rule"])
+@pytest.mark.parametrize("dist, ok", [
+    ({"dist": "uniform", "low": -1.0, "high": 2.0}, False),
+    ({"dist": "uniform", "low": 0.0, "high": 1.0}, True),
+    ({"dist": "normal", "mean": 0.3, "sd": 0.1}, False),
+    ({"dist": "normal", "mean": 0.3, "sd": 0.1, "low": 0.0, "high": 1.0}, True),
+    ({"dist": "normal", "mean": 2.0, "sd": 0.0, "high": 1.0}, True),  # clipped to 1
+    ({"dist": "beta", "low": 0.5, "high": 1.5}, False),
+    ({"dist": "fixed", "value": -0.1}, False),
+    ({"dist": "fixed", "value": 1.0}, True),
+])
+def test_threshold_has_one_range_wherever_it_is_written(where, dist, ok):
+    data = ({"population": {"size": 5, "threshold": dist}} if where == "population" else
+            {"population": {"size": 5}, "rule": {"kind": "threshold", "threshold": dist}})
+    if ok:
+        ns.Scenario.from_dict(data)
+    else:
+        with pytest.raises(ns.ScenarioError, match=rf"^{where}\.threshold: .*allowed: values in \[0, 1\]"):
+            ns.Scenario.from_dict(data)
+
+
+@pytest.mark.parametrize("trait, dist", [
+    ("habit", {"dist": "uniform", "low": 0.5, "high": 1.1}),
+    ("cost", {"dist": "beta", "low": -0.1}),
+    ("susceptibility", {"dist": "normal", "mean": 1.0, "sd": 0.2}),
+])
+def test_trait_ranges_apply_to_every_distribution(trait, dist):
+    with pytest.raises(ns.ScenarioError, match=rf"^population\.{trait}: "):
+        ns.Scenario.from_dict({"population": {"size": 5, trait: dist}})
+
+
+@pytest.mark.parametrize("text, first", [
+    ("steps = 9223372036854775807", "steps: Input should be less than or equal to 100000"),
+    ('name = "x\\u0000y"', "name: control character '\\x00' is not allowed"),
+    ('step_unit = "wk\\u001b[31m"', "step_unit: control character '\\x1b'"),
+    ("seed = 9223372036854775808", "seed: Input should be less than or equal to"),
+    ("description = " + "[" * 5000 + "]" * 5000, "malformed TOML: nesting too deep"),
+    ('[population]\nwards = [{name = "A", size = -1}]', "population.wards[0].size: Input should"),
+    ('[population]\nwards = "abc"', "population.wards: Input should be a valid integer or a valid list (got 'abc')"),
+    ("initial_adopters = [1.5]", "initial_adopters[0]: Input should be a valid integer or a valid string"),
+    ('[[nudges]]\nkind = "reminder"\nstart = 5\nend = 3', "nudges[0].end: 3 is not after start (5)"),
+])
+def test_messages_are_one_line_naming_the_field(text, first):
+    with pytest.raises(ns.ScenarioError) as err:
+        ns.Scenario.from_toml_str(text)
+    assert str(err.value) == str(err.value).splitlines()[0]
+    assert str(err.value).startswith(first)
+    assert "constrained-" not in str(err.value)
+
+
+def test_description_may_hold_newlines_and_tabs():
+    assert ns.Scenario.from_dict({"description": "a\n\tb"}).description == "a\n\tb"
+
+
+def test_numpy_values_are_printed_as_python_numbers():
+    import numpy as np
+    with pytest.raises(ns.ScenarioError) as err:
+        ns.Scenario.from_dict({"nudges": [{"kind": "pledge", "uptake": np.float64(1.5)}]})
+    assert "(got 1.5)" in str(err.value) and "np.float64" not in str(err.value)
