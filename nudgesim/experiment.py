@@ -39,13 +39,60 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from .files import lock_folder, output_dir, safe_name, write_atomic, write_parquet_atomic
 from .parallel import EXECUTORS, imap_unordered
-from .result import write_atomic, write_parquet_atomic
 from .scenario import Scenario, ScenarioError
 
 DESIGNS = ("grid", "lhs", "sobol", "morris")
 MORRIS_LEVELS = 4  # SALib's default grid of p = 4 levels (Morris 1991; Saltelli et al. 2008)
 T95 = {}  # cache of Student t quantiles by degrees of freedom
+# assumption: a million runs is days of computing on a workstation and more rows than the
+# tables handle comfortably; a bigger design is a typo (or needs several experiments)
+MAX_RUNS = 1_000_000
+MAX_DEPTH = 32  # nesting an experiment file may have; deeper is not a real experiment
+
+
+# ---------------------------------------------------------------------------------------
+# Checks on what an experiment file may hold
+# ---------------------------------------------------------------------------------------
+
+
+def _is_number(x: Any) -> bool:
+    return isinstance(x, (int, float, np.integer, np.floating)) and not isinstance(
+        x, (bool, np.bool_)
+    )
+
+
+def _key_path(where: str, key: Any) -> str:
+    key = str(key)
+    return f"{where}.{key}" if re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", key) else f'{where}."{key}"'
+
+
+def check_finite(value: Any, where: str) -> None:
+    """Every float in `value` (nested tables and lists too) must be finite: NaN or infinity
+    would run "successfully" and mean nothing. Nesting deeper than MAX_DEPTH is refused
+    rather than recursed into."""
+    stack = [(value, where, 0)]
+    while stack:
+        v, at, depth = stack.pop()
+        if depth > MAX_DEPTH:
+            raise ScenarioError(f"{at}: nested more than {MAX_DEPTH} levels deep; not allowed")
+        if isinstance(v, (float, np.floating)) and not math.isfinite(v):
+            raise ScenarioError(f"{at}: {float(v)!r} is not allowed; give a finite number")
+        if isinstance(v, Mapping):
+            stack.extend((x, _key_path(at, k), depth + 1) for k, x in v.items())
+        elif isinstance(v, (list, tuple)):
+            stack.extend((x, f"{at}[{i}]", depth + 1) for i, x in enumerate(v))
+
+
+def _count(value: Any, field_name: str, minimum: int) -> None:
+    """An integer setting (replicates, samples, seed, levels); booleans are not integers."""
+    if isinstance(value, np.generic):
+        value = value.item()  # shown as 1.5, not np.float64(1.5)
+    if not isinstance(value, (int, np.integer)) or isinstance(value, (bool, np.bool_)):
+        raise ScenarioError(f"{field_name}: {value!r} is not allowed; give an integer >= {minimum}")
+    if value < minimum:
+        raise ScenarioError(f"{field_name}: {value} is not allowed; give an integer >= {minimum}")
 
 
 # ---------------------------------------------------------------------------------------
@@ -168,6 +215,7 @@ class Factor:
     def parse(cls, path: str, spec: Any, role: str) -> Factor:
         parse_path(path)
         where = f'{role}s."{path}"'
+        check_finite(spec, where)
         if isinstance(spec, (list, tuple)):
             if not spec:
                 raise ScenarioError(f"{where}: empty list; give at least one value")
@@ -180,11 +228,15 @@ class Factor:
                     raise ScenarioError(
                         f"{where}: unknown key(s) {sorted(extra)}; allowed: values, labels"
                     )
+                if not isinstance(spec["values"], (list, tuple)):
+                    raise ScenarioError(f"{where}.values: {spec['values']!r}; give a list")
                 values = list(spec["values"])
                 labels = spec.get("labels")
                 if not values:
                     raise ScenarioError(f"{where}.values: empty list")
                 if labels is not None:
+                    if not isinstance(labels, (list, tuple)):
+                        raise ScenarioError(f"{where}.labels: {labels!r}; give a list")
                     labels = [str(x) for x in labels]
                     if len(labels) != len(values) or len(set(labels)) != len(labels):
                         raise ScenarioError(
@@ -200,16 +252,22 @@ class Factor:
                     "{values = [...], labels = [...]}, or a range {low, high[, levels, integer]}"
                 )
             low, high = spec["low"], spec["high"]
-            if not all(
-                isinstance(x, (int, float)) and not isinstance(x, bool) for x in (low, high)
-            ):
+            if not all(_is_number(x) for x in (low, high)):
                 raise ScenarioError(f"{where}: low and high must be numbers, got {low!r}, {high!r}")
+            low, high = float(low), float(high)
             if not high > low:
                 raise ScenarioError(f"{where}: high ({high}) must be greater than low ({low})")
             levels = spec.get("levels")
-            if levels is not None and (not isinstance(levels, int) or levels < 2):
-                raise ScenarioError(f"{where}.levels: must be an integer >= 2, got {levels!r}")
-            integer = bool(spec.get("integer", False))
+            if levels is not None:
+                _count(levels, f"{where}.levels", 2)
+                if levels > MAX_RUNS:
+                    raise ScenarioError(
+                        f"{where}.levels: {levels} is not allowed; at most {MAX_RUNS:,}"
+                    )
+                levels = int(levels)
+            integer = spec.get("integer", False)
+            if not isinstance(integer, bool):
+                raise ScenarioError(f"{where}.integer: {integer!r} is not allowed; true or false")
             return cls(path, role, low=float(low), high=float(high), levels=levels, integer=integer)
         raise ScenarioError(
             f"{where}: {spec!r} is not allowed; give a list of values (grid / categorical) or a "
@@ -352,7 +410,14 @@ class ExperimentResult:
 
 # settings an experiment file may give besides `name` and `scenario`
 FILE_SETTINGS = (
-    "levers", "uncertainties", "design", "samples", "replicates", "seed", "outcomes", "per_step",
+    "levers",
+    "uncertainties",
+    "design",
+    "samples",
+    "replicates",
+    "seed",
+    "outcomes",
+    "per_step",
 )
 
 
@@ -383,15 +448,16 @@ class Experiment:
             raise ScenarioError(
                 f"design: {self.design!r} is not allowed; allowed: {', '.join(DESIGNS)}"
             )
-        if not isinstance(self.replicates, int) or self.replicates < 1:
-            raise ScenarioError(f"replicates: must be an integer >= 1, got {self.replicates!r}")
-        if self.samples is not None and (not isinstance(self.samples, int) or self.samples < 1):
-            raise ScenarioError(f"samples: must be an integer >= 1, got {self.samples!r}")
+        _count(self.replicates, "replicates", 1)
+        if self.samples is not None:
+            _count(self.samples, "samples", 1)
         if self.seed is None:
             self.seed = self.scenario.seed
-        if not isinstance(self.seed, int) or self.seed < 0:
-            raise ScenarioError(f"seed: must be an integer >= 0, got {self.seed!r}")
-        self.name = self.name or self.scenario.name
+        _count(self.seed, "seed", 0)
+        self.replicates, self.seed = int(self.replicates), int(self.seed)
+        self.samples = None if self.samples is None else int(self.samples)
+        # the name becomes the results folder (results/<name>): one safe folder name
+        self.name = safe_name(self.scenario.name if self.name is None else self.name)
         self.levers = dict(self.levers or {})
         self.uncertainties = dict(self.uncertainties or {})
         both = set(self.levers) & set(self.uncertainties)
@@ -417,9 +483,27 @@ class Experiment:
                 f"samples: {self.samples} is not a power of 2, which Sobol sequences need "
                 f"(Saltelli sampling in SALib); try {lo} or {2 * lo}"
             )
+        points = self._point_count()
+        if points * self.replicates > MAX_RUNS:
+            raise ScenarioError(
+                f"design: {points:,} points x {self.replicates:,} replicates = "
+                f"{points * self.replicates:,} runs; allowed: at most {MAX_RUNS:,} per experiment"
+            )
         self._points: list[dict[str, Any]] | None = None
         self._unit: np.ndarray | None = None
         self._scenarios: list[Scenario] | None = None
+
+    def _point_count(self) -> int:
+        """How many design points the design will have, known before any is built."""
+        d = len(self.factors)
+        if self.design == "grid":
+            sizes = [
+                len(f.values) if not f.is_range else (f.levels or 1)  # type: ignore[arg-type]
+                for f in self.factors
+            ]
+            return math.prod(sizes)
+        per = {"lhs": 1, "sobol": d + 2, "morris": d + 1}[self.design]
+        return int(self.samples) * per  # type: ignore[arg-type]
 
     # -- construction from TOML ------------------------------------------------------
     @classmethod
@@ -430,7 +514,16 @@ class Experiment:
         except FileNotFoundError:
             raise ScenarioError(f"experiment file not found: {path}") from None
         except tomllib.TOMLDecodeError as err:
-            raise ScenarioError(f"{path}: malformed TOML: {err}") from None
+            first = str(err).splitlines()[0] if str(err) else "cannot parse"
+            raise ScenarioError(f"{path}: malformed TOML: {first}") from None
+        except UnicodeDecodeError:
+            raise ScenarioError(f"{path}: not a UTF-8 text file; give a TOML file") from None
+        except RecursionError:
+            raise ScenarioError(f"{path}: nested too deeply to read; not allowed") from None
+        except OSError as err:
+            raise ScenarioError(
+                f"{path}: cannot read the experiment file: {err.strerror}"
+            ) from None
         try:
             return cls.from_dict(
                 data, base_dir=path.resolve().parent, default_name=path.stem, **overrides
@@ -447,11 +540,27 @@ class Experiment:
         **overrides: Any,
     ) -> Experiment:
         base_dir = Path(base_dir or Path.cwd())
+        if not isinstance(data, Mapping):
+            raise ScenarioError(f"experiment: expected a table, got {type(data).__name__}")
         allowed = {"name", "scenario", *FILE_SETTINGS}
         unknown = set(data) - allowed
         if unknown:
             raise ScenarioError(
-                f"unknown field(s) {sorted(unknown)}; allowed: {', '.join(sorted(allowed))}"
+                f"unknown field(s) {sorted(map(str, unknown))}; "
+                f"allowed: {', '.join(sorted(allowed))}"
+            )
+        for key in sorted(data):
+            check_finite(data[key], str(key))
+        if "name" in data and not isinstance(data["name"], str):
+            raise ScenarioError(f"name: {data['name']!r} is not allowed; give a text name")
+        for key in ("outcomes", "per_step"):
+            if key in data and not (
+                isinstance(data[key], list) and all(isinstance(x, str) for x in data[key])
+            ):
+                raise ScenarioError(f"{key}: {data[key]!r} is not allowed; give a list of names")
+        if "design" in data and not isinstance(data["design"], str):
+            raise ScenarioError(
+                f"design: {data['design']!r} is not allowed; allowed: {', '.join(DESIGNS)}"
             )
         spec = data.get("scenario")
         if isinstance(spec, str):
@@ -467,7 +576,7 @@ class Experiment:
             if key in data and not isinstance(data[key], dict):
                 raise ScenarioError(f"{key}: must be a table of path = values")
         kwargs = {k: data[k] for k in FILE_SETTINGS if k in data}
-        kwargs["name"] = data.get("name", default_name)
+        kwargs["name"] = data.get("name", default_name and safe_name(default_name, "file name"))
         kwargs.update({k: v for k, v in overrides.items() if v is not None})
         return cls(scenario=scenario, **kwargs)
 
@@ -590,11 +699,14 @@ class Experiment:
         scheduler: str | None = None,
         progress: bool | None = None,
         retry_errors: bool = False,
+        wait: bool = False,
     ) -> ExperimentResult:
         """Run every (point, replicate) not yet in the store, then write the tables.
 
         out: results folder (default results/<name>). progress: tqdm bar on stderr
         (None = only on a terminal). retry_errors: run again those that raised before.
+        The folder is locked for the whole sweep (files.lock_folder): a second sweep into
+        it is a UsageError naming the holder's pid, or with `wait` waits its turn.
         """
         if scheduler is not None:
             executor = "dask"
@@ -604,11 +716,29 @@ class Experiment:
             )
         _check_per_step(self.per_step)
         tasks = self.tasks()  # validates every design point before anything is written
-        out = Path(out) if out is not None else Path("results") / str(self.name)
+        out = output_dir(self.name, out)
+        with lock_folder(out, wait=wait, on_wait=_say_waiting(out)):
+            return self._run_locked(
+                tasks, out, executor, workers, scheduler, progress, retry_errors
+            )
+
+    def _run_locked(
+        self,
+        tasks: list[dict[str, Any]],
+        out: Path,
+        executor: str,
+        workers: int | None,
+        scheduler: str | None,
+        progress: bool | None,
+        retry_errors: bool,
+    ) -> ExperimentResult:
+        """The sweep proper; only ever called while holding the folder's lock, so the
+        temporaries it deletes cannot belong to another live sweep."""
         store = out / "runs"
         store.mkdir(parents=True, exist_ok=True)
-        for tmp in store.glob(".*.tmp"):  # half-written by a run killed mid-write
-            tmp.unlink(missing_ok=True)
+        for folder in (out, store):
+            for tmp in folder.glob(".*.tmp"):  # half-written by a sweep killed mid-write
+                tmp.unlink(missing_ok=True)
         started = datetime.now(UTC)
         t0 = time.perf_counter()
         unique: dict[str, dict[str, Any]] = {}
@@ -785,6 +915,14 @@ class Experiment:
         }
 
 
+def _say_waiting(out: Path) -> Callable[[int | None], None]:
+    def say(pid: int | None) -> None:
+        who = f"pid {pid}" if pid is not None else "another process"
+        print(f"nudgesim: {out} is in use by {who}; waiting for it", file=sys.stderr)
+
+    return say
+
+
 def _jsonable_spec(spec: Any) -> Any:
     return json.loads(json.dumps(spec, default=str))
 
@@ -936,6 +1074,11 @@ def sweep_main(argv: list[str]) -> int:
     p.add_argument(
         "--dry-run", action="store_true", help="validate and show the design, run nothing"
     )
+    p.add_argument(
+        "--wait",
+        action="store_true",
+        help="if another sweep is writing the folder, wait for it (default: exit 2 at once)",
+    )
     args = _parse(p, argv)
     exp = Experiment.from_toml(
         args.experiment, replicates=args.replicates, samples=args.samples, seed=args.seed
@@ -952,6 +1095,7 @@ def sweep_main(argv: list[str]) -> int:
         scheduler=args.scheduler,
         progress=False if args.no_progress else None,
         retry_errors=args.retry_errors,
+        wait=args.wait,
     )
     m = res.manifest
     r = m["runs"]

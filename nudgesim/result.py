@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import tempfile
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -13,55 +12,61 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
+from .files import (
+    check_replaceable,
+    replace_folder,
+    save_figure,
+    write_atomic,
+    write_parquet_atomic,
+)
+
+__all__ = ["Result", "save_figure", "write_atomic", "write_parquet_atomic"]
+
 if TYPE_CHECKING:
     from .engine import Engine
     from .scenario import Scenario
 
 
-def write_atomic(path: Path, data: bytes | str) -> None:
-    """Write to a temporary file in the same folder, then rename: readers never see half."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    mode = "wb" if isinstance(data, bytes) else "w"
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, mode) as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+# what a run folder holds, and what `nudgesim report` adds to it: nothing else is ever
+# deleted when a run replaces the folder
+RUN_FILES = frozenset(
+    {
+        "timeseries.parquet",
+        "timeseries.csv",
+        "by_ward.parquet",
+        "summary.json",
+        "scenario.toml",
+        "adoption.png",
+    }
+)
+REPORT_FILES = frozenset({"report.html", "report.md", "report_adoption.png", "report_wards.png"})
+_DEBRIS = re.compile(r"^\..+\.tmp(\.\w+)?$")  # half-written files of older versions
 
 
-def write_parquet_atomic(df: pd.DataFrame, path: Path) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        df.to_parquet(tmp, index=False)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+def not_a_run_folder(folder: Path) -> str | None:
+    """Why `folder` must not be replaced by a run, or None: it must be empty or hold a
+    run's files (summary.json among them) and nothing else, so a rerun never deletes a
+    user's own files."""
+    names = {p.name for p in folder.iterdir()}
+    if not names:
+        return None
+    others = sorted(n for n in names - RUN_FILES - REPORT_FILES if not _DEBRIS.match(n))
+    if "summary.json" in names and not others:
+        return None
+    shown = ", ".join(others[:3]) + (f" and {len(others) - 3} more" if len(others) > 3 else "")
+    why = (["has no summary.json"] if "summary.json" not in names else []) + (
+        [f"holds {shown}"] if others else []
+    )
+    return (
+        f"is not a nudgesim run folder ({', '.join(why)}); replacing it would delete "
+        "its files; give an empty or new folder"
+    )
 
 
-def save_figure(fig, path: str | Path, **savefig_kw: Any) -> Path:
-    """Save a matplotlib figure atomically (temporary file, then rename) and close it."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.tmp{path.suffix}")
-    try:
-        fig.savefig(tmp, **savefig_kw)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-        import matplotlib.pyplot as plt
-
-        plt.close(fig)
-    return path
+def check_run_folder(out: str | Path, what: str = "--out") -> Path:
+    """Raise the UsageError that `Result.save(out)` would raise (a file, the working folder,
+    a folder of other files), before a run is spent; returns `out` made absolute."""
+    return check_replaceable(out, not_a_run_folder, what)
 
 
 @dataclass
@@ -166,18 +171,26 @@ class Result:
         }
 
     def save(self, out_dir: str | Path, plot: bool = True) -> Path:
-        """Write tables, summary, the scenario as run and (optionally) the plot, atomically."""
-        out = Path(out_dir)
-        out.mkdir(parents=True, exist_ok=True)
-        write_parquet_atomic(self.timeseries, out / "timeseries.parquet")
-        write_atomic(out / "timeseries.csv", self.timeseries.to_csv(index=False))
-        write_parquet_atomic(self.by_ward, out / "by_ward.parquet")
-        write_atomic(out / "summary.json", json.dumps(_jsonable(self.summary), indent=2) + "\n")
-        write_atomic(out / "scenario.toml", self.scenario.to_toml())
-        if plot:
-            from .plots import plot_run
+        """Write tables, summary, the scenario as run and (optionally) the plot.
 
-            plot_run(self, out / "adoption.png")
+        The folder is written whole under a temporary name and swapped in
+        (files.replace_folder): it always holds exactly one complete run, so a rerun
+        without the plot leaves no old plot behind, and a kill at any moment leaves the
+        old run or the new one. A folder holding anything but a run is refused
+        (UsageError), never emptied.
+        """
+        out = Path(out_dir)
+        with replace_folder(out, refuse=not_a_run_folder) as tmp:
+            write_parquet_atomic(self.timeseries, tmp / "timeseries.parquet")
+            write_atomic(tmp / "timeseries.csv", self.timeseries.to_csv(index=False))
+            write_parquet_atomic(self.by_ward, tmp / "by_ward.parquet")
+            summary = json.dumps(_jsonable(self.summary), indent=2) + "\n"
+            write_atomic(tmp / "summary.json", summary)
+            write_atomic(tmp / "scenario.toml", self.scenario.to_toml())
+            if plot:
+                from .plots import plot_run
+
+                plot_run(self, tmp / "adoption.png")
         return out
 
 
