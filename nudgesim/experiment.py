@@ -76,6 +76,7 @@ def check_finite(value: Any, where: str) -> None:
     while stack:
         v, at, depth = stack.pop()
         if depth > MAX_DEPTH:
+            at = at if len(at) <= 80 else at[:77] + "..."
             raise ScenarioError(f"{at}: nested more than {MAX_DEPTH} levels deep; not allowed")
         if isinstance(v, (float, np.floating)) and not math.isfinite(v):
             raise ScenarioError(f"{at}: {float(v)!r} is not allowed; give a finite number")

@@ -374,3 +374,154 @@ def test_example_sweeps_are_valid():
     for path in sorted((ROOT / "experiments" / "sweeps").glob("*.toml")):
         exp = Experiment.from_toml(path)
         assert exp.tasks(), path
+
+
+# -- experiment files: finite numbers, safe names, one sweep per folder --------------------
+
+LEVER = '[levers]\n"nudges[leaflet].reach" = [0.3, 0.6]\n'
+
+
+@pytest.mark.parametrize(
+    "text, first_line",
+    [
+        ('[levers]\n"nudges[leaflet].reach" = [0.3, nan]\n',
+         'levers."nudges[leaflet].reach"[1]: nan is not allowed; give a finite number'),
+        ('[levers]\n"nudges[leaflet].reach" = {values = [inf], labels = ["x"]}\n',
+         'levers."nudges[leaflet].reach".values[0]: inf is not allowed'),
+        ('design = "lhs"\nsamples = 4\n[uncertainties]\n"network.p" = {low = 0.0, high = nan}\n',
+         'uncertainties."network.p".high: nan is not allowed'),
+        ('design = "lhs"\nsamples = 4\n[uncertainties]\n"network.p" = {low = -inf, high = 1.0}\n',
+         'uncertainties."network.p".low: -inf is not allowed'),
+        ('[levers]\n"nudges[leaflet]" = [{kind = "information", reach = nan}]\n',
+         'levers."nudges[leaflet]"[0].reach: nan is not allowed'),
+        ('name = "../.."\n' + LEVER, "name: '../..' has no letters or digits"),
+        ('name = ""\n' + LEVER, "name: '' has no letters or digits"),
+        ("name = 5\n" + LEVER, "name: 5 is not allowed; give a text name"),
+        ("replicates = true\n" + LEVER, "replicates: True is not allowed; give an integer >= 1"),
+        ("replicates = 2.0\n" + LEVER, "replicates: 2.0 is not allowed; give an integer >= 1"),
+        ("seed = -1\n" + LEVER, "seed: -1 is not allowed; give an integer >= 0"),
+        ("replicates = 9223372036854775807\n" + LEVER,
+         "design: 2 points x 9,223,372,036,854,775,807 replicates"),
+        ('[levers]\n"network.p" = {low = 0.0, high = 1.0, levels = 100000000000}\n',
+         'levers."network.p".levels: 100000000000 is not allowed; at most 1,000,000'),
+        ('design = "sobol"\nsamples = 1099511627776\n[levers]\n"network.p" = {low=0, high=1}\n',
+         "design: 3,298,534,883,328 points"),
+        ('[levers]\n"network.p" = {low = 0.0, high = 1.0, levels = 3, integer = "yes"}\n',
+         "integer: 'yes' is not allowed; true or false"),
+        ('[levers]\n"network.p" = {values = "0.1"}\n',
+         "values: '0.1'; give a list"),
+        ('design = 3\n' + LEVER, "design: 3 is not allowed; allowed: grid"),
+        ('outcomes = "final_adoption"\n' + LEVER, "outcomes: 'final_adoption' is not allowed"),
+        ('[levers]\n"network.p" = ' + "[" * 40 + "0.1" + "]" * 40 + "\n",
+         "nested more than 32 levels deep"),
+        ('[levers]\n"network.p" = ' + "[" * 5000 + "]" * 5000 + "\n", "nested"),
+    ],
+)  # fmt: skip
+def test_bad_experiment_files_get_one_clear_line(tmp_path, capsys, text, first_line):
+    (tmp_path / "small.toml").write_text(SMALL)
+    bad = tmp_path / "bad.toml"
+    bad.write_text('scenario = "small.toml"\n' + text)
+    with pytest.raises(ScenarioError) as err:
+        Experiment.from_toml(bad)
+    assert first_line in str(err.value)
+    assert cli_main(["sweep", str(bad), "--dry-run"]) == 2
+    out = capsys.readouterr().err
+    assert out.startswith(f"nudgesim: error: {bad}: ") and out.count("\n") == 1
+    assert first_line in out and "Traceback" not in out
+
+
+def test_an_experiment_name_becomes_one_folder_under_results(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    for name, folder in (("../../evil", "evil"), ("/tmp/x", "tmp_x"), ("a b\x00c", "a_b_c")):
+        exp = Experiment(small(), {"nudges[leaflet].reach": [0.4]}, name=name)
+        assert exp.name == folder
+        res = exp.run(executor="serial", progress=False)
+        assert res.out == Path("results") / folder and (res.out / "runs.parquet").exists()
+        assert json.loads((res.out / "manifest.json").read_text())["experiment"] == folder
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["results"]
+    assert sorted(p.name for p in (tmp_path / "results").iterdir()) == ["a_b_c", "evil", "tmp_x"]
+    for name in ("", "..", "/"):
+        with pytest.raises(ScenarioError, match="^name: .* has no letters or digits"):
+            Experiment(small(), name=name)
+
+
+def test_sweep_out_naming_a_file_exits_2(tmp_path, capsys):
+    (tmp_path / "small.toml").write_text(SMALL)
+    (tmp_path / "exp.toml").write_text('scenario = "small.toml"\n' + LEVER)
+    (tmp_path / "f").write_text("mine")
+    argv = ["sweep", str(tmp_path / "exp.toml"), "--executor", "serial", "--no-progress"]
+    assert cli_main([*argv, "--out", str(tmp_path / "f")]) == 2
+    assert (
+        capsys.readouterr().err
+        == f"nudgesim: error: --out: {tmp_path / 'f'} is a file; give a folder\n"
+    )
+
+
+def test_a_second_sweep_into_a_busy_folder_exits_2_and_touches_nothing(tmp_path, capsys):
+    """Two processes: a running sweep holds the folder; a second one exits 2 at once naming
+    the folder and the holder's pid, and deletes none of its temporaries; once the first is
+    killed with SIGKILL, no stale lock remains and the sweep resumes."""
+    (tmp_path / "small.toml").write_text(SMALL.replace("steps = 12", "steps = 40"))
+    exp = tmp_path / "exp.toml"
+    exp.write_text(
+        'name = "busy"\nscenario = "small.toml"\nreplicates = 6\nseed = 3\n'
+        '[levers]\n"nudges[leaflet].reach" = { low = 0.1, high = 0.9, levels = 10 }\n'
+    )
+    out = tmp_path / "out"
+    argv = ["sweep", str(exp), "--out", str(out), "--executor", "serial", "--no-progress"]
+    first = subprocess.Popen(
+        [sys.executable, "-m", "nudgesim.cli", *argv],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env={**os.environ, "NUDGESIM_NUMBA": "0"},
+    )
+    try:
+        deadline = time.time() + 60
+        while time.time() < deadline and len(list((out / "runs").glob("*.parquet"))) < 2:
+            time.sleep(0.02)
+        assert first.poll() is None, "the first sweep should still be running"
+        writing = out / "runs" / ".abc.parquet.x1y2z3.tmp"  # as if the first were writing it
+        writing.write_bytes(b"half")
+        t0 = time.perf_counter()
+        assert cli_main(argv) == 2
+        assert time.perf_counter() - t0 < 10  # at once, not after computing anything
+        err = capsys.readouterr().err
+        assert err.startswith(f"nudgesim: error: --out: {out} is in use by another nudgesim")
+        assert f"(pid {first.pid})" in err and err.count("\n") == 1
+        assert writing.exists()
+    finally:
+        first.kill()
+        first.communicate()
+    assert cli_main(argv) == 0
+    assert not writing.exists()  # cleaned by the next sweep, under the lock
+    m = json.loads((out / "manifest.json").read_text())
+    assert m["runs"]["total"] == 60 and m["runs"]["reused_from_store"] >= 2
+    assert m["runs"]["computed_now"] + m["runs"]["reused_from_store"] == 60
+
+
+def test_a_sweep_with_wait_runs_after_the_holder_lets_go(tmp_path, capsys):
+    import threading
+
+    from nudgesim import files
+
+    (tmp_path / "small.toml").write_text(SMALL)
+    exp = tmp_path / "exp.toml"
+    exp.write_text('scenario = "small.toml"\n' + LEVER)
+    out = tmp_path / "out"
+    held, release = threading.Event(), threading.Event()
+
+    def holder():
+        with files.lock_folder(out):
+            held.set()
+            release.wait(20)
+
+    t = threading.Thread(target=holder)
+    t.start()
+    held.wait(10)
+    threading.Timer(0.5, release.set).start()
+    argv = ["sweep", str(exp), "--out", str(out), "--executor", "serial", "--no-progress"]
+    assert cli_main([*argv, "--wait"]) == 0
+    t.join()
+    captured = capsys.readouterr()
+    assert f"{out} is in use by pid {os.getpid()}; waiting for it" in captured.err
+    assert "2 runs (2 computed now" in captured.out
