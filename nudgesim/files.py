@@ -368,7 +368,11 @@ def replace_folder(
             _ACTIVE.add(old.name)
             try:
                 os.rename(out, old)
-                os.rename(tmp, out)
+                try:
+                    os.rename(tmp, out)
+                except BaseException:
+                    os.rename(old, out)  # put the old run back rather than lose both
+                    raise
                 _fsync_dir(parent)
                 shutil.rmtree(old, ignore_errors=True)
             finally:

@@ -471,3 +471,23 @@ def test_a_lock_on_a_file_is_a_usage_error(tmp_path):
     with pytest.raises(UsageError, match=r"^--out: .*f is a file; give a folder$"):
         with files.lock_folder(tmp_path / "f"):
             pass
+
+
+def test_a_failed_swap_keeps_the_old_run(tmp_path, two_runs, monkeypatch):
+    a, b = two_runs
+    out = tmp_path / "r"
+    a.save(out)
+    monkeypatch.setattr(files, "_exchange", lambda x, y: False)
+    real = os.rename
+
+    def rename(src, dst):
+        if Path(src).name.startswith(".r.tmp-"):
+            raise OSError(5, "Input/output error")
+        return real(src, dst)
+
+    monkeypatch.setattr(os, "rename", rename)
+    with pytest.raises(OSError, match="Input/output error"):
+        b.save(out, plot=False)
+    monkeypatch.setattr(os, "rename", real)
+    check_run(out, 1, plot=True)
+    assert temporaries(tmp_path, "r") == []
