@@ -27,7 +27,7 @@ import numpy as np
 
 from . import kernels
 from .engine import Engine
-from .result import write_atomic
+from .files import write_atomic
 from .scenario import Scenario
 
 CONTENDERS = ("engine", "ties", "numpy", "agents", "mesa", "scipy", "floor")

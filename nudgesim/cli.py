@@ -8,9 +8,11 @@ used, so `nudgesim run` never pays for Mesa, solara or Dask.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 import warnings
+from contextlib import contextmanager
 from pathlib import Path
 
 from .errors import UsageError, UserError
@@ -38,12 +40,14 @@ def load_scenario(path: str, seed: int | None = None, steps: int | None = None) 
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    from . import files
     from .engine import simulate
+    from .result import check_run_folder
 
+    apply_memory_option(args)
     sc = load_scenario(args.scenario, args.seed, args.steps)
-    out = Path(args.out) if args.out else Path("results") / sc.name
-    if args.out and out.exists() and not out.is_dir():  # say so before a run is spent
-        raise UsageError(f"--out: {out} is an existing file; allowed: a folder (new or existing)")
+    out = Path(args.out) if args.out else files.output_dir(sc.name)
+    check_run_folder(out)  # a file, a foreign folder or the working folder: say so before a run
     t0 = time.perf_counter()
     res = simulate(sc)
     elapsed = time.perf_counter() - t0
@@ -66,18 +70,51 @@ def cmd_validate(args: argparse.Namespace) -> int:
     """Check what a run would check: the scenario, the residents CSV and graph file it names
     (read and built exactly as the run does: residents, ties, initial adopters, nudges'
     targets) and, with --menu, every option of a planning menu. No step is simulated."""
+    from . import limits
     from .engine import Engine
 
+    apply_memory_option(args)
     sc = load_scenario(args.scenario)
     engine = Engine(sc)
     print(f"{args.scenario}: valid ({sc.name}, {len(sc.nudges)} nudges, {sc.steps} steps, "
-          f"{engine.n:,} residents, {engine.network.n_ties:,} ties)")
+          f"{engine.n:,} residents, {engine.network.n_ties:,} ties; needs "
+          f"{limits.estimate_memory(sc, engine.n, engine.network.indices.size).describe()})")
     if args.menu:
         from .planning import Menu
 
         options = Menu.from_toml(args.menu).check(sc, args.menu)
         print(f"{args.menu}: valid ({options} options)")
     return 0
+
+
+def add_memory_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--max-memory",
+        metavar="SIZE",
+        help="refuse runs estimated to need more than SIZE (e.g. 8G; default: the memory "
+        "available now, or NUDGESIM_MAX_MEMORY)",
+    )
+
+
+def apply_memory_option(args: argparse.Namespace) -> None:
+    """--max-memory reaches every run of this command, sweep workers included, through the
+    environment that limits.check_memory reads (main() restores it afterwards)."""
+    if getattr(args, "max_memory", None) is not None:
+        from .limits import ENV_MAX_MEMORY, parse_size
+
+        os.environ[ENV_MAX_MEMORY] = str(parse_size(args.max_memory))
+
+
+@contextmanager
+def _environment_kept(name: str):
+    before = os.environ.get(name)
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = before
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -90,6 +127,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--seed", type=int, help="override the scenario's seed")
     run.add_argument("--steps", type=int, help="override the number of steps")
     run.add_argument("--no-plot", action="store_true", help="skip adoption.png")
+    add_memory_option(run)
     run.set_defaults(func=cmd_run)
 
     val = sub.add_parser(
@@ -97,6 +135,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     val.add_argument("scenario")
     val.add_argument("--menu", help="also check every option of this planning menu TOML")
+    add_memory_option(val)
     val.set_defaults(func=cmd_validate)
 
     for name, help_text in DELEGATED.items():
@@ -159,7 +198,7 @@ def main(argv: list[str] | None = None) -> int:
     else:
         args = build_parser().parse_args(argv)
     try:
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(), _environment_kept("NUDGESIM_MAX_MEMORY"):
             warnings.showwarning = _show_warning
             warnings.simplefilter("default", ScenarioWarning)  # once per place and message
             return args.func(args)

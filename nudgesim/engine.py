@@ -13,7 +13,7 @@ import networkx as nx
 import numpy as np
 import scipy.sparse as sp
 
-from . import kernels, rules
+from . import kernels, limits, rules
 from . import network as netmod
 from .nudges import AmbassadorsNudge, Effects, Nudge, StampBook, StepLog, make_nudge
 from .population import TRAITS, Population, build_population
@@ -73,6 +73,12 @@ class Engine:
     """Owns the state of one run and advances it step by step."""
 
     def __init__(self, scenario: Scenario, graph: nx.Graph | None = None) -> None:
+        # refuse what cannot fit before anything is read or built (limits.py)
+        limits.check_memory(
+            scenario,
+            n=None if graph is None else graph.number_of_nodes(),
+            tie_ends=None if graph is None else 2 * graph.number_of_edges(),
+        )
         self.scenario = scenario
         self.steps = scenario.steps
         self.rule = scenario.rule

@@ -212,7 +212,7 @@ def memory_limit(max_memory: str | int | None = None) -> tuple[int, str]:
         return parse_size(max_memory), "--max-memory"
     env = os.environ.get(ENV_MAX_MEMORY)
     if env:
-        return parse_size(env, ENV_MAX_MEMORY), ENV_MAX_MEMORY
+        return parse_size(env, ENV_MAX_MEMORY), f"--max-memory or {ENV_MAX_MEMORY}"
     return available_memory(), "available memory"
 
 

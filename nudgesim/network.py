@@ -40,9 +40,10 @@ __all__ = [
     "community_labels",
 ]
 
-#: Largest n for which the complete graph is built: n(n-1) tie-ends at 12 bytes each
-#: is already ~4.8 GB at n = 20,000.
-MAX_COMPLETE_N = 20_000
+#: Largest n for which the complete graph is built: its n(n-1) tie ends peak at ~44 bytes
+#: each while the graph is built (limits.py), ~1.1 GB at n = 5,000 and ~18 GB at 20,000.
+#: The complete graph is the mean-field case; large towns want a sparse graph.
+MAX_COMPLETE_N = 5_000
 #: Above this size betweenness leaves networkx (pure Python Brandes, ~minutes) for the
 #: C-speed BFS-tree approximation in :func:`betweenness_scores`.
 BETWEENNESS_BATCH_CELLS = 4_000_000  # residents x sources per batch: ~100 MB of work arrays
@@ -759,9 +760,9 @@ def _complete(spec: Any, ward: np.ndarray, rng: np.random.Generator):
     n = ward.size
     if n > MAX_COMPLETE_N:
         raise NetworkError(
-            f"complete: n={n} residents would need {n * (n - 1):,} tie-ends "
-            f"(~{n * (n - 1) * 12 / 1e9:.0f} GB); the complete graph is only allowed up to "
-            f"n={MAX_COMPLETE_N}; use erdos_renyi or ward_clustered for large towns"
+            f"network.kind: complete with {n:,} residents ({n * (n - 1):,} tie ends) is not "
+            f"allowed; allowed: up to {MAX_COMPLETE_N:,} residents; use erdos_renyi or "
+            "ward_clustered for large towns"
         )
     return _complete_edges(n) + (True,)
 

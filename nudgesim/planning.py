@@ -29,8 +29,8 @@ from pydantic import BaseModel, Field, ValidationError
 from scipy import optimize, stats
 
 from .engine import Engine
+from .files import output_dir, write_atomic
 from .parallel import Executor, map_runs
-from .result import write_atomic
 from .rng import Streams
 from .scenario import Scenario, ScenarioError, _Spec, explain, load_toml_text, plain
 
@@ -1092,7 +1092,7 @@ def plan_main(argv: list[str]) -> int:
     result = plan(sc, menu, args.budget, target=args.target, replicates=args.replicates,
                   max_exhaustive=args.max_exhaustive, top=args.top, executor=args.executor,
                   workers=args.workers, scheduler=args.scheduler)
-    out = Path(args.out) if args.out else Path("results") / f"plan-{sc.name}"
+    out = Path(args.out) if args.out else output_dir(f"plan-{sc.name}")
     result.save(out)
     m = result.meta
     print(m["question"])

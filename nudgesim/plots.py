@@ -11,10 +11,16 @@ matplotlib.use("Agg")  # headless: sweeps and CI have no screen
 import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.ticker import FuncFormatter  # noqa: E402
 
-from .result import save_figure  # noqa: E402
+from .files import save_figure  # noqa: E402
 
 if TYPE_CHECKING:
     from .result import Result
+
+
+def plot_text(text: object) -> str:
+    """Text for a matplotlib label, shown as written: a `$` would start mathtext, which
+    renders `$x^2$` as maths and fails the whole figure on `$\\foo$`."""
+    return str(text).replace("$", r"\$")
 
 
 def plot_run(result: Result, path: str | Path) -> Path:
@@ -33,7 +39,7 @@ def plot_run(result: Result, path: str | Path) -> Path:
         mid.barh(i, w["stop"] - w["start"], left=w["start"] - 0.5, height=0.6,
                  color=colours(i % 10), alpha=0.35)
         mid.plot(w["contacts"], [i] * len(w["contacts"]), "|", color=colours(i % 10), ms=9, mew=2)
-    mid.set_yticks(range(len(windows)), [w["name"] for w in windows], fontsize=8)
+    mid.set_yticks(range(len(windows)), [plot_text(w["name"]) for w in windows], fontsize=8)
     mid.set_ylim(max(len(windows), 1) - 0.5, -0.5)
     mid.set_ylabel("nudges\n(| = contact)", fontsize=8)
     mid.grid(axis="x", alpha=0.3)
@@ -45,18 +51,19 @@ def plot_run(result: Result, path: str | Path) -> Path:
     top.plot(ts["step"], 100 * ts["adoption_rate"], color="black", lw=2, label="whole borough")
     top.set_ylabel("households adopting (%)")
     top.set_ylim(0, min(100.0, max(5.0, 100 * float(spread["max"].max()) * 1.15)))
-    top.set_title(f"{sc.name}: {len(result.adopted):,} residents over {len(ts) - 1} "
-                  f"{sc.step_unit}s (seed {sc.seed}); dashed = a nudge starts", fontsize=10)
+    top.set_title(plot_text(f"{sc.name}: {len(result.adopted):,} residents over {len(ts) - 1} "
+                            f"{sc.step_unit}s (seed {sc.seed}); dashed = a nudge starts"),
+                  fontsize=10)
     top.legend(loc="upper left", fontsize=8, frameon=False)
     top.grid(alpha=0.3)
 
     bottom.plot(ts["step"], ts["cost"], color="tab:red", lw=2)
     bottom.set_ylabel("cumulative cost (£)", color="tab:red")
     bottom.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"£{v:,.0f}"))
-    bottom.set_xlabel(f"step ({sc.step_unit})")
+    bottom.set_xlabel(plot_text(f"step ({sc.step_unit})"))
     bottom.grid(alpha=0.3)
     twin = bottom.twinx()
     twin.plot(ts["step"], ts["impact"], color="tab:green", lw=2)
-    twin.set_ylabel(f"cumulative impact\n({sc.impact.unit})", color="tab:green", fontsize=9)
+    twin.set_ylabel(plot_text(f"cumulative impact\n({sc.impact.unit})"), color="tab:green", fontsize=9)
     fig.tight_layout()
     return save_figure(fig, path, dpi=110)

@@ -33,7 +33,8 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from matplotlib.ticker import FuncFormatter  # noqa: E402
 
-from .result import save_figure, write_atomic  # noqa: E402
+from .files import save_figure, write_atomic  # noqa: E402
+from .plots import plot_text  # noqa: E402
 from .scenario import Scenario, ScenarioError  # noqa: E402
 
 # ---------------------------------------------------------------------------------------
@@ -74,12 +75,6 @@ def _spans(x: Inline | Any) -> tuple[Span, ...]:
     if isinstance(x, Sequence):
         return tuple(s for part in x for s in _spans(part))
     return (Span(str(x)),)
-
-
-def plot_text(text: Any) -> str:
-    """Text for a matplotlib label, shown as written: a `$` would start mathtext, which
-    renders `$x^2$` as maths and fails the whole figure on `$\\foo$`."""
-    return str(text).replace("$", r"\$")
 
 
 # ---------------------------------------------------------------------------------------

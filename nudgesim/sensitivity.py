@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 
 from .experiment import MORRIS_LEVELS, Experiment, ExperimentResult, _parse, add_run_options
-from .result import save_figure, write_atomic, write_parquet_atomic
+from .files import output_dir, save_figure, write_atomic, write_parquet_atomic
 from .scenario import ScenarioError
 
 METHODS = ("sobol", "morris")
@@ -71,7 +71,7 @@ def sensitivity(
     )
     if exp.outcomes is not None and outcome not in exp.outcomes:
         exp = exp.replace(outcomes=[*exp.outcomes, outcome])
-    out = out if out is not None else Path("results") / f"{exp.name}_{method}"
+    out = output_dir(f"{exp.name}_{method}", out)
     res = exp.run(
         out=out, executor=executor, workers=workers, scheduler=scheduler, progress=progress
     )

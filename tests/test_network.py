@@ -11,6 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from nudgesim.network import (
+    MAX_COMPLETE_N,
     Network,
     NetworkError,
     betweenness_scores,
@@ -198,8 +199,8 @@ def test_complete_and_limits():
     net = build(spec("complete"), 0, np.zeros(50, dtype=int))
     assert net.n_ties == 50 * 49 // 2
     assert_invariants(net)
-    with pytest.raises(NetworkError, match="20000"):
-        build(spec("complete"), 0, np.zeros(20_001, dtype=int))
+    with pytest.raises(NetworkError, match="up to 5,000 residents"):
+        build(spec("complete"), 0, np.zeros(MAX_COMPLETE_N + 1, dtype=int))
     with pytest.raises(NetworkError, match="unknown network kind"):
         build(spec("small_world"), 0)
 
