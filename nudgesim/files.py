@@ -304,6 +304,33 @@ def _check_target(given: Path, what: str) -> Path:
     return out
 
 
+REPORT_FILES = frozenset(
+    {"report.html", "report.md", "report_adoption.png", "report_wards.png", "report_frontier.png"}
+)
+"""What `nudgesim report` adds to a run or plan folder."""
+_DEBRIS = re.compile(r"^\..+\.tmp(\.\w+)?$")  # half-written files of older versions
+
+
+def foreign_files(folder: Path, marker: str, own: frozenset[str], kind: str) -> str | None:
+    """Why `folder` must not be replaced by a new `kind` folder, or None: it must be empty,
+    or hold `marker` and nothing but `own` files and reports, so replacing it never deletes
+    a user's own files."""
+    names = {p.name for p in folder.iterdir()}
+    if not names:
+        return None
+    others = sorted(n for n in names - own - REPORT_FILES if not _DEBRIS.match(n))
+    if marker in names and not others:
+        return None
+    shown = ", ".join(others[:3]) + (f" and {len(others) - 3} more" if len(others) > 3 else "")
+    why = ([f"has no {marker}"] if marker not in names else []) + (
+        [f"holds {shown}"] if others else []
+    )
+    return (
+        f"is not a nudgesim {kind} folder ({', '.join(why)}); replacing it would delete "
+        "its files; give an empty or new folder"
+    )
+
+
 def check_replaceable(
     out: str | Path,
     refuse: Callable[[Path], str | None] | None = None,

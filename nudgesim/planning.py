@@ -29,7 +29,7 @@ from pydantic import BaseModel, Field, ValidationError
 from scipy import optimize, stats
 
 from .engine import Engine
-from .files import output_dir, write_atomic
+from .files import check_replaceable, foreign_files, output_dir, replace_folder, write_atomic
 from .parallel import Executor, map_runs
 from .rng import Streams
 from .scenario import Scenario, ScenarioError, _Spec, explain, load_toml_text, plain
@@ -134,13 +134,27 @@ class Comparison:
     meta: dict[str, Any] = field(default_factory=dict)
 
     def save(self, out_dir: str | Path) -> Path:
+        """comparison.csv, runs.csv, curves.csv, wards.csv and scenario.toml, the folder
+        swapped in whole (files.replace_folder) like a run's."""
         out = Path(out_dir)
-        write_atomic(out / "comparison.csv", self.table.to_csv(index=False))
-        write_atomic(out / "runs.csv", self.runs.to_csv(index=False))
-        write_atomic(out / "curves.csv", self.curves.to_csv(index=False))
-        write_atomic(out / "wards.csv", self.wards.to_csv(index=False))
-        write_atomic(out / "scenario.toml", self.baseline.to_toml())
+        with replace_folder(out, _refuse("comparison.csv", COMPARISON_FILES, "comparison")) as tmp:
+            self._write(tmp)
         return out
+
+    def _write(self, folder: Path) -> None:
+        write_atomic(folder / "comparison.csv", self.table.to_csv(index=False))
+        write_atomic(folder / "runs.csv", self.runs.to_csv(index=False))
+        write_atomic(folder / "curves.csv", self.curves.to_csv(index=False))
+        write_atomic(folder / "wards.csv", self.wards.to_csv(index=False))
+        write_atomic(folder / "scenario.toml", self.baseline.to_toml())
+
+
+COMPARISON_FILES = frozenset({"comparison.csv", "runs.csv", "curves.csv", "wards.csv", "scenario.toml"})
+PLAN_FILES = COMPARISON_FILES | {"plan.csv", "plan.json"}
+
+
+def _refuse(marker: str, own: frozenset[str], kind: str):
+    return lambda folder: foreign_files(folder, marker, own, kind)
 
 
 def compare(
@@ -908,9 +922,10 @@ class Plan:
     def save(self, out_dir: str | Path) -> Path:
         """Folder read by `nudgesim report`: plan.csv, plan.json and the comparison tables."""
         out = Path(out_dir)
-        self.comparison.save(out)
-        write_atomic(out / "plan.csv", self.table.to_csv(index=False))
-        write_atomic(out / "plan.json", json.dumps(_clean(self.meta), indent=2) + "\n")
+        with replace_folder(out, _refuse("plan.json", PLAN_FILES, "plan")) as tmp:
+            self.comparison._write(tmp)
+            write_atomic(tmp / "plan.csv", self.table.to_csv(index=False))
+            write_atomic(tmp / "plan.json", json.dumps(_clean(self.meta), indent=2) + "\n")
         return out
 
 
@@ -1089,10 +1104,11 @@ def plan_main(argv: list[str]) -> int:
     args = parse_args(p, argv)
     sc = load_scenario(args.scenario, seed=args.seed, steps=args.steps)
     menu = Menu.from_toml(args.menu)
+    out = Path(args.out) if args.out else output_dir(f"plan-{sc.name}")
+    check_replaceable(out, _refuse("plan.json", PLAN_FILES, "plan"))  # before the runs
     result = plan(sc, menu, args.budget, target=args.target, replicates=args.replicates,
                   max_exhaustive=args.max_exhaustive, top=args.top, executor=args.executor,
                   workers=args.workers, scheduler=args.scheduler)
-    out = Path(args.out) if args.out else output_dir(f"plan-{sc.name}")
     result.save(out)
     m = result.meta
     print(m["question"])

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import math
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -14,6 +13,7 @@ import pandas as pd
 
 from .files import (
     check_replaceable,
+    foreign_files,
     replace_folder,
     save_figure,
     write_atomic,
@@ -39,28 +39,11 @@ RUN_FILES = frozenset(
         "adoption.png",
     }
 )
-REPORT_FILES = frozenset({"report.html", "report.md", "report_adoption.png", "report_wards.png"})
-_DEBRIS = re.compile(r"^\..+\.tmp(\.\w+)?$")  # half-written files of older versions
 
 
 def not_a_run_folder(folder: Path) -> str | None:
-    """Why `folder` must not be replaced by a run, or None: it must be empty or hold a
-    run's files (summary.json among them) and nothing else, so a rerun never deletes a
-    user's own files."""
-    names = {p.name for p in folder.iterdir()}
-    if not names:
-        return None
-    others = sorted(n for n in names - RUN_FILES - REPORT_FILES if not _DEBRIS.match(n))
-    if "summary.json" in names and not others:
-        return None
-    shown = ", ".join(others[:3]) + (f" and {len(others) - 3} more" if len(others) > 3 else "")
-    why = (["has no summary.json"] if "summary.json" not in names else []) + (
-        [f"holds {shown}"] if others else []
-    )
-    return (
-        f"is not a nudgesim run folder ({', '.join(why)}); replacing it would delete "
-        "its files; give an empty or new folder"
-    )
+    """Why `folder` must not be replaced by a run (files.foreign_files), or None."""
+    return foreign_files(folder, "summary.json", RUN_FILES, "run")
 
 
 def check_run_folder(out: str | Path, what: str = "--out") -> Path:

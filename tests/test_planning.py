@@ -69,6 +69,22 @@ def test_compare_gives_the_same_table_on_every_executor():
     assert a.equals(b)
 
 
+def test_a_saved_comparison_replaces_its_folder_whole_and_never_a_users_folder(tmp_path):
+    sc = small(rule=NEVER, initial_adopters=120)
+    comp = ns.compare(sc, {"default": sc.replace(nudges=[ENROL_ALL])}, replicates=2, **SERIAL)
+    out = tmp_path / "cmp"
+    comp.save(out)
+    (out / "report_adoption.png").write_bytes(b"old")
+    comp.save(out)
+    assert sorted(p.name for p in out.iterdir()) == sorted(pl.COMPARISON_FILES)
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "thesis.tex").write_text("years of work")
+    with pytest.raises(ns.errors.UsageError, match="not a nudgesim comparison folder"):
+        comp.save(mine)
+    assert (mine / "thesis.tex").read_text() == "years of work"
+
+
 def test_compare_rejects_one_replicate():
     with pytest.raises(ScenarioError, match="replicates"):
         ns.compare(small(), [small(name="x")], replicates=1, **SERIAL)
@@ -239,6 +255,14 @@ def test_plan_command_writes_a_results_folder_and_rejects_bad_input(tmp_path, ca
         p.name for p in out.iterdir()}
     assert "caddy (two wards)" in capsys.readouterr().out
     assert main(argv[:-2] + ["--target", "happiness"]) == 2
+    # a rerun replaces the folder whole: a report written into it stays only if rewritten,
+    # a stray file of the old run's kind is gone, a user's own file refuses the rerun
+    (out / "report.md").write_text("old report")
+    assert main(argv) == 0 and not (out / "report.md").exists()
+    (out / "notes.txt").write_text("mine")
+    assert main(argv) == 2
+    assert "is not a nudgesim plan folder (holds notes.txt)" in capsys.readouterr().err
+    assert (out / "notes.txt").read_text() == "mine" and (out / "plan.json").exists()
     assert main(["plan", str(sc_path), "--budget", "1", "--menu", str(menu_path),
                  "--executor", "serial"]) == 2
     assert "buys no portfolio" in capsys.readouterr().err
