@@ -1,8 +1,9 @@
 """Browser visualisation: a Mesa SolaraViz page over :class:`~nudgesim.model.NudgeModel`.
 
 ``nudgesim viz [SCENARIO.toml] [--port 8765] [--host 127.0.0.1]`` checks the scenario, then
-runs ``solara run nudgesim.app:Page`` on loopback with the scenario's path in
-``NUDGESIM_VIZ_SCENARIO``. The page shows the social graph coloured by resident state (up
+serves ``nudgesim.app:Page`` with solara's server in this process (no child to outlive it),
+behind a Host-header check, with the scenario's path in ``NUDGESIM_VIZ_SCENARIO``. The page
+shows the social graph coloured by resident state (up
 to :data:`GRAPH_LIMIT` residents; a ward view above that), the adoption curve with nudge
 windows shaded, cumulative cost and impact, and Mesa's controls plus the campaign's main
 levers. Nothing is built at import: each browser session builds its own model.
@@ -14,9 +15,11 @@ import argparse
 import hashlib
 import math
 import os
+import re
 import socket
 import subprocess
 import sys
+from collections.abc import Iterable
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -43,6 +46,10 @@ from .scenario import (
 )
 
 ENV_SCENARIO = "NUDGESIM_VIZ_SCENARIO"
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
+SHUTDOWN_GRACE = 5
+"""Seconds a stopping server waits for open browser tabs before closing them (assumption:
+long enough to finish a frame; uvicorn's default waits for ever while a tab is open)."""
 SCENARIO_DIR = Path(__file__).resolve().parents[1] / "experiments" / "scenarios"
 DEFAULT_SCENARIO = SCENARIO_DIR / "small_town.toml"
 GRAPH_LIMIT = 2000
@@ -520,6 +527,92 @@ def _check_port(host: str, port: int) -> None:
             ) from None
 
 
+_DNS_NAME = re.compile(r"[a-z0-9]([a-z0-9.-]*[a-z0-9])?", re.IGNORECASE)
+
+
+def _is_host_name(name: str) -> bool:
+    """A DNS name or IPv4 address, or an IPv6 address (the only kind with colons)."""
+    if ":" not in name:
+        return _DNS_NAME.fullmatch(name) is not None
+    import ipaddress
+
+    try:
+        ipaddress.IPv6Address(name)
+    except ValueError:
+        return False
+    return True
+
+
+def allowed_hosts(host: str, port: int, extra: Iterable[str] = ()) -> frozenset[str]:
+    """Host header values the server answers: the loopback names, `host` and `extra`, each
+    with `port` (and bare when the port is 80, as browsers then omit it)."""
+    from .errors import UsageError
+
+    out = set()
+    named = [("", n) for n in LOOPBACK] + [("--host", host)] + [("--allow-host", n) for n in extra]
+    for option, given in named:
+        name = given.strip().strip("[]").lower()
+        if not _is_host_name(name):
+            raise UsageError(
+                f"{option}: {given!r} is not a host name; allowed: a DNS name or IP address "
+                "without port, e.g. mybox.local"
+            )
+        authority = f"[{name}]" if ":" in name else name
+        out.add(f"{authority}:{port}")
+        if port == 80:
+            out.add(authority)
+    return frozenset(out)
+
+
+class TrustedHosts:
+    """ASGI wrapper that answers only requests whose Host header is one of `allowed`.
+
+    Why: a page on evil.example.com whose name the attacker re-points at 127.0.0.1 (DNS
+    rebinding) reaches a loopback server as same-origin, with its own name in Host. Plain
+    requests get 400, websockets are closed before the handshake (the server sends 403).
+    Starlette's TrustedHostMiddleware drops the port and misreads [::1], hence this one.
+    """
+
+    def __init__(self, app: Any, allowed: Iterable[str]) -> None:
+        self.app = app
+        self.allowed = frozenset(a.lower() for a in allowed)
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] in ("http", "websocket"):
+            host = next((v for k, v in scope.get("headers", []) if k.lower() == b"host"), b"")
+            if host.decode("latin-1").strip().lower() not in self.allowed:
+                if scope["type"] == "websocket":
+                    await send({"type": "websocket.close", "code": 1008})
+                    return
+                body = b"Invalid Host header: nudgesim viz answers only the names it serves\n"
+                await send({"type": "http.response.start", "status": 400,
+                            "headers": [(b"content-type", b"text/plain; charset=utf-8"),
+                                        (b"content-length", str(len(body)).encode())]})
+                await send({"type": "http.response.body", "body": body})
+                return
+        await self.app(scope, receive, send)
+
+
+def serve(host: str, port: int, allowed: Iterable[str]) -> None:
+    """Serve the page as ``solara run nudgesim.app:Page --production`` would, in this
+    process and behind :class:`TrustedHosts`. Returns when the server stops (SIGTERM or
+    Ctrl-C: uvicorn then re-raises the signal, so the process ends as the signal says)."""
+    import solara.server.settings as settings
+    import uvicorn
+
+    # what `solara run` sets before its server imports the app
+    os.environ["SOLARA_APP"] = "nudgesim.app:Page"
+    os.environ["SERVER_NAME"] = host
+    os.environ["SERVER_PORT"] = str(port)
+    settings.main.mode = "production"
+    from solara.__main__ import LOGGING_CONFIG
+    from solara.server.starlette import app as solara_app
+
+    config = uvicorn.Config(TrustedHosts(solara_app, allowed), host=host, port=port,
+                            log_config=LOGGING_CONFIG, timeout_graceful_shutdown=SHUTDOWN_GRACE)
+    uvicorn.Server(config).run()
+
+
 def _cdn_packages() -> list[str]:
     """npm packages (name@version) that solara's page and widgets load from its CDN: found
     in solara's own templates and Vue files, so a solara upgrade needs no change here."""
@@ -580,6 +673,9 @@ def viz_main(argv: list[str]) -> int:
     p.add_argument("--port", type=int, default=8765, help="port (default 8765)")
     p.add_argument("--host", default="127.0.0.1",
                    help="interface (default 127.0.0.1; anything else exposes the app)")
+    p.add_argument("--allow-host", action="append", default=[], metavar="NAME",
+                   help="also answer requests addressed to NAME (repeatable); by default only "
+                   "127.0.0.1, localhost, [::1] and --host are answered")
     p.add_argument("--prefetch-assets", action="store_true",
                    help="fetch the page's JavaScript/CSS from the npm registry into solara's "
                    "cache (for machines without the CDN), then exit")
@@ -592,25 +688,17 @@ def viz_main(argv: list[str]) -> int:
     path = Path(args.scenario).resolve()
     sc = Scenario.from_toml(path)  # ScenarioError → the CLI prints it and exits 2
     Engine(sc)  # also catches graph/CSV problems before the server starts
+    hosts = allowed_hosts(args.host, args.port, args.allow_host)
     _check_port(args.host, args.port)
-    if args.host not in ("127.0.0.1", "localhost", "::1"):
+    if args.host not in LOOPBACK:
         print(f"nudgesim viz: warning: listening on {args.host} exposes the app beyond "
               "this machine", file=sys.stderr)
-    env = os.environ | {ENV_SCENARIO: str(path)}
-    cmd = [sys.executable, "-m", "solara", "run", "nudgesim.app:Page", "--host", args.host,
-           "--port", str(args.port), "--production", "--no-open"]
-    print(f"nudgesim viz: {sc.name} ({path.name}) at http://{args.host}:{args.port}/ "
+    os.environ[ENV_SCENARIO] = str(path)
+    authority = f"[{args.host}]" if ":" in args.host else args.host
+    print(f"nudgesim viz: {sc.name} ({path.name}) at http://{authority}:{args.port}/ "
           "(Ctrl-C stops)", flush=True)
-    proc = subprocess.Popen(cmd, env=env)
-    try:
-        return proc.wait()
-    except KeyboardInterrupt:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        return 130
+    serve(args.host, args.port, hosts)
+    return 0
 
 
 main = viz_main
@@ -623,3 +711,5 @@ if __name__ == "__main__":  # python -m nudgesim.app [--prefetch-assets | SCENAR
     except (ScenarioError, UsageError) as err:
         print(f"nudgesim viz: error: {err}", file=sys.stderr)
         sys.exit(2)
+    except KeyboardInterrupt:
+        sys.exit(130)

@@ -3,12 +3,16 @@ layout and `nudgesim viz`'s checks (as Mesa's own examples test their apps)."""
 
 from __future__ import annotations
 
+import asyncio
+import re
 import socket
 
 import numpy as np
+import pytest
 import solara
 
 from nudgesim import app, cli
+from nudgesim.errors import UsageError
 from nudgesim.scenario import Ambassadors, Pledge, Scenario
 
 SMALL_TOWN = str(app.DEFAULT_SCENARIO)
@@ -110,3 +114,54 @@ def test_viz_refuses_a_busy_port(capsys):
         port = s.getsockname()[1]
         assert cli.main(["viz", SMALL_TOWN, "--port", str(port)]) == 2
     assert "--port" in capsys.readouterr().err
+
+
+def test_viz_answers_loopback_names_and_the_given_host_only():
+    assert app.allowed_hosts("127.0.0.1", 8765) == {
+        "127.0.0.1:8765", "localhost:8765", "[::1]:8765"}
+    hosts = app.allowed_hosts("0.0.0.0", 80, ["MyBox.local", "[fe80::1]"])
+    assert {"0.0.0.0:80", "0.0.0.0", "mybox.local:80", "mybox.local", "[fe80::1]:80",
+            "localhost"} <= hosts
+    assert "[::1]:8765" in app.allowed_hosts("::1", 8765)
+
+
+def test_viz_refuses_a_name_that_is_not_a_host(capsys):
+    for bad in ("*", "evil.example.com:80", "abc:80", "a b", "", "x/y"):
+        with pytest.raises(UsageError, match=f"^--allow-host: {re.escape(repr(bad))} is not"):
+            app.allowed_hosts("127.0.0.1", 8765, [bad])
+    assert cli.main(["viz", SMALL_TOWN, "--allow-host", "*"]) == 2
+    assert "--allow-host: '*' is not a host name" in capsys.readouterr().err
+
+
+def _asgi(middleware: app.TrustedHosts, kind: str, host: bytes | None) -> list[dict]:
+    """The messages `middleware` sends for one request whose Host header is `host`."""
+    sent: list[dict] = []
+    headers = [] if host is None else [(b"host", host)]
+
+    async def receive():
+        return {"type": "websocket.connect"} if kind == "websocket" else {"type": "http.request"}
+
+    async def send(message):
+        sent.append(message)
+
+    asyncio.run(middleware({"type": kind, "headers": headers}, receive, send))
+    return sent
+
+
+def test_trusted_hosts_refuses_other_host_headers_before_the_app_sees_them():
+    seen = []
+
+    async def inner(scope, receive, send):
+        seen.append(scope["type"])
+        await send({"type": "ok"})
+
+    guard = app.TrustedHosts(inner, app.allowed_hosts("127.0.0.1", 8765))
+    assert _asgi(guard, "http", b"127.0.0.1:8765") == [{"type": "ok"}]
+    assert _asgi(guard, "websocket", b"LOCALHOST:8765") == [{"type": "ok"}]
+    assert _asgi(guard, "lifespan", None) == [{"type": "ok"}]
+    for host in (b"evil.example.com", b"evil.example.com:8765", b"127.0.0.1", b"localhost:80",
+                 b"127.0.0.1:8765.evil.example.com", None):
+        start = _asgi(guard, "http", host)[0]
+        assert (start["type"], start["status"]) == ("http.response.start", 400), host
+        assert _asgi(guard, "websocket", host) == [{"type": "websocket.close", "code": 1008}]
+    assert seen == ["http", "websocket", "lifespan"]
