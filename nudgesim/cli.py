@@ -15,6 +15,7 @@ import warnings
 from contextlib import contextmanager
 from pathlib import Path
 
+from . import limits
 from .errors import UsageError, UserError
 from .scenario import Scenario, ScenarioWarning
 
@@ -44,7 +45,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from .engine import simulate
     from .result import check_run_folder
 
-    apply_memory_option(args)
+    limits.apply_memory_option(args)
     sc = load_scenario(args.scenario, args.seed, args.steps)
     out = Path(args.out) if args.out else files.output_dir(sc.name)
     check_run_folder(out)  # a file, a foreign folder or the working folder: say so before a run
@@ -70,10 +71,9 @@ def cmd_validate(args: argparse.Namespace) -> int:
     """Check what a run would check: the scenario, the residents CSV and graph file it names
     (read and built exactly as the run does: residents, ties, initial adopters, nudges'
     targets) and, with --menu, every option of a planning menu. No step is simulated."""
-    from . import limits
     from .engine import Engine
 
-    apply_memory_option(args)
+    limits.apply_memory_option(args)
     sc = load_scenario(args.scenario)
     engine = Engine(sc)
     print(f"{args.scenario}: valid ({sc.name}, {len(sc.nudges)} nudges, {sc.steps} steps, "
@@ -85,24 +85,6 @@ def cmd_validate(args: argparse.Namespace) -> int:
         options = Menu.from_toml(args.menu).check(sc, args.menu)
         print(f"{args.menu}: valid ({options} options)")
     return 0
-
-
-def add_memory_option(p: argparse.ArgumentParser) -> None:
-    p.add_argument(
-        "--max-memory",
-        metavar="SIZE",
-        help="refuse runs estimated to need more than SIZE (e.g. 8G; default: the memory "
-        "available now, or NUDGESIM_MAX_MEMORY)",
-    )
-
-
-def apply_memory_option(args: argparse.Namespace) -> None:
-    """--max-memory reaches every run of this command, sweep workers included, through the
-    environment that limits.check_memory reads (main() restores it afterwards)."""
-    if getattr(args, "max_memory", None) is not None:
-        from .limits import ENV_MAX_MEMORY, parse_size
-
-        os.environ[ENV_MAX_MEMORY] = str(parse_size(args.max_memory))
 
 
 @contextmanager
@@ -127,7 +109,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--seed", type=int, help="override the scenario's seed")
     run.add_argument("--steps", type=int, help="override the number of steps")
     run.add_argument("--no-plot", action="store_true", help="skip adoption.png")
-    add_memory_option(run)
+    limits.add_memory_option(run)
     run.set_defaults(func=cmd_run)
 
     val = sub.add_parser(
@@ -135,7 +117,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     val.add_argument("scenario")
     val.add_argument("--menu", help="also check every option of this planning menu TOML")
-    add_memory_option(val)
+    limits.add_memory_option(val)
     val.set_defaults(func=cmd_validate)
 
     for name, help_text in DELEGATED.items():
@@ -198,7 +180,7 @@ def main(argv: list[str] | None = None) -> int:
     else:
         args = build_parser().parse_args(argv)
     try:
-        with warnings.catch_warnings(), _environment_kept("NUDGESIM_MAX_MEMORY"):
+        with warnings.catch_warnings(), _environment_kept(limits.ENV_MAX_MEMORY):
             warnings.showwarning = _show_warning
             warnings.simplefilter("default", ScenarioWarning)  # once per place and message
             return args.func(args)

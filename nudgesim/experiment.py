@@ -28,7 +28,6 @@ import re
 import subprocess
 import sys
 import time
-import tomllib
 import traceback
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -39,9 +38,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from . import limits
 from .files import lock_folder, output_dir, safe_name, write_atomic, write_parquet_atomic
-from .parallel import EXECUTORS, imap_unordered
-from .scenario import Scenario, ScenarioError
+from .parallel import EXECUTORS, default_workers, imap_unordered
+from .scenario import CONTROL, Scenario, ScenarioError, control_character, load_toml_text
 
 DESIGNS = ("grid", "lhs", "sobol", "morris")
 MORRIS_LEVELS = 4  # SALib's default grid of p = 4 levels (Morris 1991; Saltelli et al. 2008)
@@ -474,6 +474,9 @@ class Experiment:
         if clash:
             raise ScenarioError(f"{sorted(clash)}: these names are reserved for table columns")
         self.per_step = list(self.per_step or [])
+        _check_per_step(self.per_step)
+        if self.outcomes is not None and self.measure is None:
+            _check_outcomes(self.outcomes)
         if self.design in ("lhs", "sobol", "morris") and not self.factors:
             raise ScenarioError(f"design {self.design!r} needs at least one lever or uncertainty")
         if self.design in ("lhs", "sobol", "morris") and self.samples is None:
@@ -511,16 +514,13 @@ class Experiment:
     def from_toml(cls, path: str | Path, **overrides: Any) -> Experiment:
         path = Path(path)
         try:
-            data = tomllib.loads(path.read_text(encoding="utf-8"))
+            data = load_toml_text(path.read_text(encoding="utf-8"))
         except FileNotFoundError:
             raise ScenarioError(f"experiment file not found: {path}") from None
-        except tomllib.TOMLDecodeError as err:
-            first = str(err).splitlines()[0] if str(err) else "cannot parse"
-            raise ScenarioError(f"{path}: malformed TOML: {first}") from None
+        except ScenarioError as err:
+            raise ScenarioError(f"{path}: {err}") from None
         except UnicodeDecodeError:
             raise ScenarioError(f"{path}: not a UTF-8 text file; give a TOML file") from None
-        except RecursionError:
-            raise ScenarioError(f"{path}: nested too deeply to read; not allowed") from None
         except OSError as err:
             raise ScenarioError(
                 f"{path}: cannot read the experiment file: {err.strerror}"
@@ -552,6 +552,13 @@ class Experiment:
             )
         for key in sorted(data):
             check_finite(data[key], str(key))
+            if key != "scenario" or isinstance(data[key], str):  # a [scenario] table checks its own
+                bad = control_character(data[key], CONTROL, str(key))
+                if bad is not None:
+                    raise ScenarioError(
+                        f"{bad[0]}: control character {bad[1]!r} is not allowed; "
+                        "allowed: printable text"
+                    )
         if "name" in data and not isinstance(data["name"], str):
             raise ScenarioError(f"name: {data['name']!r} is not allowed; give a text name")
         for key in ("outcomes", "per_step"):
@@ -717,11 +724,21 @@ class Experiment:
             )
         _check_per_step(self.per_step)
         tasks = self.tasks()  # validates every design point before anything is written
+        if scheduler is None:  # workers here share this machine's memory
+            copies = 1 if executor == "serial" else min(len(tasks), workers or default_workers())
+            self.check_memory(copies)
         out = output_dir(self.name, out)
         with lock_folder(out, wait=wait, on_wait=_say_waiting(out)):
             return self._run_locked(
                 tasks, out, executor, workers, scheduler, progress, retry_errors
             )
+
+    def check_memory(self, copies: int = 1) -> None:
+        """Refuse (ResourceError) a sweep whose largest run, once per concurrent worker,
+        does not fit in memory (limits.check_memory), before any worker starts."""
+        sizes = {limits.estimate_memory(sc).total: sc for sc in self.scenarios()}
+        if sizes:
+            limits.check_memory(sizes[max(sizes)], copies=copies)
 
     def _run_locked(
         self,
@@ -935,6 +952,16 @@ def _is_error(path: Path) -> bool:
         return True
 
 
+def _check_outcomes(names: list[str]) -> None:
+    """Outcomes of a sweep without a `measure` function are the run summary's numbers."""
+    from .result import Result
+
+    allowed = [k for k in Result.SUMMARY_KEYS if k not in ("scenario", "impact_unit", "lowest_ward")]
+    bad = [o for o in names if o not in allowed]
+    if bad:
+        raise ScenarioError(f"outcomes: unknown outcome(s) {bad}; allowed: {', '.join(allowed)}")
+
+
 def _check_per_step(cols: list[str]) -> None:
     from .result import Result
 
@@ -1056,6 +1083,7 @@ def add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, help="override the experiment's seed")
     p.add_argument("--retry-errors", action="store_true", help="run again runs that raised")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    limits.add_memory_option(p)
 
 
 def _parse(p: argparse.ArgumentParser, argv: list[str]) -> argparse.Namespace:
@@ -1063,6 +1091,7 @@ def _parse(p: argparse.ArgumentParser, argv: list[str]) -> argparse.Namespace:
     from .errors import UsageError
 
     args = parse_args(p, argv)
+    limits.apply_memory_option(args)
     if args.workers is not None and args.workers < 1:
         raise UsageError(f"--workers: must be >= 1, got {args.workers}")
     return args

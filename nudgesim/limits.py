@@ -23,6 +23,7 @@ what clearly cannot fit; it is an estimate, and ``--max-memory`` overrides the l
 
 from __future__ import annotations
 
+import argparse
 import math
 import os
 import re
@@ -241,3 +242,20 @@ def check_memory(
 
 def _suggest(need: int) -> str:
     return f"{math.ceil(need / 1e9)}G"
+
+
+def add_memory_option(parser: argparse.ArgumentParser) -> None:
+    """--max-memory for a command that runs simulations."""
+    parser.add_argument(
+        "--max-memory",
+        metavar="SIZE",
+        help="refuse runs estimated to need more than SIZE (e.g. 8G; default: the memory "
+        f"available now, or {ENV_MAX_MEMORY})",
+    )
+
+
+def apply_memory_option(args: argparse.Namespace) -> None:
+    """--max-memory reaches every run of the command, sweep workers included, through the
+    environment variable check_memory reads (the CLI restores it when the command ends)."""
+    if getattr(args, "max_memory", None) is not None:
+        os.environ[ENV_MAX_MEMORY] = str(parse_size(args.max_memory))

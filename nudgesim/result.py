@@ -68,6 +68,15 @@ class Result:
         "impact_step",
     )
 
+    #: keys of :attr:`summary`, in order: what experiments may name as outcomes
+    SUMMARY_KEYS = (
+        "scenario", "seed", "residents", "ties", "steps", "initial_adoption", "final_adoption",
+        "final_adopters", "adopters_gained", "peak_adoption", "peak_step", "time_to_50pct",
+        "ever_adopted", "total_lapses", "total_contacts", "total_cost", "total_impact",
+        "impact_unit", "cost_per_adopter_gained", "cost_per_impact", "lowest_ward",
+        "lowest_ward_adoption",
+    )
+
     scenario: Scenario
     timeseries: pd.DataFrame
     by_ward: pd.DataFrame

@@ -41,12 +41,12 @@ MAX_STEPS = 100_000
 MAX_SEED = 2**63 - 1
 #: Control characters (NUL, escape, ...) have no place in names, labels, units or paths:
 #: they break file names and terminals. Free text (description) may hold tabs and newlines.
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 _CONTROL_IN_TEXT = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
 _FREE_TEXT = {"description", "source"}
 
 
-def _control_character(value: Any, pattern: re.Pattern, where: str = "") -> tuple | None:
+def control_character(value: Any, pattern: re.Pattern, where: str = "") -> tuple | None:
     """(path inside the value, character) of the first control character in a text, or in the
     texts (keys too) of lists and dicts; None when there is none."""
     if isinstance(value, str):
@@ -58,7 +58,7 @@ def _control_character(value: Any, pattern: re.Pattern, where: str = "") -> tupl
     elif isinstance(value, list):
         items = [(f"{where}[{i}]", v) for i, v in enumerate(value)]
     for inner, item in items:
-        if (bad := _control_character(item, pattern, inner)) is not None:
+        if (bad := control_character(item, pattern, inner)) is not None:
             return bad
     return None
 
@@ -78,8 +78,8 @@ class _Spec(BaseModel):
     @field_validator("*", mode="after", check_fields=False)
     @classmethod
     def _printable(cls, value: Any, info: ValidationInfo) -> Any:
-        pattern = _CONTROL_IN_TEXT if info.field_name in _FREE_TEXT else _CONTROL
-        if (bad := _control_character(value, pattern)) is not None:
+        pattern = _CONTROL_IN_TEXT if info.field_name in _FREE_TEXT else CONTROL
+        if (bad := control_character(value, pattern)) is not None:
             where, char = bad  # where: the path inside the field ('.reach[0]'), may be ''
             raise ValueError(
                 f"{where}: control character {char!r} is not allowed; allowed: printable text"

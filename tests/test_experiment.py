@@ -525,3 +525,8 @@ def test_a_sweep_with_wait_runs_after_the_holder_lets_go(tmp_path, capsys):
     captured = capsys.readouterr()
     assert f"{out} is in use by pid {os.getpid()}; waiting for it" in captured.err
     assert "2 runs (2 computed now" in captured.out
+
+
+def test_summary_keys_are_the_outcomes_an_experiment_may_name():
+    res = ns.simulate(ns.Scenario.from_dict({"steps": 2, "population": {"size": 50}}))
+    assert tuple(res.summary) == ns.Result.SUMMARY_KEYS

@@ -36,7 +36,10 @@ FILES = {
     "borough": ROOT / "experiments" / "scenarios" / "borough.toml",
     "small_town": ROOT / "experiments" / "scenarios" / "small_town.toml",
     "menu": ROOT / "experiments" / "menus" / "borough.toml",
+    "ambassador_sweep": ROOT / "experiments" / "sweeps" / "ambassador_targeting.toml",
+    "sobol_sweep": ROOT / "experiments" / "sweeps" / "borough_sobol.toml",
 }
+EXPERIMENTS = ("ambassador_sweep", "sobol_sweep")
 DELETE = object()  # a dict change's value that removes the field
 
 
@@ -120,7 +123,12 @@ def set_or_delete(data: dict[str, Any], path: str | tuple, value: Any) -> None:
 
 def run_mutation(m: Mutation, tmp_path: Path) -> tuple[int, str, str]:
     src = FILES[m.target]
-    text = apply(src.read_text(encoding="utf-8"), m.change)
+    text = src.read_text(encoding="utf-8")
+    if m.target in EXPERIMENTS:  # its scenario path is relative to the shipped file
+        data = tomllib.loads(text)
+        data["scenario"] = str((src.parent / data["scenario"]).resolve())
+        text = tomli_w.dumps(data)
+    text = apply(text, m.change)
     for name, content in m.files.items():
         (tmp_path / name).write_text(content, encoding="utf-8")
     if m.target == "menu":
@@ -129,6 +137,8 @@ def run_mutation(m: Mutation, tmp_path: Path) -> tuple[int, str, str]:
         return run_cli(["validate", str(FILES["borough"]), "--menu", str(menu)])
     path = tmp_path / f"{m.target}.toml"
     path.write_text(text, encoding="utf-8")
+    if m.target in EXPERIMENTS:  # validated and designed, nothing run
+        return run_cli(["sweep", str(path), "--dry-run"])
     if m.command == "run":
         return run_cli(["run", str(path), "--no-plot", "--out", str(tmp_path / "out")])
     return run_cli(["validate", str(path)])
@@ -162,10 +172,12 @@ def _level_field(path: tuple) -> str | None:
 def generated() -> list[Mutation]:
     out: list[Mutation] = []
     k = 0
-    for target in ("borough", "small_town", "menu"):
+    for target in ("borough", "small_town", "menu", *EXPERIMENTS):
         data = tomllib.loads(FILES[target].read_text(encoding="utf-8"))
         for path, value in leaves(data):
             where = dotted(path)
+            if target in EXPERIMENTS and path[0] in ("levers", "uncertainties"):
+                where = path[1]  # a factor is named by its scenario path
             if isinstance(value, float):
                 bad = NON_FINITE[k % 3]
                 k += 1
@@ -445,7 +457,53 @@ HANDWRITTEN = [
     Mutation("required item", "menu", {"items[0].required": True}, 0),
 ]
 
-TABLE = HANDWRITTEN + generated()
+def _lever(path: str, spec: Any) -> Callable[[dict[str, Any]], None]:
+    def change(data: dict[str, Any]) -> None:
+        data["levers"][path] = spec
+
+    return change
+
+
+def _no_levers(data: dict[str, Any]) -> None:
+    data.pop("levers")
+    data.pop("uncertainties")
+
+
+EXPERIMENT_CASES = [
+    Mutation("unknown design", "ambassador_sweep", {"design": "latin"}, 2, "design"),
+    Mutation("zero replicates", "ambassador_sweep", {"replicates": 0}, 2, "replicates"),
+    Mutation("negative seed", "ambassador_sweep", {"seed": -1}, 2, "seed"),
+    Mutation("true as replicates", "ambassador_sweep", {"replicates": True}, 2, "replicates"),
+    Mutation("unknown field", "ambassador_sweep", {"colour": "red"}, 2, "colour"),
+    Mutation("missing scenario file", "ambassador_sweep", {"scenario": "nowhere.toml"}, 2,
+             "scenario"),
+    Mutation("unknown lever path", "ambassador_sweep",
+             _lever("nudges[no such nudge].reach", [0.1, 0.2]), 2, "nudges[no such nudge]"),
+    Mutation("lever value out of range", "ambassador_sweep",
+             _lever("nudges[peer ambassadors].reach", [0.5, 1.5]), 2, "reach"),
+    Mutation("range low above high", "sobol_sweep",
+             {("uncertainties", "rule.adopt_norm"): {"low": 4.0, "high": 2.0}}, 2,
+             "rule.adopt_norm"),
+    Mutation("NaN in a lever list", "ambassador_sweep",
+             _lever("nudges[peer ambassadors].reach", [0.5, math.nan]), 2, "reach"),
+    Mutation("infinite range bound", "sobol_sweep",
+             {("uncertainties", "rule.adopt_norm", "high"): math.inf}, 2, "rule.adopt_norm"),
+    Mutation("unknown outcome", "ambassador_sweep", {"outcomes": ["happiness"]}, 2, "outcomes"),
+    Mutation("unknown per-step column", "ambassador_sweep", {"per_step": ["mood"]}, 2,
+             "per_step"),
+    Mutation("zero samples", "sobol_sweep", {"samples": 0}, 2, "samples"),
+    Mutation("a design of billions", "sobol_sweep", {"samples": 2**40}, 2, "design"),
+    Mutation("empty name", "ambassador_sweep", {"name": ""}, 2, "name"),
+    Mutation("name of dots", "ambassador_sweep", {"name": ".."}, 2, "name"),
+    Mutation("deeply nested", "ambassador_sweep", _deep(5000), 2, "malformed TOML"),
+    Mutation("traversal name becomes one folder", "ambassador_sweep", {"name": "../../evil"}, 0),
+    Mutation("no factors at all", "ambassador_sweep", _no_levers, 0),
+    Mutation("lhs design", "sobol_sweep", {"design": "lhs", "samples": 8}, 0),
+    Mutation("as shipped", "ambassador_sweep", {}, 0),
+    Mutation("as shipped", "sobol_sweep", {}, 0),
+]
+
+TABLE = HANDWRITTEN + EXPERIMENT_CASES + generated()
 
 
 def test_the_table_is_big_and_names_are_unique():
@@ -469,7 +527,7 @@ def test_mutation(m: Mutation, tmp_path, monkeypatch):
         assert len(err.strip().splitlines()) <= 2, err  # one line (two bounds may both be bad)
     else:
         assert m.stderr in err
-        assert "valid" in out or "adoption" in out
+        assert "valid" in out or "adoption" in out or " runs" in out
 
 
 # ---------------------------------------------------------------------------------------

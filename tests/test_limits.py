@@ -140,3 +140,22 @@ def test_graph_files_are_costed_by_their_size(tmp_path):
     )
     est = estimate_memory(sc)
     assert est.parts["graph file"] == 48 * path.stat().st_size
+
+
+def test_a_sweep_is_refused_before_any_worker_starts_when_its_workers_cannot_fit(
+    tmp_path, capsys
+):
+    from nudgesim.cli import main
+
+    (tmp_path / "exp.toml").write_text(
+        'name = "tight"\nreplicates = 2\n[scenario]\nsteps = 3\n'
+        "[scenario.population]\nsize = 20000\n"
+        '[levers]\n"nudges" = { values = [[], [{ kind = "reminder" }]], labels = ["no", "yes"] }\n'
+    )
+    argv = ["sweep", str(tmp_path / "exp.toml"), "--out", str(tmp_path / "out"),
+            "--workers", "2", "--no-progress"]
+    assert main([*argv, "--max-memory", "5M"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("nudgesim: error: memory: 'scenario' needs ~") and "x 2 workers" in err
+    assert not (tmp_path / "out").exists()
+    assert main([*argv, "--max-memory", "2G", "--executor", "serial"]) == 0
