@@ -56,12 +56,7 @@ def _ward_blocks(spec: PopulationSpec, n: int) -> tuple[np.ndarray, list[str], n
     names = spec.ward_names()
     baseline = np.full(len(names), np.nan)
     if isinstance(spec.wards, list) and spec.wards[0].size is not None:
-        sizes = np.array([w.size for w in spec.wards])
-        if sizes.sum() != n:
-            raise ScenarioError(
-                f"population.wards: ward sizes add up to {sizes.sum()} but there are {n} "
-                "residents (from the graph or csv)"
-            )
+        sizes = scaled_sizes(np.array([w.size for w in spec.wards]), n)
     else:
         if n < len(names):
             raise ScenarioError(
@@ -73,6 +68,35 @@ def _ward_blocks(spec: PopulationSpec, n: int) -> tuple[np.ndarray, list[str], n
         baseline = np.array([np.nan if w.baseline is None else w.baseline for w in spec.wards])
     ward = np.repeat(np.arange(len(names), dtype=np.int32), sizes)
     return ward, names, baseline
+
+
+def _written_size(spec: PopulationSpec) -> int | None:
+    """The number of residents the population spec names: its size, else its ward sizes."""
+    if spec.size is not None:
+        return int(spec.size)
+    if isinstance(spec.wards, list) and spec.wards[0].size is not None:
+        return sum(int(w.size) for w in spec.wards)  # type: ignore[misc]
+    return None
+
+
+def scaled_sizes(sizes: np.ndarray, n: int) -> np.ndarray:
+    """Ward sizes in the same proportions adding up to `n` (largest remainder, every ward
+    keeps at least one resident): a graph with another number of residents than the
+    scenario's wards keeps the wards' shares."""
+    sizes = np.asarray(sizes, dtype=np.int64)
+    if sizes.sum() == n:
+        return sizes
+    if n < sizes.size:
+        raise ScenarioError(
+            f"population.wards: {sizes.size} wards for only {n} residents; "
+            "allowed: at most one ward per resident"
+        )
+    spare = n - sizes.size  # one resident each first, the rest by share
+    exact = spare * sizes / sizes.sum()
+    out = np.floor(exact).astype(np.int64)
+    order = np.argsort(-(exact - out), kind="stable")
+    out[order[: spare - out.sum()]] += 1
+    return out + 1
 
 
 def _ward_from_labels(labels: pd.Series | list, names: list[str], where: str) -> np.ndarray:
@@ -199,11 +223,20 @@ def build_population(
                 "population.size: required when there is no residents csv, graph or ward "
                 "sizes; allowed: a whole number >= 1"
             )
-    if spec.size is not None and spec.size != n:
-        raise ScenarioError(
-            f"population.size: {spec.size} but the graph/csv has {n} residents; "
-            "leave size out or make them agree"
-        )
+    written = _written_size(spec)
+    if written is not None and written != n:
+        if csv_path is not None:  # the residents file and the size sit in one scenario
+            raise ScenarioError(
+                f"population.size: {written} but the residents csv has {n} rows; "
+                "leave size out or make them agree"
+            )
+        # a graph's nodes are the residents: it gives the size, and ward sizes follow it
+        if spec != PopulationSpec(size=1000):  # not merely the default population
+            field = "population.size" if spec.size is not None else "population.wards"
+            _warn(
+                f"{field}: {written:,} residents in the scenario, but the graph has {n:,}; "
+                "the graph gives the size (ward sizes scaled to it)"
+            )
 
     ward, names, baseline = _ward_blocks(spec, n) if "ward" not in overrides else (None, None, None)
     if ward is None:
