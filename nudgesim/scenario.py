@@ -13,6 +13,7 @@ import re
 import tomllib
 import types
 import typing
+import warnings
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 
@@ -845,10 +846,26 @@ class Scenario(_Spec):
         return tomli_w.dumps(self.to_dict())
 
     def replace(self, **changes: Any) -> Scenario:
-        """A validated copy with top-level fields changed (keeps the base folder)."""
+        """A validated copy with top-level fields changed (keeps the base folder).
+
+        A shorter horizon (`steps`) drops the nudges that would start after it, with one
+        warning naming them: `nudgesim run --steps 10` on a campaign whose last nudge starts
+        in week 13 runs the first ten weeks of it. Nudges passed in `changes` are kept as
+        given (a nudge written after the horizon is still an error)."""
         data = self.to_dict() | changes
-        sc = Scenario.from_dict(data, self._base_dir)
-        return sc
+        steps = changes.get("steps")
+        if isinstance(steps, int) and "nudges" not in changes:
+            late = [n for n in self.nudges if n.start > steps]
+            if late:
+                data["nudges"] = [d for d, n in zip(data["nudges"], self.nudges) if n.start <= steps]
+                names = ", ".join(f"{n.name!r} (starts at {n.start})" for n in late)
+                warnings.warn(
+                    f"steps: {steps} ends before {names}; "
+                    f"{'it is' if len(late) == 1 else 'they are'} left out of this run",
+                    ScenarioWarning,
+                    stacklevel=2,
+                )
+        return Scenario.from_dict(data, self._base_dir)
 
 
 def _drop_none(obj: Any) -> Any:

@@ -202,3 +202,16 @@ def test_numpy_values_are_printed_as_python_numbers():
     with pytest.raises(ns.ScenarioError) as err:
         ns.Scenario.from_dict({"nudges": [{"kind": "pledge", "uptake": np.float64(1.5)}]})
     assert "(got 1.5)" in str(err.value) and "np.float64" not in str(err.value)
+
+
+def test_a_shorter_horizon_leaves_out_the_nudges_that_start_after_it():
+    from nudgesim.scenario import ScenarioWarning
+
+    sc = ns.Scenario.from_toml(BOROUGH)
+    with pytest.warns(ScenarioWarning, match=r"steps: 10 ends before 'community group' \(starts at 13\)"):
+        short = sc.replace(steps=10)
+    assert [n.name for n in short.nudges] == [n.name for n in sc.nudges if n.start <= 10]
+    assert short.steps == 10 and len(short.nudges) < len(sc.nudges)
+    # nudges given with the change are the user's: one after the horizon is still an error
+    with pytest.raises(ns.ScenarioError, match=r"nudges\[0\].start"):
+        sc.replace(steps=10, nudges=[{"kind": "reminder", "start": 12}])
