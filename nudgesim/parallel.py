@@ -213,6 +213,7 @@ def _dask_imap(
             processes=True,
             host="127.0.0.1",
             dashboard_address=None,
+            preload=[__name__],  # each worker runs dask_setup below
         )
         address = cluster.scheduler_address
     else:
@@ -222,7 +223,7 @@ def _dask_imap(
         client = Client(
             cluster if cluster is not None else address, timeout=timeout, set_as_default=False
         )
-    except (OSError, TimeoutError) as err:
+    except Exception as err:  # whatever the far end did, the user's address is the cause
         if cluster is not None:
             cluster.close()
         raise ResourceError(
@@ -267,6 +268,14 @@ def _dask_imap(
         client.close()
         if cluster is not None:
             cluster.close()
+
+
+def dask_setup(worker: Any) -> None:
+    """Dask's preload hook, run as each local-cluster worker starts: leave Ctrl-C to the
+    map, which closes the cluster (else every worker prints a KeyboardInterrupt traceback).
+    Such a worker still ends with its parent: Dask closes it when the parent's pipe does."""
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def _dask_result(fut: Any, address: str) -> Any:
@@ -328,7 +337,8 @@ def probe_scheduler(address: str, timeout: float) -> None:
             f"{timeout:g} s; check the address and port, or wait longer with --dask-timeout"
         )
     if err is not None:
-        reason = _reason(err) if isinstance(err, OSError) else "not in Dask's protocol"
+        reason = (str(err) if isinstance(err, _NotScheduler)
+                  else _reason(err) if isinstance(err, OSError) else "not in Dask's protocol")
         raise ResourceError(
             f"--scheduler: {address} answers, but not as a Dask scheduler ({reason}); "
             "check the address and port"
@@ -357,10 +367,22 @@ def _wait_for_listener(address: str, host: str, port: int, deadline: float, time
 
 
 async def _handshake(address: str, timeout: float) -> None:
+    """Connect and ask who answers: a scheduler says so (a worker's port says "Worker")."""
     from distributed.comm import connect
 
     comm = await asyncio.wait_for(connect(address, timeout=timeout), timeout)
-    comm.abort()
+    try:
+        await asyncio.wait_for(comm.write({"op": "identity", "reply": True}), timeout)
+        reply = await asyncio.wait_for(comm.read(), timeout)
+    finally:
+        comm.abort()
+    kind = reply.get("type") if isinstance(reply, dict) else None
+    if kind != "Scheduler":
+        raise _NotScheduler(f"it says it is a {kind}" if isinstance(kind, str) else "no identity")
+
+
+class _NotScheduler(Exception):
+    """A Dask peer that is not a scheduler (e.g. a worker's port)."""
 
 
 def _reason(err: BaseException | None) -> str:

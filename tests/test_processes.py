@@ -134,7 +134,8 @@ def port_closed(port: int) -> bool:
         return s.connect_ex(("127.0.0.1", port)) != 0
 
 
-@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT, signal.SIGKILL],
+                         ids=["SIGTERM", "SIGINT", "SIGKILL"])
 def test_viz_answers_only_its_host_names_and_stops_with_everything_on_a_signal(tmp_path, sig):
     port, log = free_port(), tmp_path / "viz.log"
     scenario = ROOT / "experiments" / "scenarios" / "small_town.toml"
@@ -192,18 +193,28 @@ def test_kill_9_of_a_sweep_leaves_no_process(tmp_path, executor, least):
     assert 2 <= len(list(store.glob("*.parquet"))) < 500, "the kill should land mid-sweep"
 
 
-def test_ctrl_c_stops_a_sweep_and_its_workers_at_once(tmp_path):
-    cmd, store = sweep(tmp_path)
+@pytest.mark.parametrize(
+    "executor, group, least",
+    [("processes", False, 4),  # SIGINT to the sweep alone: it must stop its workers itself
+     ("processes", True, 4),   # Ctrl-C in a terminal: SIGINT to the whole process group
+     ("dask", True, 3)],
+)
+def test_ctrl_c_stops_a_sweep_and_its_workers_at_once(tmp_path, executor, group, least):
+    cmd, store = sweep(tmp_path, "--executor", executor)
     log = tmp_path / "sweep.log"
     with started(cmd, log) as proc:
-        family = running_sweep_family(proc, store, log, 4)
+        family = running_sweep_family(proc, store, log, least)
         t0 = time.monotonic()
-        os.kill(proc.pid, signal.SIGINT)  # the sweep alone: it must stop its workers itself
+        if group:
+            os.killpg(proc.pid, signal.SIGINT)
+        else:
+            os.kill(proc.pid, signal.SIGINT)
         assert proc.wait(timeout=GONE_WITHIN) == 130
         assert wait_gone(family) == []
         assert time.monotonic() - t0 < GONE_WITHIN
     text = log.read_text()
-    assert "nudgesim: interrupted" in text and "Traceback" not in text, text
+    assert "nudgesim: interrupted" in text, text
+    assert "Traceback" not in text and "KeyboardInterrupt" not in text, text
     assert "leaked" not in text, text  # the workers unlinked their semaphores
 
 
@@ -321,17 +332,31 @@ def test_dask_address_that_is_not_an_address_is_a_usage_error():
         parallel.map_runs(abs, [1], "dask", scheduler="tcp://nohost", dask_timeout=1)
 
 
-@pytest.fixture
-def bare_scheduler():
-    """A Dask scheduler on loopback in this process, with no workers."""
+@contextlib.contextmanager
+def local_cluster(workers: int):
+    """A Dask scheduler on loopback in this process, with `workers` in-process workers."""
     from dask.distributed import LocalCluster
 
-    cluster = LocalCluster(n_workers=0, processes=False, protocol="tcp", host="127.0.0.1",
-                           dashboard_address=None)
+    cluster = LocalCluster(n_workers=workers, processes=False, protocol="tcp",
+                           host="127.0.0.1", dashboard_address=None)
     try:
         yield cluster
     finally:
         cluster.close()
+
+
+@pytest.fixture
+def bare_scheduler():
+    with local_cluster(0) as cluster:
+        yield cluster
+
+
+def test_dask_at_a_worker_port_is_a_resource_error():
+    with local_cluster(1) as cluster:
+        worker = next(iter(cluster.scheduler.workers))
+        with pytest.raises(ResourceError, match=r"^--scheduler: .* answers, but not as a Dask "
+                           r"scheduler \(it says it is a Worker\)"):
+            parallel.map_runs(abs, [1], "dask", scheduler=worker, dask_timeout=2)
 
 
 def test_dask_without_workers_is_a_resource_error_after_the_timeout(bare_scheduler):
@@ -379,6 +404,7 @@ def test_dask_releases_each_result_so_a_dying_worker_recomputes_nothing(tmp_path
         workers = [p for p in psutil.Process().children()
                    if "spawn_main" in " ".join(p.cmdline()) and p.ppid() == me]
         assert len(workers) == 2
+        time.sleep(1)  # a release is a message to the scheduler: let the last ones arrive
         workers[0].kill()
         time.sleep(3)  # time enough for the scheduler to notice and recompute
         assert len(list(marks.iterdir())) == 20
