@@ -88,15 +88,18 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 
 @contextmanager
-def _environment_kept(name: str):
-    before = os.environ.get(name)
+def _environment_kept(*names: str):
+    """Options passed to every run through the environment (--max-memory, --dask-timeout)
+    last as long as the command: main() may be called again in the same process."""
+    before = {name: os.environ.get(name) for name in names}
     try:
         yield
     finally:
-        if before is None:
-            os.environ.pop(name, None)
-        else:
-            os.environ[name] = before
+        for name, value in before.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -180,7 +183,7 @@ def main(argv: list[str] | None = None) -> int:
     else:
         args = build_parser().parse_args(argv)
     try:
-        with warnings.catch_warnings(), _environment_kept(limits.ENV_MAX_MEMORY):
+        with warnings.catch_warnings(), _environment_kept(limits.ENV_MAX_MEMORY, "NUDGESIM_DASK_TIMEOUT"):
             warnings.showwarning = _show_warning
             warnings.simplefilter("default", ScenarioWarning)  # once per place and message
             return args.func(args)

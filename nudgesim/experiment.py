@@ -40,7 +40,14 @@ import pandas as pd
 
 from . import limits
 from .files import lock_folder, output_dir, safe_name, write_atomic, write_parquet_atomic
-from .parallel import EXECUTORS, default_workers, imap_unordered
+from .parallel import (
+    DASK_TIMEOUT,
+    DASK_TIMEOUT_ENV,
+    EXECUTORS,
+    default_workers,
+    imap_unordered,
+    resolve_dask_timeout,
+)
 from .scenario import CONTROL, Scenario, ScenarioError, control_character, load_toml_text
 
 DESIGNS = ("grid", "lhs", "sobol", "morris")
@@ -708,6 +715,7 @@ class Experiment:
         progress: bool | None = None,
         retry_errors: bool = False,
         wait: bool = False,
+        dask_timeout: float | None = None,
     ) -> ExperimentResult:
         """Run every (point, replicate) not yet in the store, then write the tables.
 
@@ -715,6 +723,8 @@ class Experiment:
         (None = only on a terminal). retry_errors: run again those that raised before.
         The folder is locked for the whole sweep (files.lock_folder): a second sweep into
         it is a UsageError naming the holder's pid, or with `wait` waits its turn.
+        dask_timeout: seconds a Dask scheduler may take to answer, and a cluster may stay
+        without workers (parallel.resolve_dask_timeout).
         """
         if scheduler is not None:
             executor = "dask"
@@ -730,7 +740,7 @@ class Experiment:
         out = output_dir(self.name, out)
         with lock_folder(out, wait=wait, on_wait=_say_waiting(out)):
             return self._run_locked(
-                tasks, out, executor, workers, scheduler, progress, retry_errors
+                tasks, out, executor, workers, scheduler, progress, retry_errors, dask_timeout
             )
 
     def check_memory(self, copies: int = 1) -> None:
@@ -749,6 +759,7 @@ class Experiment:
         scheduler: str | None,
         progress: bool | None,
         retry_errors: bool,
+        dask_timeout: float | None = None,
     ) -> ExperimentResult:
         """The sweep proper; only ever called while holding the folder's lock, so the
         temporaries it deletes cannot belong to another live sweep."""
@@ -785,7 +796,9 @@ class Experiment:
                 {k: t[k] for k in ("run_id", "scenario", "base_dir", "per_step", "measure")}
                 for t in todo
             ]
-            for _, res in imap_unordered(_execute, jobs, executor, workers, scheduler):
+            for _, res in imap_unordered(
+                _execute, jobs, executor, workers, scheduler, dask_timeout
+            ):
                 write_parquet_atomic(_run_frame(res), store / f"{res['run_id']}.parquet")
                 computed += 1
                 errors += res["status"] != "ok"
@@ -1065,9 +1078,11 @@ def git_commit() -> str | None:
 # ---------------------------------------------------------------------------------------
 
 
-def add_run_options(p: argparse.ArgumentParser) -> None:
+def add_run_options(
+    p: argparse.ArgumentParser, default_out: str = "results/<experiment name>"
+) -> None:
     p.add_argument("experiment", help="experiment TOML (see experiments/sweeps/)")
-    p.add_argument("--out", help="results folder (default results/<experiment name>)")
+    p.add_argument("--out", help=f"results folder (default {default_out})")
     p.add_argument(
         "--executor",
         choices=EXECUTORS,
@@ -1083,7 +1098,18 @@ def add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, help="override the experiment's seed")
     p.add_argument("--retry-errors", action="store_true", help="run again runs that raised")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_dask_timeout_option(p)
     limits.add_memory_option(p)
+
+
+def add_dask_timeout_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--dask-timeout",
+        type=float,
+        metavar="SECONDS",
+        help="Dask: seconds to wait for the scheduler to answer and for a cluster without "
+        f"workers to get one (default ${DASK_TIMEOUT_ENV}, else {DASK_TIMEOUT:g})",
+    )
 
 
 def _parse(p: argparse.ArgumentParser, argv: list[str]) -> argparse.Namespace:
@@ -1092,6 +1118,8 @@ def _parse(p: argparse.ArgumentParser, argv: list[str]) -> argparse.Namespace:
 
     args = parse_args(p, argv)
     limits.apply_memory_option(args)
+    if getattr(args, "dask_timeout", None) is not None:
+        resolve_dask_timeout(args.dask_timeout)  # a bad value is refused before any run
     if args.workers is not None and args.workers < 1:
         raise UsageError(f"--workers: must be >= 1, got {args.workers}")
     return args
@@ -1126,6 +1154,7 @@ def sweep_main(argv: list[str]) -> int:
         progress=False if args.no_progress else None,
         retry_errors=args.retry_errors,
         wait=args.wait,
+        dask_timeout=args.dask_timeout,
     )
     m = res.manifest
     r = m["runs"]

@@ -17,6 +17,7 @@ import argparse
 import itertools
 import json
 import math
+import os
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -30,7 +31,7 @@ from scipy import optimize, stats
 
 from .engine import Engine
 from .files import check_replaceable, foreign_files, output_dir, replace_folder, write_atomic
-from .parallel import Executor, map_runs
+from .parallel import DASK_TIMEOUT_ENV, Executor, map_runs, resolve_dask_timeout
 from .rng import Streams
 from .scenario import Scenario, ScenarioError, _Spec, explain, load_toml_text, plain
 
@@ -1085,6 +1086,7 @@ def _clean(obj: Any) -> Any:
 def plan_main(argv: list[str]) -> int:
     """`nudgesim plan`: search portfolios, print the ranked table, write a results folder."""
     from .cli import load_scenario, parse_args
+    from .experiment import add_dask_timeout_option
 
     p = argparse.ArgumentParser(prog="nudgesim plan", description=plan.__doc__.split("\n")[0])
     p.add_argument("scenario", help="scenario TOML")
@@ -1099,9 +1101,12 @@ def plan_main(argv: list[str]) -> int:
     p.add_argument("--executor", default="processes", choices=["serial", "processes", "dask"])
     p.add_argument("--workers", type=int)
     p.add_argument("--scheduler", help="Dask scheduler address (executor dask)")
+    add_dask_timeout_option(p)
     p.add_argument("--out", help="results folder (default results/plan-<scenario>)")
     p.add_argument("--report", action="store_true", help="also write report.html / report.md")
     args = parse_args(p, argv)
+    if args.dask_timeout is not None:  # reaches every map_runs of the plan (cli.main restores it)
+        os.environ[DASK_TIMEOUT_ENV] = str(resolve_dask_timeout(args.dask_timeout))
     sc = load_scenario(args.scenario, seed=args.seed, steps=args.steps)
     menu = Menu.from_toml(args.menu)
     out = Path(args.out) if args.out else output_dir(f"plan-{sc.name}")

@@ -14,6 +14,7 @@ Morris elementary effects are in outcome units per *whole range* of a factor, so
 from __future__ import annotations
 
 import argparse
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,9 +24,17 @@ import pandas as pd
 
 from .experiment import MORRIS_LEVELS, Experiment, ExperimentResult, _parse, add_run_options
 from .files import output_dir, save_figure, write_atomic, write_parquet_atomic
-from .scenario import ScenarioError
+from .scenario import ScenarioError, ScenarioWarning
 
 METHODS = ("sobol", "morris")
+#: Fewest Sobol base samples / Morris trajectories before the ranking is worth reading
+#: (assumption: Saltelli et al. 2010 use N in the hundreds; Campolongo et al. 2007 use
+#: r = 10-20 trajectories); fewer, or intervals wider than MAX_HALF_WIDTH, get a warning.
+MIN_SAMPLES = {"sobol": 64, "morris": 10}
+#: Widest 95% half-width of a Sobol index (indices live in [0, 1]), or of a Morris mu*
+#: relative to the largest mu*, above which factors' places in the ranking can swap by
+#: chance (assumption: half the indices' range).
+MAX_HALF_WIDTH = 0.5
 
 
 @dataclass
@@ -52,6 +61,7 @@ def sensitivity(
     progress: bool | None = None,
     num_resamples: int = 100,
     plot: bool = True,
+    dask_timeout: float | None = None,
 ) -> SensitivityResult:
     """Sobol or Morris indices of `outcome` over the experiment's levers and uncertainties.
 
@@ -73,7 +83,8 @@ def sensitivity(
         exp = exp.replace(outcomes=[*exp.outcomes, outcome])
     out = output_dir(f"{exp.name}_{method}", out)
     res = exp.run(
-        out=out, executor=executor, workers=workers, scheduler=scheduler, progress=progress
+        out=out, executor=executor, workers=workers, scheduler=scheduler, progress=progress,
+        dask_timeout=dask_timeout,
     )
     if f"{outcome}_mean" not in res.summary:
         allowed = [c[:-5] for c in res.summary.columns if c.endswith("_mean")]
@@ -121,6 +132,7 @@ def sensitivity(
             }
         )
     indices.insert(2, "outcome", outcome)
+    _warn_if_too_few(indices, method, int(exp.samples))  # type: ignore[arg-type]
     stem = f"sensitivity_{method}_{outcome}"
     write_atomic(res.out / f"{stem}.csv", indices.to_csv(index=False))
     write_parquet_atomic(indices, res.out / f"{stem}.parquet")
@@ -194,10 +206,31 @@ def plot_indices(
     return save_figure(fig, path)
 
 
+def _warn_if_too_few(indices: pd.DataFrame, method: str, samples: int) -> None:
+    """Say so when the sample is too small for the indices to mean anything (at N = 4 a
+    Sobol S1 of -0.83 +- 2.08 is noise, not a finding)."""
+    if method == "sobol":
+        widest = float(np.nanmax(indices[["S1_conf", "ST_conf"]].to_numpy(), initial=0.0))
+        shown = f"+-{widest:.2f}"
+    else:
+        top = float(np.nanmax(indices["mu_star"].to_numpy(), initial=0.0))
+        conf = float(np.nanmax(indices["mu_star_conf"].to_numpy(), initial=0.0))
+        widest = conf / top if top > 0 else 0.0
+        shown = f"+-{100 * widest:.0f}% of the largest mu*"
+    if samples < MIN_SAMPLES[method] or widest > MAX_HALF_WIDTH:
+        warnings.warn(
+            f"samples: {samples} {'base samples' if method == 'sobol' else 'trajectories'} "
+            f"give {method} indices with 95% intervals up to {shown}: too few to rank the "
+            f"factors; use --samples {max(MIN_SAMPLES[method], 4 * samples)} or more",
+            ScenarioWarning,
+            stacklevel=3,
+        )
+
+
 def sensitivity_main(argv: list[str]) -> int:
     """`nudgesim sensitivity EXPERIMENT.toml --outcome final_adoption --method sobol`."""
     p = argparse.ArgumentParser(prog="nudgesim sensitivity", description=sensitivity_main.__doc__)
-    add_run_options(p)
+    add_run_options(p, default_out="results/<experiment name>_<method>")
     p.add_argument("--outcome", default="final_adoption", help="summary field to analyse")
     p.add_argument("--method", choices=METHODS, default="sobol")
     p.add_argument("--no-plot", action="store_true")
@@ -215,6 +248,7 @@ def sensitivity_main(argv: list[str]) -> int:
         scheduler=args.scheduler,
         progress=False if args.no_progress else None,
         plot=not args.no_plot,
+        dask_timeout=args.dask_timeout,
     )
     with pd.option_context("display.width", 120, "display.max_colwidth", 50):
         print(res.indices.drop(columns=["outcome"]).round(3).to_string(index=False))

@@ -532,3 +532,19 @@ def test_summary_keys_are_the_outcomes_an_experiment_may_name():
 
     res = simulate(Scenario.from_dict({"steps": 2, "population": {"size": 50}}))
     assert tuple(res.summary) == Result.SUMMARY_KEYS
+
+
+def test_a_sweep_to_a_closed_scheduler_port_exits_2_within_its_time_out(tmp_path, capsys):
+    import socket
+
+    with socket.socket() as s:  # a port that was free a moment ago: nobody listens there
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    (tmp_path / "e.toml").write_text('name = "x"\n[scenario]\nsteps = 2\n')
+    t0 = time.perf_counter()
+    code = cli_main(["sweep", str(tmp_path / "e.toml"), "--out", str(tmp_path / "o"),
+                     "--scheduler", f"tcp://127.0.0.1:{port}", "--dask-timeout", "2"])
+    err = capsys.readouterr().err
+    assert code == 2 and err.startswith("nudgesim: error: --scheduler") and "Traceback" not in err
+    assert time.perf_counter() - t0 < 20
+    assert cli_main(["sweep", str(tmp_path / "e.toml"), "--dask-timeout", "nan"]) == 2

@@ -113,3 +113,23 @@ def test_cli_sensitivity(tmp_path, capsys):
     assert (tmp_path / "o" / "sensitivity_sobol_final_adoption.csv").exists()
     assert cli_main([*argv[:-2], "--method", "sobol", "--samples", "5"]) == 2
     assert "power of 2" in capsys.readouterr().err
+
+
+def test_too_small_a_sample_is_said_and_a_big_enough_one_is_not(tmp_path):
+    from nudgesim.scenario import ScenarioWarning
+
+    with pytest.warns(ScenarioWarning, match="samples: 4 base samples give sobol indices"):
+        sensitivity(experiment(), samples=4, out=tmp_path / "a", executor="serial",
+                    progress=False, plot=False)
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ScenarioWarning)
+        sensitivity(experiment(), samples=64, out=tmp_path / "b", executor="serial",
+                    progress=False, plot=False)
+
+
+def test_help_names_the_folder_sensitivity_writes(capsys):
+    with pytest.raises(SystemExit):
+        cli_main(["sensitivity", "--help"])
+    assert "results/<experiment name>_<method>" in " ".join(capsys.readouterr().out.split())
