@@ -3,13 +3,11 @@
 Data flows one way: Scenario → Population + Network → Engine (with Nudges) → Result.
 """
 
-from .engine import Engine, simulate
-from .experiment import Experiment
-from .network import Network, NetworkError
-from .population import Population
-from .result import Result
+import importlib
+import sys
+import types
+
 from .scenario import Scenario, ScenarioError
-from .sensitivity import sensitivity  # after the submodule import, the name is the function
 
 __all__ = [
     "Engine",
@@ -31,9 +29,18 @@ __all__ = [
 ]
 __version__ = "0.1.0"
 
-# Imported on first use: `ns.simulate` never loads Mesa or solara, and a sweep's worker
-# processes do not pay for planning's scipy.stats import (a third of the start-up time).
+# Imported on first use, so each command loads only what it needs: `nudgesim run` never
+# loads Mesa, solara, Dask or planning's scipy.stats, and `import nudgesim.cli` loads
+# neither the engine (pandas, networkx, scipy.sparse) nor numba (see kernels.py).
 _LAZY = {
+    "Engine": "engine",
+    "simulate": "engine",
+    "Experiment": "experiment",
+    "Network": "network",
+    "NetworkError": "network",
+    "Population": "population",
+    "Result": "result",
+    "sensitivity": "sensitivity",
     "NudgeModel": "model",
     "Resident": "model",
     "compare": "planning",
@@ -45,7 +52,25 @@ _LAZY = {
 
 def __getattr__(name: str):
     if name in _LAZY:
-        import importlib
-
-        return getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
+        value = getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
+        globals()[name] = value
+        return value
     raise AttributeError(f"module 'nudgesim' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))
+
+
+class _Package(types.ModuleType):
+    """`nudgesim.sensitivity` is the function, as the API promises, even after the
+    submodule of the same name is imported (which would otherwise rebind the name to
+    the module)."""
+
+    def __setattr__(self, name: str, value) -> None:
+        if name == "sensitivity" and isinstance(value, types.ModuleType):
+            return
+        super().__setattr__(name, value)
+
+
+sys.modules[__name__].__class__ = _Package

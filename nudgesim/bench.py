@@ -412,7 +412,13 @@ def machine() -> dict[str, Any]:
             info["memory_gib"] = round(int(fh.readline().split()[1]) / 2**20, 1)
     except OSError:
         pass
+    info["vector_width"] = vector_width()
+    cpus = kernels.affinity()
+    quota = kernels.cgroup_quota()
+    info["cpus_usable"] = (f"{len(cpus)} (affinity)"
+                           + (f", cgroup quota {quota:g} CPUs" if quota is not None else ""))
     if kernels.AVAILABLE:
+        kernels.load()
         import numba
 
         info["numba"] = numba.__version__
@@ -428,6 +434,32 @@ def machine() -> dict[str, Any]:
     except ImportError:
         pass
     return info
+
+
+def vector_width(cpuinfo: str | None = None) -> str:
+    """The widest SIMD instruction set the CPU offers (the kernels' loops vectorise to it):
+    AVX-512 machines process 8 doubles per instruction, AVX2 ones 4."""
+    if cpuinfo is None:
+        try:
+            cpuinfo = Path("/proc/cpuinfo").read_text()
+        except OSError:
+            return f"unknown ({platform.machine()})"
+    flags: set[str] = set()
+    for line in cpuinfo.splitlines():
+        if line.startswith(("flags", "Features")):
+            flags = set(line.split(":", 1)[1].split())
+            break
+    if "avx512f" in flags:
+        extra = sorted(f.removeprefix("avx512") for f in flags
+                       if f.startswith("avx512") and f != "avx512f")
+        return "AVX-512, 512-bit (avx512f" + "".join(f", {e}" for e in extra) + ")"
+    if "avx2" in flags:
+        return "AVX2, 256-bit (no AVX-512)"
+    if "avx" in flags:
+        return "AVX, 256-bit (no AVX2)"
+    if "asimd" in flags:
+        return "NEON/ASIMD, 128-bit"
+    return "SSE or narrower, 128-bit" if flags else f"unknown ({platform.machine()})"
 
 
 def _fmt(x: float | None, unit: str = "") -> str:
@@ -521,7 +553,19 @@ def _parser() -> argparse.ArgumentParser:
                    help="also time RUNS borough runs on 1 vs 2 workers (0 = skip)")
     p.add_argument("--out", default="results/benchmark", help="output folder")
     p.add_argument("--quick", action="store_true",
-                   help="tiny smoke run (2,000 residents, 2 steps, no graphs/sweep)")
+                   help="tiny smoke run (2,000 residents, 2 steps, no graphs/sweep; with "
+                        "--contended or --first-run: their smallest useful form)")
+    p.add_argument("--first-run", action="store_true",
+                   help="instead: wall time of the whole `nudgesim run` command on an empty "
+                        "kernel cache, then warm, with its -X importtime top entries")
+    p.add_argument("--scenario", default=None,
+                   help="scenario for --first-run (default experiments/scenarios/borough.toml)")
+    p.add_argument("--contended", action="store_true",
+                   help="instead: the step next to competing processes it starts and stops "
+                        "(busy loops, another OpenMP program, I/O): numpy vs compiled with "
+                        "default, 1 and all threads (--sizes default 100000)")
+    p.add_argument("--loads", default=",".join(LOADS),
+                   help=f"competing loads for --contended (default {','.join(LOADS)})")
     return p
 
 
@@ -536,6 +580,10 @@ def _usage(msg: str) -> Exception:
 
 def bench_main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    if args.first_run:
+        return first_run_main(args, argv)
+    if args.contended:
+        return contended_main(args, argv)
     try:
         sizes = [int(s) for s in args.sizes.split(",") if s.strip()]
     except ValueError:
@@ -605,6 +653,286 @@ def bench_main(argv: list[str] | None = None) -> int:
     write_atomic(out / "benchmark.json", json.dumps(payload, indent=2, default=str) + "\n")
     print(text)
     return 0
+
+
+# --------------------------------------------------------------------------- first run
+
+
+def _run_command(cmd: list[str], env: dict[str, str]) -> tuple[float, str, str]:
+    """Wall seconds, stdout and stderr of one command (it must succeed)."""
+    import subprocess
+
+    t0 = time.perf_counter()
+    out = subprocess.run(cmd, env=env, capture_output=True, text=True)
+    wall = time.perf_counter() - t0
+    if out.returncode != 0:
+        raise RuntimeError(f"{' '.join(cmd)} exited {out.returncode}: {out.stderr.strip()[-500:]}")
+    return wall, out.stdout, out.stderr
+
+
+def importtime_top(stderr: str, k: int = 12) -> list[dict[str, Any]]:
+    """The modules a command imported directly (not nested inside another import),
+    largest cumulative import time first, from `python -X importtime` output."""
+    rows = []
+    for line in stderr.splitlines():
+        if not line.startswith("import time:") or "self [us]" in line:
+            continue
+        self_us, cum_us, name = line[len("import time:"):].split("|", 2)
+        if name.startswith(" ") and not name.startswith("  "):  # nesting indents by 2
+            rows.append({"module": name.strip(), "self_ms": int(self_us) / 1e3,
+                         "cumulative_ms": int(cum_us) / 1e3})
+    return sorted(rows, key=lambda r: -r["cumulative_ms"])[:k]
+
+
+def first_run(scenario: str, repeats: int = 3, compile_time: bool = True) -> dict[str, Any]:
+    """`nudgesim run SCENARIO` in a fresh process on an empty numba cache (a new user's
+    first command), then `repeats` times more on the cache it left (later runs), then
+    once with -X importtime; also, unless compile_time is False, how long compiling the
+    kernels takes on an empty cache (kernels.warm_up in a fresh process: the cost the
+    engine weighs when it chooses between numpy and the kernels)."""
+    import shutil
+    import sys
+    import tempfile
+
+    base = {k: v for k, v in os.environ.items() if k != "NUDGESIM_NUMBA"}
+    cache = tempfile.mkdtemp(prefix="nudgesim-cold-cache-")
+    out_dir = tempfile.mkdtemp(prefix="nudgesim-first-run-")
+    env = base | {"NUMBA_CACHE_DIR": cache}
+    cmd = [sys.executable, "-m", "nudgesim", "run", scenario, "--out", f"{out_dir}/run"]
+    try:
+        cold, stdout, _ = _run_command(cmd, env)
+        warm = [_run_command(cmd, env)[0] for _ in range(repeats)]
+        _, _, imports = _run_command([sys.executable, "-X", "importtime", *cmd[1:]], env)
+        cli_import, _, cli_imports = _run_command(
+            [sys.executable, "-X", "importtime", "-c", "import nudgesim.cli"], env)
+        numba_loaded = "| numba\n" in imports or imports.rstrip().endswith("| numba")
+        result: dict[str, Any] = {
+            "scenario": scenario, "command": " ".join(["nudgesim", *cmd[3:5]]),
+            "cold_seconds": cold, "warm_seconds": warm,
+            "first_line": stdout.splitlines()[0] if stdout else "",
+            "imports_top": importtime_top(imports),
+            "import_total_ms": sum(r["cumulative_ms"] for r in importtime_top(imports, 10**6)),
+            "cli_import_ms": sum(r["cumulative_ms"] for r in importtime_top(cli_imports, 10**6)),
+            "numba_imported": numba_loaded,
+        }
+        if compile_time:
+            shutil.rmtree(cache, ignore_errors=True)
+            os.makedirs(cache)
+            code = "from nudgesim import kernels; print(kernels.warm_up())"
+            _, text, _ = _run_command([sys.executable, "-c", code], env)
+            result["compile_seconds"] = float(text.split()[-1])
+    finally:
+        shutil.rmtree(cache, ignore_errors=True)
+        shutil.rmtree(out_dir, ignore_errors=True)
+    return result
+
+
+def first_run_markdown(r: dict[str, Any], info: dict, command: str) -> str:
+    warm = r["warm_seconds"]
+    lines = ["# nudgesim first run", "",
+             f"`{r['command']}` as a whole command, each in a fresh Python process "
+             "(interpreter start, imports, simulation, tables and plot).", "",
+             "| run | wall seconds |", "|---|---:|",
+             f"| first, empty kernel cache | {r['cold_seconds']:.2f} |",
+             f"| later (cache as the first left it), {len(warm)} runs | "
+             f"{min(warm):.2f} – {max(warm):.2f} (median {float(np.median(warm)):.2f}) |"]
+    if "compile_seconds" in r:
+        lines.append(f"| compiling the kernels on an empty cache (kernels.warm_up) | "
+                     f"{r['compile_seconds']:.1f} |")
+    lines += ["", f"The command's own output: `{r['first_line']}`", "",
+              f"numba imported by the command: {r['numba_imported']}. "
+              f"`import nudgesim.cli`: {r['cli_import_ms']:.0f} ms.", "",
+              "## Imports of the command (python -X importtime, top level, cumulative)", "",
+              "| module | cumulative ms | self ms |", "|---|---:|---:|"]
+    lines += [f"| {m['module']} | {m['cumulative_ms']:.0f} | {m['self_ms']:.0f} |"
+              for m in r["imports_top"]]
+    lines += ["", "## Machine", ""] + [f"- {k}: {v}" for k, v in info.items()]
+    lines += ["", f"Reproduce: `{command}`", ""]
+    return "\n".join(lines)
+
+
+def first_run_main(args: argparse.Namespace, argv: list[str] | None) -> int:
+    root = Path(__file__).resolve().parent.parent
+    scenario = args.scenario or str(root / "experiments" / "scenarios" / "borough.toml")
+    if not Path(scenario).is_file():
+        raise _usage(f"--scenario: {scenario} is not a file")
+    r = first_run(scenario, repeats=1 if args.quick else 3, compile_time=not args.quick)
+    info = machine()
+    command = "nudgesim bench " + " ".join(argv if argv is not None else [])
+    text = first_run_markdown(r, info, command.strip())
+    out = Path(args.out)
+    write_atomic(out / "first_run.md", text)
+    write_atomic(out / "first_run.json",
+                 json.dumps({"first_run": r, "machine": info, "command": command.strip()},
+                            indent=2, default=str) + "\n")
+    print(text)
+    return 0
+
+
+# --------------------------------------------------------------------------- contended
+
+#: Competing loads for --contended, each started by the benchmark and stopped after it.
+LOADS = ("quiet", "busy", "busy-all", "openmp", "io")
+LOAD_NOTES = {
+    "quiet": "no competitor started",
+    "busy": "one busy-loop process",
+    "busy-all": "one busy-loop process per CPU",
+    "openmp": "another nudgesim process on the kernels, all threads, fixed (an OpenMP "
+              "program that does not adapt)",
+    "io": "a process writing, syncing and reading back a file",
+}
+_BUSY = "import time\nend = time.monotonic() + {t}\nwhile time.monotonic() < end:\n    pass\n"
+_IO = ("import os, tempfile, time\nend = time.monotonic() + {t}\nblock = os.urandom(1 << 22)\n"
+       "with tempfile.TemporaryFile() as fh:\n    while time.monotonic() < end:\n"
+       "        fh.seek(0); fh.write(block); fh.flush(); os.fsync(fh.fileno())\n"
+       "        fh.seek(0); fh.read()\n")
+_OPENMP = ("import time\nfrom nudgesim import bench, kernels\nfrom nudgesim.engine import Engine\n"
+           "kernels.ADAPTIVE_THREADS = False\nend = time.monotonic() + {t}\n"
+           "while time.monotonic() < end:\n    eng = Engine(bench.bench_scenario(200_000, 40))\n"
+           "    while eng.t < eng.steps and time.monotonic() < end:\n        eng.step()\n")
+
+
+def _start_load(kind: str, seconds: float) -> list[Any]:
+    """Start the competitors of one load kind; each also ends by itself after `seconds`."""
+    import subprocess
+    import sys
+
+    ncpu = len(kernels.affinity())
+    code = {"busy": [_BUSY], "busy-all": [_BUSY] * ncpu, "io": [_IO],
+            "openmp": [_OPENMP], "quiet": []}[kind]
+    env = dict(os.environ, NUDGESIM_NUMBA="1")
+    return [subprocess.Popen([sys.executable, "-c", c.format(t=seconds)], env=env,
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            for c in code]
+
+
+def _stop_load(procs: list[Any]) -> None:
+    for p in procs:
+        if p.poll() is None:
+            p.kill()
+    for p in procs:
+        p.wait()
+
+
+def _steps_per_sec(eng: Engine, steps: int) -> float:
+    """Seconds per step over `steps` steps, after one untimed step that brings this
+    engine's arrays back into cache (the other contender's step evicted them)."""
+    eng.step()
+    t0 = time.perf_counter()
+    for _ in range(steps):
+        eng.step()
+    return (time.perf_counter() - t0) / steps
+
+
+def contended(n: int, loads: list[str], steps: int = 6, rounds: int = 3,
+              settle: float = 1.0) -> list[dict[str, Any]]:
+    """Seconds per step of the numpy engine and of the compiled engine with its default
+    (adaptive) thread count, on 1 thread and on every usable CPU, next to each load.
+    The four take turns in `rounds` rounds of `steps` steps so each sees the same load;
+    the median round is reported; each round starts with a different one."""
+    ncpu = len(kernels.affinity())
+    configs = ["numpy", "default", "1"] + ([str(ncpu)] if ncpu > 1 else [])
+    kernels.prepare()  # compiled and cached before any competitor starts
+    total = 4 + rounds * (steps + 1) * len(configs) * len(loads)
+    saved = kernels.ENABLED
+    try:
+        kernels.ENABLED = True
+        fast = Engine(bench_scenario(n, total))
+        kernels.ENABLED = False
+        slow = Engine(bench_scenario(n, total))
+    finally:
+        kernels.ENABLED = saved
+    fast.step(), fast.step(), slow.step(), slow.step()  # first contacts, the counts' build
+    out = []
+    for kind in loads:
+        procs = _start_load(kind, seconds=120 + 10 * rounds * steps)
+        try:
+            time.sleep(settle if procs else 0.0)
+            times: dict[str, list[float]] = {c: [] for c in configs}
+            chosen = []
+            for r in range(rounds):
+                for c in configs[r % len(configs):] + configs[:r % len(configs)]:
+                    if c == "numpy":
+                        times[c].append(_steps_per_sec(slow, steps))
+                    elif c == "default":
+                        times[c].append(_steps_per_sec(fast, steps))
+                        chosen.append(kernels.thread_count(n))
+                    else:
+                        saved_adaptive = kernels.ADAPTIVE_THREADS
+                        kernels.ADAPTIVE_THREADS = False
+                        try:
+                            with kernels.threads(int(c)):
+                                times[c].append(_steps_per_sec(fast, steps))
+                        finally:
+                            kernels.ADAPTIVE_THREADS = saved_adaptive
+            load1 = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+        finally:
+            _stop_load(procs)
+        med = {c: float(np.median(v)) for c, v in times.items()}
+        best_fixed = min(med[c] for c in configs if c not in ("numpy", "default"))
+        out.append({"load": kind, "note": LOAD_NOTES[kind], "n": n, "seconds": med,
+                    "rounds": {c: v for c, v in times.items()},
+                    "threads_chosen": sorted(set(chosen)), "load_avg_1min": load1,
+                    "default_over_numpy": med["default"] / med["numpy"],
+                    "default_over_best_fixed": med["default"] / best_fixed})
+        print(f"{kind:9s} n={n:>9,}  " + "  ".join(f"{c}: {med[c] * 1e3:.2f} ms" for c in configs)
+              + f"  (threads chosen {sorted(set(chosen))})", flush=True)
+    return out
+
+
+def contended_markdown(rows: list[dict[str, Any]], info: dict, command: str) -> str:
+    configs = list(rows[0]["seconds"]) if rows else []
+    head = {"numpy": "numpy", "default": "compiled, default threads",
+            "1": "compiled, 1 thread"}
+    lines = ["# nudgesim on a busy machine", "",
+             "One full step (the `nudgesim bench` workload) next to competing processes the "
+             "benchmark starts and stops itself. The numpy engine and the compiled engine "
+             "with its default thread choice, on 1 thread and on every usable CPU take "
+             "turns, so each sees the same load; medians over the rounds. Targets: "
+             "default ≤ numpy, and default ≤ 1.5× the best fixed thread count.", "",
+             "| load | residents | " + " | ".join(head.get(c, f"compiled, {c} threads")
+                                                for c in configs)
+             + " | threads chosen | default ÷ numpy | default ÷ best fixed |",
+             "|---|---:|" + "---:|" * len(configs) + "---|---:|---:|"]
+    for r in rows:
+        lines.append(f"| {r['note']} | {r['n']:,} | "
+                     + " | ".join(_fmt(r["seconds"][c], "s") for c in configs)
+                     + f" | {', '.join(map(str, r['threads_chosen']))} | "
+                     f"{r['default_over_numpy']:.2f} | {r['default_over_best_fixed']:.2f} |")
+    lines += ["", "## Machine", ""] + [f"- {k}: {v}" for k, v in info.items()]
+    lines += ["", f"Reproduce: `{command}`", ""]
+    return "\n".join(lines)
+
+
+def contended_main(args: argparse.Namespace, argv: list[str] | None) -> int:
+    if not kernels.AVAILABLE:
+        raise _usage("--contended compares the compiled engine: numba is not installed "
+                     "or NUDGESIM_NUMBA=0")
+    loads = [x.strip() for x in args.loads.split(",") if x.strip()]
+    bad = [x for x in loads if x not in LOADS]
+    if bad:
+        raise _usage(f"--loads: unknown {bad}; allowed: {', '.join(LOADS)}")
+    given = [a for a in (argv or []) if a.startswith("--sizes")]
+    try:
+        sizes = ([int(x) for x in args.sizes.split(",") if x.strip()] if given else [100_000])
+    except ValueError:
+        raise _usage(f"--sizes: {args.sizes!r} is not a comma-separated list of integers") from None
+    steps, rounds, settle = (2, 1, 0.2) if args.quick else (args.steps if args.steps != 8 else 6,
+                                                          3, 1.0)
+    rows = []
+    for n in sizes:
+        rows += contended(n, loads, steps=steps, rounds=rounds, settle=settle)
+    info = machine()
+    command = "nudgesim bench " + " ".join(argv if argv is not None else [])
+    text = contended_markdown(rows, info, command.strip())
+    out = Path(args.out)
+    write_atomic(out / "contended.md", text)
+    write_atomic(out / "contended.json",
+                 json.dumps({"rows": rows, "machine": info, "command": command.strip()},
+                            indent=2, default=str) + "\n")
+    print(text)
+    return 0
+
 
 
 def main(argv: list[str] | None = None) -> int:

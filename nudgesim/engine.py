@@ -7,11 +7,9 @@ Synchronous update: every decision in step t looks at the state after step t-1.
 from __future__ import annotations
 
 from functools import cached_property
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import networkx as nx
 import numpy as np
-import scipy.sparse as sp
 
 from . import kernels, limits, rules
 from . import network as netmod
@@ -20,6 +18,10 @@ from .population import TRAITS, Population, build_population
 from .result import Result
 from .rng import Streams
 from .scenario import Scenario, ScenarioError
+
+if TYPE_CHECKING:  # networkx and scipy.sparse are imported where a path needs them
+    import networkx as nx
+    import scipy.sparse as sp
 
 
 def initial_adopters(scenario: Scenario, pop: Population, streams: Streams) -> np.ndarray:
@@ -116,10 +118,13 @@ class Engine:
         pop = self.population
         if self.rule.kind != "threshold":  # only the threshold rule reads thresholds:
             pop.threshold = np.broadcast_to(np.float64(np.nan), (pop.n,))  # no n-sized array
-        # compiled hot path (kernels.py) unless numba is missing or NUDGESIM_NUMBA=0;
-        # both paths give bit-identical results
-        self._graph = kernels.Graph(self.network, pop.ward) if kernels.ENABLED else None
-        self._rule_params = kernels.rule_params(self.rule) if kernels.ENABLED else None
+        #: the compiled hot path (kernels.py) or numpy, chosen by the run's size and numba's
+        #: cache (kernels.choose_backend); both give bit-identical results
+        self.backend = kernels.backend_for(pop.n, self.steps)
+        if self.backend.compiled:
+            kernels.prepare()
+        self._graph = kernels.Graph(self.network, pop.ward) if self.backend.compiled else None
+        self._rule_params = kernels.rule_params(self.rule) if self.backend.compiled else None
         # integer tie counts kept up to date step by step, where they are exact (kernels.Counts)
         self._counts = (
             kernels.Counts(self._graph, inward=any(
@@ -196,6 +201,8 @@ class Engine:
     @cached_property
     def in_ward(self) -> sp.csr_array:
         """Ties within a ward only (built on first use, by community partnerships)."""
+        import scipy.sparse as sp
+
         a = self.adjacency.tocoo()
         ward = self.population.ward
         keep = ward[a.row] == ward[a.col]

@@ -34,15 +34,33 @@ the fallback):
 * The uniforms are nudgesim.rng's SplitMix64 hash in wrapping uint64 arithmetic, so they
   depend only on (seed, stream, step, resident), never on the thread count.
 
-Set ``NUDGESIM_NUMBA=0`` (or uninstall numba) to use the pure-numpy engine.
+Which engine runs (choose_backend): numba is imported, and the kernels compiled or loaded
+from numba's cache, only by a run large enough to pay for it; smaller runs take the numpy
+engine and never import numba. ``NUDGESIM_NUMBA=0`` (or no numba) always takes numpy,
+``NUDGESIM_NUMBA=1`` always the kernels.
+
+Threads (choose_threads): what the process may use (affinity, cgroup quota) minus what
+other processes are using right now. Importing this module sets no environment variable:
+the OpenMP runtime's wait policy stays whatever the host process has. Rather than tune
+spinning, the thread count avoids the case spinning hurts: a team larger than the free
+cores, whose regions each wait for a thread that lost its core.
 """
 
 from __future__ import annotations
 
+import hashlib
+import importlib.util
+import math
 import os
+import platform
+import sys
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -71,38 +89,73 @@ HAS_LOCKED = 256
 INTEGRAL = 512  # influence holds int8-range integers: sum ties in int64 (exact)
 
 
-def _wanted() -> bool:
-    return os.environ.get("NUDGESIM_NUMBA", "1").strip().lower() not in ("0", "false", "no", "off")
+def _setting() -> bool | None:
+    """NUDGESIM_NUMBA: 0/false/no/off = numpy engine; 1/true/yes/on = compiled kernels
+    whenever numba is installed; unset or "auto" = chosen per run (choose_backend)."""
+    value = os.environ.get("NUDGESIM_NUMBA", "auto").strip().lower()
+    if value in ("0", "false", "no", "off"):
+        return False
+    if value in ("1", "true", "yes", "on"):
+        return True
+    return None
 
 
-# A step launches several short parallel regions with a little Python between them. GNU
-# OpenMP's workers spin for a while after a region, then sleep; waking a sleeping team
-# cost ~30-120 us per region (measured), ~0.6 ms of a 10^6-resident step under passive
-# waiting and half of a 10^5 one. A bounded spin of 30,000 iterations (measured: threads
-# still awake 0.5 ms after a region, asleep after 1 ms) bridges those gaps without holding
-# a core for long once the process does something else. Measured on the 2-core reference
-# machine, three alternating rounds against passive waiting: 10^5 step 1.3 -> 0.66 ms,
-# 10^6 5.4-6.6 -> 4.6-4.9 ms. A policy or spin count the user set is kept. Must be set
-# before numba starts its OpenMP pool (at the first parallel launch).
-if "OMP_WAIT_POLICY" not in os.environ:
-    os.environ.setdefault("GOMP_SPINCOUNT", "30000")
-
-try:  # numba is optional: the numpy engine computes the same results
-    if not _wanted():
-        raise ImportError("disabled by NUDGESIM_NUMBA=0")
-    import numba
-    from numba import njit, prange
-
-    AVAILABLE = True
-except ImportError:  # pragma: no cover - exercised only without numba
-    AVAILABLE = False
-
-#: Engines built while this is True use the kernels; tests flip it to compare the paths.
-ENABLED = AVAILABLE
+#: numba is installed and not switched off. Found without importing it: importing numba
+#: and building the dispatchers costs ~0.5 s, paid only by a run that uses the kernels.
+AVAILABLE = _setting() is not False and importlib.util.find_spec("numba") is not None
+#: None: each engine chooses (choose_backend); True: compiled kernels; False: numpy.
+#: NUDGESIM_NUMBA sets it; tests flip it to compare the paths.
+ENABLED: bool | None = _setting() if AVAILABLE else False
+#: True once numba is imported and the kernels below are numba dispatchers (load()).
+LOADED = False
+numba: Any = None  # the numba module, once loaded
+prange = range  # numba.prange, once loaded
 
 # The workqueue threading layer aborts when two Python threads launch parallel kernels at
 # once (e.g. two viz sessions); one lock serialises launches whatever layer numba picked.
 _LAUNCH = threading.Lock()
+_LOAD = threading.Lock()
+
+
+class _Kernel:
+    """A kernel of this module before numba is loaded: calling it loads numba (load()) and
+    calls the dispatcher that replaced it. Kernels refer to each other through the module's
+    globals, which load() rebinds before anything is compiled."""
+
+    def __init__(self, fn: Callable, options: dict) -> None:
+        self.fn = fn
+        self.options = options
+        self.__name__ = fn.__name__
+        self.__doc__ = fn.__doc__
+
+    def __call__(self, *args: Any) -> Any:
+        load()
+        return globals()[self.__name__](*args)
+
+
+def njit(**options: Any) -> Callable[[Callable], _Kernel]:
+    """numba.njit, deferred to load(): importing this module never imports numba."""
+    return lambda fn: _Kernel(fn, options)
+
+
+def load() -> None:
+    """Import numba and make every kernel of this module a numba dispatcher (compiled, or
+    loaded from numba's on-disk cache, on its first call)."""
+    global numba, prange, LOADED
+    if LOADED:
+        return
+    with _LOAD:
+        if LOADED:
+            return
+        import numba as nb
+
+        numba, prange = nb, nb.prange
+        names = globals()
+        for name, obj in list(names.items()):
+            if isinstance(obj, _Kernel):
+                names[name] = nb.njit(**obj.options)(obj.fn)
+        LOADED = True
+
 
 _U64 = np.uint64
 GOLDEN = _U64(rngmod._GOLDEN)
@@ -116,694 +169,694 @@ def step_key(key: int, step: int) -> int:
     return rngmod._step_key(key, step)
 
 
-if AVAILABLE:
+@njit(inline="always", cache=True, error_model="numpy")
+def _uniform(i, skey):
+    """rng.uniform_array's SplitMix64 value for resident i, in wrapping uint64 math."""
+    return _uniform_at(np.uint64(i) * ODD + skey)
 
-    @njit(inline="always", cache=True, error_model="numpy")
-    def _uniform(i, skey):
-        """rng.uniform_array's SplitMix64 value for resident i, in wrapping uint64 math."""
-        return _uniform_at(np.uint64(i) * ODD + skey)
+@njit(inline="always", cache=True, error_model="numpy")
+def _uniform_at(z):
+    """The same from the counter z = i * ODD + skey (a loop over i adds ODD instead of
+    multiplying: one 64-bit multiply fewer per resident)."""
+    z = (z ^ (z >> np.uint64(30))) * M1
+    z = (z ^ (z >> np.uint64(27))) * M2
+    z = z ^ (z >> np.uint64(31))
+    return np.float64(z >> np.uint64(11)) * 2.0**-53
 
-    @njit(inline="always", cache=True, error_model="numpy")
-    def _uniform_at(z):
-        """The same from the counter z = i * ODD + skey (a loop over i adds ODD instead of
-        multiplying: one 64-bit multiply fewer per resident)."""
-        z = (z ^ (z >> np.uint64(30))) * M1
-        z = (z ^ (z >> np.uint64(27))) * M2
-        z = z ^ (z >> np.uint64(31))
-        return np.float64(z >> np.uint64(11)) * 2.0**-53
+# ---- tie sums over the graph (recount mode, norms for tests, the exact re-check) ----
+# Small single-purpose loops: LLVM compiles each tightly; one loop full of per-tie
+# branches on the channel flags ran 2x slower.
+@njit(inline="always", cache=True, error_model="numpy")
+def _count(i, indptr, indices, x):
+    c = 0
+    for jj in range(indptr[i], indptr[i + 1]):
+        c += np.int64(x[indices[jj]])
+    return c, np.int64(indptr[i + 1] - indptr[i])
 
-    # ---- tie sums over the graph (recount mode, norms for tests, the exact re-check) ----
-    # Small single-purpose loops: LLVM compiles each tightly; one loop full of per-tie
-    # branches on the channel flags ran 2x slower.
-    @njit(inline="always", cache=True, error_model="numpy")
-    def _count(i, indptr, indices, x):
-        c = 0
-        for jj in range(indptr[i], indptr[i + 1]):
-            c += np.int64(x[indices[jj]])
-        return c, np.int64(indptr[i + 1] - indptr[i])
+@njit(inline="always", cache=True, error_model="numpy")
+def _count_infl(i, indptr, indices, x, f8):
+    c = 0
+    d = 0
+    for jj in range(indptr[i], indptr[i + 1]):
+        j = indices[jj]
+        f = np.int64(f8[j])
+        c += f * np.int64(x[j])
+        d += f
+    return c, d
 
-    @njit(inline="always", cache=True, error_model="numpy")
-    def _count_infl(i, indptr, indices, x, f8):
-        c = 0
-        d = 0
-        for jj in range(indptr[i], indptr[i + 1]):
-            j = indices[jj]
-            f = np.int64(f8[j])
-            c += f * np.int64(x[j])
-            d += f
-        return c, d
+@njit(cache=True, error_model="numpy")
+def _count_ward(i, indptr, indices, x, f8, has_infl, ward):
+    wi = ward[i]
+    c = 0
+    d = 0
+    for jj in range(indptr[i], indptr[i + 1]):
+        j = indices[jj]
+        same = np.int64(ward[j] == wi)
+        f = np.int64(f8[j]) if has_infl else np.int64(1)
+        c += same * f * np.int64(x[j])
+        d += same * f
+    return c, d
 
-    @njit(cache=True, error_model="numpy")
-    def _count_ward(i, indptr, indices, x, f8, has_infl, ward):
+@njit(cache=True, error_model="numpy")
+def _fsum(i, indptr, indices, weights, unit, x, f32, has_infl, ward, in_ward):
+    """Float sums in stored order from 0.0, one ``w * x`` at a time (scipy's order)."""
+    wi = ward[i] if in_ward else 0
+    num = 0.0
+    den = 0.0
+    for jj in range(indptr[i], indptr[i + 1]):
+        j = indices[jj]
+        if in_ward and ward[j] != wi:
+            continue
+        w = 1.0 if unit else weights[jj]
+        a = np.float64(x[j])
+        if has_infl:
+            f = np.float64(f32[j])
+            num += w * (f * a)
+            den += w * f
+        else:
+            num += w * a
+            den += w * 1.0
+    return num, den
+
+@njit(inline="always", cache=True, error_model="numpy")
+def _row_sums(i, indptr, indices, weights, unit, x, ward, infl, tb, flags):
+    """(Σ w·x, Σ w·1-or-influence) over row i, each then plus tb·(same over in-ward
+    ties): the operation order of Engine.neighbour_sum. x is a uint8 mask (adopted for
+    the norm, newly adopted for the cascade exposure), times the influence if any.
+
+    With unit weights and int8 influence (flag INTEGRAL) every partial sum is an integer
+    below 2^53, so int64 sums equal the float sums exactly, without the float-add
+    dependency chain.
+    """
+    has_infl = (flags & HAS_INFLUENCE) != 0
+    boosted = (flags & HAS_TIE_BOOST) != 0
+    f8, f32 = infl  # int8 copy (INTEGRAL) or exact float32 copy of the influence
+    if unit and (not has_infl or (flags & INTEGRAL) != 0):
+        if has_infl:
+            c, d = _count_infl(i, indptr, indices, x, f8)
+        else:
+            c, d = _count(i, indptr, indices, x)
+        num = np.float64(c)
+        den = np.float64(d)
+        if boosted:
+            c, d = _count_ward(i, indptr, indices, x, f8, has_infl, ward)
+            num += tb * np.float64(c)
+            den += tb * np.float64(d)
+        return num, den
+    num, den = _fsum(i, indptr, indices, weights, unit, x, f32, has_infl, ward, False)
+    if boosted:
+        inum, iden = _fsum(i, indptr, indices, weights, unit, x, f32, has_infl, ward, True)
+        num += tb * inum
+        den += tb * iden
+    return num, den
+
+# ---- the nudges' terms, evaluated for one resident -----------------------------------
+@njit(inline="always", cache=True, error_model="numpy")
+def _messages(i, norm, was, ward, stamps, t, mrow, mtab, mshown, minj):
+    """Engine.perceived_norm's pulls toward the norm messages shown to resident i, in
+    order. A resident never shown a message (stamp -1) reads the table's last entry, a
+    zero weight, and keeps its norm exactly, as in numpy: no branch to mispredict."""
+    for k in range(mrow.shape[0]):
+        s = stamps[mrow[k], i]
+        pulled = norm + mtab[k, t - s] * (mshown[k, s + 1, ward[i]] - norm)
+        if minj[k] and was:
+            pulled = max(pulled, norm)
+        norm = pulled
+    return norm
+
+@njit(inline="always", cache=True, error_model="numpy")
+def _sigmoid(x):
+    return 1.0 / (1.0 + np.exp(-x))
+
+@njit(inline="always", cache=True, error_model="numpy")
+def _shift(p, push):
+    if push == 0:
+        return p
+    return _sigmoid(np.log(p) - np.log1p(-p) + push)
+
+@njit(inline="always", cache=True, error_model="numpy")
+def _mechanistic(i, was, rule, params, norm, exposure, cost, threshold, util, lap, ash,
+                 crel):
+    """rules.hazards of the threshold, Bass and cascade rules for resident i."""
+    relief = cost[i] * crel
+    if was:
+        push = lap - ash - relief
+        return _shift(params[params.shape[0] - 1], push)
+    push = util + ash + relief
+    if rule == 1:  # threshold
+        return 1.0 if norm >= threshold[i] else 0.0
+    if rule == 2:  # bass
+        return _shift(params[0] + params[1] * norm, push)
+    return _shift(1.0 - params[0] ** exposure, push)  # independent cascade: params[0] = 1-p
+
+@njit(inline="always", cache=True, error_model="numpy")
+def _surely_no_event(u, x, margin):
+    """True when uniform u is above sigmoid(x) by more than margin, decided without exp:
+    for z = -x > 0, e^z > 1 + z + z^2/2 + ... + z^5/120, so sigmoid(x) < 1/d below
+    (1/6, 1/24 and 1/120 round down to doubles, which only loosens the bound). Most
+    hazards are a few per cent, so most residents skip the exp; the bound only ever
+    answers "certainly no event", which the exact value would answer too. Branch-free,
+    so the caller's loop vectorises. Measured at 10^6 residents: the fifth order
+    leaves 0.4% of residents to the exact path, the third order left 1.2%."""
+    z = max(-x, 0.0)
+    d = 2.0 + z * (1.0 + z * (0.5 + z * (1.0 / 6.0 + z * (1.0 / 24.0 + z * (1.0 / 120.0)))))
+    return (x < 0.0) & ((u - margin) * d > 1.0)
+
+@njit(cache=True, error_model="numpy")
+def _surely_no_event_many(u, x, margin, out):
+    """_surely_no_event over arrays (for tests)."""
+    for k in range(u.shape[0]):
+        out[k] = _surely_no_event(u[k], x[k], margin)
+
+@njit(inline="always", cache=True, error_model="numpy")
+def _choose(u, was, p, band):
+    """(adopt, lapse, undecided) for one resident; undecided = the uniform is within band
+    of the hazard, marked adopt & lapse for the exact re-check."""
+    if abs(u - p) <= band:
+        return True, True, 1
+    return (not was) and u < p, was and u < p, 0
+
+# ---- the decide kernels ----------------------------------------------------------
+# Residents are taken in blocks: first each block's norms (from the counts, or summed
+# over ties), then _decide_block's simple loops over block slices. Indexed from 0, those
+# loops let LLVM prove indices non-negative and emit SIMD (8 residents per instruction
+# on AVX-512; the same loops on absolute indices ran 2.5x slower); the scratch stays in
+# L2 (see BLOCK). Chunks count their own undecided residents: numba's parfor reduction analysis
+# fails ("unexpected cycle in lookup") on a `near +=` over this inlined code.
+
+@njit(cache=True, error_model="numpy")
+def _norms_from_counts(lo, m, cnt, cnt_in, ward, ward_boost, flags, norm):
+    """Perceived norms (before messages) of residents lo..lo+m-1 from Counts."""
+    # the (n, 2) counts as one flat run of pairs: a compile-time stride of 2 that LLVM
+    # vectorises (through the 2-D view's run-time strides it did not: 0.72 -> 0.18 ms
+    # for this loop at 10^6 residents)
+    flat = cnt.reshape(cnt.shape[0] * 2)[2 * lo:2 * (lo + m)]
+    if (flags & HAS_TIE_BOOST) != 0:
+        flat_in = cnt_in.reshape(cnt_in.shape[0] * 2)[2 * lo:2 * (lo + m)]
+        wb = ward[lo:lo + m]
+        for j in range(m):
+            tb = ward_boost[wb[j]]
+            num = np.float64(flat[2 * j]) + tb * np.float64(flat_in[2 * j])
+            den = np.float64(flat[2 * j + 1]) + tb * np.float64(flat_in[2 * j + 1])
+            norm[j] = num / den if den > 0 else 0.0
+    else:
+        for j in range(m):
+            num = np.float64(flat[2 * j])
+            den = np.float64(flat[2 * j + 1])
+            norm[j] = num / den if den > 0 else 0.0
+
+@njit(cache=True, error_model="numpy")
+def _norms_from_graph(lo, m, indptr, indices, weights, unit, adopted, newly, ward,
+                      ward_boost, infl, flags, cascade, norm, expo):
+    """The same, summed over each resident's ties (and the cascade's exposure)."""
+    boosted = (flags & HAS_TIE_BOOST) != 0
+    has_infl = (flags & HAS_INFLUENCE) != 0
+    if unit and not boosted and not cascade and (not has_infl or (flags & INTEGRAL) != 0):
+        # the common case taken first: integer sums over unit ties (exact, see
+        # _row_sums); through _row_sums' general dispatch the same sums ran ~2x slower
+        f8 = infl[0]
+        for j in range(m):
+            if has_infl:
+                c, d = _count_infl(lo + j, indptr, indices, adopted, f8)
+            else:
+                c, d = _count(lo + j, indptr, indices, adopted)
+            num = np.float64(c)
+            den = np.float64(d)
+            norm[j] = num / den if den > 0 else 0.0
+        return
+    for j in range(m):
+        i = lo + j
+        tb = ward_boost[ward[i]] if boosted else 0.0
+        num, den = _row_sums(i, indptr, indices, weights, unit, adopted, ward, infl, tb,
+                             flags)
+        norm[j] = num / den if den > 0 else 0.0
+        if cascade:
+            expo[j], _ = _row_sums(i, indptr, indices, weights, unit, newly, ward, infl, tb,
+                                   flags)
+
+@njit(inline="always", cache=True, error_model="numpy")
+def _count_equal(a, m, v):
+    k = 0
+    for j in range(m):
+        k += a[j] == v
+    return k
+
+@njit(inline="always", cache=True, error_model="numpy")
+def _single_stamp(sb, m):
+    """s0 if every stamp in sb[:m] is s0 or -1 (s0 = -1: nobody stamped), else -2."""
+    s0 = sb[0]
+    for j in range(m):
+        s0 = max(s0, sb[j])
+    k = 0
+    for j in range(m):
+        k += (sb[j] == s0) | (sb[j] == -1)
+    return np.int64(s0) if k == m else np.int64(-2)
+
+@njit(cache=True, error_model="numpy")
+def _decide_block(lo, m, expo, ward, adopted, stamps, t, trow, tchan, ttab, mrow,
+                  mtab, mshown, minj, rule, params, attitude, habit, cost, threshold, susc,
+                  direct, locked, flags, skey, band, adopt_out, lapse_out, norm, ch, x,
+                  open_, idx):
+    """Residents lo..lo+m-1 given their norms: messages, nudge channels, then the
+    logistic log-odds and an exp-free bound. Only residents the bound cannot settle (a
+    few per cent) take the scalar exact path. Returns the undecided count."""
+    hi = lo + m
+    ab = adopted[lo:hi]
+    wb = ward[lo:hi]
+    # Norm messages, then additive channels, each in nudge order like the dense arrays.
+    # Unstamped residents (stamp -1) read the tables' zero last entry: their norm is
+    # kept exactly and +0.0 changes no value. When a block holds one stamp value besides
+    # -1 (a nudge contacting fixed targets) and one ward, which is the usual case, the
+    # lookups become two scalars and a select, and the loop vectorises.
+    w0 = wb[0]
+    one_ward = _count_equal(wb, m, w0) == m
+    for k in range(mrow.shape[0]):
+        sb = stamps[mrow[k], lo:hi]
+        wtab = mtab[k]
+        shown = mshown[k]
+        inj = minj[k]
+        s0 = _single_stamp(sb, m)
+        if one_ward and s0 >= -1:
+            w_in, sh_in = wtab[t - s0], shown[s0 + 1, w0]
+            w_out, sh_out = wtab[t + 1], shown[0, w0]
+            for j in range(m):
+                hit = sb[j] == s0
+                wj = w_in if hit else w_out
+                shj = sh_in if hit else sh_out
+                nj = norm[j]
+                pulled = nj + wj * (shj - nj)
+                norm[j] = max(pulled, nj) if inj and ab[j] != 0 else pulled
+        else:
+            for j in range(m):
+                sj = sb[j]
+                nj = norm[j]
+                pulled = nj + wtab[t - sj] * (shown[sj + 1, wb[j]] - nj)
+                norm[j] = max(pulled, nj) if inj and ab[j] != 0 else pulled
+    for k in range(trow.shape[0]):  # rows no term writes stay zero from allocation
+        acc = ch[tchan[k]]
+        for j in range(m):
+            acc[j] = 0.0
+    for k in range(trow.shape[0]):
+        sb = stamps[trow[k], lo:hi]
+        tab = ttab[k]
+        acc = ch[tchan[k]]
+        s0 = _single_stamp(sb, m)
+        if s0 >= -1:
+            v_in, v_out = tab[t - s0], tab[t + 1]
+            for j in range(m):
+                acc[j] += v_in if sb[j] == s0 else v_out
+        else:
+            for j in range(m):
+                acc[j] += tab[t - sb[j]]
+    if rule == 0:
+        att_b = attitude[lo:hi]
+        cost_b = cost[lo:hi]
+        susc_b = susc[lo:hi]
+        hab_b = habit[lo:hi]
+        util, lap, ash, crel, sal = ch[0], ch[1], ch[2], ch[3], ch[4]
+        p0, p1, p2, p3, p4 = params[0], params[1], params[2], params[3], params[4]
+        p5, p6, p7, p8, p9 = params[5], params[6], params[7], params[8], params[9]
+        margin = 4.0 * band
+        z = np.uint64(lo) * ODD + skey
+        for j in range(m):
+            att = att_b[j] + ash[j]
+            cc = cost_b[j] * (1.0 - crel[j])
+            nrm = susc_b[j] * (1.0 + sal[j]) * norm[j]
+            h = hab_b[j]
+            ua = p0 + p1 * att + p2 * nrm + p3 * h - p4 * cc + util[j]
+            ul = p5 - p6 * att - p7 * nrm - p8 * h + p9 * cc + lap[j]
+            xj = ul if ab[j] != 0 else ua
+            x[j] = xj
+            open_[j] = not _surely_no_event(_uniform_at(z), xj, margin)
+            z += ODD
+    else:
+        for j in range(m):
+            open_[j] = True
+    has_direct = (flags & HAS_DIRECT) != 0
+    has_locked = (flags & HAS_LOCKED) != 0
+    a_b = adopt_out[lo:hi]
+    l_b = lapse_out[lo:hi]
+    if has_direct:  # defaults: no event, except residents enrolled directly
+        d_b = direct[lo:hi]
+        for j in range(m):
+            a_b[j] = (ab[j] == 0) & d_b[j]
+            l_b[j] = False
+    else:
+        for j in range(m):
+            a_b[j] = False
+            l_b[j] = False
+    k = 0  # the open residents' positions, eight flags per word: most words are zero
+    words = open_.view(np.uint64)
+    for w in range((m + 7) // 8):
+        if words[w] != 0:
+            for j in range(w * 8, min(m, w * 8 + 8)):
+                if open_[j]:
+                    idx[k] = j
+                    k += 1
+    near = 0
+    for q in range(k):  # the exact path, for a few per cent of residents
+        j = idx[q]
+        i = lo + j
+        was = ab[j] != 0
+        if (has_direct and not was and direct[i]) or (has_locked and was and locked[i]):
+            continue
+        if rule == 0:
+            p = _sigmoid(x[j])
+        else:
+            p = _mechanistic(i, was, rule, params, norm[j], expo[j], cost, threshold,
+                             ch[0, j], ch[1, j], ch[2, j], ch[3, j])
+        a_out, l_out, undecided = _choose(_uniform(i, skey), was, p, band)
+        a_b[j] = a_out
+        l_b[j] = l_out
+        near += undecided
+    return near
+
+@njit(parallel=True, cache=True, error_model="numpy")
+def _decide(by_counts, cnt, cnt_in, indptr, indices, weights, unit, adopted, newly, ward,
+            ward_boost, infl, stamps, t, trow, tchan, ttab, mrow, mtab, mshown, minj, rule,
+            params, attitude, habit, cost, threshold, susc, direct, locked, flags, skey,
+            band, adopt_out, lapse_out, chunks, update, ever, logistic, gain, keep, n_wards,
+            now_out):
+    """Every resident's decision: (the number left undecided, tallies, adopters per
+    ward). Norms come from the maintained integer counts (by_counts: one pass over
+    residents, none over ties) or are summed over each resident's ties (weighted graphs,
+    fractional influence, the cascade rule's exposure).
+
+    With `update`, each block is also applied (_apply_block) while it is still in cache:
+    the new adoption mask goes to now_out, habits and ever-adopted change in place, and
+    the tallies are counted. Safe in the same pass because a decision reads only the
+    resident's own habit, and neighbours' adoption from the counts or from `adopted`,
+    which is not written. Undecided residents are left as they were for the re-check."""
+    n = adopt_out.shape[0]
+    size = (n + chunks - 1) // chunks
+    near = np.zeros(chunks, dtype=np.int64)
+    part = np.zeros((chunks, n_wards), dtype=np.float64)
+    counts = np.zeros((chunks, 4), dtype=np.int64)
+    for c in prange(chunks):
+        expo = np.zeros(BLOCK)
+        norm = np.empty(BLOCK)
+        ch = np.zeros((5, BLOCK))
+        x = np.empty(BLOCK)
+        open_ = np.empty(BLOCK, dtype=np.bool_)
+        idx = np.empty(BLOCK, dtype=np.int64)
+        k = 0
+        hi = min(n, (c + 1) * size)
+        for lo in range(c * size, hi, BLOCK):
+            m = min(BLOCK, hi - lo)
+            if by_counts:
+                _norms_from_counts(lo, m, cnt, cnt_in, ward, ward_boost, flags, norm)
+            else:
+                _norms_from_graph(lo, m, indptr, indices, weights, unit, adopted, newly,
+                                  ward, ward_boost, infl, flags, rule == 3, norm, expo)
+            k += _decide_block(lo, m, expo, ward, adopted, stamps, t, trow, tchan,
+                               ttab, mrow, mtab, mshown, minj, rule, params, attitude, habit,
+                               cost, threshold, susc, direct, locked, flags, skey, band,
+                               adopt_out, lapse_out, norm, ch, x, open_, idx)
+            if update:
+                _apply_block(lo, lo + m, adopted, adopt_out, lapse_out, ever, habit,
+                             logistic, gain, keep, ward, now_out, part[c], counts[c])
+        near[c] = k
+    total, by_ward = _tally(counts, part)
+    return near.sum(), total, by_ward
+
+@njit(cache=True, error_model="numpy")
+def _norm_rows(rows, indptr, indices, weights, unit, adopted, newly, ward, ward_boost, infl,
+               stamps, t, mrow, mtab, mshown, minj, flags, out):
+    """Perceived norm (out[:, 0]) and weighted new-adopter exposure (out[:, 1]) of the
+    residents `rows`, summed over their ties."""
+    boosted = (flags & HAS_TIE_BOOST) != 0
+    for k in range(rows.shape[0]):
+        i = rows[k]
+        tb = ward_boost[ward[i]] if boosted else 0.0
+        num, den = _row_sums(i, indptr, indices, weights, unit, adopted, ward, infl, tb,
+                             flags)
+        norm = num / den if den > 0 else 0.0
+        out[k, 0] = _messages(i, norm, adopted[i] != 0, ward, stamps, t, mrow, mtab, mshown,
+                              minj)
+        out[k, 1], _ = _row_sums(i, indptr, indices, weights, unit, newly, ward, infl, tb,
+                                 flags)
+
+@njit(parallel=True, cache=True, error_model="numpy")
+def _norm_kernel(indptr, indices, weights, unit, adopted, ward, ward_boost, infl, stamps, t,
+                 mrow, mtab, mshown, minj, flags, out):
+    boosted = (flags & HAS_TIE_BOOST) != 0
+    for i in prange(out.shape[0]):
+        tb = ward_boost[ward[i]] if boosted else 0.0
+        num, den = _row_sums(i, indptr, indices, weights, unit, adopted, ward, infl, tb,
+                             flags)
+        norm = num / den if den > 0 else 0.0
+        out[i] = _messages(i, norm, adopted[i] != 0, ward, stamps, t, mrow, mtab, mshown, minj)
+
+# ---- the maintained counts -------------------------------------------------------
+@njit(parallel=True, cache=True, error_model="numpy")
+def _recount(indptr, indices, ward, a, f, has_f, inward, cnt, cnt_in, a_seen, f_seen):
+    """Every resident's counts from scratch, a pull over its own ties (no races)."""
+    n = cnt.shape[0]
+    for i in prange(n):
         wi = ward[i]
         c = 0
         d = 0
+        ci = 0
+        di = 0
         for jj in range(indptr[i], indptr[i + 1]):
             j = indices[jj]
-            same = np.int64(ward[j] == wi)
-            f = np.int64(f8[j]) if has_infl else np.int64(1)
-            c += same * f * np.int64(x[j])
-            d += same * f
-        return c, d
+            fj = np.int32(f[j]) if has_f else np.int32(1)
+            x = fj * np.int32(a[j])
+            c += x
+            d += fj
+            if inward and ward[j] == wi:
+                ci += x
+                di += fj
+        cnt[i, 0] = c
+        cnt[i, 1] = d
+        if inward:
+            cnt_in[i, 0] = ci
+            cnt_in[i, 1] = di
+        a_seen[i] = a[i]
+        f_seen[i] = f[i] if has_f else np.int8(1)
 
-    @njit(cache=True, error_model="numpy")
-    def _fsum(i, indptr, indices, weights, unit, x, f32, has_infl, ward, in_ward):
-        """Float sums in stored order from 0.0, one ``w * x`` at a time (scipy's order)."""
-        wi = ward[i] if in_ward else 0
-        num = 0.0
-        den = 0.0
+@njit(cache=True, error_model="numpy")
+def _changed_in(lo, hi, a, a_seen, f, f_seen, has_f, check_f, aw, asw, fw, fsw, ids, k):
+    """Residents lo..hi-1 (lo, hi multiples of 8, or hi = n) whose adoption or (if
+    check_f) influence differs from what the counts saw, eight at a time: most words
+    are unchanged. Writes their ids from ids[k] while ids has room; returns the count."""
+    ones = np.uint64(0x0101010101010101)
+    count = 0
+    w_hi = min(hi, aw.shape[0] * 8) // 8
+    for w in range(lo // 8, w_hi):
+        diff = aw[w] ^ asw[w]
+        if check_f:
+            diff |= (fw[w] if has_f else ones) ^ fsw[w]
+        if diff != 0:
+            for i in range(w * 8, w * 8 + 8):
+                fi = f[i] if has_f else np.int8(1)
+                if a[i] != a_seen[i] or (check_f and fi != f_seen[i]):
+                    if k + count < ids.shape[0]:
+                        ids[k + count] = i
+                    count += 1
+    for i in range(max(lo, w_hi * 8), hi):  # the tail after the last whole word
+        fi = f[i] if has_f else np.int8(1)
+        if a[i] != a_seen[i] or (check_f and fi != f_seen[i]):
+            if k + count < ids.shape[0]:
+                ids[k + count] = i
+            count += 1
+    return count
+
+@njit(parallel=True, cache=True, error_model="numpy")
+def _changed(a, a_seen, f, f_seen, has_f, check_f, aw, asw, fw, fsw, chunks, indptr):
+    """Ids (ascending) whose adoption or influence differs from what the counts saw, in
+    one pass: each chunk writes into its own row of a buffer sized for a typical step
+    (1/16 of its residents). Returns (ids, their tie ends, True), or False last when a
+    chunk had more changes than that: the caller then recounts, which is cheaper than
+    pushing so many anyway."""
+    n = a.shape[0]
+    size = ((n + chunks - 1) // chunks + 7) // 8 * 8
+    cap = size // 16 + 64
+    buf = np.empty((chunks, cap), dtype=np.int64)
+    per = np.zeros(chunks, dtype=np.int64)
+    for c in prange(chunks):
+        per[c] = _changed_in(min(n, c * size), min(n, (c + 1) * size), a, a_seen, f,
+                             f_seen, has_f, check_f, aw, asw, fw, fsw, buf[c], 0)
+    fits = per.max() <= cap
+    ids = np.empty(per.sum() if fits else 0, dtype=np.int64)
+    k = 0
+    for c in range(chunks if fits else 0):
+        ids[k:k + per[c]] = buf[c, :per[c]]
+        k += per[c]
+    work = 0
+    for q in range(ids.shape[0]):
+        work += indptr[ids[q] + 1] - indptr[ids[q]]
+    return ids, work, fits
+
+@njit(inline="always", cache=True, error_model="numpy")
+def _add(i, j, dx, df, ward, inward, cnt, cnt_in):
+    cnt[i, 0] += dx
+    cnt[i, 1] += df
+    if inward and ward[i] == ward[j]:
+        cnt_in[i, 0] += dx
+        cnt_in[i, 1] += df
+
+@njit(cache=True, error_model="numpy")
+def _push_in(k0, k1, lo, hi, ids, diff, indptr, indices, ward, inward, cnt, cnt_in, far):
+    """Push the changes ids[k0:k1] (residents of lo..hi-1) to their neighbours in the
+    same range; the others go to far as (neighbour, k). Returns how many went there."""
+    m = 0
+    for k in range(k0, k1):
+        j = ids[k]
+        for jj in range(indptr[j], indptr[j + 1]):
+            i = indices[jj]
+            if i >= lo and i < hi:
+                _add(i, j, diff[k, 0], diff[k, 1], ward, inward, cnt, cnt_in)
+            else:
+                far[m, 0] = i
+                far[m, 1] = k
+                m += 1
+    return m
+
+@njit(parallel=True, cache=True, error_model="numpy")
+def _push(ids, indptr, indices, ward, a, f, has_f, inward, cnt, cnt_in, a_seen, f_seen,
+          chunks):
+    """Add each changed resident's differences to its neighbours' counts. The graph is
+    symmetric, so j's row lists exactly the residents whose rows list j. Each chunk of
+    residents pushes its own changes to neighbours in the same chunk, in parallel (most
+    ties are local on a lattice-like or ward-clustered graph); the rest are added after,
+    on one thread. Integer additions: the order does not change the counts."""
+    n = cnt.shape[0]
+    q = ids.shape[0]
+    diff = np.empty((q, 2), dtype=np.int32)
+    for k in prange(q):
+        j = ids[k]
+        fn = np.int32(f[j]) if has_f else np.int32(1)
+        fo = np.int32(f_seen[j])
+        diff[k, 0] = fn * np.int32(a[j]) - fo * np.int32(a_seen[j])
+        diff[k, 1] = fn - fo
+    size = (n + chunks - 1) // chunks
+    start = np.searchsorted(ids, np.arange(chunks + 1) * size)
+    room = np.zeros(chunks + 1, dtype=np.int64)  # each chunk's share of far: its tie ends
+    for c in range(chunks):
+        ends = 0
+        for k in range(start[c], start[c + 1]):
+            ends += indptr[ids[k] + 1] - indptr[ids[k]]
+        room[c + 1] = room[c] + ends
+    far = np.empty((room[chunks], 2), dtype=np.int64)
+    nfar = np.zeros(chunks, dtype=np.int64)
+    for c in prange(chunks):
+        nfar[c] = _push_in(start[c], start[c + 1], c * size, min(n, (c + 1) * size), ids,
+                           diff, indptr, indices, ward, inward, cnt, cnt_in,
+                           far[room[c]:room[c + 1]])
+    for c in range(chunks):
+        for m in range(room[c], room[c] + nfar[c]):
+            k = far[m, 1]
+            _add(far[m, 0], ids[k], diff[k, 0], diff[k, 1], ward, inward, cnt, cnt_in)
+    for k in range(q):
+        j = ids[k]
+        a_seen[j] = a[j]
+        f_seen[j] = f[j] if has_f else np.int8(1)
+
+# ---- after the decisions -----------------------------------------------------------
+@njit(cache=True, error_model="numpy")
+def _apply_block(lo, hi, adopted, adopt, lapse, ever, habit, logistic, gain, keep, ward,
+                 now_out, part, counts):
+    """_apply on residents lo..hi-1: slices indexed from 0 and no branches, so LLVM
+    vectorises it (see _decide_block). A resident marked undecided (adopt & lapse)
+    keeps its habit and ever-adopted and is not counted: the re-check settles it."""
+    m = hi - lo
+    a_b = adopted[lo:hi]
+    ad_b = adopt[lo:hi]
+    la_b = lapse[lo:hi]
+    ev_b = ever[lo:hi]
+    now_b = now_out[lo:hi]
+    w_b = ward[lo:hi]
+    n_now = 0
+    n_ever = 0
+    n_new = 0
+    n_lapsed = 0
+    for j in range(m):
+        ad = ad_b[j]
+        la = la_b[j]
+        now = (a_b[j] | ad) & ~la
+        now_b[j] = now
+        e = ev_b[j] | now
+        ev_b[j] = e
+        n_now += now
+        n_ever += e
+        n_new += ad & ~la
+        n_lapsed += la & ~ad
+    if logistic:
+        h_b = habit[lo:hi]
+        for j in range(m):
+            h = h_b[j]
+            grown = h + gain * (1.0 - h) if now_b[j] else h * keep
+            h_b[j] = h if ad_b[j] & la_b[j] else grown
+    counts[0] += n_now
+    counts[1] += n_ever
+    counts[2] += n_new
+    counts[3] += n_lapsed
+    w0 = w_b[0]
+    if _count_equal(w_b, m, w0) == m:  # generated populations live in contiguous wards
+        part[w0] += n_now
+    else:
+        for j in range(m):
+            part[w_b[j]] += now_b[j]
+
+@njit(parallel=True, cache=True, error_model="numpy")
+def _apply(adopted, adopt, lapse, ever, habit, logistic, gain, keep, ward, n_wards, chunks,
+           now_out):
+    """Engine.finish_step's state update and its tallies in one pass: the new adoption
+    mask, habits in place, ever-adopted, and (adopters, ever, new, lapsed, per ward)."""
+    n = adopted.shape[0]
+    size = (n + chunks - 1) // chunks
+    part = np.zeros((chunks, n_wards), dtype=np.float64)
+    counts = np.zeros((chunks, 4), dtype=np.int64)
+    for c in prange(chunks):
+        hi = min(n, (c + 1) * size)
+        for lo in range(c * size, hi, BLOCK):
+            _apply_block(lo, min(hi, lo + BLOCK), adopted, adopt, lapse, ever, habit,
+                         logistic, gain, keep, ward, now_out, part[c], counts[c])
+    return _tally(counts, part)
+
+@njit(cache=True, error_model="numpy")
+def _tally(counts, part):
+    """The chunks' tallies added up: (adopters, ever, new, lapsed), adopters per ward."""
+    total = np.zeros(4, dtype=np.int64)
+    by_ward = np.zeros(part.shape[1], dtype=np.float64)
+    for c in range(counts.shape[0]):
+        for k in range(4):
+            total[k] += counts[c, k]
+        for w in range(part.shape[1]):
+            by_ward[w] += part[c, w]
+    return total, by_ward
+
+@njit(cache=True, error_model="numpy")
+def _put(arr, ids, value):
+    """One thread: a memory-bound store loop gains little from a team, and a parallel
+    kernel per array type cost ~0.4 s of compilation each."""
+    for k in range(ids.shape[0]):
+        arr[ids[k]] = value
+
+@njit(cache=True, error_model="numpy")
+def _uniforms(ids, skey, out):
+    """The decide stream's uniforms for residents ids, on one thread: tests compare them
+    with rng.py, and warm.py warms numba up with it (no OpenMP threads before a fork)."""
+    for k in range(ids.shape[0]):
+        out[k] = _uniform(ids[k], skey)
+
+@njit(parallel=True, cache=True, error_model="numpy")
+def _neighbour_sum_kernel(indptr, indices, weights, unit, x, ward, tie_boost, boosted, out):
+    """Engine.neighbour_sum for a float64 x: A @ x, plus tie_boost * (in-ward A) @ x."""
+    for i in prange(out.shape[0]):
+        s = 0.0
         for jj in range(indptr[i], indptr[i + 1]):
-            j = indices[jj]
-            if in_ward and ward[j] != wi:
-                continue
-            w = 1.0 if unit else weights[jj]
-            a = np.float64(x[j])
-            if has_infl:
-                f = np.float64(f32[j])
-                num += w * (f * a)
-                den += w * f
-            else:
-                num += w * a
-                den += w * 1.0
-        return num, den
-
-    @njit(inline="always", cache=True, error_model="numpy")
-    def _row_sums(i, indptr, indices, weights, unit, x, ward, infl, tb, flags):
-        """(Σ w·x, Σ w·1-or-influence) over row i, each then plus tb·(same over in-ward
-        ties): the operation order of Engine.neighbour_sum. x is a uint8 mask (adopted for
-        the norm, newly adopted for the cascade exposure), times the influence if any.
-
-        With unit weights and int8 influence (flag INTEGRAL) every partial sum is an integer
-        below 2^53, so int64 sums equal the float sums exactly, without the float-add
-        dependency chain.
-        """
-        has_infl = (flags & HAS_INFLUENCE) != 0
-        boosted = (flags & HAS_TIE_BOOST) != 0
-        f8, f32 = infl  # int8 copy (INTEGRAL) or exact float32 copy of the influence
-        if unit and (not has_infl or (flags & INTEGRAL) != 0):
-            if has_infl:
-                c, d = _count_infl(i, indptr, indices, x, f8)
-            else:
-                c, d = _count(i, indptr, indices, x)
-            num = np.float64(c)
-            den = np.float64(d)
-            if boosted:
-                c, d = _count_ward(i, indptr, indices, x, f8, has_infl, ward)
-                num += tb * np.float64(c)
-                den += tb * np.float64(d)
-            return num, den
-        num, den = _fsum(i, indptr, indices, weights, unit, x, f32, has_infl, ward, False)
+            s += (1.0 if unit else weights[jj]) * x[indices[jj]]
         if boosted:
-            inum, iden = _fsum(i, indptr, indices, weights, unit, x, f32, has_infl, ward, True)
-            num += tb * inum
-            den += tb * iden
-        return num, den
-
-    # ---- the nudges' terms, evaluated for one resident -----------------------------------
-    @njit(inline="always", cache=True, error_model="numpy")
-    def _messages(i, norm, was, ward, stamps, t, mrow, mtab, mshown, minj):
-        """Engine.perceived_norm's pulls toward the norm messages shown to resident i, in
-        order. A resident never shown a message (stamp -1) reads the table's last entry, a
-        zero weight, and keeps its norm exactly, as in numpy: no branch to mispredict."""
-        for k in range(mrow.shape[0]):
-            s = stamps[mrow[k], i]
-            pulled = norm + mtab[k, t - s] * (mshown[k, s + 1, ward[i]] - norm)
-            if minj[k] and was:
-                pulled = max(pulled, norm)
-            norm = pulled
-        return norm
-
-    @njit(inline="always", cache=True, error_model="numpy")
-    def _sigmoid(x):
-        return 1.0 / (1.0 + np.exp(-x))
-
-    @njit(inline="always", cache=True, error_model="numpy")
-    def _shift(p, push):
-        if push == 0:
-            return p
-        return _sigmoid(np.log(p) - np.log1p(-p) + push)
-
-    @njit(inline="always", cache=True, error_model="numpy")
-    def _mechanistic(i, was, rule, params, norm, exposure, cost, threshold, util, lap, ash,
-                     crel):
-        """rules.hazards of the threshold, Bass and cascade rules for resident i."""
-        relief = cost[i] * crel
-        if was:
-            push = lap - ash - relief
-            return _shift(params[params.shape[0] - 1], push)
-        push = util + ash + relief
-        if rule == 1:  # threshold
-            return 1.0 if norm >= threshold[i] else 0.0
-        if rule == 2:  # bass
-            return _shift(params[0] + params[1] * norm, push)
-        return _shift(1.0 - params[0] ** exposure, push)  # independent cascade: params[0] = 1-p
-
-    @njit(inline="always", cache=True, error_model="numpy")
-    def _surely_no_event(u, x, margin):
-        """True when uniform u is above sigmoid(x) by more than margin, decided without exp:
-        for z = -x > 0, e^z > 1 + z + z^2/2 + ... + z^5/120, so sigmoid(x) < 1/d below
-        (1/6, 1/24 and 1/120 round down to doubles, which only loosens the bound). Most
-        hazards are a few per cent, so most residents skip the exp; the bound only ever
-        answers "certainly no event", which the exact value would answer too. Branch-free,
-        so the caller's loop vectorises. Measured at 10^6 residents: the fifth order
-        leaves 0.4% of residents to the exact path, the third order left 1.2%."""
-        z = max(-x, 0.0)
-        d = 2.0 + z * (1.0 + z * (0.5 + z * (1.0 / 6.0 + z * (1.0 / 24.0 + z * (1.0 / 120.0)))))
-        return (x < 0.0) & ((u - margin) * d > 1.0)
-
-    @njit(cache=True, error_model="numpy")
-    def _surely_no_event_many(u, x, margin, out):
-        """_surely_no_event over arrays (for tests)."""
-        for k in range(u.shape[0]):
-            out[k] = _surely_no_event(u[k], x[k], margin)
-
-    @njit(inline="always", cache=True, error_model="numpy")
-    def _choose(u, was, p, band):
-        """(adopt, lapse, undecided) for one resident; undecided = the uniform is within band
-        of the hazard, marked adopt & lapse for the exact re-check."""
-        if abs(u - p) <= band:
-            return True, True, 1
-        return (not was) and u < p, was and u < p, 0
-
-    # ---- the decide kernels ----------------------------------------------------------
-    # Residents are taken in blocks: first each block's norms (from the counts, or summed
-    # over ties), then _decide_block's simple loops over block slices. Indexed from 0, those
-    # loops let LLVM prove indices non-negative and emit SIMD (8 residents per instruction
-    # on AVX-512; the same loops on absolute indices ran 2.5x slower); the scratch stays in
-    # L2 (see BLOCK). Chunks count their own undecided residents: numba's parfor reduction analysis
-    # fails ("unexpected cycle in lookup") on a `near +=` over this inlined code.
-
-    @njit(cache=True, error_model="numpy")
-    def _norms_from_counts(lo, m, cnt, cnt_in, ward, ward_boost, flags, norm):
-        """Perceived norms (before messages) of residents lo..lo+m-1 from Counts."""
-        # the (n, 2) counts as one flat run of pairs: a compile-time stride of 2 that LLVM
-        # vectorises (through the 2-D view's run-time strides it did not: 0.72 -> 0.18 ms
-        # for this loop at 10^6 residents)
-        flat = cnt.reshape(cnt.shape[0] * 2)[2 * lo:2 * (lo + m)]
-        if (flags & HAS_TIE_BOOST) != 0:
-            flat_in = cnt_in.reshape(cnt_in.shape[0] * 2)[2 * lo:2 * (lo + m)]
-            wb = ward[lo:lo + m]
-            for j in range(m):
-                tb = ward_boost[wb[j]]
-                num = np.float64(flat[2 * j]) + tb * np.float64(flat_in[2 * j])
-                den = np.float64(flat[2 * j + 1]) + tb * np.float64(flat_in[2 * j + 1])
-                norm[j] = num / den if den > 0 else 0.0
-        else:
-            for j in range(m):
-                num = np.float64(flat[2 * j])
-                den = np.float64(flat[2 * j + 1])
-                norm[j] = num / den if den > 0 else 0.0
-
-    @njit(cache=True, error_model="numpy")
-    def _norms_from_graph(lo, m, indptr, indices, weights, unit, adopted, newly, ward,
-                          ward_boost, infl, flags, cascade, norm, expo):
-        """The same, summed over each resident's ties (and the cascade's exposure)."""
-        boosted = (flags & HAS_TIE_BOOST) != 0
-        has_infl = (flags & HAS_INFLUENCE) != 0
-        if unit and not boosted and not cascade and (not has_infl or (flags & INTEGRAL) != 0):
-            # the common case taken first: integer sums over unit ties (exact, see
-            # _row_sums); through _row_sums' general dispatch the same sums ran ~2x slower
-            f8 = infl[0]
-            for j in range(m):
-                if has_infl:
-                    c, d = _count_infl(lo + j, indptr, indices, adopted, f8)
-                else:
-                    c, d = _count(lo + j, indptr, indices, adopted)
-                num = np.float64(c)
-                den = np.float64(d)
-                norm[j] = num / den if den > 0 else 0.0
-            return
-        for j in range(m):
-            i = lo + j
-            tb = ward_boost[ward[i]] if boosted else 0.0
-            num, den = _row_sums(i, indptr, indices, weights, unit, adopted, ward, infl, tb,
-                                 flags)
-            norm[j] = num / den if den > 0 else 0.0
-            if cascade:
-                expo[j], _ = _row_sums(i, indptr, indices, weights, unit, newly, ward, infl, tb,
-                                       flags)
-
-    @njit(inline="always", cache=True, error_model="numpy")
-    def _count_equal(a, m, v):
-        k = 0
-        for j in range(m):
-            k += a[j] == v
-        return k
-
-    @njit(inline="always", cache=True, error_model="numpy")
-    def _single_stamp(sb, m):
-        """s0 if every stamp in sb[:m] is s0 or -1 (s0 = -1: nobody stamped), else -2."""
-        s0 = sb[0]
-        for j in range(m):
-            s0 = max(s0, sb[j])
-        k = 0
-        for j in range(m):
-            k += (sb[j] == s0) | (sb[j] == -1)
-        return np.int64(s0) if k == m else np.int64(-2)
-
-    @njit(cache=True, error_model="numpy")
-    def _decide_block(lo, m, expo, ward, adopted, stamps, t, trow, tchan, ttab, mrow,
-                      mtab, mshown, minj, rule, params, attitude, habit, cost, threshold, susc,
-                      direct, locked, flags, skey, band, adopt_out, lapse_out, norm, ch, x,
-                      open_, idx):
-        """Residents lo..lo+m-1 given their norms: messages, nudge channels, then the
-        logistic log-odds and an exp-free bound. Only residents the bound cannot settle (a
-        few per cent) take the scalar exact path. Returns the undecided count."""
-        hi = lo + m
-        ab = adopted[lo:hi]
-        wb = ward[lo:hi]
-        # Norm messages, then additive channels, each in nudge order like the dense arrays.
-        # Unstamped residents (stamp -1) read the tables' zero last entry: their norm is
-        # kept exactly and +0.0 changes no value. When a block holds one stamp value besides
-        # -1 (a nudge contacting fixed targets) and one ward, which is the usual case, the
-        # lookups become two scalars and a select, and the loop vectorises.
-        w0 = wb[0]
-        one_ward = _count_equal(wb, m, w0) == m
-        for k in range(mrow.shape[0]):
-            sb = stamps[mrow[k], lo:hi]
-            wtab = mtab[k]
-            shown = mshown[k]
-            inj = minj[k]
-            s0 = _single_stamp(sb, m)
-            if one_ward and s0 >= -1:
-                w_in, sh_in = wtab[t - s0], shown[s0 + 1, w0]
-                w_out, sh_out = wtab[t + 1], shown[0, w0]
-                for j in range(m):
-                    hit = sb[j] == s0
-                    wj = w_in if hit else w_out
-                    shj = sh_in if hit else sh_out
-                    nj = norm[j]
-                    pulled = nj + wj * (shj - nj)
-                    norm[j] = max(pulled, nj) if inj and ab[j] != 0 else pulled
-            else:
-                for j in range(m):
-                    sj = sb[j]
-                    nj = norm[j]
-                    pulled = nj + wtab[t - sj] * (shown[sj + 1, wb[j]] - nj)
-                    norm[j] = max(pulled, nj) if inj and ab[j] != 0 else pulled
-        for k in range(trow.shape[0]):  # rows no term writes stay zero from allocation
-            acc = ch[tchan[k]]
-            for j in range(m):
-                acc[j] = 0.0
-        for k in range(trow.shape[0]):
-            sb = stamps[trow[k], lo:hi]
-            tab = ttab[k]
-            acc = ch[tchan[k]]
-            s0 = _single_stamp(sb, m)
-            if s0 >= -1:
-                v_in, v_out = tab[t - s0], tab[t + 1]
-                for j in range(m):
-                    acc[j] += v_in if sb[j] == s0 else v_out
-            else:
-                for j in range(m):
-                    acc[j] += tab[t - sb[j]]
-        if rule == 0:
-            att_b = attitude[lo:hi]
-            cost_b = cost[lo:hi]
-            susc_b = susc[lo:hi]
-            hab_b = habit[lo:hi]
-            util, lap, ash, crel, sal = ch[0], ch[1], ch[2], ch[3], ch[4]
-            p0, p1, p2, p3, p4 = params[0], params[1], params[2], params[3], params[4]
-            p5, p6, p7, p8, p9 = params[5], params[6], params[7], params[8], params[9]
-            margin = 4.0 * band
-            z = np.uint64(lo) * ODD + skey
-            for j in range(m):
-                att = att_b[j] + ash[j]
-                cc = cost_b[j] * (1.0 - crel[j])
-                nrm = susc_b[j] * (1.0 + sal[j]) * norm[j]
-                h = hab_b[j]
-                ua = p0 + p1 * att + p2 * nrm + p3 * h - p4 * cc + util[j]
-                ul = p5 - p6 * att - p7 * nrm - p8 * h + p9 * cc + lap[j]
-                xj = ul if ab[j] != 0 else ua
-                x[j] = xj
-                open_[j] = not _surely_no_event(_uniform_at(z), xj, margin)
-                z += ODD
-        else:
-            for j in range(m):
-                open_[j] = True
-        has_direct = (flags & HAS_DIRECT) != 0
-        has_locked = (flags & HAS_LOCKED) != 0
-        a_b = adopt_out[lo:hi]
-        l_b = lapse_out[lo:hi]
-        if has_direct:  # defaults: no event, except residents enrolled directly
-            d_b = direct[lo:hi]
-            for j in range(m):
-                a_b[j] = (ab[j] == 0) & d_b[j]
-                l_b[j] = False
-        else:
-            for j in range(m):
-                a_b[j] = False
-                l_b[j] = False
-        k = 0  # the open residents' positions, eight flags per word: most words are zero
-        words = open_.view(np.uint64)
-        for w in range((m + 7) // 8):
-            if words[w] != 0:
-                for j in range(w * 8, min(m, w * 8 + 8)):
-                    if open_[j]:
-                        idx[k] = j
-                        k += 1
-        near = 0
-        for q in range(k):  # the exact path, for a few per cent of residents
-            j = idx[q]
-            i = lo + j
-            was = ab[j] != 0
-            if (has_direct and not was and direct[i]) or (has_locked and was and locked[i]):
-                continue
-            if rule == 0:
-                p = _sigmoid(x[j])
-            else:
-                p = _mechanistic(i, was, rule, params, norm[j], expo[j], cost, threshold,
-                                 ch[0, j], ch[1, j], ch[2, j], ch[3, j])
-            a_out, l_out, undecided = _choose(_uniform(i, skey), was, p, band)
-            a_b[j] = a_out
-            l_b[j] = l_out
-            near += undecided
-        return near
-
-    @njit(parallel=True, cache=True, error_model="numpy")
-    def _decide(by_counts, cnt, cnt_in, indptr, indices, weights, unit, adopted, newly, ward,
-                ward_boost, infl, stamps, t, trow, tchan, ttab, mrow, mtab, mshown, minj, rule,
-                params, attitude, habit, cost, threshold, susc, direct, locked, flags, skey,
-                band, adopt_out, lapse_out, chunks, update, ever, logistic, gain, keep, n_wards,
-                now_out):
-        """Every resident's decision: (the number left undecided, tallies, adopters per
-        ward). Norms come from the maintained integer counts (by_counts: one pass over
-        residents, none over ties) or are summed over each resident's ties (weighted graphs,
-        fractional influence, the cascade rule's exposure).
-
-        With `update`, each block is also applied (_apply_block) while it is still in cache:
-        the new adoption mask goes to now_out, habits and ever-adopted change in place, and
-        the tallies are counted. Safe in the same pass because a decision reads only the
-        resident's own habit, and neighbours' adoption from the counts or from `adopted`,
-        which is not written. Undecided residents are left as they were for the re-check."""
-        n = adopt_out.shape[0]
-        size = (n + chunks - 1) // chunks
-        near = np.zeros(chunks, dtype=np.int64)
-        part = np.zeros((chunks, n_wards), dtype=np.float64)
-        counts = np.zeros((chunks, 4), dtype=np.int64)
-        for c in prange(chunks):
-            expo = np.zeros(BLOCK)
-            norm = np.empty(BLOCK)
-            ch = np.zeros((5, BLOCK))
-            x = np.empty(BLOCK)
-            open_ = np.empty(BLOCK, dtype=np.bool_)
-            idx = np.empty(BLOCK, dtype=np.int64)
-            k = 0
-            hi = min(n, (c + 1) * size)
-            for lo in range(c * size, hi, BLOCK):
-                m = min(BLOCK, hi - lo)
-                if by_counts:
-                    _norms_from_counts(lo, m, cnt, cnt_in, ward, ward_boost, flags, norm)
-                else:
-                    _norms_from_graph(lo, m, indptr, indices, weights, unit, adopted, newly,
-                                      ward, ward_boost, infl, flags, rule == 3, norm, expo)
-                k += _decide_block(lo, m, expo, ward, adopted, stamps, t, trow, tchan,
-                                   ttab, mrow, mtab, mshown, minj, rule, params, attitude, habit,
-                                   cost, threshold, susc, direct, locked, flags, skey, band,
-                                   adopt_out, lapse_out, norm, ch, x, open_, idx)
-                if update:
-                    _apply_block(lo, lo + m, adopted, adopt_out, lapse_out, ever, habit,
-                                 logistic, gain, keep, ward, now_out, part[c], counts[c])
-            near[c] = k
-        total, by_ward = _tally(counts, part)
-        return near.sum(), total, by_ward
-
-    @njit(cache=True, error_model="numpy")
-    def _norm_rows(rows, indptr, indices, weights, unit, adopted, newly, ward, ward_boost, infl,
-                   stamps, t, mrow, mtab, mshown, minj, flags, out):
-        """Perceived norm (out[:, 0]) and weighted new-adopter exposure (out[:, 1]) of the
-        residents `rows`, summed over their ties."""
-        boosted = (flags & HAS_TIE_BOOST) != 0
-        for k in range(rows.shape[0]):
-            i = rows[k]
-            tb = ward_boost[ward[i]] if boosted else 0.0
-            num, den = _row_sums(i, indptr, indices, weights, unit, adopted, ward, infl, tb,
-                                 flags)
-            norm = num / den if den > 0 else 0.0
-            out[k, 0] = _messages(i, norm, adopted[i] != 0, ward, stamps, t, mrow, mtab, mshown,
-                                  minj)
-            out[k, 1], _ = _row_sums(i, indptr, indices, weights, unit, newly, ward, infl, tb,
-                                     flags)
-
-    @njit(parallel=True, cache=True, error_model="numpy")
-    def _norm_kernel(indptr, indices, weights, unit, adopted, ward, ward_boost, infl, stamps, t,
-                     mrow, mtab, mshown, minj, flags, out):
-        boosted = (flags & HAS_TIE_BOOST) != 0
-        for i in prange(out.shape[0]):
-            tb = ward_boost[ward[i]] if boosted else 0.0
-            num, den = _row_sums(i, indptr, indices, weights, unit, adopted, ward, infl, tb,
-                                 flags)
-            norm = num / den if den > 0 else 0.0
-            out[i] = _messages(i, norm, adopted[i] != 0, ward, stamps, t, mrow, mtab, mshown, minj)
-
-    # ---- the maintained counts -------------------------------------------------------
-    @njit(parallel=True, cache=True, error_model="numpy")
-    def _recount(indptr, indices, ward, a, f, has_f, inward, cnt, cnt_in, a_seen, f_seen):
-        """Every resident's counts from scratch, a pull over its own ties (no races)."""
-        n = cnt.shape[0]
-        for i in prange(n):
             wi = ward[i]
-            c = 0
-            d = 0
-            ci = 0
-            di = 0
+            inner = 0.0
             for jj in range(indptr[i], indptr[i + 1]):
                 j = indices[jj]
-                fj = np.int32(f[j]) if has_f else np.int32(1)
-                x = fj * np.int32(a[j])
-                c += x
-                d += fj
-                if inward and ward[j] == wi:
-                    ci += x
-                    di += fj
-            cnt[i, 0] = c
-            cnt[i, 1] = d
-            if inward:
-                cnt_in[i, 0] = ci
-                cnt_in[i, 1] = di
-            a_seen[i] = a[i]
-            f_seen[i] = f[i] if has_f else np.int8(1)
-
-    @njit(cache=True, error_model="numpy")
-    def _changed_in(lo, hi, a, a_seen, f, f_seen, has_f, check_f, aw, asw, fw, fsw, ids, k):
-        """Residents lo..hi-1 (lo, hi multiples of 8, or hi = n) whose adoption or (if
-        check_f) influence differs from what the counts saw, eight at a time: most words
-        are unchanged. Writes their ids from ids[k] while ids has room; returns the count."""
-        ones = np.uint64(0x0101010101010101)
-        count = 0
-        w_hi = min(hi, aw.shape[0] * 8) // 8
-        for w in range(lo // 8, w_hi):
-            diff = aw[w] ^ asw[w]
-            if check_f:
-                diff |= (fw[w] if has_f else ones) ^ fsw[w]
-            if diff != 0:
-                for i in range(w * 8, w * 8 + 8):
-                    fi = f[i] if has_f else np.int8(1)
-                    if a[i] != a_seen[i] or (check_f and fi != f_seen[i]):
-                        if k + count < ids.shape[0]:
-                            ids[k + count] = i
-                        count += 1
-        for i in range(max(lo, w_hi * 8), hi):  # the tail after the last whole word
-            fi = f[i] if has_f else np.int8(1)
-            if a[i] != a_seen[i] or (check_f and fi != f_seen[i]):
-                if k + count < ids.shape[0]:
-                    ids[k + count] = i
-                count += 1
-        return count
-
-    @njit(parallel=True, cache=True, error_model="numpy")
-    def _changed(a, a_seen, f, f_seen, has_f, check_f, aw, asw, fw, fsw, chunks, indptr):
-        """Ids (ascending) whose adoption or influence differs from what the counts saw, in
-        one pass: each chunk writes into its own row of a buffer sized for a typical step
-        (1/16 of its residents). Returns (ids, their tie ends, True), or False last when a
-        chunk had more changes than that: the caller then recounts, which is cheaper than
-        pushing so many anyway."""
-        n = a.shape[0]
-        size = ((n + chunks - 1) // chunks + 7) // 8 * 8
-        cap = size // 16 + 64
-        buf = np.empty((chunks, cap), dtype=np.int64)
-        per = np.zeros(chunks, dtype=np.int64)
-        for c in prange(chunks):
-            per[c] = _changed_in(min(n, c * size), min(n, (c + 1) * size), a, a_seen, f,
-                                 f_seen, has_f, check_f, aw, asw, fw, fsw, buf[c], 0)
-        fits = per.max() <= cap
-        ids = np.empty(per.sum() if fits else 0, dtype=np.int64)
-        k = 0
-        for c in range(chunks if fits else 0):
-            ids[k:k + per[c]] = buf[c, :per[c]]
-            k += per[c]
-        work = 0
-        for q in range(ids.shape[0]):
-            work += indptr[ids[q] + 1] - indptr[ids[q]]
-        return ids, work, fits
-
-    @njit(inline="always", cache=True, error_model="numpy")
-    def _add(i, j, dx, df, ward, inward, cnt, cnt_in):
-        cnt[i, 0] += dx
-        cnt[i, 1] += df
-        if inward and ward[i] == ward[j]:
-            cnt_in[i, 0] += dx
-            cnt_in[i, 1] += df
-
-    @njit(cache=True, error_model="numpy")
-    def _push_in(k0, k1, lo, hi, ids, diff, indptr, indices, ward, inward, cnt, cnt_in, far):
-        """Push the changes ids[k0:k1] (residents of lo..hi-1) to their neighbours in the
-        same range; the others go to far as (neighbour, k). Returns how many went there."""
-        m = 0
-        for k in range(k0, k1):
-            j = ids[k]
-            for jj in range(indptr[j], indptr[j + 1]):
-                i = indices[jj]
-                if i >= lo and i < hi:
-                    _add(i, j, diff[k, 0], diff[k, 1], ward, inward, cnt, cnt_in)
-                else:
-                    far[m, 0] = i
-                    far[m, 1] = k
-                    m += 1
-        return m
-
-    @njit(parallel=True, cache=True, error_model="numpy")
-    def _push(ids, indptr, indices, ward, a, f, has_f, inward, cnt, cnt_in, a_seen, f_seen,
-              chunks):
-        """Add each changed resident's differences to its neighbours' counts. The graph is
-        symmetric, so j's row lists exactly the residents whose rows list j. Each chunk of
-        residents pushes its own changes to neighbours in the same chunk, in parallel (most
-        ties are local on a lattice-like or ward-clustered graph); the rest are added after,
-        on one thread. Integer additions: the order does not change the counts."""
-        n = cnt.shape[0]
-        q = ids.shape[0]
-        diff = np.empty((q, 2), dtype=np.int32)
-        for k in prange(q):
-            j = ids[k]
-            fn = np.int32(f[j]) if has_f else np.int32(1)
-            fo = np.int32(f_seen[j])
-            diff[k, 0] = fn * np.int32(a[j]) - fo * np.int32(a_seen[j])
-            diff[k, 1] = fn - fo
-        size = (n + chunks - 1) // chunks
-        start = np.searchsorted(ids, np.arange(chunks + 1) * size)
-        room = np.zeros(chunks + 1, dtype=np.int64)  # each chunk's share of far: its tie ends
-        for c in range(chunks):
-            ends = 0
-            for k in range(start[c], start[c + 1]):
-                ends += indptr[ids[k] + 1] - indptr[ids[k]]
-            room[c + 1] = room[c] + ends
-        far = np.empty((room[chunks], 2), dtype=np.int64)
-        nfar = np.zeros(chunks, dtype=np.int64)
-        for c in prange(chunks):
-            nfar[c] = _push_in(start[c], start[c + 1], c * size, min(n, (c + 1) * size), ids,
-                               diff, indptr, indices, ward, inward, cnt, cnt_in,
-                               far[room[c]:room[c + 1]])
-        for c in range(chunks):
-            for m in range(room[c], room[c] + nfar[c]):
-                k = far[m, 1]
-                _add(far[m, 0], ids[k], diff[k, 0], diff[k, 1], ward, inward, cnt, cnt_in)
-        for k in range(q):
-            j = ids[k]
-            a_seen[j] = a[j]
-            f_seen[j] = f[j] if has_f else np.int8(1)
-
-    # ---- after the decisions -----------------------------------------------------------
-    @njit(cache=True, error_model="numpy")
-    def _apply_block(lo, hi, adopted, adopt, lapse, ever, habit, logistic, gain, keep, ward,
-                     now_out, part, counts):
-        """_apply on residents lo..hi-1: slices indexed from 0 and no branches, so LLVM
-        vectorises it (see _decide_block). A resident marked undecided (adopt & lapse)
-        keeps its habit and ever-adopted and is not counted: the re-check settles it."""
-        m = hi - lo
-        a_b = adopted[lo:hi]
-        ad_b = adopt[lo:hi]
-        la_b = lapse[lo:hi]
-        ev_b = ever[lo:hi]
-        now_b = now_out[lo:hi]
-        w_b = ward[lo:hi]
-        n_now = 0
-        n_ever = 0
-        n_new = 0
-        n_lapsed = 0
-        for j in range(m):
-            ad = ad_b[j]
-            la = la_b[j]
-            now = (a_b[j] | ad) & ~la
-            now_b[j] = now
-            e = ev_b[j] | now
-            ev_b[j] = e
-            n_now += now
-            n_ever += e
-            n_new += ad & ~la
-            n_lapsed += la & ~ad
-        if logistic:
-            h_b = habit[lo:hi]
-            for j in range(m):
-                h = h_b[j]
-                grown = h + gain * (1.0 - h) if now_b[j] else h * keep
-                h_b[j] = h if ad_b[j] & la_b[j] else grown
-        counts[0] += n_now
-        counts[1] += n_ever
-        counts[2] += n_new
-        counts[3] += n_lapsed
-        w0 = w_b[0]
-        if _count_equal(w_b, m, w0) == m:  # generated populations live in contiguous wards
-            part[w0] += n_now
-        else:
-            for j in range(m):
-                part[w_b[j]] += now_b[j]
-
-    @njit(parallel=True, cache=True, error_model="numpy")
-    def _apply(adopted, adopt, lapse, ever, habit, logistic, gain, keep, ward, n_wards, chunks,
-               now_out):
-        """Engine.finish_step's state update and its tallies in one pass: the new adoption
-        mask, habits in place, ever-adopted, and (adopters, ever, new, lapsed, per ward)."""
-        n = adopted.shape[0]
-        size = (n + chunks - 1) // chunks
-        part = np.zeros((chunks, n_wards), dtype=np.float64)
-        counts = np.zeros((chunks, 4), dtype=np.int64)
-        for c in prange(chunks):
-            hi = min(n, (c + 1) * size)
-            for lo in range(c * size, hi, BLOCK):
-                _apply_block(lo, min(hi, lo + BLOCK), adopted, adopt, lapse, ever, habit,
-                             logistic, gain, keep, ward, now_out, part[c], counts[c])
-        return _tally(counts, part)
-
-    @njit(cache=True, error_model="numpy")
-    def _tally(counts, part):
-        """The chunks' tallies added up: (adopters, ever, new, lapsed), adopters per ward."""
-        total = np.zeros(4, dtype=np.int64)
-        by_ward = np.zeros(part.shape[1], dtype=np.float64)
-        for c in range(counts.shape[0]):
-            for k in range(4):
-                total[k] += counts[c, k]
-            for w in range(part.shape[1]):
-                by_ward[w] += part[c, w]
-        return total, by_ward
-
-    @njit(parallel=True, cache=True, error_model="numpy")
-    def _put(arr, ids, value):
-        for k in prange(ids.shape[0]):
-            arr[ids[k]] = value
-
-    @njit(cache=True, error_model="numpy")
-    def _uniforms(ids, skey, out):
-        """The decide stream's uniforms for residents ids, on one thread: tests compare them
-        with rng.py, and warm.py warms numba up with it (no OpenMP threads before a fork)."""
-        for k in range(ids.shape[0]):
-            out[k] = _uniform(ids[k], skey)
-
-    @njit(parallel=True, cache=True, error_model="numpy")
-    def _neighbour_sum_kernel(indptr, indices, weights, unit, x, ward, tie_boost, boosted, out):
-        """Engine.neighbour_sum for a float64 x: A @ x, plus tie_boost * (in-ward A) @ x."""
-        for i in prange(out.shape[0]):
-            s = 0.0
-            for jj in range(indptr[i], indptr[i + 1]):
-                s += (1.0 if unit else weights[jj]) * x[indices[jj]]
-            if boosted:
-                wi = ward[i]
-                inner = 0.0
-                for jj in range(indptr[i], indptr[i + 1]):
-                    j = indices[jj]
-                    if ward[j] == wi:
-                        inner += (1.0 if unit else weights[jj]) * x[j]
-                s += tie_boost[i] * inner
-            out[i] = s
+                if ward[j] == wi:
+                    inner += (1.0 if unit else weights[jj]) * x[j]
+            s += tie_boost[i] * inner
+        out[i] = s
 
 
 # ---------------------------------------------------------------------------------------
@@ -821,17 +874,368 @@ CHANNEL_CODES = {"utility": 0, "lapse": 1, "attitude": 2, "cost_relief": 3, "nor
 PUSH_MAX_SHARE = 0.1
 
 
+# ---------------------------------------------------------------------------------------
+# Which engine runs: the kernels only where they pay for loading (or compiling) them
+# ---------------------------------------------------------------------------------------
+
+#: numpy engine, ns per resident-step (measured on the 2-core reference machine, default
+#: borough and `nudgesim bench` workloads: 160-330 ns; the lower end is taken).
+NUMPY_NS = 200.0
+#: Compiled engine on one thread, ns per resident-step (same measurements: 30-100 ns).
+KERNEL_NS = 80.0
+#: A process's first compiled step on a warm cache: importing numba, building the
+#: dispatchers and loading the cached machine code (measured 0.6-1.0 s, quiet to busy).
+LOAD_SECONDS = 0.6
+#: Compiling the kernels on an empty cache (`nudgesim bench --first-run` measures it;
+#: the quiet-machine figure is taken: a busy machine takes two to three times longer).
+COMPILE_SECONDS = 25.0
+
+
+@dataclass(frozen=True)
+class Backend:
+    """Which engine a run uses, and why (Engine.backend)."""
+
+    compiled: bool
+    reason: str
+
+
+def choose_backend(n: int, steps: int, *, setting: bool | None, available: bool,
+                   loaded: bool, warm: Callable[[], bool]) -> Backend:
+    """The engine for a run of n residents over `steps` steps. Both give the same results
+    bit for bit, so this is only about time: the compiled kernels take
+    ``fixed + n·steps·KERNEL_NS`` and numpy ``n·steps·NUMPY_NS``, where `fixed` is 0 when
+    the kernels are already loaded in this process, LOAD_SECONDS when numba's cache holds
+    them (`warm()`) and COMPILE_SECONDS when it does not. So a one-off run on a cold cache
+    takes numpy unless it would run longer than the compilation; on a warm cache the
+    kernels take over from 5×10^6 resident-steps (96,000 residents over 52 steps).
+    `setting` True/False (NUDGESIM_NUMBA=1/0) decides outright."""
+    if not available:
+        return Backend(False, "numba is not installed" if setting is not False
+                       else "NUDGESIM_NUMBA=0")
+    if setting is not None:
+        return Backend(setting, f"NUDGESIM_NUMBA={int(setting)}")
+    work = n * max(steps, 1)
+    numpy_s = work * NUMPY_NS * 1e-9
+    kernel_s = work * KERNEL_NS * 1e-9
+    if loaded:
+        return Backend(kernel_s < numpy_s, "kernels already loaded in this process")
+    if numpy_s <= kernel_s + LOAD_SECONDS:
+        return Backend(False, f"{work:,} resident-steps: numpy ({numpy_s:.2g} s) is quicker "
+                              "than loading the kernels")
+    if warm():
+        return Backend(True, f"{work:,} resident-steps: the cached kernels pay for loading")
+    return Backend(numpy_s > kernel_s + COMPILE_SECONDS,
+                   f"{work:,} resident-steps on a cold kernel cache: numpy ({numpy_s:.2g} s) "
+                   f"vs compiling (~{COMPILE_SECONDS:.0f} s)")
+
+
+def backend_for(n: int, steps: int) -> Backend:
+    """choose_backend for this process, its settings and numba's cache now."""
+    return choose_backend(n, steps, setting=ENABLED, available=AVAILABLE,
+                          loaded=LOADED and bool(getattr(_decide, "overloads", None)),
+                          warm=cache_is_warm)
+
+
+def cache_dir() -> Path | None:
+    """Where numba caches this file's kernels, found as numba finds it (without importing
+    numba): NUMBA_CACHE_DIR, else __pycache__ beside this file if writable, else the
+    user's cache folder."""
+    src = Path(os.path.abspath(__file__))
+    sub = f"{src.parent.name}_{hashlib.sha1(str(src.parent).encode()).hexdigest()}"
+    if os.environ.get("NUMBA_CACHE_DIR"):
+        return Path(os.environ["NUMBA_CACHE_DIR"]) / sub
+    in_tree = src.parent / "__pycache__"
+    if os.access(in_tree if in_tree.exists() else src.parent, os.W_OK):
+        return in_tree
+    home = os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache")
+    return Path(home) / "numba" / sub
+
+
+def cache_key() -> str:
+    """What compiled code depends on: numba's version, this file, Python, the CPU."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        numba_version = version("numba")
+    except PackageNotFoundError:  # pragma: no cover
+        numba_version = "?"
+    source = hashlib.sha256(Path(__file__).read_bytes()).hexdigest()
+    return "\n".join([f"numba {numba_version}", f"kernels.py {source}",
+                      f"python {sys.version.split()[0]} {platform.machine()}", f"cpu {_cpu_id()}"])
+
+
+def _cpu_id() -> str:
+    """The CPU's model and instruction-set flags (what numba's machine code depends on)."""
+    model = flags = ""
+    try:
+        with open("/proc/cpuinfo") as fh:
+            for line in fh:
+                if line.startswith("model name") and not model:
+                    model = line.split(":", 1)[1].strip()
+                elif line.startswith("flags") and not flags:
+                    flags = hashlib.sha1(line.encode()).hexdigest()[:12]
+                if model and flags:
+                    break
+    except OSError:
+        pass
+    return f"{model or platform.processor()} {flags}".strip()
+
+
+MARKER = "nudgesim-kernels.warm"
+
+
+def cache_is_warm() -> bool:
+    """True when warm_up() has filled numba's cache for this very kernels file, numba,
+    Python and CPU, and the cache still holds the main kernel's index."""
+    where = cache_dir()
+    if where is None:
+        return False
+    try:
+        if (where / MARKER).read_text() != cache_key():
+            return False
+    except OSError:
+        return False
+    tag = f"{sys.version_info[0]}{sys.version_info[1]}"
+    return any(where.glob(f"kernels._decide-*.py{tag}*.nbi"))
+
+
+def warm_up() -> float:
+    """Compile (or load) the kernels a run uses, with the argument types runs pass, and
+    mark numba's cache warm. Returns the seconds it took. `.ci/setup` runs it after
+    installing; an engine runs it first when it chose the kernels on a cold cache.
+
+    Kernels only the per-agent view or rare fallbacks call (the split decide/apply path,
+    Engine.neighbour_sum and perceived_norm on their own) are left to compile on first
+    use: warming them would add their compile time to every cold start."""
+    from .engine import Engine
+    from .scenario import Scenario
+
+    global ENABLED, NEAR, _WARMING, _WARM
+    t0 = time.perf_counter()
+    saved = ENABLED, NEAR
+    ENABLED, _WARMING = True, True
+    try:
+        for rule in ("logistic", "threshold", "bass", "independent_cascade"):
+            sc = Scenario.from_dict({
+                "seed": 1, "steps": 3, "population": {"size": 300, "wards": 3},
+                "network": {"kind": "watts_strogatz", "k": 4, "p": 0.1},
+                "rule": {"kind": rule}, "initial_adopters": 0.1,
+                "nudges": [
+                    {"kind": "norm_feedback", "start": 1, "every": 2, "injunctive": True},
+                    {"kind": "ambassadors", "start": 1, "targeting": {"count": 3}},
+                    {"kind": "reminder", "start": 1, "every": 1, "reach": 0.5},
+                    {"kind": "community_partnership", "start": 2, "duration": 2,
+                     "wards": ["W02"]},
+                ],
+            })
+            Engine(sc).run()
+            if rule == "logistic":  # the exact re-check of near ties (rare, but in every
+                NEAR = 0.5          # long run): a wide band sends residents through it
+                Engine(sc).run()
+                NEAR = saved[1]
+    finally:
+        (ENABLED, NEAR), _WARMING = saved, False
+    _mark_warm()
+    _WARM = True
+    return time.perf_counter() - t0
+
+
+_WARM = False  # this process has seen the cache warm, or warmed it
+_WARMING = False
+
+
+def prepare() -> None:
+    """Before an engine uses the kernels: load numba and, on a cold cache, compile every
+    kernel once with warm_up() (so the cache is marked warm for the runs that follow)."""
+    global _WARM
+    load()
+    if _WARM or _WARMING:
+        return
+    if not cache_is_warm():
+        warm_up()
+    _WARM = True
+
+
+def _mark_warm() -> None:
+    where = cache_dir()
+    if where is None:
+        return
+    try:
+        where.mkdir(parents=True, exist_ok=True)
+        tmp = where / f"{MARKER}.{os.getpid()}"
+        tmp.write_text(cache_key())
+        os.replace(tmp, where / MARKER)
+    except OSError:  # a read-only cache folder: runs just keep choosing numpy
+        pass
+
+
+# ---------------------------------------------------------------------------------------
+# How many threads: what this process may use, minus what other work is using right now
+# ---------------------------------------------------------------------------------------
+
+#: Free cores are rounded up from this much: 1.75 free cores run two threads, 1.7 one.
+#: Why one thread when the other core is even partly busy: every parallel region waits
+#: for its slowest thread, so a thread that loses its core to another process for a time
+#: slice stalls the region for that slice (measured with `nudgesim bench --contended`).
+SLACK = 0.25
+#: Seconds over which other processes' CPU use is averaged (/proc/stat has 10 ms ticks).
+LOAD_WINDOW = 0.25
+#: False: run on numba.get_num_threads() (within threads(k)), whatever the load.
+ADAPTIVE_THREADS = True
+_CAP: int | None = None  # threads(k)'s limit
+
+
+def choose_threads(n: int, cap: int, cpus: int, quota: float | None, others: float) -> int:
+    """Threads for a kernel over n residents: one below PARALLEL_MIN_N; else at most `cap`
+    (numba's setting, threads(k)), the `cpus` this process may run on (affinity) and the
+    cgroup's CPU `quota` (a quota of 1.5 CPUs throttles a second thread half the time), and
+    no more than the cores that `others` (cores' worth of other processes' work on those
+    CPUs) leave free. Never less than one."""
+    if n < PARALLEL_MIN_N:
+        return 1
+    limit = min(cap, cpus)
+    if quota is not None:
+        limit = min(limit, max(1, math.floor(quota + 1e-9)))
+    return max(1, min(limit, math.floor(cpus - others + SLACK)))
+
+
+def affinity() -> set[int]:
+    """The CPUs this process may run on."""
+    try:
+        return set(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # pragma: no cover - not Linux
+        return set(range(os.cpu_count() or 1))
+
+
+def cgroup_quota(root: Path = Path("/sys/fs/cgroup"),
+                 membership: Path = Path("/proc/self/cgroup")) -> float | None:
+    """CPUs' worth of time the process's cgroup may use (cgroup v2 cpu.max or v1
+    cfs_quota_us / cfs_period_us), the smallest along its path; None when unlimited."""
+    quotas = []
+    try:
+        lines = membership.read_text().splitlines()
+    except OSError:
+        lines = []
+    for line in lines:
+        _, controllers, path = line.split(":", 2)
+        rel = path.strip("/")
+        if controllers == "":  # v2: cpu.max in the group and its parents
+            parts = rel.split("/") if rel else []
+            for k in range(len(parts), -1, -1):
+                quotas.append(_read_quota(root.joinpath(*parts[:k], "cpu.max")))
+        elif "cpu" in controllers.split(","):  # v1
+            for base in (root / "cpu", root / "cpu,cpuacct", root / controllers):
+                quotas.append(_read_quota(base / rel / "cpu.cfs_quota_us"))
+    found = [q for q in quotas if q is not None]
+    return min(found) if found else None
+
+
+def _read_quota(path: Path) -> float | None:
+    try:
+        if path.name == "cpu.max":
+            quota, period = path.read_text().split()[:2]
+        else:
+            quota = path.read_text().strip()
+            period = (path.parent / "cpu.cfs_period_us").read_text().strip()
+        if quota in ("max", "-1"):
+            return None
+        return int(quota) / int(period)
+    except (OSError, ValueError):
+        return None
+
+
+_TICK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+
+
+def _busy_seconds(cpus: set[int]) -> float | None:
+    """CPU seconds spent on `cpus` since boot by anyone (user, nice, system, irq, softirq,
+    steal; not idle or I/O wait), from /proc/stat."""
+    total = 0
+    try:
+        with open("/proc/stat") as fh:
+            for line in fh:
+                if not line.startswith("cpu"):
+                    break
+                name, *fields = line.split()
+                if name != "cpu" and int(name[3:]) in cpus:
+                    v = [int(x) for x in fields[:8]]
+                    total += v[0] + v[1] + v[2] + v[5] + v[6] + v[7]
+    except (OSError, ValueError, IndexError):
+        return None
+    return total / _TICK
+
+
+def _instant_others(cpus: set[int]) -> float:
+    """Other processes' demand on `cpus` before a window has been measured: the runnable
+    tasks other than this one right now, or the 1-minute load, whichever is larger
+    (scaled to the CPUs we may use). Overestimating costs one thread for LOAD_WINDOW;
+    underestimating costs a stalled team, so the larger is taken."""
+    try:
+        fields = Path("/proc/loadavg").read_text().split()
+        load1, runnable = float(fields[0]), int(fields[3].split("/")[0])
+    except (OSError, ValueError, IndexError):
+        return 0.0
+    share = len(cpus) / max(os.cpu_count() or 1, len(cpus))
+    return max(0.0, runnable - 1, load1) * share
+
+
+class _LoadMeter:
+    """Cores' worth of other processes' CPU use on our CPUs over the last LOAD_WINDOW:
+    all CPU time on them (/proc/stat) minus this process's own (its threads included)."""
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic,
+                 own: Callable[[], float] = time.process_time,
+                 busy: Callable[[set[int]], float | None] = _busy_seconds,
+                 instant: Callable[[set[int]], float] = _instant_others) -> None:
+        self.clock, self.own_time, self.busy_time, self.instant = clock, own, busy, instant
+        self.t: float | None = None
+        self.busy = 0.0
+        self.own = 0.0
+        self.others = 0.0
+
+    def __call__(self, cpus: set[int]) -> float:
+        now = self.clock()
+        if self.t is not None and now - self.t < LOAD_WINDOW:
+            return self.others
+        busy = self.busy_time(cpus)
+        own = self.own_time()
+        if busy is None:
+            self.others = 0.0
+        elif self.t is None or now - self.t > 20 * LOAD_WINDOW:  # no recent window
+            self.others = self.instant(cpus)
+        else:
+            used = (busy - self.busy) - (own - self.own)
+            self.others = min(float(len(cpus)), max(0.0, used / (now - self.t)))
+        self.t, self.busy, self.own = now, busy or 0.0, own
+        return self.others
+
+
+_METER = _LoadMeter()
+_QUOTA: list[float | None] = []  # cgroup_quota(), read once
+
+
+def thread_count(n: int) -> int:
+    """choose_threads for this process, now."""
+    cap = numba.get_num_threads() if _CAP is None else min(_CAP, numba.get_num_threads())
+    if not ADAPTIVE_THREADS or n < PARALLEL_MIN_N:
+        return 1 if n < PARALLEL_MIN_N else cap
+    if not _QUOTA:
+        _QUOTA.append(cgroup_quota())
+    cpus = affinity()
+    return choose_threads(n, cap, len(cpus), _QUOTA[0], _METER(cpus))
+
+
 class _Threads:
-    """Run small problems on one thread (see PARALLEL_MIN_N); always hold the launch lock."""
+    """Run a kernel on thread_count(n) threads; always hold the launch lock."""
 
     def __init__(self, n: int) -> None:
         self.n = n
 
     def __enter__(self) -> None:
         _LAUNCH.acquire()
+        load()
         self.saved = numba.get_num_threads()
-        if self.n < PARALLEL_MIN_N:
-            numba.set_num_threads(1)
+        numba.set_num_threads(thread_count(self.n))
 
     def __exit__(self, *exc) -> None:
         numba.set_num_threads(self.saved)
@@ -841,16 +1245,15 @@ class _Threads:
 @contextmanager
 def threads(k: int) -> Iterator[None]:
     """Run the kernels on at most k threads inside the block (sweep workers that share a
-    machine share its cores). Results never depend on the thread count."""
-    if not AVAILABLE:
-        yield
-        return
-    saved = numba.get_num_threads()
-    numba.set_num_threads(max(1, min(k, numba.config.NUMBA_NUM_THREADS)))
+    machine share its cores). Results never depend on the thread count. Does not load
+    numba: a block whose runs take the numpy engine never pays for it."""
+    global _CAP
+    saved = _CAP
+    _CAP = max(1, k) if saved is None else max(1, min(k, saved))
     try:
         yield
     finally:
-        numba.set_num_threads(saved)
+        _CAP = saved
 
 
 def _chunks(n: int) -> int:
@@ -1066,14 +1469,14 @@ def neighbour_sum(g: Graph, x: np.ndarray, tie_boost: np.ndarray | None) -> np.n
 
 
 def put(arr: np.ndarray, ids: np.ndarray, value) -> None:
-    """arr[ids] = value, compiled when numba is there (the same result either way): nudges
-    that contact a third of the town every step stamp them all, and numpy's fancy
-    assignment took ~3 ns a resident against ~0.4 ns in the compiled loop (measured)."""
-    if not AVAILABLE or ids.size == 0:
+    """arr[ids] = value, compiled once the kernels are loaded (the same result either way):
+    nudges that contact a third of the town every step stamp them all, and numpy's fancy
+    assignment took ~3 ns a resident against ~0.4 ns in the compiled loop (measured). It
+    never loads numba itself: a numpy-engine run stays numpy."""
+    if not LOADED or ids.size == 0:
         arr[ids] = value
         return
-    with _Threads(ids.size):
-        _put(arr, ids, arr.dtype.type(value))
+    _put(arr, ids, arr.dtype.type(value))
 
 
 def _habit(rule) -> tuple[bool, float, float]:

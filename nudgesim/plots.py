@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+# Matplotlib's object API, not pyplot: a figure drawn straight onto an Agg canvas needs no
+# backend selection, no global figure registry to close, and skips importing pyplot
+# (~0.2 s of every `nudgesim run`). Headless by construction: sweeps and CI have no screen.
 import matplotlib
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+from matplotlib.ticker import FuncFormatter
 
-matplotlib.use("Agg")  # headless: sweeps and CI have no screen
-import matplotlib.pyplot as plt  # noqa: E402
-from matplotlib.ticker import FuncFormatter  # noqa: E402
-
-from .files import save_figure  # noqa: E402
+from .files import write_atomic
 
 if TYPE_CHECKING:
     from .result import Result
@@ -29,11 +32,13 @@ def plot_run(result: Result, path: str | Path) -> Path:
     Windows get their own rows because overlapping shading over the curve is unreadable."""
     ts, wards, sc = result.timeseries, result.by_ward, result.scenario
     windows = result.nudge_windows
-    fig, (top, mid, bottom) = plt.subplots(
-        3, 1, figsize=(9, 7.5), sharex=True,
+    fig = Figure(figsize=(9, 7.5))
+    FigureCanvasAgg(fig)
+    top, mid, bottom = fig.subplots(
+        3, 1, sharex=True,
         gridspec_kw={"height_ratios": [3, 0.25 + 0.3 * max(len(windows), 1), 2]},
     )
-    colours = plt.get_cmap("tab10")
+    colours = matplotlib.colormaps["tab10"]
     for i, w in enumerate(windows):
         top.axvline(w["start"] - 0.5, color=colours(i % 10), lw=1, ls="--", alpha=0.8)
         mid.barh(i, w["stop"] - w["start"], left=w["start"] - 0.5, height=0.6,
@@ -66,4 +71,8 @@ def plot_run(result: Result, path: str | Path) -> Path:
     twin.plot(ts["step"], ts["impact"], color="tab:green", lw=2)
     twin.set_ylabel(plot_text(f"cumulative impact\n({sc.impact.unit})"), color="tab:green", fontsize=9)
     fig.tight_layout()
-    return save_figure(fig, path, dpi=110)
+    png = io.BytesIO()
+    fig.savefig(png, format="png", dpi=110)
+    path = Path(path)
+    write_atomic(path, png.getvalue())  # readers never see half a PNG
+    return path

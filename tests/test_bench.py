@@ -7,7 +7,9 @@ import json
 
 import pytest
 
-from nudgesim.bench import bench_main
+from nudgesim import kernels
+from nudgesim.bench import bench_main, vector_width
+from nudgesim.errors import UsageError
 
 
 def test_quick_bench_writes_the_table(tmp_path):
@@ -30,3 +32,40 @@ def test_bad_options_name_the_field(tmp_path):
         bench_main(["--contenders", "engine,fortran", "--out", str(tmp_path)])
     with pytest.raises(UsageError, match="--sizes"):
         bench_main(["--sizes", "10,abc", "--out", str(tmp_path)])
+
+
+def test_first_run_times_the_whole_command_on_an_empty_cache(tmp_path):
+    town = tmp_path / "town.toml"
+    town.write_text('name = "town"\nsteps = 4\n[population]\nsize = 300\n')
+    out = tmp_path / "bench"
+    assert bench_main(["--first-run", "--quick", "--scenario", str(town), "--out", str(out)]) == 0
+    text = (out / "first_run.md").read_text()
+    assert "| first, empty kernel cache |" in text and "numba imported by the command: False" in text
+    assert "nudgesim.cli" in text and "vector_width" in text
+    data = json.loads((out / "first_run.json").read_text())["first_run"]
+    assert data["cold_seconds"] > 0 and len(data["warm_seconds"]) == 1
+    with pytest.raises(UsageError, match="--scenario"):
+        bench_main(["--first-run", "--scenario", str(tmp_path / "nope.toml")])
+
+
+@pytest.mark.skipif(not kernels.AVAILABLE, reason="numba not installed or disabled")
+def test_contended_runs_each_load_and_stops_its_competitors(tmp_path):
+    assert bench_main(["--contended", "--quick", "--sizes", "60000", "--loads", "quiet,busy",
+                       "--out", str(tmp_path)]) == 0
+    data = json.loads((tmp_path / "contended.json").read_text())
+    assert [r["load"] for r in data["rows"]] == ["quiet", "busy"]
+    for r in data["rows"]:
+        assert set(r["seconds"]) >= {"numpy", "default", "1"}
+        assert all(v > 0 for v in r["seconds"].values())
+    assert "default ÷ numpy" in (tmp_path / "contended.md").read_text()
+    with pytest.raises(UsageError, match="--loads"):
+        bench_main(["--contended", "--loads", "quiet,earthquake", "--out", str(tmp_path)])
+
+
+@pytest.mark.parametrize(("flags", "expected"), [
+    ("fpu sse2 avx avx2 fma avx512f avx512bw avx512vl", "AVX-512, 512-bit (avx512f, bw, vl)"),
+    ("fpu sse2 avx avx2 fma", "AVX2, 256-bit (no AVX-512)"),
+    ("fpu sse2", "SSE or narrower, 128-bit"),
+])
+def test_vector_width_names_the_widest_instruction_set(flags, expected):
+    assert vector_width(f"processor\t: 0\nflags\t\t: {flags}\n") == expected

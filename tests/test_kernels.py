@@ -23,6 +23,12 @@ from nudgesim.nudges import Effects, Stamps
 
 pytestmark = pytest.mark.skipif(not kernels.AVAILABLE, reason="numba not installed or disabled")
 
+
+@pytest.fixture(autouse=True)
+def compiled(monkeypatch):
+    """Every engine here takes the kernels (tiny runs would choose numpy by themselves)."""
+    monkeypatch.setattr(kernels, "ENABLED", True)
+
 NETWORKS = [
     *BASE_NETWORKS,
     # weighted ties: the float path, summed in scipy's order
@@ -146,15 +152,15 @@ def test_uniform_hash_matches_rng_for_every_resident(step):
 
 
 def test_results_do_not_depend_on_the_thread_count(monkeypatch):
-    import numba
-
+    kernels.load()
     sc = small(9, RULES[0], NETWORKS[1], [NUDGES[0], NUDGES[7]], n=300)
     monkeypatch.setattr(kernels, "PARALLEL_MIN_N", 0)  # force the threaded kernels
+    monkeypatch.setattr(kernels, "ADAPTIVE_THREADS", False)  # exactly k threads, any load
     runs = []
-    for threads in sorted({1, numba.config.NUMBA_NUM_THREADS}):
-        numba.set_num_threads(threads)
-        runs.append(ns.simulate(sc))
-    numba.set_num_threads(numba.config.NUMBA_NUM_THREADS)
+    for k in sorted({1, kernels.numba.config.NUMBA_NUM_THREADS}):
+        with kernels.threads(k):
+            assert kernels.thread_count(10**6) == k
+            runs.append(ns.simulate(sc))
     for r in runs[1:]:
         assert_same(runs[0], r)
 
