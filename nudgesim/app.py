@@ -12,7 +12,10 @@ levers. Nothing is built at import: each browser session builds its own model.
 from __future__ import annotations
 
 import argparse
+import base64
 import hashlib
+import html
+import io
 import math
 import os
 import re
@@ -20,18 +23,24 @@ import socket
 import subprocess
 import sys
 from collections.abc import Iterable
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+import ipyvuetify
 import networkx as nx
 import numpy as np
 import solara
+import traitlets
+from matplotlib import colormaps
 from matplotlib.cm import ScalarMappable
 from matplotlib.collections import LineCollection
-from matplotlib.colors import Normalize
+from matplotlib.colors import Normalize, to_hex
 from matplotlib.figure import Figure
-from matplotlib.ticker import FuncFormatter
+from matplotlib.lines import Line2D
+from matplotlib.patches import Patch
+from matplotlib.ticker import MaxNLocator
 from mesa.visualization import Slider, SolaraViz
 from mesa.visualization.utils import update_counter
 
@@ -302,8 +311,102 @@ def layout(model: NudgeModel) -> tuple[np.ndarray, np.ndarray]:
 
 
 # ---------------------------------------------------------------------------------------
-# Components: plain functions of the model, as in Mesa's examples
+# Frames and overlays: matplotlib draws what stays (axes, ties, names) once, a canvas in
+# the browser draws what changes (residents' colours, the curves) from small arrays
 # ---------------------------------------------------------------------------------------
+
+FRAME_DPI = 100
+"""Resolution of the static pictures (assumption: sharp at the page's ~600 px columns)."""
+GRAPH_DPI = 130
+"""The graph's picture is denser (thin ties), so it gets more pixels (assumption)."""
+NODE_SIZE = {"never": 1.5, "adopter": 1.5, "lapsed": 1.5, "ambassador": 3.0}
+"""Dot radius per state in points (matplotlib's scatter sizes 9 and 36 before)."""
+DRAW_ORDER = (0, 2, 1, 3)
+"""State codes in drawing order: non-adopters underneath, ambassadors on top."""
+GRAPH_SIZE, ADOPTION_SIZE, COST_SIZE = (6.4, 7.1), (6.4, 5.2), (6.4, 4.3)
+"""Picture sizes in inches: their aspect ratios balance the page's two columns."""
+LANE = 0.045  # height of one nudge's lane, as a fraction of the axes (assumption: legible)
+HEADROOM = 1.1  # y axes reach at least 10% above the data so far (assumption)
+
+
+@dataclass(frozen=True)
+class Frame:
+    """A static picture (a PNG data URL) and where its axes sit in it, so the canvas can
+    place marks: positions are fractions of the picture from its top-left corner."""
+
+    image: str
+    aspect: float  # height / width
+    box: tuple[float, float, float, float]  # the axes' left, top, width, height
+    xlim: tuple[float, float]
+    pt: float  # one typographic point as a fraction of the picture's width
+
+    def fx(self, values: Any) -> list[float]:
+        left, _, width, _ = self.box
+        lo, hi = self.xlim
+        return np.round(left + width * (np.asarray(values, float) - lo) / (hi - lo), 5).tolist()
+
+    def fy(self, values: Any, lo: float, hi: float) -> list[float]:
+        _, top, _, height = self.box
+        frac = (np.asarray(values, float) - lo) / (hi - lo)
+        return np.round(top + height * (1.0 - frac), 5).tolist()
+
+
+def _frame(fig: Figure, ax: Any) -> Frame:
+    """Render `fig` once and record where `ax` sits in the picture."""
+    box = ax.get_position()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=fig.dpi)
+    width, height = fig.get_size_inches()
+    image = "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
+    place = (box.x0, 1.0 - box.y1, box.width, box.height)
+    return Frame(image, float(height / width), tuple(map(float, place)),
+                 tuple(map(float, ax.get_xlim())), float(1 / 72 / width))
+
+
+def _no_y_labels(*axes: Any, room: float) -> None:
+    """The canvas draws the y ticks: the data's range grows during a run, the picture
+    does not change. `room` (points) is kept between the axis and its label for them."""
+    for ax in axes:
+        ax.tick_params(axis="y", which="both", left=False, right=False, labelleft=False,
+                       labelright=False)
+        ax.yaxis.labelpad = room
+
+
+def y_axis(frame: Frame, peak: float, floor: float, fmt: str, side: str = "left",
+           reach: float = 1.0, grid: bool = True) -> tuple[float, dict[str, list]]:
+    """Ticks for 0..`peak` x HEADROOM (at least `floor`) as canvas marks, and the axis top.
+
+    `reach` is the share of the axes the data may use (the adoption curve leaves the top
+    to the nudge lanes); `fmt` formats a tick value given its decimals, e.g. "£{:,.{d}f}".
+    """
+    ticks = MaxNLocator(nbins=5, steps=[1, 2, 2.5, 5, 10]).tick_values(
+        0.0, max(float(peak) * HEADROOM, floor))
+    ticks = ticks[ticks >= 0]
+    hi = float(ticks[-1]) / reach
+    decimals = max(0, -math.floor(math.log10(ticks[1] - ticks[0]) + 1e-9))
+    left, _, width, _ = frame.box
+    edge = left if side == "left" else left + width
+    out = -1 if side == "left" else 1
+    tick, gap, size = 3.5 * frame.pt, 3.5 * frame.pt, 10 * frame.pt
+    lines, texts = [], []
+    for value, y in zip(ticks, frame.fy(ticks, 0.0, hi), strict=True):
+        if grid:
+            lines.append({"x": [left, left + width], "y": [y, y],
+                          "color": "rgba(176,176,176,0.3)", "width": 0.8 * frame.pt})
+        lines.append({"x": [edge, edge + out * tick], "y": [y, y], "color": "#000000",
+                      "width": 0.8 * frame.pt})
+        texts.append({"x": edge + out * (tick + gap), "y": y,
+                      "text": fmt.format(float(value), d=decimals), "size": size,
+                      "align": "right" if side == "left" else "left", "color": "#000000"})
+    return hi, {"lines": lines, "texts": texts}
+
+
+def _merge(*layers: dict[str, list]) -> dict[str, list]:
+    out: dict[str, list] = {}
+    for layer in layers:
+        for k, v in layer.items():
+            out[k] = out.get(k, []) + v
+    return out
 
 
 def _title(model: NudgeModel) -> str:
@@ -311,64 +414,85 @@ def _title(model: NudgeModel) -> str:
     return f"{sc.name}: {sc.step_unit} {model.t} of {sc.steps}"
 
 
-def graph_figure(model: NudgeModel) -> Figure:
-    """Residents coloured by state on the cached layout."""
+_FRAMES: dict[tuple, tuple[Frame, list[float], list[float]]] = {}
+
+
+def graph_frame(model: NudgeModel) -> tuple[Frame, list[float], list[float]]:
+    """Ties and ward names drawn once per graph (cached like the layout), and each
+    resident's position as fractions of that picture."""
     pos, segments = layout(model)
-    codes = model.state_codes()
-    fig = Figure(figsize=(6.4, 5.2))
-    ax = fig.add_subplot()
-    ax.add_collection(LineCollection(segments, colors="#9a9a9a", linewidths=0.3, alpha=0.35))
-    for c, state in enumerate(STATES):
-        sel = codes == c
-        ax.scatter(pos[sel, 0], pos[sel, 1], s=36 if state == "ambassador" else 9,
-                   c=COLOURS[state], edgecolors="black" if state == "ambassador" else "none",
-                   linewidths=0.4, label=f"{state} ({int(sel.sum())})", zorder=3 if c else 2)
     pop = model.engine.population
+    key = (graph_key(model), tuple(pop.ward_names))
+    if key in _FRAMES:
+        return _FRAMES[key]
+    fig = Figure(figsize=GRAPH_SIZE, dpi=GRAPH_DPI)
+    ax = fig.add_axes((0.0, 0.0, 1.0, 1.0))
+    ax.set_axis_off()
+    ax.add_collection(LineCollection(segments, colors="#9a9a9a", linewidths=0.3, alpha=0.35))
+    lo, hi = pos.min(axis=0), pos.max(axis=0)
+    ax.set_xlim(lo[0] - 0.06, hi[0] + 0.06)
+    ax.set_ylim(lo[1] - 0.04, hi[1] + (0.16 if pop.n_wards > 1 else 0.04))
     if pop.n_wards > 1:
         for w, name in enumerate(pop.ward_names):
             members = pos[pop.ward == w]
             if len(members):
-                ax.text(members[:, 0].mean(), members[:, 1].max() + 0.05, name, fontsize=7,
-                        ha="center", va="bottom", color="#333333")
-    ax.set_title(f"{_title(model)} — households by state", fontsize=10)
-    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.01), ncol=4, fontsize=8,
-              frameon=False, markerscale=1.5)
-    ax.set_axis_off()
-    ax.autoscale_view()
-    fig.tight_layout()
-    return fig
+                ax.text(members[:, 0].mean(), members[:, 1].max() + 0.04, name, fontsize=7,
+                        ha="center", va="bottom", color="#333333", parse_math=False)
+    frame = _frame(fig, ax)
+    entry = (frame, frame.fx(pos[:, 0]), frame.fy(pos[:, 1], *ax.get_ylim()))
+    if len(_FRAMES) >= _LAYOUT_CACHE_SIZE:
+        _FRAMES.pop(next(iter(_FRAMES)))
+    _FRAMES[key] = entry
+    return entry
 
 
-def ward_figure(model: NudgeModel) -> Figure:
-    """Adoption per ward now (bars coloured by rate) against step 0 (black ticks)."""
-    pop, eng = model.engine.population, model.engine
+def node_styles(frame: Frame) -> list[dict[str, Any]]:
+    """Fill, outline and radius (fraction of the width) for each state code."""
+    return [{"fill": COLOURS[s], "edge": "#000000" if s == "ambassador" else "",
+             "r": NODE_SIZE[s] * frame.pt, "lw": 0.4 * frame.pt} for s in STATES]
+
+
+def encode_codes(codes: np.ndarray) -> str:
+    """State codes as one digit per resident: ~1 byte each on the wire."""
+    return (np.asarray(codes, np.uint8) + ord("0")).tobytes().decode("ascii")
+
+
+def state_counts(model: NudgeModel) -> dict[str, int]:
+    counts = np.bincount(model.state_codes(), minlength=len(STATES))
+    return {s: int(counts[c]) for c, s in enumerate(STATES)}
+
+
+def ward_frame(model: NudgeModel) -> Frame:
+    """Axes, ward names and the colour scale of the ward view, drawn once per model."""
+    pop = model.engine.population
+    fig = Figure(figsize=(6.4, max(3.0, 1.0 + 0.2 * pop.n_wards)), dpi=FRAME_DPI)
+    ax = fig.add_subplot()
+    fig.colorbar(ScalarMappable(Normalize(0, 100), "YlGn"), ax=ax, pad=0.01)
+    ax.set_yticks(np.arange(pop.n_wards), pop.ward_names, fontsize=7)
+    for label in ax.get_yticklabels():
+        label.set_parse_math(False)
+    ax.set_ylim(pop.n_wards - 0.5, -0.5)
+    ax.set_xlim(0, 100)
+    ax.set_xlabel("households adopting (%); | = step 0")
+    ax.grid(axis="x", alpha=0.3)
+    fig.subplots_adjust(left=0.22, right=0.98, bottom=0.8 / fig.get_size_inches()[1], top=0.97)
+    return _frame(fig, ax)
+
+
+def ward_overlay(model: NudgeModel, frame: Frame) -> dict[str, Any]:
+    """One bar per ward (adoption now, coloured as the scale) and a tick at step 0."""
+    eng, pop = model.engine, model.engine.population
     rates = 100 * eng.ward_rates()
     start = 100 * eng.ward_log[0] / np.maximum(pop.ward_sizes(), 1)
-    y = np.arange(pop.n_wards)
-    fig = Figure(figsize=(6.4, max(3.0, 1.2 + 0.22 * pop.n_wards)))
-    ax = fig.add_subplot()
-    norm = Normalize(0, 100)
-    cmap = fig.colorbar(ScalarMappable(norm, "YlGn"), ax=ax, pad=0.01).cmap
-    ax.barh(y, rates, color=cmap(norm(rates)), edgecolor="#555555", linewidth=0.4)
-    ax.plot(start, y, "|", color="black", ms=10, mew=2, label="step 0")
-    ax.set_yticks(y, pop.ward_names, fontsize=7)
-    ax.invert_yaxis()
-    ax.set_xlim(0, 100)
-    ax.set_xlabel("households adopting (%)")
-    ax.set_title(f"{_title(model)} — adoption by ward ({eng.n:,} households; "
-                 f"graph drawn up to {GRAPH_LIMIT:,})", fontsize=9)
-    ax.legend(loc="lower right", fontsize=8, frameon=False)
-    ax.grid(axis="x", alpha=0.3)
-    fig.tight_layout()
-    return fig
-
-
-def SpaceView(model: NudgeModel):
-    fig = graph_figure(model) if model.engine.n <= GRAPH_LIMIT else ward_figure(model)
-    return solara.FigureMatplotlib(fig, format="png")
-
-
-LANE = 0.045  # height of one nudge's lane, as a fraction of the axes (assumption: legible)
+    y, ylim = np.arange(pop.n_wards), (pop.n_wards - 0.5, -0.5)
+    hexes = [to_hex(c) for c in colormaps["YlGn"](rates / 100)]
+    x0, x1 = frame.fx([0.0])[0], frame.fx(rates)
+    top, bottom = frame.fy(y - 0.4, *ylim), frame.fy(y + 0.4, *ylim)
+    rects = [[x0, t, r, b, h] for t, r, b, h in zip(top, x1, bottom, hexes, strict=True)]
+    ticks = [{"x": [x, x], "y": [t, b], "color": "#000000", "width": 2 * frame.pt}
+             for x, t, b in zip(frame.fx(start), frame.fy(y - 0.3, *ylim),
+                                frame.fy(y + 0.3, *ylim), strict=True)]
+    return {"rects": rects, "lines": ticks}
 
 
 def _shade_windows(ax: Any, model: NudgeModel) -> None:
@@ -381,91 +505,325 @@ def _shade_windows(ax: Any, model: NudgeModel) -> None:
         for c in w["contacts"]:
             ax.axvline(c, ymin=top - LANE * 0.9, ymax=top, color=colour, lw=1.2)
         ax.text(w["start"] - 0.3, top - LANE * 0.45, w["name"], fontsize=6.5, va="center",
-                transform=ax.get_xaxis_transform(), color="black")
+                transform=ax.get_xaxis_transform(), color="black", parse_math=False)
 
 
-def adoption_figure(model: NudgeModel) -> Figure:
-    """Adoption so far over the whole run's time axis, nudge windows shaded."""
-    log, sc = model.engine.log, model.nudge_scenario
-    steps = np.asarray(log["step"])
-    rate = 100 * np.asarray(log["adopters"]) / max(model.engine.n, 1)
-    fig = Figure(figsize=(6.4, 4.2))
+def adoption_frame(model: NudgeModel) -> Frame:
+    """Axes, nudge lanes and legend of the adoption curve over the whole run."""
+    sc = model.nudge_scenario
+    fig = Figure(figsize=ADOPTION_SIZE, dpi=FRAME_DPI)
     ax = fig.add_subplot()
-    wards = np.vstack(model.engine.ward_log) / np.maximum(model.engine.population.ward_sizes(), 1)
-    lanes = LANE * len(sc.nudges) + 0.02
-    data_top = min(100.0, max(10.0, 110 * float(wards.max())))
     ax.set_xlim(-0.5, sc.steps + 0.5)
-    ax.set_ylim(0, data_top / (1.0 - lanes))  # the lanes sit above the data
-    ax.set_yticks([y for y in ax.get_yticks() if 0 <= y <= data_top])
     _shade_windows(ax, model)
-    if wards.shape[1] > 1:
-        ax.fill_between(steps, 100 * wards.min(axis=1), 100 * wards.max(axis=1), color="grey",
-                        alpha=0.25, lw=0, label="range across wards")
-    ax.plot(steps, rate, color="black", lw=2, label=f"all households ({rate[-1]:.1f}% now)")
+    handles = [Patch(color="grey", alpha=0.25, lw=0, label="range across wards"),
+               Line2D([], [], color="black", lw=2, label="all households")]
+    if model.engine.population.n_wards <= 1:
+        handles = handles[1:]
+    ax.legend(handles=handles, loc="lower right", fontsize=7, frameon=False)
     ax.set_xlabel(f"step ({sc.step_unit})")
     ax.set_ylabel("households adopting (%)")
-    ax.set_title(f"{_title(model)} — adoption; bars = nudge active, | = contact",
-                 fontsize=9)
-    ax.legend(loc="lower right", fontsize=7, frameon=False)
-    ax.grid(alpha=0.3)
-    fig.tight_layout()
-    return fig
+    ax.grid(axis="x", alpha=0.3)
+    _no_y_labels(ax, room=24)
+    fig.subplots_adjust(left=0.11, right=0.98, bottom=0.12, top=0.98)
+    return _frame(fig, ax)
 
 
-def AdoptionCurve(model: NudgeModel):
-    return solara.FigureMatplotlib(adoption_figure(model), format="png")
+def adoption_overlay(model: NudgeModel, frame: Frame) -> dict[str, Any]:
+    """The curve so far, the range across wards and the y ticks (the data use the axes
+    below the nudge lanes)."""
+    eng = model.engine
+    wards = np.vstack(eng.ward_log) / np.maximum(eng.population.ward_sizes(), 1)
+    rate = 100 * np.asarray(eng.log["adopters"]) / max(eng.n, 1)
+    reach = 1.0 - (LANE * len(model.nudge_scenario.nudges) + 0.02)
+    hi, axis = y_axis(frame, min(100.0, 100 * float(wards.max())), 10.0, "{:.{d}f}",
+                      reach=reach)
+    x = frame.fx(eng.log["step"])
+    bands = []
+    if wards.shape[1] > 1:
+        bands = [{"x": x, "lo": frame.fy(100 * wards.min(axis=1), 0.0, hi),
+                  "hi": frame.fy(100 * wards.max(axis=1), 0.0, hi),
+                  "color": "rgba(128,128,128,0.25)"}]
+    curve = {"x": x, "y": frame.fy(rate, 0.0, hi), "color": "#000000", "width": 2 * frame.pt,
+             "dot": True}
+    return _merge(axis, {"lines": [curve], "bands": bands})
 
 
-def cost_impact_figure(model: NudgeModel) -> Figure:
-    log, sc = model.engine.log, model.nudge_scenario
-    steps = np.asarray(log["step"])
-    cost = np.cumsum(log["cost_step"])
-    impact = np.cumsum(log["impact_step"])
-    fig = Figure(figsize=(6.4, 3.4))
+def cost_frame(model: NudgeModel) -> Frame:
+    """Axes of cumulative cost (left, £) and impact (right, the scenario's unit)."""
+    sc = model.nudge_scenario
+    fig = Figure(figsize=COST_SIZE, dpi=FRAME_DPI)
     ax = fig.add_subplot()
-    ax.plot(steps, cost, color="tab:red", lw=2)
     ax.set_xlim(-0.5, sc.steps + 0.5)
-    ax.set_ylim(bottom=0)
     ax.set_ylabel("cumulative cost (£)", color="tab:red")
-    ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"£{v:,.0f}"))
     ax.set_xlabel(f"step ({sc.step_unit})")
-    ax.grid(alpha=0.3)
+    ax.grid(axis="x", alpha=0.3)
     twin = ax.twinx()
-    twin.plot(steps, impact, color="tab:green", lw=2)
-    twin.set_ylim(bottom=0)
-    twin.set_ylabel(f"cumulative impact\n({sc.impact.unit})", color="tab:green", fontsize=8)
-    ax.set_title(f"£{cost[-1]:,.0f} spent; {impact[-1]:,.2f} {sc.impact.unit}", fontsize=9)
-    fig.tight_layout()
-    return fig
+    twin.set_ylabel(f"cumulative impact\n({sc.impact.unit})", color="tab:green", fontsize=8,
+                    parse_math=False)
+    _no_y_labels(ax, room=46)
+    _no_y_labels(twin, room=24)
+    fig.subplots_adjust(left=0.15, right=0.87, bottom=0.15, top=0.97)
+    return _frame(fig, ax)
 
 
-def CostImpact(model: NudgeModel):
-    return solara.FigureMatplotlib(cost_impact_figure(model), format="png")
+def cost_overlay(model: NudgeModel, frame: Frame) -> dict[str, Any]:
+    """Both cumulative curves so far and their y ticks (cost left, impact right)."""
+    log = model.engine.log
+    cost, impact = np.cumsum(log["cost_step"]), np.cumsum(log["impact_step"])
+    cost_hi, cost_axis = y_axis(frame, cost[-1], 1.0, "£{:,.{d}f}")
+    impact_hi, impact_axis = y_axis(frame, impact[-1], 1.0, "{:,.{d}f}", side="right",
+                                    grid=False)
+    x = frame.fx(log["step"])
+    curves = [{"x": x, "y": frame.fy(cost, 0.0, cost_hi), "color": "#d62728",
+               "width": 2 * frame.pt, "dot": True},
+              {"x": x, "y": frame.fy(impact, 0.0, impact_hi), "color": "#2ca02c",
+               "width": 2 * frame.pt, "dot": True}]
+    return _merge(cost_axis, impact_axis, {"lines": curves})
+
+# ---------------------------------------------------------------------------------------
+# The canvas widget and the page's components
+# ---------------------------------------------------------------------------------------
+
+_CANVAS_TEMPLATE = r"""
+<template>
+  <div class="nudgesim-plot"
+       :style="{position: 'relative', width: '100%', aspectRatio: String(1 / aspect)}">
+    <img v-if="image" :src="image" alt=""
+         style="position: absolute; left: 0; top: 0; width: 100%; height: 100%" />
+    <canvas ref="canvas"
+            style="position: absolute; left: 0; top: 0; width: 100%; height: 100%"></canvas>
+  </div>
+</template>
+<script>
+module.exports = {
+  mounted() {
+    this.observer = new ResizeObserver(() => this.schedule());
+    this.observer.observe(this.$refs.canvas);
+    this.schedule();
+  },
+  beforeUnmount() {
+    if (this.observer) this.observer.disconnect();
+  },
+  watch: {
+    codes() { this.schedule(); },
+    node_x() { this.schedule(); },
+    lines() { this.schedule(); },
+    bands() { this.schedule(); },
+    rects() { this.schedule(); },
+    texts() { this.schedule(); },
+  },
+  methods: {
+    schedule() {
+      if (this.pending) return;
+      this.pending = true;
+      Promise.resolve().then(() => { this.pending = false; this.draw(); });
+    },
+    draw() {
+      const c = this.$refs.canvas;
+      if (!c) return;
+      const dpr = window.devicePixelRatio || 1;
+      const w = c.clientWidth, h = c.clientHeight;
+      if (!w || !h) return;
+      if (c.width !== Math.round(w * dpr) || c.height !== Math.round(h * dpr)) {
+        c.width = Math.round(w * dpr);
+        c.height = Math.round(h * dpr);
+      }
+      const g = c.getContext("2d");
+      g.setTransform(dpr, 0, 0, dpr, 0, 0);
+      g.clearRect(0, 0, w, h);
+      for (const b of this.bands) {
+        g.beginPath();
+        b.x.forEach((x, i) => g.lineTo(x * w, b.hi[i] * h));
+        for (let i = b.x.length - 1; i >= 0; i--) g.lineTo(b.x[i] * w, b.lo[i] * h);
+        g.closePath();
+        g.fillStyle = b.color;
+        g.fill();
+      }
+      for (const r of this.rects) {
+        g.fillStyle = r[4];
+        g.fillRect(r[0] * w, r[1] * h, (r[2] - r[0]) * w, (r[3] - r[1]) * h);
+        g.strokeStyle = "#555555";
+        g.lineWidth = 0.5;
+        g.strokeRect(r[0] * w, r[1] * h, (r[2] - r[0]) * w, (r[3] - r[1]) * h);
+      }
+      g.lineJoin = "round";
+      for (const l of this.lines) {
+        g.beginPath();
+        l.x.forEach((x, i) => g.lineTo(x * w, l.y[i] * h));
+        g.strokeStyle = l.color;
+        g.lineWidth = Math.max(1, l.width * w);
+        g.stroke();
+        if (l.dot && l.x.length) {
+          const n = l.x.length - 1;
+          g.beginPath();
+          g.arc(l.x[n] * w, l.y[n] * h, Math.max(2, 1.5 * l.width * w), 0, 2 * Math.PI);
+          g.fillStyle = l.color;
+          g.fill();
+        }
+      }
+      g.textBaseline = "middle";
+      for (const s of this.texts) {
+        g.font = Math.max(8, s.size * w).toFixed(1) + "px 'DejaVu Sans', sans-serif";
+        g.textAlign = s.align;
+        g.fillStyle = s.color;
+        g.fillText(s.text, s.x * w, s.y * h);
+      }
+      const codes = this.codes, xs = this.node_x, ys = this.node_y;
+      if (!codes || codes.length !== xs.length) return;
+      for (const code of this.draw_order) {
+        const s = this.node_styles[code];
+        const r = Math.max(1, s.r * w);
+        const ch = 48 + code;
+        g.beginPath();
+        for (let i = 0; i < codes.length; i++) {
+          if (codes.charCodeAt(i) !== ch) continue;
+          g.moveTo(xs[i] * w + r, ys[i] * h);
+          g.arc(xs[i] * w, ys[i] * h, r, 0, 2 * Math.PI);
+        }
+        g.fillStyle = s.fill;
+        g.fill();
+        if (s.edge) {
+          g.strokeStyle = s.edge;
+          g.lineWidth = Math.max(0.5, s.lw * w);
+          g.stroke();
+        }
+      }
+    },
+  },
+};
+</script>
+"""
 
 
-def Summary(model: NudgeModel):
-    """Headline numbers a planner asks for, and what the levers did."""
+class PlotCanvas(ipyvuetify.VuetifyTemplate):
+    """A static picture with a canvas on top that the browser redraws from small arrays.
+
+    Only changed traits cross the websocket: per frame the residents' state codes (one
+    byte each) and the curves' points, never a picture. Coordinates are fractions of the
+    picture (x from the left, y from the top), sizes fractions of its width.
+    """
+
+    template = traitlets.Unicode(_CANVAS_TEMPLATE).tag(sync=True)
+    image = traitlets.Unicode("").tag(sync=True)
+    aspect = traitlets.Float(0.75).tag(sync=True)
+    node_x = traitlets.List().tag(sync=True)
+    node_y = traitlets.List().tag(sync=True)
+    node_styles = traitlets.List().tag(sync=True)
+    draw_order = traitlets.List(list(DRAW_ORDER)).tag(sync=True)
+    codes = traitlets.Unicode("").tag(sync=True)
+    lines = traitlets.List().tag(sync=True)
+    bands = traitlets.List().tag(sync=True)
+    rects = traitlets.List().tag(sync=True)
+    texts = traitlets.List().tag(sync=True)
+
+
+CAPTION_STYLE = "font-size: 13px; margin: 4px 0 2px 0; color: inherit"
+
+
+def _caption(text: str, extra_html: str = "") -> None:
+    solara.HTML(tag="div", unsafe_innerHTML=html.escape(text) + extra_html, style=CAPTION_STYLE)
+
+
+def _legend(counts: dict[str, int]) -> str:
+    dot = ('<span style="display:inline-block;width:{d}px;height:{d}px;border-radius:50%;'
+           'background:{c};{b}margin:0 4px 0 12px;vertical-align:middle"></span>')
+    return "".join(
+        dot.format(d=9 if s == "ambassador" else 7, c=COLOURS[s],
+                   b="border:1px solid #000;" if s == "ambassador" else "")
+        + f"{s} ({n:,})" for s, n in counts.items())
+
+
+@solara.component
+def GraphView(model: NudgeModel, t: int = 0):
+    """Residents coloured by state on the cached layout: only the codes change per step."""
+    frame, xs, ys = solara.use_memo(lambda: graph_frame(model), [model])
+    styles = solara.use_memo(lambda: node_styles(frame), [frame])
+    _caption(f"{_title(model)} — households by state")
+    PlotCanvas.element(image=frame.image, aspect=frame.aspect, node_x=xs, node_y=ys,
+                       node_styles=styles, codes=encode_codes(model.state_codes()))
+    _caption("", _legend(state_counts(model)))
+
+
+@solara.component
+def WardView(model: NudgeModel, t: int = 0):
+    """Adoption per ward now (bars coloured by rate) against step 0 (black ticks)."""
+    frame = solara.use_memo(lambda: ward_frame(model), [model])
+    _caption(f"{_title(model)} — adoption by ward ({model.engine.n:,} households; graph "
+             f"drawn up to {GRAPH_LIMIT:,})")
+    PlotCanvas.element(image=frame.image, aspect=frame.aspect, **ward_overlay(model, frame))
+
+
+@solara.component
+def SpaceView(model: NudgeModel, t: int = 0):
+    if model.engine.n <= GRAPH_LIMIT:
+        GraphView(model, t)
+    else:
+        WardView(model, t)
+
+
+@solara.component
+def AdoptionCurve(model: NudgeModel, t: int = 0):
+    """The adoption curve so far over the whole run's time axis."""
+    frame = solara.use_memo(lambda: adoption_frame(model), [model])
+    rate = 100 * model.engine.adoption_rate()
+    _caption(f"{_title(model)} — adoption {rate:.1f}% now; bars = nudge active, | = contact")
+    PlotCanvas.element(image=frame.image, aspect=frame.aspect, **adoption_overlay(model, frame))
+
+
+@solara.component
+def CostImpact(model: NudgeModel, t: int = 0):
+    """Cumulative cost and impact so far."""
+    frame = solara.use_memo(lambda: cost_frame(model), [model])
+    log, unit = model.engine.log, model.nudge_scenario.impact.unit
+    _caption(f"Cost £{np.sum(log['cost_step']):,.0f} (red, left); impact "
+             f"{np.sum(log['impact_step']):,.2f} {unit} (green, right)")
+    PlotCanvas.element(image=frame.image, aspect=frame.aspect, **cost_overlay(model, frame))
+
+
+def summary_html(model: NudgeModel) -> str:
+    """Headline numbers a planner asks for, and what the levers did (escaped HTML: one
+    widget whose text changes, where solara's Markdown builds a new widget per change)."""
     eng, sc = model.engine, model.nudge_scenario
-    log = eng.log
+    log, e = eng.log, html.escape
     gained = log["adopters"][-1] - log["adopters"][0]
     cost = float(np.sum(log["cost_step"]))
     per = f"£{cost / gained:,.2f}" if gained > 0 else "n/a"
-    lines = [
-        f"**{sc.name}** ({getattr(model, 'scenario_path', Path('-')).name}, seed {sc.seed}): "
-        f"{eng.n:,} households, {eng.network.n_ties:,} ties, {len(sc.nudges)} nudges",
-        f"**{sc.step_unit.capitalize()} {model.t} of {sc.steps}** — adoption "
+    name = getattr(model, "scenario_path", Path("-")).name
+    paragraphs = [
+        f"<b>{e(sc.name)}</b> ({e(name)}, seed {sc.seed}): {eng.n:,} households, "
+        f"{eng.network.n_ties:,} ties, {len(sc.nudges)} nudges",
+        f"<b>{e(sc.step_unit.capitalize())} {model.t} of {sc.steps}</b> — adoption "
         f"{100 * eng.adoption_rate():.1f}% ({log['adopters'][-1]:,} households, "
         f"{gained:+,} since step 0); ambassadors serving: {log['ambassadors'][-1]}",
         f"Cost so far £{cost:,.0f}; impact {float(np.sum(log['impact_step'])):,.2f} "
-        f"{sc.impact.unit}; £ per adopter gained {per}",
+        f"{e(sc.impact.unit)}; £ per adopter gained {per}",
         "Levers apply on top of the chosen file (0 removes that nudge, a lever on a file "
-        "without it adds small_town.toml's); press **Reset** to rebuild with them.",
+        "without it adds small_town.toml's); press <b>Reset</b> to rebuild with them.",
     ]
-    lines += [f"*{note}*" for note in getattr(model, "notes", [])]
-    return solara.Markdown("\n\n".join(lines))
+    paragraphs += [f"<i>{e(note)}</i>" for note in getattr(model, "notes", [])]
+    return "".join(f"<p>{p}</p>" for p in paragraphs)
+
+
+@solara.component
+def Summary(model: NudgeModel, t: int = 0):
+    solara.HTML(tag="div", unsafe_innerHTML=summary_html(model), classes=["nudgesim-summary"])
 
 
 COMPONENTS = [SpaceView, AdoptionCurve, Summary, CostImpact]
+
+PAGE_CSS = """
+.v-slider .v-slider__container { margin-inline-end: 44px; }
+.v-slider .v-slider__container > input {
+  display: block !important; position: absolute; left: calc(100% + 8px); top: 50%;
+  transform: translateY(-50%); width: 36px; padding: 0; border: 0; background: transparent;
+  color: inherit; font-size: 13px; pointer-events: none;
+}
+.nudgesim-summary { font-size: 15px; }
+.nudgesim-summary p { margin: 0 0 10px 0; }
+"""
+"""Every slider shows its value beside its track: Mesa builds solara sliders, whose value
+shows only while dragging, so the page unhides the read-only input Vuetify keeps in each
+slider (it always holds the current value)."""
 
 
 def make_model(**params: Any) -> VizModel:
@@ -475,20 +833,29 @@ def make_model(**params: Any) -> VizModel:
 
 @solara.component
 def Dashboard(model: NudgeModel):
-    """The figures in a fixed two-column layout, redrawn whenever Mesa's controls step.
+    """The figures in a fixed two-column layout.
 
     Mesa passes ``components`` to a draggable grid whose JavaScript (vue-grid-layout 2)
     needs Vue 2; solara 1.64 with ipyvuetify 3 runs Vue 3 and the grid stays empty
-    ("GlobalVue.use is not a function"), so the page lays the components out itself.
+    ("GlobalVue.use is not a function"), so the page lays the components out itself. Each
+    step re-renders this component alone (with the clock as a prop of its children), not one
+pass per component.
     """
-    update_counter.get()  # Mesa's signal that the model stepped
+    update_counter.get()  # Mesa's signal that the model stepped: one render for all
+    t = model.t  # a changed prop re-renders the components; a picture is never redrawn
+    solara.Style(PAGE_CSS)
     with solara.Columns([1, 1]):
-        with solara.Column():
-            SpaceView(model)
-            CostImpact(model)
-        with solara.Column():
-            AdoptionCurve(model)
-            Summary(model)
+        with solara.Column(gap="6px"):
+            SpaceView(model, t)
+            Summary(model, t)
+        with solara.Column(gap="6px"):
+            AdoptionCurve(model, t)
+            CostImpact(model, t)
+
+
+PLAY_INTERVAL = 51
+"""Mesa's pause between Play steps in ms (its own default, on its slider's 1 + 10k grid;
+the page can change it)."""
 
 
 @solara.component
@@ -498,7 +865,7 @@ def Page():
     initial = solara.use_memo(make_model, [])
     model = solara.use_reactive(initial)
     params = solara.use_memo(model_params, [])
-    SolaraViz(model, components=[], model_params=params, play_interval=150,
+    SolaraViz(model, components=[], model_params=params, play_interval=PLAY_INTERVAL,
               name="nudgesim — nudges on a social network")
     Dashboard(model.value)
 

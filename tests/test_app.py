@@ -25,19 +25,79 @@ def test_ten_seeded_steps_are_reproducible_and_draw():
         a.step()
         b.step()
     assert a.engine.log == b.engine.log and a.t == 10 and a.nudge_scenario.seed == 5
-    for draw in (app.graph_figure, app.ward_figure, app.adoption_figure):
-        assert draw(a).axes[0].get_title().startswith("small_town: week 10 of 52")
-    assert "spent" in app.cost_impact_figure(a).axes[0].get_title()
+    assert app._title(a) == "small_town: week 10 of 52"
+    for frame in (app.graph_frame(a)[0], app.ward_frame(a), app.adoption_frame(a),
+                  app.cost_frame(a)):
+        assert frame.image.startswith("data:image/png;base64,") and len(frame.image) > 10_000
+        left, top, width, height = frame.box
+        assert 0 <= left < left + width <= 1 and 0 <= top < top + height <= 1
+    curve = app.adoption_overlay(a, app.adoption_frame(a))
+    assert len(curve["lines"][-1]["x"]) == 11 and len(curve["bands"]) == 1
+    assert len(app.cost_overlay(a, app.cost_frame(a))["lines"]) >= 2
+    assert "Week 10 of 52" in app.summary_html(a)
     for component in app.COMPONENTS:
-        assert component(a) is not None
+        assert component(a, a.t) is not None
 
 
-def test_the_page_renders_and_shows_three_figures_and_a_summary():
-    box, rc = solara.render(app.Page(), handle_error=False)
+def html_texts(rc) -> list[str]:
+    return [w.unsafe_innerHTML for w in rc.find(solara.widgets.HTML).widgets]
+
+
+def test_the_page_renders_three_canvases_and_a_step_sends_codes_not_pictures(monkeypatch):
     import ipywidgets
+    from mesa.visualization.utils import force_update
 
-    assert len(rc.find(ipywidgets.Image).widgets) == 3
-    rc.close()
+    made = []
+    monkeypatch.setattr(app, "make_model", lambda: made.append(app.VizModel()) or made[-1])
+    box, rc = solara.render(app.Page(), handle_error=False)
+    try:
+        canvases = rc.find(app.PlotCanvas).widgets
+        assert len(canvases) == 3
+        graph = next(c for c in canvases if c.codes)
+        (model,) = made
+        images = [c.image for c in canvases]
+        codes, lines = graph.codes, [c.lines for c in canvases]
+        created = []
+        ipywidgets.Widget.on_widget_constructed(lambda w: created.append(type(w).__name__))
+        for _ in range(3):
+            model.step()
+            force_update()  # what Mesa's Step and Play do
+        assert [c.image for c in canvases] == images  # no picture redrawn
+        assert len(graph.codes) == model.engine.n and graph.codes != codes
+        assert graph.codes == app.encode_codes(model.state_codes())
+        assert [c.lines for c in canvases] != lines
+        assert created == []  # every component updates its widget in place
+        assert any("Week 3 of 52" in text for text in html_texts(rc))
+    finally:
+        ipywidgets.Widget._widget_construction_callback = None
+        rc.close()
+
+
+def test_y_ticks_cover_the_data_and_sit_on_the_axis():
+    m = app.make_model(rng=1)
+    frame = app.cost_frame(m)
+    hi, marks = app.y_axis(frame, 6_914.0, 1.0, "£{:,.{d}f}")
+    labels = [t["text"] for t in marks["texts"]]
+    assert labels[0] == "£0" and hi >= 6_914 * app.HEADROOM and labels[-1] == f"£{hi:,.0f}"
+    left, top, width, height = frame.box
+    assert min(t["y"] for t in marks["texts"]) == pytest.approx(top, abs=1e-4)
+    assert max(t["y"] for t in marks["texts"]) == pytest.approx(top + height, abs=1e-4)
+    assert all(t["x"] < left for t in marks["texts"])
+    _, small = app.y_axis(frame, 0.0, 1.0, "{:,.{d}f}", side="right")
+    assert [t["text"] for t in small["texts"]][:2] == ["0.0", "0.2"]
+    assert all(t["x"] > left + width for t in small["texts"])
+
+
+def test_codes_are_one_digit_per_resident():
+    codes = np.array([0, 1, 2, 3, 3, 0])
+    assert app.encode_codes(codes) == "012330"
+
+
+def test_the_summary_escapes_what_the_files_say():
+    m = app.make_model(rng=1)
+    m.notes = ["<script>alert(1)</script>"]
+    text = app.summary_html(m)
+    assert "<script>" not in text and "&lt;script&gt;" in text
 
 
 def test_the_initial_model_is_the_file_as_written():
@@ -72,20 +132,24 @@ def test_viz_model_uses_the_chosen_file_and_reports_rejected_levers():
     assert m.notes and "levers not applied" in m.notes[0] and m.engine.n == 1000
 
 
-def test_layout_is_computed_once_per_graph(monkeypatch):
+def test_layout_and_graph_picture_are_computed_once_per_graph(monkeypatch):
     m = app.make_model(rng=2)
     pos, segments = app.layout(m)
     assert pos.shape == (m.engine.n, 2) and np.isfinite(pos).all()
     assert len(segments) == m.engine.network.n_ties
+    frame, xs, ys = app.graph_frame(m)
+    assert len(xs) == len(ys) == m.engine.n
+    assert 0 <= min(xs) and max(xs) <= 1 and 0 <= min(ys) and max(ys) <= 1
 
     def fail(*args, **kwargs):
-        raise AssertionError("layout recomputed")
+        raise AssertionError("recomputed")
 
     monkeypatch.setattr(app.nx, "spring_layout", fail)
+    monkeypatch.setattr(app, "_frame", fail)
     same_graph = app.make_model(rng=2)
     for _ in range(3):
         same_graph.step()
-        app.graph_figure(same_graph)
+        assert app.graph_frame(same_graph)[0] is frame
     assert app.layout(same_graph)[0] is pos
 
 
@@ -93,9 +157,15 @@ def test_ward_view_above_the_graph_limit(monkeypatch):
     monkeypatch.setattr(app, "GRAPH_LIMIT", 100)
     m = app.make_model(rng=3)
     m.step()
-    element = app.SpaceView(m)
-    assert element is not None
-    assert "by ward" in app.ward_figure(m).axes[0].get_title()
+    assert app.SpaceView(m, m.t) is not None
+    marks = app.ward_overlay(m, app.ward_frame(m))
+    assert len(marks["rects"]) == len(marks["lines"]) == m.engine.population.n_wards
+    box, rc = solara.render(app.Page(), handle_error=False)
+    try:
+        assert len(rc.find(app.PlotCanvas).widgets) == 3
+        assert any("adoption by ward" in text for text in html_texts(rc))
+    finally:
+        rc.close()
 
 
 def test_viz_refuses_a_missing_or_bad_scenario_before_serving(tmp_path, capsys):

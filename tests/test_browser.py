@@ -1,13 +1,18 @@
 """The browser visualisation in a real browser: Debian's chromium driven by Playwright.
 
-Starts `nudgesim viz` on a free loopback port, loads the page, presses Step and Play, checks
-that the step counter and the plots change, moves a slider, resets, and saves a screenshot
-to results/viz_screenshot.png. Skipped only when chromium is missing outside CI; in CI
-(CI set) a missing browser fails.
+Starts `nudgesim viz` on a free loopback port with the small town run over ten years (so
+Play does not reach the end while it is measured), loads the page, checks the layout (three
+pictures with canvases, both columns filled, a value beside every slider), presses Step and
+Play, checks that the graph recolours and the curves grow, measures steps per second over
+10 s of Play and records it in results/benchmark/browser.json (measured, not asserted: speed
+belongs to benchmarks), moves a slider, resets, switches to the one-year small town and
+saves a screenshot to results/viz_screenshot.png. Skipped only when chromium is missing
+outside CI; in CI (CI set) a missing browser fails.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -24,9 +29,12 @@ ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM = Path("/usr/bin/chromium")
 SCENARIO = ROOT / "experiments" / "scenarios" / "small_town.toml"
 SCREENSHOT = ROOT / "results" / "viz_screenshot.png"
+RECORD = ROOT / "results" / "benchmark" / "browser.json"
 ARGS = ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
         "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 TIMEOUT_MS = 120_000  # first load compiles solara's page on 2 busy cores (assumption: generous)
+PLAY_SECONDS = 10.0
+YEARS = 10
 
 if not CHROMIUM.exists() and not os.environ.get("CI"):
     pytest.skip("Debian's chromium is not installed (apt-get install chromium)",
@@ -39,16 +47,27 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def long_small_town(folder: Path) -> Path:
+    """small_town.toml with a horizon of YEARS years: the same town and nudges per step."""
+    text, n = re.subn(r"(?m)^steps = 52$", f"steps = {52 * YEARS}", SCENARIO.read_text())
+    assert n == 1, "small_town.toml no longer says `steps = 52`"
+    path = folder / f"small_town_{YEARS}y.toml"
+    path.write_text(text)
+    return path
+
+
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     from nudgesim.app import prefetch_assets
 
     prefetch_assets()  # no-op once solara's CDN cache is filled (.ci/run does it first)
     port = free_port()
-    log = tmp_path_factory.mktemp("viz") / "server.log"
+    folder = tmp_path_factory.mktemp("viz")
+    log = folder / "server.log"
     with open(log, "w") as out:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "nudgesim.cli", "viz", str(SCENARIO), "--port", str(port)],
+            [sys.executable, "-m", "nudgesim.cli", "viz", str(long_small_town(folder)),
+             "--port", str(port)],
             stdout=out, stderr=subprocess.STDOUT, cwd=ROOT, start_new_session=True,
         )
     url = f"http://127.0.0.1:{port}/"
@@ -88,7 +107,53 @@ def wait_until(predicate, timeout_s: float = 90.0, what: str = "") -> None:
         time.sleep(0.2)
 
 
-def test_page_steps_plays_changes_a_slider_resets_and_is_screenshotted(server):
+def pixels(canvas) -> str:
+    return canvas.evaluate("c => c.toDataURL()")
+
+
+BOXES = """() => {
+  const box = e => { const r = e.getBoundingClientRect();
+                     return {left: r.left, right: r.right, top: r.top, bottom: r.bottom}; };
+  return {
+    plots: [...document.querySelectorAll('.nudgesim-plot')].map(box),
+    loaded: [...document.querySelectorAll('.nudgesim-plot img')]
+            .map(i => i.complete && i.naturalWidth > 0),
+    summary: box(document.querySelector('.nudgesim-summary')),
+  };
+}"""
+
+
+def check_layout(page) -> None:
+    """Three pictures drawn, side by side in two columns whose bottoms nearly meet."""
+    boxes = page.evaluate(BOXES)
+    graph, curve, cost = boxes["plots"]
+    assert boxes["loaded"] == [True, True, True]
+    for b in boxes["plots"]:
+        assert b["bottom"] - b["top"] > 200 and b["right"] - b["left"] > 300, b
+    assert graph["right"] <= curve["left"] and curve["bottom"] <= cost["top"]
+    left_end, right_end = boxes["summary"]["bottom"], cost["bottom"]
+    height = max(left_end, right_end) - graph["top"]
+    assert abs(left_end - right_end) < 0.15 * height, boxes  # no empty corner
+
+
+def check_slider_values(page) -> None:
+    """Every slider shows its current value beside its track, inside its card."""
+    sliders = page.locator(".v-slider")
+    assert sliders.count() >= 7
+    for i in range(sliders.count()):
+        slider = sliders.nth(i)
+        shown = slider.locator(".v-slider__container > input")
+        assert shown.is_visible()
+        value = float(slider.get_by_role("slider").get_attribute("aria-valuenow"))
+        assert float(shown.input_value()) == pytest.approx(value)
+        track = slider.locator(".v-slider-track").bounding_box()
+        text = shown.bounding_box()
+        assert text["x"] >= track["x"] + track["width"]
+        whole = slider.bounding_box()
+        assert text["x"] + text["width"] <= whole["x"] + whole["width"] + 1
+
+
+def test_page_lays_out_steps_plays_recolours_changes_a_slider_and_resets(server):
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:
@@ -98,23 +163,51 @@ def test_page_steps_plays_changes_a_slider_resets_and_is_screenshotted(server):
             page.set_default_timeout(TIMEOUT_MS)
             page.goto(server, timeout=TIMEOUT_MS)
             page.get_by_text("Time: 0.0", exact=True).wait_for()
-            figures = page.locator("img.widget-image")
-            wait_until(lambda: figures.count() >= 3, what="the three figures")
+            canvases = page.locator(".nudgesim-plot canvas")
+            wait_until(lambda: canvases.count() == 3, what="the three pictures")
             wait_until(lambda: "1,000 households" in page.inner_text("body"), what="the summary")
-            assert "5 nudges" in page.inner_text("body")
-            curve = figures.nth(1)
-            before = curve.get_attribute("src")
+            assert "5 nudges" in page.inner_text("body"), page.inner_text("body")
+            wait_until(lambda: page.evaluate(BOXES)["loaded"] == [True] * 3, what="pictures")
+            check_layout(page)
+            check_slider_values(page)
+            graph, curve = canvases.nth(0), canvases.nth(1)
+            graph_before, curve_before = pixels(graph), pixels(curve)
 
             page.get_by_role("button", name="Step").click()
             page.get_by_text("Time: 1.0", exact=True).wait_for()
-            wait_until(lambda: curve.get_attribute("src") != before, what="the curve to redraw")
-            wait_until(lambda: "Week 1 of 52" in page.inner_text("body"), what="the summary")
+            wait_until(lambda: pixels(curve) != curve_before, what="the curve to grow")
+            wait_until(lambda: f"Week 1 of {52 * YEARS}" in page.inner_text("body"),
+                       what="the summary")
 
+            # steps per second over PLAY_SECONDS of Play, recorded, not asserted
+            start, t0 = current_time(page), time.monotonic()
             page.get_by_role("button", name="▶").click()
-            wait_until(lambda: current_time(page) >= 4, what="Play to advance")
+            time.sleep(PLAY_SECONDS)
+            end, elapsed = current_time(page), time.monotonic() - t0
             page.get_by_role("button", name="❚❚").click()
+            assert end > start + 1, "Play did not advance"
+            rate = (end - start) / elapsed
+            record = {
+                "what": "browser Play, steps per second (Mesa's ▶, headless chromium, "
+                        f"viewport 1600x1150), over {PLAY_SECONDS:.0f} s",
+                "scenario": f"small_town.toml (1,000 households) with steps = {52 * YEARS}",
+                "play_interval_ms": int(page.locator(".v-slider").filter(
+                    has_text="Play Interval").get_by_role("slider").get_attribute(
+                    "aria-valuenow")),
+                "steps": end - start, "seconds": round(elapsed, 2),
+                "steps_per_second": round(rate, 2),
+                "load_average_1min": round(os.getloadavg()[0], 2),
+                "cpus": os.cpu_count(),
+                "when": time.strftime("%Y-%m-%dT%H:%M:%S"),
+            }
+            RECORD.parent.mkdir(parents=True, exist_ok=True)
+            RECORD.write_text(json.dumps(record, indent=2) + "\n")
+            print(f"\nbrowser Play: {end - start:.0f} steps in {elapsed:.1f} s = {rate:.2f} "
+                  f"steps/s (load {record['load_average_1min']}) -> {RECORD}")
+            wait_until(lambda: pixels(graph) != graph_before, what="the graph to recolour")
             paused_at = current_time(page)
-            assert paused_at >= 4
+            assert paused_at >= end
+            check_slider_values(page)
 
             # the pledge lever to 0 removes that nudge on Reset (5 nudges -> 4)
             slider = page.locator(".v-slider").filter(has_text="Pledge uptake")
@@ -122,15 +215,28 @@ def test_page_steps_plays_changes_a_slider_resets_and_is_screenshotted(server):
             thumb.focus()
             thumb.press("Home")
             wait_until(lambda: thumb.get_attribute("aria-valuenow") == "0", what="the slider")
+            assert float(slider.locator("input").input_value()) == 0
             page.get_by_role("button", name="Reset").click()
             page.get_by_text("Time: 0.0", exact=True).wait_for()
             wait_until(lambda: "4 nudges" in page.inner_text("body"), what="the rebuilt model")
 
-            # run a while so the screenshot shows a campaign under way
+            # the one-year small town (the file as shipped) for the screenshot
+            page.locator(".v-select").filter(has_text="Scenario file").click()
+            page.get_by_role("option", name="small_town.toml", exact=True).click()
+            page.get_by_role("listbox").wait_for(state="hidden")
+            thumb.focus()
+            for _ in range(3):  # back to the file's pledge uptake, 0.15, in steps of 0.05
+                thumb.press("ArrowRight")
+            wait_until(lambda: thumb.get_attribute("aria-valuenow") == "0.15", what="slider")
+            page.get_by_role("button", name="Reset").click()
+            wait_until(lambda: re.search(r"Week 0 of 52\b", page.inner_text("body")),
+                       what="the one-year small town")
+            assert "5 nudges" in page.inner_text("body")
             page.get_by_role("button", name="▶").click()
-            wait_until(lambda: current_time(page) >= 16, timeout_s=150, what="Play to week 16")
+            wait_until(lambda: current_time(page) >= 17, timeout_s=150, what="Play to week 17")
             page.get_by_role("button", name="❚❚").click()
             page.wait_for_timeout(1500)  # let the last frame arrive
+            check_layout(page)
             SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
             page.screenshot(path=str(SCREENSHOT), full_page=True)
             assert SCREENSHOT.stat().st_size > 50_000
