@@ -814,26 +814,31 @@ def _stop_load(procs: list[Any]) -> None:
         p.wait()
 
 
-def _steps_per_sec(eng: Engine, steps: int) -> float:
-    """Seconds per step over `steps` steps, after one untimed step that brings this
-    engine's arrays back into cache (the other contender's step evicted them)."""
+def _steps_per_sec(eng: Engine, steps: int, min_seconds: float = 0.0) -> float:
+    """Seconds per step over at least `steps` steps and `min_seconds` (a window shorter
+    than a scheduler time slice measures one preemption more than the step), after one
+    untimed step that brings this engine's arrays back into cache (the other contender's
+    step evicted them)."""
     eng.step()
+    done = 0
     t0 = time.perf_counter()
-    for _ in range(steps):
+    while eng.t < eng.steps and (done < steps or time.perf_counter() - t0 < min_seconds):
         eng.step()
-    return (time.perf_counter() - t0) / steps
+        done += 1
+    return (time.perf_counter() - t0) / max(done, 1)
 
 
-def contended(n: int, loads: list[str], steps: int = 6, rounds: int = 3,
-              settle: float = 1.0) -> list[dict[str, Any]]:
+def contended(n: int, loads: list[str], steps: int = 3, rounds: int = 5,
+              settle: float = 1.0, min_seconds: float = 0.15) -> list[dict[str, Any]]:
     """Seconds per step of the numpy engine and of the compiled engine with its default
     (adaptive) thread count, on 1 thread and on every usable CPU, next to each load.
-    The four take turns in `rounds` rounds of `steps` steps so each sees the same load;
-    the median round is reported; each round starts with a different one."""
+    The four take turns in `rounds` rounds so each sees the same load; the median round
+    is reported; each round starts with a different one."""
     ncpu = len(kernels.affinity())
     configs = ["numpy", "default", "1"] + ([str(ncpu)] if ncpu > 1 else [])
     kernels.prepare()  # compiled and cached before any competitor starts
-    total = 4 + rounds * (steps + 1) * len(configs) * len(loads)
+    # enough steps for every timed window (int16 stamps: under 32,767)
+    total = min(30_000, 4 + rounds * len(configs) * len(loads) * (1 + max(steps, 300)))
     saved = kernels.ENABLED
     try:
         kernels.ENABLED = True
@@ -853,16 +858,16 @@ def contended(n: int, loads: list[str], steps: int = 6, rounds: int = 3,
             for r in range(rounds):
                 for c in configs[r % len(configs):] + configs[:r % len(configs)]:
                     if c == "numpy":
-                        times[c].append(_steps_per_sec(slow, steps))
+                        times[c].append(_steps_per_sec(slow, steps, min_seconds))
                     elif c == "default":
-                        times[c].append(_steps_per_sec(fast, steps))
+                        times[c].append(_steps_per_sec(fast, steps, min_seconds))
                         chosen.append(kernels.thread_count(n))
                     else:
                         saved_adaptive = kernels.ADAPTIVE_THREADS
                         kernels.ADAPTIVE_THREADS = False
                         try:
                             with kernels.threads(int(c)):
-                                times[c].append(_steps_per_sec(fast, steps))
+                                times[c].append(_steps_per_sec(fast, steps, min_seconds))
                         finally:
                             kernels.ADAPTIVE_THREADS = saved_adaptive
             load1 = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
@@ -917,11 +922,10 @@ def contended_main(args: argparse.Namespace, argv: list[str] | None) -> int:
         sizes = ([int(x) for x in args.sizes.split(",") if x.strip()] if given else [100_000])
     except ValueError:
         raise _usage(f"--sizes: {args.sizes!r} is not a comma-separated list of integers") from None
-    steps, rounds, settle = (2, 1, 0.2) if args.quick else (args.steps if args.steps != 8 else 6,
-                                                          3, 1.0)
+    quick = {"steps": 2, "rounds": 1, "settle": 0.2, "min_seconds": 0.0}
     rows = []
     for n in sizes:
-        rows += contended(n, loads, steps=steps, rounds=rounds, settle=settle)
+        rows += contended(n, loads, **(quick if args.quick else {}))
     info = machine()
     command = "nudgesim bench " + " ".join(argv if argv is not None else [])
     text = contended_markdown(rows, info, command.strip())
