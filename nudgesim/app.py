@@ -16,6 +16,7 @@ import base64
 import hashlib
 import html
 import io
+import json
 import math
 import os
 import re
@@ -414,12 +415,12 @@ def _title(model: NudgeModel) -> str:
     return f"{sc.name}: {sc.step_unit} {model.t} of {sc.steps}"
 
 
-_FRAMES: dict[tuple, tuple[Frame, list[float], list[float]]] = {}
+_FRAMES: dict[tuple, tuple[Frame, str]] = {}
 
 
-def graph_frame(model: NudgeModel) -> tuple[Frame, list[float], list[float]]:
+def graph_frame(model: NudgeModel) -> tuple[Frame, str]:
     """Ties and ward names drawn once per graph (cached like the layout), and each
-    resident's position as fractions of that picture."""
+    resident's position as fractions of that picture ("x0,y0,x1,y1,...")."""
     pos, segments = layout(model)
     pop = model.engine.population
     key = (graph_key(model), tuple(pop.ward_names))
@@ -439,7 +440,8 @@ def graph_frame(model: NudgeModel) -> tuple[Frame, list[float], list[float]]:
                 ax.text(members[:, 0].mean(), members[:, 1].max() + 0.04, name, fontsize=7,
                         ha="center", va="bottom", color="#333333", parse_math=False)
     frame = _frame(fig, ax)
-    entry = (frame, frame.fx(pos[:, 0]), frame.fy(pos[:, 1], *ax.get_ylim()))
+    xy = np.column_stack([frame.fx(pos[:, 0]), frame.fy(pos[:, 1], *ax.get_ylim())])
+    entry = (frame, ",".join(f"{v:.5g}" for v in xy.ravel()))
     if len(_FRAMES) >= _LAYOUT_CACHE_SIZE:
         _FRAMES.pop(next(iter(_FRAMES)))
     _FRAMES[key] = entry
@@ -606,11 +608,8 @@ module.exports = {
   },
   watch: {
     codes() { this.schedule(); },
-    node_x() { this.schedule(); },
-    lines() { this.schedule(); },
-    bands() { this.schedule(); },
-    rects() { this.schedule(); },
-    texts() { this.schedule(); },
+    node_xy() { this.schedule(); },
+    marks() { this.schedule(); },
   },
   methods: {
     schedule() {
@@ -631,7 +630,9 @@ module.exports = {
       const g = c.getContext("2d");
       g.setTransform(dpr, 0, 0, dpr, 0, 0);
       g.clearRect(0, 0, w, h);
-      for (const b of this.bands) {
+      const marks = Object.assign({bands: [], rects: [], lines: [], texts: []},
+                                  JSON.parse(this.marks || "{}"));
+      for (const b of marks.bands) {
         g.beginPath();
         b.x.forEach((x, i) => g.lineTo(x * w, b.hi[i] * h));
         for (let i = b.x.length - 1; i >= 0; i--) g.lineTo(b.x[i] * w, b.lo[i] * h);
@@ -639,7 +640,7 @@ module.exports = {
         g.fillStyle = b.color;
         g.fill();
       }
-      for (const r of this.rects) {
+      for (const r of marks.rects) {
         g.fillStyle = r[4];
         g.fillRect(r[0] * w, r[1] * h, (r[2] - r[0]) * w, (r[3] - r[1]) * h);
         g.strokeStyle = "#555555";
@@ -647,7 +648,7 @@ module.exports = {
         g.strokeRect(r[0] * w, r[1] * h, (r[2] - r[0]) * w, (r[3] - r[1]) * h);
       }
       g.lineJoin = "round";
-      for (const l of this.lines) {
+      for (const l of marks.lines) {
         g.beginPath();
         l.x.forEach((x, i) => g.lineTo(x * w, l.y[i] * h));
         g.strokeStyle = l.color;
@@ -662,14 +663,18 @@ module.exports = {
         }
       }
       g.textBaseline = "middle";
-      for (const s of this.texts) {
+      for (const s of marks.texts) {
         g.font = Math.max(8, s.size * w).toFixed(1) + "px 'DejaVu Sans', sans-serif";
         g.textAlign = s.align;
         g.fillStyle = s.color;
         g.fillText(s.text, s.x * w, s.y * h);
       }
-      const codes = this.codes, xs = this.node_x, ys = this.node_y;
-      if (!codes || codes.length !== xs.length) return;
+      if (this.xySource !== this.node_xy) {  // positions change only with the graph
+        this.xySource = this.node_xy;
+        this.xy = this.node_xy ? Float64Array.from(this.node_xy.split(","), Number) : [];
+      }
+      const codes = this.codes, xy = this.xy;
+      if (!codes || 2 * codes.length !== xy.length) return;
       for (const code of this.draw_order) {
         const s = this.node_styles[code];
         const r = Math.max(1, s.r * w);
@@ -677,8 +682,8 @@ module.exports = {
         g.beginPath();
         for (let i = 0; i < codes.length; i++) {
           if (codes.charCodeAt(i) !== ch) continue;
-          g.moveTo(xs[i] * w + r, ys[i] * h);
-          g.arc(xs[i] * w, ys[i] * h, r, 0, 2 * Math.PI);
+          g.moveTo(xy[2 * i] * w + r, xy[2 * i + 1] * h);
+          g.arc(xy[2 * i] * w, xy[2 * i + 1] * h, r, 0, 2 * Math.PI);
         }
         g.fillStyle = s.fill;
         g.fill();
@@ -699,22 +704,20 @@ class PlotCanvas(ipyvuetify.VuetifyTemplate):
     """A static picture with a canvas on top that the browser redraws from small arrays.
 
     Only changed traits cross the websocket: per frame the residents' state codes (one
-    byte each) and the curves' points, never a picture. Coordinates are fractions of the
-    picture (x from the left, y from the top), sizes fractions of its width.
+    byte each) and the marks (curves, ticks, bars) as JSON, never a picture. Coordinates
+    are fractions of the picture (x from the left, y from the top), sizes fractions of its
+    width. Bulky values are strings: reacton walks list props element by element on every
+    render, which cost more than the rest of a step.
     """
 
     template = traitlets.Unicode(_CANVAS_TEMPLATE).tag(sync=True)
     image = traitlets.Unicode("").tag(sync=True)
     aspect = traitlets.Float(0.75).tag(sync=True)
-    node_x = traitlets.List().tag(sync=True)
-    node_y = traitlets.List().tag(sync=True)
+    node_xy = traitlets.Unicode("").tag(sync=True)  # "x0,y0,x1,y1,..."
     node_styles = traitlets.List().tag(sync=True)
     draw_order = traitlets.List(list(DRAW_ORDER)).tag(sync=True)
     codes = traitlets.Unicode("").tag(sync=True)
-    lines = traitlets.List().tag(sync=True)
-    bands = traitlets.List().tag(sync=True)
-    rects = traitlets.List().tag(sync=True)
-    texts = traitlets.List().tag(sync=True)
+    marks = traitlets.Unicode("{}").tag(sync=True)  # JSON: lines, bands, rects, texts
 
 
 CAPTION_STYLE = "font-size: 13px; margin: 4px 0 2px 0; color: inherit"
@@ -736,10 +739,10 @@ def _legend(counts: dict[str, int]) -> str:
 @solara.component
 def GraphView(model: NudgeModel, t: int = 0):
     """Residents coloured by state on the cached layout: only the codes change per step."""
-    frame, xs, ys = solara.use_memo(lambda: graph_frame(model), [model])
+    frame, xy = solara.use_memo(lambda: graph_frame(model), [model])
     styles = solara.use_memo(lambda: node_styles(frame), [frame])
     _caption(f"{_title(model)} — households by state")
-    PlotCanvas.element(image=frame.image, aspect=frame.aspect, node_x=xs, node_y=ys,
+    PlotCanvas.element(image=frame.image, aspect=frame.aspect, node_xy=xy,
                        node_styles=styles, codes=encode_codes(model.state_codes()))
     _caption("", _legend(state_counts(model)))
 
@@ -750,7 +753,8 @@ def WardView(model: NudgeModel, t: int = 0):
     frame = solara.use_memo(lambda: ward_frame(model), [model])
     _caption(f"{_title(model)} — adoption by ward ({model.engine.n:,} households; graph "
              f"drawn up to {GRAPH_LIMIT:,})")
-    PlotCanvas.element(image=frame.image, aspect=frame.aspect, **ward_overlay(model, frame))
+    PlotCanvas.element(image=frame.image, aspect=frame.aspect,
+                       marks=json.dumps(ward_overlay(model, frame)))
 
 
 @solara.component
@@ -767,7 +771,8 @@ def AdoptionCurve(model: NudgeModel, t: int = 0):
     frame = solara.use_memo(lambda: adoption_frame(model), [model])
     rate = 100 * model.engine.adoption_rate()
     _caption(f"{_title(model)} — adoption {rate:.1f}% now; bars = nudge active, | = contact")
-    PlotCanvas.element(image=frame.image, aspect=frame.aspect, **adoption_overlay(model, frame))
+    PlotCanvas.element(image=frame.image, aspect=frame.aspect,
+                       marks=json.dumps(adoption_overlay(model, frame)))
 
 
 @solara.component
@@ -777,7 +782,8 @@ def CostImpact(model: NudgeModel, t: int = 0):
     log, unit = model.engine.log, model.nudge_scenario.impact.unit
     _caption(f"Cost £{np.sum(log['cost_step']):,.0f} (red, left); impact "
              f"{np.sum(log['impact_step']):,.2f} {unit} (green, right)")
-    PlotCanvas.element(image=frame.image, aspect=frame.aspect, **cost_overlay(model, frame))
+    PlotCanvas.element(image=frame.image, aspect=frame.aspect,
+                       marks=json.dumps(cost_overlay(model, frame)))
 
 
 def summary_html(model: NudgeModel) -> str:

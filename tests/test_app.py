@@ -56,7 +56,7 @@ def test_the_page_renders_three_canvases_and_a_step_sends_codes_not_pictures(mon
         graph = next(c for c in canvases if c.codes)
         (model,) = made
         images = [c.image for c in canvases]
-        codes, lines = graph.codes, [c.lines for c in canvases]
+        codes, marks = graph.codes, [c.marks for c in canvases]
         created = []
         ipywidgets.Widget.on_widget_constructed(lambda w: created.append(type(w).__name__))
         for _ in range(3):
@@ -65,7 +65,7 @@ def test_the_page_renders_three_canvases_and_a_step_sends_codes_not_pictures(mon
         assert [c.image for c in canvases] == images  # no picture redrawn
         assert len(graph.codes) == model.engine.n and graph.codes != codes
         assert graph.codes == app.encode_codes(model.state_codes())
-        assert [c.lines for c in canvases] != lines
+        assert [c.marks for c in canvases] != marks
         assert created == []  # every component updates its widget in place
         assert any("Week 3 of 52" in text for text in html_texts(rc))
     finally:
@@ -137,9 +137,9 @@ def test_layout_and_graph_picture_are_computed_once_per_graph(monkeypatch):
     pos, segments = app.layout(m)
     assert pos.shape == (m.engine.n, 2) and np.isfinite(pos).all()
     assert len(segments) == m.engine.network.n_ties
-    frame, xs, ys = app.graph_frame(m)
-    assert len(xs) == len(ys) == m.engine.n
-    assert 0 <= min(xs) and max(xs) <= 1 and 0 <= min(ys) and max(ys) <= 1
+    frame, xy = app.graph_frame(m)
+    xy = np.array(xy.split(","), float).reshape(-1, 2)
+    assert xy.shape == (m.engine.n, 2) and (0 <= xy).all() and (xy <= 1).all()
 
     def fail(*args, **kwargs):
         raise AssertionError("recomputed")
