@@ -7,6 +7,10 @@ shows the social graph coloured by resident state (up
 to :data:`GRAPH_LIMIT` residents; a ward view above that), the adoption curve with nudge
 windows shaded, cumulative cost and impact, and Mesa's controls plus the campaign's main
 levers. Nothing is built at import: each browser session builds its own model.
+
+Per step the page sends no picture: matplotlib draws what stays (ties, axes, nudge lanes)
+once per model, and a canvas in the browser redraws what changed (each resident's state as
+one byte, the curves' points, the y ticks) from a few kilobytes of marks.
 """
 
 from __future__ import annotations
@@ -328,6 +332,9 @@ GRAPH_SIZE, ADOPTION_SIZE, COST_SIZE = (6.4, 7.1), (6.4, 5.2), (6.4, 4.3)
 """Picture sizes in inches: their aspect ratios balance the page's two columns."""
 LANE = 0.045  # height of one nudge's lane, as a fraction of the axes (assumption: legible)
 HEADROOM = 1.1  # y axes reach at least 10% above the data so far (assumption)
+AXIS_FLOOR = {"adoption": 10.0, "cost": 1.0, "impact": 1.0}
+"""Smallest y-axis top (%, £, impact unit) before there are data to scale to (assumption:
+the old figures' 10% floor; £1 and 1 unit so an empty axis still has ticks)."""
 
 
 @dataclass(frozen=True)
@@ -459,8 +466,8 @@ def encode_codes(codes: np.ndarray) -> str:
     return (np.asarray(codes, np.uint8) + ord("0")).tobytes().decode("ascii")
 
 
-def state_counts(model: NudgeModel) -> dict[str, int]:
-    counts = np.bincount(model.state_codes(), minlength=len(STATES))
+def state_counts(codes: np.ndarray) -> dict[str, int]:
+    counts = np.bincount(codes, minlength=len(STATES))
     return {s: int(counts[c]) for c, s in enumerate(STATES)}
 
 
@@ -537,8 +544,8 @@ def adoption_overlay(model: NudgeModel, frame: Frame) -> dict[str, Any]:
     wards = np.vstack(eng.ward_log) / np.maximum(eng.population.ward_sizes(), 1)
     rate = 100 * np.asarray(eng.log["adopters"]) / max(eng.n, 1)
     reach = 1.0 - (LANE * len(model.nudge_scenario.nudges) + 0.02)
-    hi, axis = y_axis(frame, min(100.0, 100 * float(wards.max())), 10.0, "{:.{d}f}",
-                      reach=reach)
+    peak = min(100.0, 100 * float(wards.max()))
+    hi, axis = y_axis(frame, peak, AXIS_FLOOR["adoption"], "{:.{d}f}", reach=reach)
     x = frame.fx(eng.log["step"])
     bands = []
     if wards.shape[1] > 1:
@@ -572,15 +579,16 @@ def cost_overlay(model: NudgeModel, frame: Frame) -> dict[str, Any]:
     """Both cumulative curves so far and their y ticks (cost left, impact right)."""
     log = model.engine.log
     cost, impact = np.cumsum(log["cost_step"]), np.cumsum(log["impact_step"])
-    cost_hi, cost_axis = y_axis(frame, cost[-1], 1.0, "£{:,.{d}f}")
-    impact_hi, impact_axis = y_axis(frame, impact[-1], 1.0, "{:,.{d}f}", side="right",
-                                    grid=False)
+    cost_hi, cost_axis = y_axis(frame, cost[-1], AXIS_FLOOR["cost"], "£{:,.{d}f}")
+    impact_hi, impact_axis = y_axis(frame, impact[-1], AXIS_FLOOR["impact"], "{:,.{d}f}",
+                                    side="right", grid=False)
     x = frame.fx(log["step"])
     curves = [{"x": x, "y": frame.fy(cost, 0.0, cost_hi), "color": "#d62728",
                "width": 2 * frame.pt, "dot": True},
               {"x": x, "y": frame.fy(impact, 0.0, impact_hi), "color": "#2ca02c",
                "width": 2 * frame.pt, "dot": True}]
     return _merge(cost_axis, impact_axis, {"lines": curves})
+
 
 # ---------------------------------------------------------------------------------------
 # The canvas widget and the page's components
@@ -741,10 +749,11 @@ def GraphView(model: NudgeModel, t: int = 0):
     """Residents coloured by state on the cached layout: only the codes change per step."""
     frame, xy = solara.use_memo(lambda: graph_frame(model), [model])
     styles = solara.use_memo(lambda: node_styles(frame), [frame])
+    codes = model.state_codes()
     _caption(f"{_title(model)} — households by state")
     PlotCanvas.element(image=frame.image, aspect=frame.aspect, node_xy=xy,
-                       node_styles=styles, codes=encode_codes(model.state_codes()))
-    _caption("", _legend(state_counts(model)))
+                       node_styles=styles, codes=encode_codes(codes))
+    _caption("", _legend(state_counts(codes)))
 
 
 @solara.component
