@@ -14,6 +14,8 @@ from nudgesim.network import (
     MAX_COMPLETE_N,
     Network,
     NetworkError,
+    _edge_table_arrow,
+    _edge_table_lines,
     betweenness_scores,
     build_network,
     community_labels,
@@ -21,7 +23,9 @@ from nudgesim.network import (
     from_edges,
     from_networkx,
     kcore_scores,
+    modularity,
     read_graph_file,
+    read_network_file,
 )
 
 N = 2000  # small enough for networkx, large enough for stable graph statistics
@@ -367,7 +371,7 @@ def test_betweenness_sampled_deterministic(small_graph):
 
 def test_community_labels(small_graph):
     net, _ = small_graph
-    for method in ("label_propagation", "greedy_modularity"):
+    for method in ("leiden", "label_propagation", "greedy_modularity"):
         lab = community_labels(net, method, np.random.default_rng(0))
         sizes = np.bincount(lab)
         assert lab.dtype == np.int64 and lab.min() == 0
@@ -375,3 +379,162 @@ def test_community_labels(small_graph):
         assert np.array_equal(lab, community_labels(net, method, np.random.default_rng(0)))
     with pytest.raises(NetworkError, match="unknown community method"):
         community_labels(net, "louvain")
+
+
+def _ward_graph(n_wards: int, size: int, md_in: float, md_out: float, seed: int) -> Network:
+    ward = np.repeat(np.arange(n_wards), size)
+    s = spec("ward_clustered", mean_degree_in=md_in, mean_degree_out=md_out)
+    return build_network(s, ward, np.random.default_rng(seed))
+
+
+def test_leiden_recovers_planted_blocks():
+    net = _ward_graph(6, 150, 12.0, 0.5, seed=1)  # strong blocks: 96% of ties inside
+    lab = community_labels(net, "leiden", np.random.default_rng(0))
+    planted = np.repeat(np.arange(6), 150)
+    # exact recovery up to the names of the communities: one label per block, all distinct
+    pairs = set(zip(planted.tolist(), lab.tolist()))
+    assert len(pairs) == 6 and len({b for _, b in pairs}) == 6
+
+
+def test_leiden_modularity_is_close_to_louvain_on_a_borough_like_graph():
+    net = _ward_graph(12, 250, 8.0, 2.0, seed=2)  # the borough's shape, 3,000 residents
+    G = net.to_networkx()
+    best = max(
+        nx.community.modularity(G, nx.community.louvain_communities(G, seed=s)) for s in range(3)
+    )
+    for seed in range(3):
+        lab = community_labels(net, "leiden", np.random.default_rng(seed))
+        q = modularity(net, lab)
+        groups = [set(np.flatnonzero(lab == c).tolist()) for c in range(lab.max() + 1)]
+        assert q == pytest.approx(nx.community.modularity(G, groups), abs=1e-9)
+        assert q >= 0.9 * best
+        for g in groups:  # Leiden's communities are connected
+            assert nx.is_connected(G.subgraph(g))
+
+
+def test_leiden_is_deterministic_and_leaves_python_random_alone():
+    import random
+
+    net = _ward_graph(8, 100, 6.0, 2.0, seed=3)
+    random.seed(5)
+    expected = random.random()
+    random.seed(5)
+    a = community_labels(net, "leiden", np.random.default_rng(7))
+    assert random.random() == expected  # igraph drew from its own seeded generator
+    assert np.array_equal(a, community_labels(net, "leiden", np.random.default_rng(7)))
+    assert np.array_equal(a, community_labels(net, "label_propagation", np.random.default_rng(7)))
+    assert np.array_equal(community_labels(net), community_labels(net))  # rng=None: fixed seed
+
+
+def test_leiden_weighted_and_degenerate_graphs():
+    # two triangles joined by a heavy tie: the heavy pair ends up together
+    u, v = np.array([0, 1, 2, 3, 4, 5, 2]), np.array([1, 2, 0, 4, 5, 3, 3])
+    w = np.array([1, 1, 1, 1, 1, 1, 50.0])
+    lab = community_labels(from_edges(6, u, v, w), "leiden", np.random.default_rng(0))
+    assert lab[2] == lab[3]
+    empty = from_edges(4, np.array([], int), np.array([], int))
+    assert community_labels(empty, "leiden").tolist() == [0, 1, 2, 3]
+    assert np.isnan(modularity(empty, np.zeros(4, int)))
+    assert community_labels(from_edges(0, np.array([], int), np.array([], int))).size == 0
+
+
+def test_modularity_matches_networkx(small_graph):
+    net, G = small_graph
+    lab = np.arange(net.n) % 5
+    groups = [set(np.flatnonzero(lab == c).tolist()) for c in range(5)]
+    assert modularity(net, lab) == pytest.approx(nx.community.modularity(G, groups))
+    with pytest.raises(NetworkError, match="labels"):
+        modularity(net, lab[:-1])
+
+
+# ------------------------------------------------------------------- edge list headers
+
+
+@pytest.mark.parametrize("text", [
+    "source,target\n0,1\n1,2\n",
+    "u v\n0 1\n1 2\n",
+    "from\tto\n0\t1\n1\t2\n",
+    "Source, Target, Weight\n0, 1, 1\n1, 2, 1\n",
+    "# ties\nx,y\n0,1\n1,2\n",  # unknown names, integer ids: a header too
+])
+def test_header_line_is_not_an_edge(tmp_path, text):
+    f = tmp_path / "g.csv"
+    f.write_text(text)
+    net = read_network_file(f)
+    assert net.n == 3 and net.node_ids == [0, 1, 2] and net.n_ties == 2
+    assert sorted(read_graph_file(f).nodes) == [0, 1, 2]
+
+
+def test_string_ids_and_headers(tmp_path):
+    f = tmp_path / "g.csv"
+    f.write_text("source,target\nann,bob\nbob,cy\n")
+    assert read_network_file(f).node_ids == ["ann", "bob", "cy"]
+    f.write_text("ann,bob\nbob,cy\n")  # first line names nodes used again: an edge
+    assert read_network_file(f).node_ids == ["ann", "bob", "cy"]
+    f.write_text("ann bob\ncy dee\n")  # unknown names, string ids: an edge
+    assert read_network_file(f).n_ties == 2
+
+
+EDGE_TEXTS = [
+    "1 2\n2 3\n",
+    "1,2\n2,3\n",
+    "1\t2\t0.5\n2\t3\t2\n",
+    "# c\n 1 ,  2 , 3  # tail\n\n2,3,1\r\n",
+    "07 7\n7 8\n+9 8\n",  # 07 and 7 are one resident, +9 is 9
+    "a b 1\nb c 2\na b 3\n",  # listed twice: the last weight counts
+    "5 5\n5 6\n",  # self loop dropped, resident kept
+    "1,2,\n2,3,\n",
+    "1 2 1\n2 3\n",  # ragged: a missing weight counts as 1
+    "x\u00a0y\ny z\n",  # a Unicode space separates too
+]
+
+
+@pytest.mark.parametrize("text", EDGE_TEXTS)
+def test_fast_reader_agrees_with_line_reader(tmp_path, text):
+    t = text.replace("\r\n", "\n")
+    fast, slow = _edge_table_arrow(t), _edge_table_lines(t, tmp_path / "g.txt")
+    if fast is not None:
+        assert fast.node_ids == slow.node_ids
+        assert fast.u.tolist() == slow.u.tolist() and fast.v.tolist() == slow.v.tolist()
+        assert (fast.w is None) == (slow.w is None)
+        if fast.w is not None:
+            assert np.array_equal(fast.w, slow.w, equal_nan=True)
+    f = tmp_path / "g.txt"
+    f.write_text(text)
+    net = read_network_file(f)
+    ref = from_networkx(read_graph_file(f))  # the networkx route gives the same Network
+    assert net.node_ids == ref.node_ids
+    assert np.array_equal(net.indptr, ref.indptr) and np.array_equal(net.indices, ref.indices)
+    assert np.array_equal(net.tie_weights(), ref.tie_weights())
+
+
+def test_read_network_file_values(tmp_path):
+    f = tmp_path / "g.txt"
+    f.write_text("07 7\n7 8\n+9 8\n")
+    assert read_network_file(f).node_ids == [7, 8, 9]
+    f.write_text("a b 1\nb c 2\na b 3\n")
+    net = read_network_file(f)
+    assert net.node_ids == ["a", "b", "c"] and sorted(net.weights.tolist()) == [2, 2, 3, 3]
+    f.write_text("5 5\n5 6\n")
+    assert read_network_file(f).node_ids == [5, 6]
+    f.write_text("1 2 1\n2 3\n")
+    assert read_network_file(f).unit  # every tie weighs 1
+    g = tmp_path / "g.graphml"
+    nx.write_graphml(nx.path_graph(3), g)
+    assert isinstance(read_network_file(g), nx.Graph)  # GraphML may carry traits
+
+
+def test_read_network_file_errors_name_the_line(tmp_path):
+    f = tmp_path / "g.csv"
+    f.write_text("source,target,weight\n1,2,0.5\n2,3,-1\n")
+    with pytest.raises(NetworkError, match=r"line 3.*'-1'.*finite and >= 0"):
+        read_network_file(f)
+    f.write_text("1,2,0.5\n2,3,heavy\n")
+    with pytest.raises(NetworkError, match=r"line 2.*heavy.*not a number"):
+        read_network_file(f)
+    f.write_text("1 2\n1 2 3 4\n")
+    with pytest.raises(NetworkError, match=r"line 2.*'1 2 3 4'"):
+        read_network_file(f)
+    f.write_bytes(b"\xff\xfe1 2\n")
+    with pytest.raises(NetworkError, match="cannot read graph file"):
+        read_network_file(f)
