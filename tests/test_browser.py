@@ -236,7 +236,7 @@ def test_page_lays_out_steps_plays_recolours_changes_a_slider_and_resets(server)
             wait_until(lambda: current_time(page) >= 10, timeout_s=150, what="Play to week 10")
             page.get_by_role("button", name="❚❚").click()
             wait_until(lambda: page.get_by_role("button", name="Step").is_enabled(), what="pause")
-            while current_time(page) < 17:  # Step to the week the README's picture shows
+            while current_time(page) < 17:  # Step to the week docs/mesa.md's picture shows
                 week = current_time(page)
                 page.get_by_role("button", name="Step").click()
                 wait_until(lambda w=week: current_time(page) > w, what="a step")
