@@ -6,18 +6,21 @@ Synchronous update: every decision in step t looks at the state after step t-1.
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+import pandas as pd
 
-from . import kernels, limits, rules
-from . import network as netmod
+from . import kernels, rules
 from .nudges import AmbassadorsNudge, Effects, Nudge, StampBook, StepLog, make_nudge
-from .population import TRAITS, Population, build_population
+from .population import Population
+from .registry import NUDGES, RULES
 from .result import Result
 from .rng import Streams
 from .scenario import Scenario, ScenarioError
+from .world import World, build_world
 
 if TYPE_CHECKING:  # networkx and scipy.sparse are imported where a path needs them
     import networkx as nx
@@ -61,78 +64,62 @@ def initial_adopters(scenario: Scenario, pop: Population, streams: Streams) -> n
     return adopted
 
 
-def _node_attributes(graph: nx.Graph) -> dict[str, list[Any]]:
-    """Traits (and ward) given on every node of a user's graph override the distributions."""
-    out = {}
-    for name in (*TRAITS, "ward"):
-        values = [data.get(name) for _, data in graph.nodes(data=True)]
-        if values and all(v is not None for v in values):
-            out[name] = values
-    return out
+@dataclass
+class EngineBackend:
+    """Which engine a run uses, and the compiled path's state: the one object the kernels
+    read (`Engine.backend`). `compiled` and `reason` are kernels.Backend's; on the numpy
+    path the rest stays empty."""
+
+    compiled: bool
+    reason: str
+    #: the network's CSR arrays as the kernels want them (kernels.Graph)
+    graph: kernels.Graph | None = None
+    #: integer tie counts kept up to date step by step, where they are exact (kernels.Counts)
+    counts: kernels.Counts | None = None
+    #: (code, coefficients) of the rule's compiled twin (rules.kernel_params)
+    params: tuple[int, np.ndarray] | None = None
+    #: Effects' n-sized arrays, reused from step to step (nudges.Effects.buffer)
+    effects: dict[str, np.ndarray] = field(default_factory=dict)
+
+
+def choose_backend(scenario: Scenario, n: int) -> kernels.Backend:
+    """kernels.backend_for, except that a rule without a compiled twin (a rule registered
+    without one, e.g. while it is being written) always runs on numpy."""
+    if rules.kernel_params(scenario.rule) is None:
+        return kernels.Backend(False, f"rule {scenario.rule.kind!r} has no compiled twin")
+    return kernels.backend_for(n, scenario.steps)
 
 
 class Engine:
     """Owns the state of one run and advances it step by step."""
 
-    def __init__(self, scenario: Scenario, graph: nx.Graph | None = None) -> None:
-        # refuse what cannot fit before anything is read or built (limits.py)
-        limits.check_memory(
-            scenario,
-            n=None if graph is None else graph.number_of_nodes(),
-            tie_ends=None if graph is None else 2 * graph.number_of_edges(),
-        )
+    def __init__(self, scenario: Scenario, graph: nx.Graph | None = None, *,
+                 world: World | None = None) -> None:
+        """`world`: residents and ties already built (world.build_world); else they are
+        built here from the scenario and `graph`, from the scenario's own streams."""
         self.scenario = scenario
         self.steps = scenario.steps
         self.rule = scenario.rule
         self.streams = Streams(scenario.seed)
-        spec = scenario.network
-        csv = scenario.resolve(scenario.population.csv) if scenario.population.csv else None
-        # the rule's threshold distribution replaces population.threshold; per-resident
-        # thresholds (CSV column, node attribute) override both (build_population warns)
-        threshold = getattr(self.rule, "threshold", None) if self.rule.kind == "threshold" else None
-        if graph is None and spec.kind == "file":
-            try:
-                graph = netmod.read_graph_file(
-                    scenario.resolve(spec.path), spec.format, spec.weight
-                )
-            except netmod.NetworkError as err:  # the first line names the scenario's field
-                raise netmod.NetworkError(f"network.path: {err}") from None
-        if graph is not None:
-            self.network = netmod.from_networkx(graph, weight=getattr(spec, "weight", "weight"))
-            self.population = build_population(
-                scenario.population,
-                self.streams,
-                n=self.network.n,
-                ids=list(graph.nodes),
-                node_attributes=_node_attributes(graph),
-                csv_path=csv,
-                threshold=threshold,
-            )
-        else:
-            self.population = build_population(
-                scenario.population, self.streams, csv_path=csv, threshold=threshold
-            )
-            self.network = netmod.build_network(
-                spec, self.population.ward, self.streams.generator("network")
-            )
-        pop = self.population
-        if self.rule.kind != "threshold":  # only the threshold rule reads thresholds:
-            pop.threshold = np.broadcast_to(np.float64(np.nan), (pop.n,))  # no n-sized array
-        #: the compiled hot path (kernels.py) or numpy, chosen by the run's size and numba's
-        #: cache (kernels.choose_backend); both give bit-identical results
-        self.backend = kernels.backend_for(pop.n, self.steps)
-        if self.backend.compiled:
+        if world is None:
+            world = build_world(scenario, self.streams, graph)
+        elif graph is not None:
+            raise ValueError("give a graph or a built world, not both")
+        self.world = world
+        self.population = pop = world.population
+        self.network = world.network
+        chosen = choose_backend(scenario, pop.n)
+        #: the compiled hot path (kernels.py) or numpy, chosen by the run's size, the rule
+        #: and numba's cache (choose_backend); both give bit-identical results
+        self.backend = EngineBackend(chosen.compiled, chosen.reason)
+        if chosen.compiled:
             kernels.prepare()
-        self._graph = kernels.Graph(self.network, pop.ward) if self.backend.compiled else None
-        self._rule_params = kernels.rule_params(self.rule) if self.backend.compiled else None
-        # integer tie counts kept up to date step by step, where they are exact (kernels.Counts)
-        self._counts = (
-            kernels.Counts(self._graph, inward=any(
-                s.kind == "community_partnership" for s in scenario.nudges))
-            if self._graph is not None and self._graph.unit
-            and self.rule.kind != "independent_cascade"
-            else None
-        )
+            g = self.backend.graph = kernels.Graph(self.network, pop.ward)
+            self.backend.params = rules.kernel_params(self.rule)
+            # tie counts are integers: not the cascade's exposure, nor weighted ties
+            if g.unit and not RULES[self.rule.kind].reads_exposure:
+                self.backend.counts = kernels.Counts(g, inward=any(
+                    NUDGES[s.kind].nudge.boosts_ward_ties for s in scenario.nudges))
         self.near_ties = 0  # decisions the kernel left to the exact numpy rule (diagnostic)
 
         # state after step t
@@ -140,11 +127,8 @@ class Engine:
         self.adopted = initial_adopters(scenario, pop, self.streams)
         self.ever_adopted = self.adopted.copy()
         self.newly_adopted = self.adopted.copy()  # "new" at step 0 for the cascade rule
-        self.habit = pop.habit.copy()
-        if self.rule.kind == "logistic":
-            self.habit[self.adopted] = np.maximum(self.habit[self.adopted], self.rule.initial_habit)
+        self.habit = rules.initial_habit(self.rule, pop.habit.copy(), self.adopted)
         self.score_cache: dict[Any, np.ndarray] = {}
-        self._effect_buffers: dict[str, np.ndarray] = {}  # Effects arrays, reused every step
         self.stamp_book = StampBook(pop.n, self.steps)  # every nudge's contact and pledge steps
         self._rates_cache: tuple[int, np.ndarray] | None = None
         self._ward_sizes = np.maximum(pop.ward_sizes(), 1)
@@ -212,8 +196,8 @@ class Engine:
 
     def neighbour_sum(self, x: np.ndarray, tie_boost: np.ndarray | None) -> np.ndarray:
         """Weighted sum of x over each resident's ties, with in-ward ties boosted."""
-        if self._graph is not None:
-            return kernels.neighbour_sum(self._graph, x, tie_boost)
+        if self.backend.graph is not None:
+            return kernels.neighbour_sum(self.backend.graph, x, tie_boost)
         total = self.adjacency @ x
         if tie_boost is not None:
             total += tie_boost * (self.in_ward @ x)
@@ -221,8 +205,9 @@ class Engine:
 
     def perceived_norm(self, fx: Effects) -> np.ndarray:
         """Weighted adopted share of neighbours, then pulled toward any norm message shown."""
-        if self._graph is not None:
-            norm = kernels.perceived_norm(self._graph, self.adopted, fx, self.stamp_book.matrix)
+        if self.backend.graph is not None:
+            norm = kernels.perceived_norm(self.backend.graph, self.adopted, fx,
+                                          self.stamp_book.matrix)
             if norm is not None:
                 return norm
         influence = fx.influence if fx.influence is not None else None
@@ -240,10 +225,7 @@ class Engine:
         with np.errstate(invalid="ignore", divide="ignore"):
             norm = np.where(den > 0, num / den, 0.0)
         for weight, shown, injunctive in fx.norm_messages:
-            pulled = norm + weight * (shown - norm)
-            if injunctive:  # approval stops adopters' norm from being pulled down
-                pulled = np.where(self.adopted, np.maximum(pulled, norm), pulled)
-            norm = pulled
+            norm = rules.pull_norm(norm, weight, shown, injunctive, self.adopted)
         return norm
 
     # -- the step ------------------------------------------------------------------------
@@ -253,7 +235,7 @@ class Engine:
 
     def respond(self, t: int, fx: Effects, logs: list[StepLog]) -> None:
         """The residents' part of a step: decide, update and record (after begin_step)."""
-        if self._graph is not None:  # decide and update in one compiled pass
+        if self.backend.graph is not None:  # decide and update in one compiled pass
             fused = kernels.decide(self, t, fx, update=True)
             if fused is not None:
                 adopt, _, near, tallies = fused
@@ -268,37 +250,28 @@ class Engine:
         if self.t >= self.steps:
             raise RuntimeError(f"the run has {self.steps} steps and all have been taken")
         t = self.t + 1
-        fx = Effects(self.n, t, self.population.ward, self._effect_buffers)
+        fx = Effects(self.n, t, self.population.ward, self.backend.effects)
         logs = [nudge.step(t, self, fx) for nudge in self.nudges]
         return t, fx, logs
 
+    def exposure(self, fx: Effects) -> np.ndarray | float:
+        """Weighted count of each resident's neighbours who adopted last step (for rules
+        that read it, the cascade's), 0.0 for the others."""
+        if not RULES[self.rule.kind].reads_exposure:
+            return 0.0
+        weight = self.newly_adopted.astype(np.float64)
+        if fx.influence is not None:
+            weight = weight * fx.influence
+        return self.neighbour_sum(weight, fx.tie_boost)
+
     def inputs(self, fx: Effects) -> rules.Inputs:
         """Everything the rule looks at, for all residents, on the state before this step."""
-        pop = self.population
-        exposure: np.ndarray | float = 0.0
-        if self.rule.kind == "independent_cascade":
-            weight = self.newly_adopted.astype(np.float64)
-            if fx.influence is not None:
-                weight = weight * fx.influence
-            exposure = self.neighbour_sum(weight, fx.tie_boost)
-        return rules.Inputs(
-            attitude=pop.attitude,
-            habit=self.habit,
-            cost=pop.cost,
-            susceptibility=pop.susceptibility,
-            threshold=pop.threshold,
-            norm=self.perceived_norm(fx),
-            exposure=exposure,
-            utility=_or_zero(fx.utility),
-            lapse=_or_zero(fx.lapse),
-            attitude_shift=_or_zero(fx.attitude),
-            cost_relief=_or_zero(fx.cost_relief),
-            norm_salience=_or_zero(fx.norm_salience),
-        )
+        return rules.build_inputs(self.population, self.habit, fx, self.perceived_norm(fx),
+                                  self.exposure(fx))
 
     def decide(self, t: int, fx: Effects) -> tuple[np.ndarray, np.ndarray]:
         """Residents' part, vectorised: masks of who adopts and who lapses at step t."""
-        if self._graph is not None:  # one fused pass; same decisions as below, bit for bit
+        if self.backend.graph is not None:  # one fused pass; same decisions, bit for bit
             fused = kernels.decide(self, t, fx)
             if fused is not None:
                 self.near_ties += fused[2]
@@ -318,7 +291,7 @@ class Engine:
         self, t: int, fx: Effects, logs: list[StepLog], adopt: np.ndarray, lapse: np.ndarray
     ) -> None:
         """Apply the decisions synchronously, grow or decay habits, settle costs, record."""
-        if self._graph is not None:  # one compiled pass, tallies included
+        if self.backend.graph is not None:  # one compiled pass, tallies included
             self._commit(t, logs, adopt, kernels.apply(self, adopt, lapse))
             return
         now = (self.adopted | adopt) & ~lapse
@@ -356,17 +329,71 @@ class Engine:
         log["impact_step"].append(float(impact))
         self.ward_log.append(by_ward)
 
+    # -- the names kernels.py and bench.py read until they switch to `backend` -----------
+    @property
+    def _graph(self) -> kernels.Graph | None:
+        return self.backend.graph
+
+    @property
+    def _counts(self) -> kernels.Counts | None:
+        return self.backend.counts
+
+    @_counts.setter
+    def _counts(self, counts: kernels.Counts | None) -> None:
+        self.backend.counts = counts
+
+    @property
+    def _rule_params(self) -> tuple[int, np.ndarray] | None:
+        return self.backend.params
+
+    @property
+    def _effect_buffers(self) -> dict[str, np.ndarray]:
+        return self.backend.effects
+
     def run(self) -> Result:
         while self.t < self.steps:
             self.step()
         return self.result()
 
     def result(self) -> Result:
-        return Result.from_engine(self)
-
-
-def _or_zero(arr: np.ndarray | None) -> np.ndarray | float:
-    return 0.0 if arr is None else arr
+        """The run so far as tables: the step log, adopters by ward and step, and each
+        nudge's window and contact steps."""
+        n = self.n
+        ts = pd.DataFrame(self.log)
+        ts.insert(2, "adoption_rate", ts["adopters"] / max(n, 1))
+        ts["cost"] = ts["cost_step"].cumsum()
+        ts["impact"] = ts["impact_step"].cumsum()
+        pop = self.population
+        counts = np.vstack(self.ward_log)  # steps+1 x wards
+        sizes = pop.ward_sizes()
+        by_ward = pd.DataFrame(
+            {
+                "step": np.repeat(ts["step"].to_numpy(), pop.n_wards),
+                "ward": np.tile(np.array(pop.ward_names, dtype=object), len(ts)),
+                "residents": np.tile(sizes, len(ts)),
+                "adopters": counts.ravel().astype(np.int64),
+            }
+        )
+        by_ward["adoption_rate"] = by_ward["adopters"] / by_ward["residents"].clip(lower=1)
+        windows = [
+            {
+                "name": nd.name,
+                "kind": nd.spec.kind,
+                "start": nd.start,
+                "stop": min(nd.stop, self.steps + 1),
+                "contacts": sorted(nd.contact_at),
+            }
+            for nd in self.nudges
+        ]
+        return Result(
+            scenario=self.scenario,
+            timeseries=ts,
+            by_ward=by_ward,
+            adopted=self.adopted.copy(),
+            ids=pop.ids,
+            nudge_windows=windows,
+            n_ties=self.network.n_ties,
+        )
 
 
 def simulate(scenario: Scenario, graph: nx.Graph | None = None) -> Result:

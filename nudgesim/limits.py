@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .errors import ResourceError, UsageError
+from .registry import GRAPHS
 
 if TYPE_CHECKING:
     from .scenario import Scenario
@@ -153,32 +154,11 @@ def _file_size(scenario: Scenario, path: str) -> int:
 
 
 def expected_tie_ends(scenario: Scenario, n: int) -> int:
-    """Tie ends (twice the undirected ties) the scenario's generator is expected to make."""
+    """Tie ends (twice the undirected ties) the scenario's generator is expected to make:
+    each graph kind says so itself (network.GraphKind.expected_tie_ends); a graph file is
+    costed by its size instead."""
     spec = scenario.network
-    kind = spec.kind
-    if kind == "watts_strogatz":
-        return n * min(int(spec.k), max(n - 1, 0))
-    if kind == "barabasi_albert":
-        m = min(int(spec.m), max(n - 1, 0))
-        return 2 * m * max(n - m, 0)
-    if kind == "erdos_renyi":
-        return math.ceil(n * min(float(spec.mean_degree), max(n - 1, 0)))
-    if kind == "complete":
-        return n * max(n - 1, 0)
-    if kind == "ward_clustered":
-        sizes = _ward_sizes(scenario, n)
-        pairs_in = sum(s * (s - 1) for s in sizes)  # ordered pairs = tie ends if all present
-        pairs_out = n * n - sum(s * s for s in sizes)
-        ends_in = (
-            spec.p_in * pairs_in if spec.p_in is not None else min(n * spec.mean_degree_in, pairs_in)
-        )
-        ends_out = (
-            spec.p_out * pairs_out
-            if spec.p_out is not None
-            else min(n * spec.mean_degree_out, pairs_out)
-        )
-        return math.ceil(ends_in + ends_out)
-    return 0  # a graph file: costed by its size
+    return GRAPHS[spec.kind].expected_tie_ends(spec, n, _ward_sizes(scenario, n))
 
 
 def estimate_memory(

@@ -1,6 +1,6 @@
-"""Mesa view of the engine: :class:`NudgeModel` (a ``mesa.Model``) and :class:`Resident` agents.
+"""Mesa view of the engine: `NudgeModel` (a ``mesa.Model``) and `Resident` agents.
 
-The :class:`~nudgesim.engine.Engine` owns the state as numpy arrays; a Resident is a *view*
+The `Engine` (engine.py) owns the state as numpy arrays; a Resident is a *view*
 that reads those arrays at its index (``resident.adopted`` is ``engine.adopted[i]``), so
 there is one source of truth and nothing is copied per step. Residents live on a
 ``mesa.discrete_space.Network`` built with ``layout=None`` (Mesa's default spring layout
@@ -30,6 +30,7 @@ from mesa.discrete_space import Network as MesaNetwork
 from . import rules
 from .engine import Engine
 from .nudges import Effects
+from .registry import RULES
 from .result import Result
 from .scenario import Scenario
 
@@ -140,7 +141,7 @@ class Resident(FixedAgent):
 
     @property
     def state(self) -> str:
-        """One of :data:`STATES`."""
+        """One of `STATES`."""
         if self.ambassador:
             return "ambassador"
         if self.adopted:
@@ -214,12 +215,10 @@ class Resident(FixedAgent):
             num = self._neighbour_sum(lambda j: float(infl[j]) * is_adopter(j), boost)
             den = self._neighbour_sum(lambda j: float(infl[j]), boost)
         norm = num / den if den > 0 else 0.0
+        mine = bool(adopted[self.index])
         for weight, shown, injunctive in fx.norm_messages:
-            w, s = float(weight[self.index]), float(shown[self.index])
-            pulled = norm + w * (s - norm)
-            if injunctive and adopted[self.index]:  # approval: no downward pull on adopters
-                pulled = max(pulled, norm)
-            norm = pulled
+            norm = rules.pull_norm_1(norm, float(weight[self.index]),
+                                     float(shown[self.index]), injunctive, mine)
         return norm
 
     def exposure(self, fx: Effects) -> float:
@@ -239,24 +238,12 @@ class Resident(FixedAgent):
         so the shared rule must run through the same ufunc loops as the engine.
         """
         eng, i = self.engine, self.index
-        pop, sl = eng.population, slice(self.index, self.index + 1)
         exposure: np.ndarray | float = 0.0
-        if eng.rule.kind == "independent_cascade":
+        if RULES[eng.rule.kind].reads_exposure:
             exposure = np.array([self.exposure(fx)])
-        return rules.Inputs(
-            attitude=pop.attitude[sl],
-            habit=eng.habit[sl],
-            cost=pop.cost[sl],
-            susceptibility=pop.susceptibility[sl],
-            threshold=pop.threshold[sl],
-            norm=np.array([self.perceived_norm(fx)]),
-            exposure=exposure,
-            utility=_at(fx.utility, i),
-            lapse=_at(fx.lapse, i),
-            attitude_shift=_at(fx.attitude, i),
-            cost_relief=_at(fx.cost_relief, i),
-            norm_salience=_at(fx.norm_salience, i),
-        )
+        return rules.build_inputs(eng.population, eng.habit, fx,
+                                  np.array([self.perceived_norm(fx)]), exposure,
+                                  at=slice(i, i + 1))
 
     def step(self) -> None:
         """Decide (do not act yet): Engine.decide for me, with my own counter-based draw."""
@@ -282,23 +269,18 @@ class Resident(FixedAgent):
         self.model._lapse_mask[self.index] = self._lapse
 
 
-def _at(arr: np.ndarray | None, i: int) -> np.ndarray | float:
-    """Length-1 view of a nudge channel at resident i; 0.0 where no nudge wrote it."""
-    return 0.0 if arr is None else arr[i : i + 1]
-
-
 # ---------------------------------------------------------------------------------------
 # The model
 # ---------------------------------------------------------------------------------------
 
 
 class NudgeModel(mesa.Model):
-    """A Mesa model built from a :class:`~nudgesim.scenario.Scenario`.
+    """A Mesa model built from a `Scenario`.
 
     ``model.engine`` holds the state; ``model.step()`` advances it one step (the vectorised
     engine by default, the per-agent path with ``vectorised=False``); ``model.datacollector``
     records adoption rate, counts, cumulative cost and impact and one ``ward:<name>``
-    column per ward; ``model.result()`` gives the same :class:`Result` as ``ns.simulate``.
+    column per ward; ``model.result()`` gives the same `Result` as ``ns.simulate``.
 
     The nudgesim scenario is ``model.nudge_scenario``: Mesa 3.5 reserves ``model.scenario``
     for its own ``mesa.experimental.scenarios.Scenario``, which SolaraViz reads.
@@ -337,8 +319,7 @@ class NudgeModel(mesa.Model):
 
         graph_nx = self.engine.network.to_networkx()
         self.grid = MesaNetwork(graph_nx, capacity=1, random=self.random, layout=None)
-        cells = self.grid._cells
-        self.residents: list[Resident] = [Resident(self, i, cells[i]) for i in range(n)]
+        self.residents: list[Resident] = [Resident(self, i, self.grid[i]) for i in range(n)]
 
         self._rows: list[tuple[list[int], list[float], list[bool]]] | None = None
         self._pending: tuple[int, Effects] | None = None
@@ -407,7 +388,7 @@ class NudgeModel(mesa.Model):
         return self._ambassador_cache[1]
 
     def state_codes(self) -> np.ndarray:
-        """Index into :data:`STATES` for every resident, vectorised (for drawing)."""
+        """Index into `STATES` for every resident, vectorised (for drawing)."""
         eng = self.engine
         code = np.where(eng.adopted, 1, np.where(eng.ever_adopted, 2, 0))
         code[self.ambassador_mask()] = 3
@@ -423,5 +404,5 @@ class NudgeModel(mesa.Model):
         ]
 
     def result(self) -> Result:
-        """The run so far as a :class:`Result` (tables, summary, save)."""
+        """The run so far as a `Result` (tables, summary, save)."""
         return self.engine.result()

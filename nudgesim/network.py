@@ -22,13 +22,18 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
-import networkx as nx
 import numpy as np
-import scipy.sparse as sp
+from pydantic import Field, field_validator, model_validator
 
 from .errors import UserError
+from .registry import GRAPHS, kind_of
+from .spec import WEIGHT_RANGE, Distribution, NonNegative, Probability, Spec, check_support
+
+if TYPE_CHECKING:  # imported where a path needs them: `import nudgesim` stays light
+    import networkx as nx
+    import scipy.sparse as sp
 
 __all__ = [
     "Network",
@@ -50,7 +55,7 @@ __all__ = [
 #: The complete graph is the mean-field case; large towns want a sparse graph.
 MAX_COMPLETE_N = 5_000
 #: Above this size betweenness leaves networkx (pure Python Brandes, ~minutes) for the
-#: C-speed BFS-tree approximation in :func:`betweenness_scores`.
+#: C-speed BFS-tree approximation in `betweenness_scores`.
 BETWEENNESS_BATCH_CELLS = 4_000_000  # residents x sources per batch: ~100 MB of work arrays
 #: Largest n for networkx's greedy modularity (Clauset-Newman-Moore, pure Python).
 NX_COMMUNITY_MAX_N = 20_000
@@ -96,7 +101,7 @@ class NetworkError(UserError):
 class Network:
     """Undirected social graph as a symmetric CSR matrix: row i lists resident i's ties.
 
-    Invariants (established by :func:`from_edges`, checked by :meth:`validate`):
+    Invariants (established by `from_edges`, checked by `validate`):
     ``indices`` sorted ascending within each row, no self loops, no duplicates,
     ``weights`` symmetric (w_ij == w_ji).  ``eq=False`` because numpy arrays have no
     single truth value; compare networks array by array.
@@ -166,6 +171,8 @@ class Network:
         Only ``indptr`` (n+1 entries) may be cast to int32 because scipy requires both
         index arrays to have the same dtype; a unit-weight graph gets a fresh array of ones.
         """
+        import scipy.sparse as sp
+
         A = sp.csr_array(
             (self.tie_weights(), self.indices, self._indptr_for_scipy),
             shape=(self.n, self.n),
@@ -176,6 +183,8 @@ class Network:
 
     def to_networkx(self) -> nx.Graph:
         """networkx copy with nodes 0..n-1, edge attribute ``weight`` (and ``node_id`` if known)."""
+        import networkx as nx
+
         G = nx.Graph()
         if self.node_ids is None:
             G.add_nodes_from(range(self.n))
@@ -288,6 +297,8 @@ def _symmetric_csr(
     scipy's COO->CSR conversion is an O(ties) counting sort plus a per-row sort in C,
     faster than any global numpy sort of 10^7 keys.
     """
+    import scipy.sparse as sp
+
     m = lo.size
     rows = np.concatenate([lo, hi])
     cols = np.concatenate([hi, lo])
@@ -359,13 +370,15 @@ def _graph_file_format(path: Path, format: str | None) -> str:
 def read_graph_file(
     path: str | Path, format: str | None = None, weight: str = "weight"
 ) -> nx.Graph:
-    """Read a social graph file into networkx (pass the result to :func:`from_networkx`).
+    """Read a social graph file into networkx (pass the result to `from_networkx`).
 
     ``format`` is "edgelist" or "graphml", guessed from the extension when None.  Edge
-    lists are read as :func:`read_network_file` describes; a tie listed twice keeps its
-    last listed weight, as networkx does.  To simulate, prefer :func:`read_network_file`,
+    lists are read as `read_network_file` describes; a tie listed twice keeps its
+    last listed weight, as networkx does.  To simulate, prefer `read_network_file`,
     which builds the Network from arrays without networkx.
     """
+    import networkx as nx
+
     path = Path(path)
     if _graph_file_format(path, format) == "graphml":
         return _read_graphml(path)
@@ -388,7 +401,7 @@ def read_graph_file(
 def read_network_file(
     path: str | Path, format: str | None = None, weight: str = "weight"
 ) -> Network | nx.Graph:
-    """Read a social graph file: a :class:`Network` for an edge list, networkx for GraphML.
+    """Read a social graph file: a `Network` for an edge list, networkx for GraphML.
 
     Edge lists hold one ``u v [weight]`` per line, separated by commas, tabs and/or
     spaces; ``#`` starts a comment; a missing weight counts as 1.  A first line is a
@@ -419,6 +432,8 @@ def read_network_file(
 
 
 def _read_graphml(path: Path) -> nx.Graph:
+    import networkx as nx
+
     try:
         G = nx.read_graphml(path)
     except (ET.ParseError, nx.NetworkXError, ValueError, KeyError, TypeError) as exc:
@@ -969,13 +984,134 @@ def _complete(spec: Any, ward: np.ndarray, rng: np.random.Generator):
     return _complete_edges(n) + (True,)
 
 
-_BUILDERS = {
-    "watts_strogatz": _watts_strogatz,
-    "barabasi_albert": _barabasi_albert,
-    "erdos_renyi": _erdos_renyi,
-    "ward_clustered": _ward_clustered,
-    "complete": _complete,
-}
+# --------------------------------------------------------------------------------------
+# Graph kinds: the spec a scenario writes under [network], its builder and its size
+# --------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class GraphKind:
+    """One graph kind (registered in `GRAPHS`).
+
+    `build(spec, ward, rng) -> (u, v, unique)`: the tie ends as two int64 arrays for
+    `len(ward)` residents, drawn from the scenario's "network" stream, with `unique`
+    True only when it guarantees no self-loops and no tie listed twice (else
+    `build_network` removes them). None for a graph read from a file.
+    `expected_tie_ends(spec, n, ward_sizes)`: twice the ties it is expected to make, so
+    limits.py refuses a run too large for the machine before the graph is built."""
+
+    spec: type[Spec]
+    build: Callable[[Any, np.ndarray, np.random.Generator], tuple] | None
+    expected_tie_ends: Callable[[Any, int, list[int]], int] = lambda spec, n, sizes: 0
+
+    @property
+    def kind(self) -> str:
+        return kind_of(self.spec)
+
+
+class NetworkBase(Spec):
+    """The base of every graph spec: the optional tie `weights` distribution."""
+
+    weights: Distribution | None = Field(
+        None, description="tie weight distribution; None means every tie weighs 1"
+    )
+
+    @field_validator("weights", mode="after")
+    @classmethod
+    def _non_negative(cls, dist: Any) -> Any:
+        return check_support(dist, WEIGHT_RANGE)
+
+
+class WattsStrogatz(NetworkBase):
+    """Small world: ring lattice of k neighbours, each tie rewired with probability p."""
+
+    kind: Literal["watts_strogatz"] = "watts_strogatz"
+    k: Annotated[int, Field(ge=2)] = 10
+    p: Probability = 0.1
+
+    @model_validator(mode="after")
+    def _even(self) -> WattsStrogatz:
+        if self.k % 2:
+            raise ValueError(
+                f".k: {self.k} is odd; allowed: an even number (k/2 neighbours each side)"
+            )
+        return self
+
+
+class BarabasiAlbert(NetworkBase):
+    """Scale-free: each newcomer attaches to m residents, preferentially to popular ones."""
+
+    kind: Literal["barabasi_albert"] = "barabasi_albert"
+    m: Annotated[int, Field(ge=1)] = 5
+
+
+class ErdosRenyi(NetworkBase):
+    """Random graph G(n, p) with p = mean_degree / (n - 1)."""
+
+    kind: Literal["erdos_renyi"] = "erdos_renyi"
+    mean_degree: Annotated[float, Field(gt=0.0)] = 10.0
+
+
+class WardClustered(NetworkBase):
+    """Stochastic block model by ward: dense ties inside a ward, sparse across wards."""
+
+    kind: Literal["ward_clustered"] = "ward_clustered"
+    p_in: Probability | None = None
+    p_out: Probability | None = None
+    mean_degree_in: NonNegative | None = None
+    mean_degree_out: NonNegative | None = None
+
+    @model_validator(mode="after")
+    def _one_of_each(self) -> WardClustered:
+        for a, b in (("p_in", "mean_degree_in"), ("p_out", "mean_degree_out")):
+            if (getattr(self, a) is None) == (getattr(self, b) is None):
+                raise ValueError(f".{a}: give exactly one of {a} or {b}")
+        return self
+
+
+class Complete(NetworkBase):
+    """Everyone knows everyone: the mean-field case (small populations only)."""
+
+    kind: Literal["complete"] = "complete"
+
+
+class GraphFile(NetworkBase):
+    """A graph read from an edge list (u v [weight]) or GraphML; its nodes are the residents."""
+
+    kind: Literal["file"] = "file"
+    path: str
+    format: Literal["edgelist", "graphml"] | None = None
+    weight: str = Field("weight", description="edge attribute holding tie weights (GraphML)")
+
+
+def _ward_clustered_ends(spec: WardClustered, n: int, sizes: list[int]) -> int:
+    pairs_in = sum(s * (s - 1) for s in sizes)  # ordered pairs = tie ends if all present
+    pairs_out = n * n - sum(s * s for s in sizes)
+    ends_in = (
+        spec.p_in * pairs_in if spec.p_in is not None
+        else min(n * spec.mean_degree_in, pairs_in)  # type: ignore[operator]
+    )
+    ends_out = (
+        spec.p_out * pairs_out if spec.p_out is not None
+        else min(n * spec.mean_degree_out, pairs_out)  # type: ignore[operator]
+    )
+    return math.ceil(ends_in + ends_out)
+
+
+def _ba_ends(spec: BarabasiAlbert, n: int, sizes: list[int]) -> int:
+    m = min(int(spec.m), max(n - 1, 0))
+    return 2 * m * max(n - m, 0)
+
+
+GRAPHS.register(GraphKind(
+    WattsStrogatz, _watts_strogatz, lambda spec, n, sizes: n * min(int(spec.k), max(n - 1, 0))))
+GRAPHS.register(GraphKind(BarabasiAlbert, _barabasi_albert, _ba_ends))
+GRAPHS.register(GraphKind(
+    ErdosRenyi, _erdos_renyi,
+    lambda spec, n, sizes: math.ceil(n * min(float(spec.mean_degree), max(n - 1, 0)))))
+GRAPHS.register(GraphKind(WardClustered, _ward_clustered, _ward_clustered_ends))
+GRAPHS.register(GraphKind(Complete, _complete, lambda spec, n, sizes: n * max(n - 1, 0)))
+GRAPHS.register(GraphKind(GraphFile, None))  # costed by the file's size (limits.py)
 
 
 def build_network(spec: Any, ward: np.ndarray, rng: np.random.Generator) -> Network:
@@ -985,16 +1121,17 @@ def build_network(spec: Any, ward: np.ndarray, rng: np.random.Generator) -> Netw
     gives one weight per undirected tie (drawn after the topology, in tie order).
     """
     kind = _attr(spec, "kind")
-    if kind not in _BUILDERS:
+    builders = [k for k in GRAPHS.names() if GRAPHS[k].build is not None]
+    if kind not in builders:
         raise NetworkError(
-            f"unknown network kind {kind!r}; choose one of {', '.join(sorted(_BUILDERS))} "
+            f"unknown network kind {kind!r}; choose one of {', '.join(sorted(builders))} "
             "or load a file"
         )
     ward = np.asarray(ward)
     if ward.ndim != 1:
         raise NetworkError(f"ward must be a 1-D array (one ward per resident), got shape {ward.shape}")
     n = ward.size
-    u, v, unique = _BUILDERS[kind](spec, ward, rng)
+    u, v, unique = GRAPHS[kind].build(spec, ward, rng)
     weights = _attr(spec, "weights")
     if weights is None:
         return _from_edges(n, u, v, None, assume_unique=unique)
@@ -1234,6 +1371,8 @@ def community_labels(
                 f"community method 'greedy_modularity' is limited to n <= {NX_COMMUNITY_MAX_N} "
                 f"(it is O(n^2) in networkx); got n={n}, use 'leiden'"
             )
+        import networkx as nx
+
         groups = nx.community.greedy_modularity_communities(net.to_networkx(), weight="weight")
         return _labels_from_groups(list(groups), n)
     if method in ("leiden", "label_propagation"):

@@ -1,7 +1,10 @@
 """Nudges: one base class owns schedule, targeting, reach and cost; each kind adds a payload.
 
+Each kind is one `NudgeKind` in `NUDGES` (registry.py): its spec (a `NudgeBase` subclass:
+the fields a `[[nudges]]` table writes) and its `Nudge` subclass (what it does).
+
 Every step the engine asks each nudge to (1) contact its targets if this is a contact step,
-(2) write what it does this step into an :class:`Effects` record, and after the update
+(2) write what it does this step into an `Effects` record, and after the update
 (3) settle costs that depend on the outcome. A nudge draws only from its own named
 streams, so adding a nudge with zero effect and zero cost leaves every other draw — and so
 the whole run — bit-identical.
@@ -10,28 +13,37 @@ the whole run — bit-identical.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Annotated, Any, Literal, Protocol
 
 import numpy as np
+from pydantic import Field, model_validator
 
 from . import kernels
 from . import network as netmod
-from .scenario import (
-    Ambassadors,
-    Canvassing,
-    CommunityPartnership,
-    Default,
-    Incentive,
-    Information,
-    NormFeedback,
-    Pledge,
-    Reminder,
-    Targeting,
-    check_nudge_wards,
-)
+from .errors import ScenarioError
+from .registry import NUDGES, kind_of
+from .rules import CHANNELS
+from .spec import HalfLife, NonNegative, Probability, Spec
 
 if TYPE_CHECKING:
-    from .engine import Engine
+    from .rng import Streams
+
+
+class Host(Protocol):
+    """What nudges read from the engine that runs them (engine.Engine is one): typed here
+    so that nudges need not import the engine, which imports them."""
+
+    steps: int
+    population: Any  # population.Population (population.py imports the nudge specs)
+    network: netmod.Network
+    streams: Streams
+    stamp_book: StampBook
+    adopted: np.ndarray
+    score_cache: dict[Any, np.ndarray]
+
+    def ward_rates(self) -> np.ndarray: ...
+
+    def adoption_rate(self) -> float: ...
 
 
 def decay(elapsed: np.ndarray | float, half_life: float | None) -> np.ndarray | float:
@@ -99,7 +111,7 @@ class Effects:
     engine and the per-agent path read dense arrays built from the same terms on first use
     (``fx.utility`` etc.; None = no effect), so the two cannot disagree about a nudge."""
 
-    ADDITIVE = ("utility", "lapse", "attitude", "cost_relief", "norm_salience")
+    ADDITIVE = tuple(CHANNELS)  # the channels rules.Inputs reads (rules.CHANNELS)
 
     def __init__(self, n: int, t: int = 0, ward: np.ndarray | None = None,
                  pool: dict[str, np.ndarray] | None = None) -> None:
@@ -248,11 +260,226 @@ class Effects:
 
 
 # ---------------------------------------------------------------------------------------
+# Specs: what a [[nudges]] table may write
+# ---------------------------------------------------------------------------------------
+
+
+class Targeting(Spec):
+    """Whom a nudge is aimed at: filters first, then the top `count`/`share` by strategy."""
+
+    strategy: Literal["random", "degree", "betweenness", "kcore", "community", "ward"] = Field(
+        "random",
+        description="ranking of eligible residents; 'ward' ranks by lowest ward adoption first",
+    )
+    count: Annotated[int, Field(ge=0)] | None = Field(None, description="how many to target")
+    share: Probability | None = Field(None, description="share of eligible residents to target")
+    wards: list[str] | None = Field(None, description="only residents of these wards")
+    adopted: bool | None = Field(None, description="true: adopters only; false: non-adopters only")
+    attitude_below: float | None = None
+    attitude_above: float | None = None
+    community_method: Literal["label_propagation", "greedy_modularity"] = "label_propagation"
+    betweenness_samples: Annotated[int, Field(ge=1)] = Field(
+        256, description="source nodes sampled for betweenness on large graphs"
+    )
+
+    @model_validator(mode="after")
+    def _count_or_share(self) -> Targeting:
+        if self.count is not None and self.share is not None:
+            raise ValueError(".share: give count or share, not both")
+        return self
+
+
+class NudgeBase(Spec):
+    """Schedule, targeting, reach and cost: what every nudge has."""
+
+    label: str | None = Field(None, description="name shown in plots and tables")
+    start: Annotated[int, Field(ge=1)] = Field(1, description="first step (week) it acts")
+    end: Annotated[int, Field(ge=1)] | None = Field(
+        None, description="first step it no longer acts (exclusive); default: end of the run"
+    )
+    duration: Annotated[int, Field(ge=1)] | None = Field(None, description="alternative to end")
+    every: Annotated[int, Field(ge=1)] | None = Field(
+        None, description="repeat the contact every this many steps; None = contact once"
+    )
+    targeting: Targeting = Field(default_factory=Targeting)
+    reach: Probability = Field(1.0, description="share of targets actually contacted")
+    cost_fixed: NonNegative = Field(0.0, description="£ paid once at the start")
+    cost_per_contact: NonNegative = Field(0.0, description="£ per resident contacted")
+
+    @model_validator(mode="after")
+    def _end_or_duration(self) -> NudgeBase:
+        if self.end is not None and self.duration is not None:
+            raise ValueError(".duration: give end or duration, not both")
+        if self.end is not None and self.end <= self.start:
+            raise ValueError(f".end: {self.end} is not after start ({self.start}); allowed: > start")
+        return self
+
+    def stop(self, steps: int) -> int:
+        """First step after the active window (exclusive end)."""
+        if self.end is not None:
+            return self.end
+        if self.duration is not None:
+            return self.start + self.duration
+        return steps + 1
+
+    def contact_steps(self, steps: int) -> list[int]:
+        """Steps at which targets are contacted."""
+        stop = min(self.stop(steps), steps + 1)
+        if self.every is None:
+            return [self.start] if self.start < stop else []
+        return list(range(self.start, stop, self.every))
+
+    @property
+    def name(self) -> str:
+        return self.label or self.kind  # type: ignore[attr-defined]
+
+
+class NormFeedback(NudgeBase):
+    """Show residents their ward's (or the borough's) adoption rate.
+
+    Descriptive feedback pulls the perceived norm toward the shown rate in both directions
+    (the boomerang, Schultz et al. 2007); an injunctive message removes the downward pull
+    for adopters.
+    """
+
+    kind: Literal["norm_feedback"] = "norm_feedback"
+    scope: Literal["ward", "borough"] = Field(
+        "ward", description="reference group; closer groups work better (Goldstein et al. 2008)"
+    )
+    weight: Probability = Field(
+        0.3, description="share of the perceived norm replaced by the shown rate (assumption)"
+    )
+    injunctive: bool = Field(False, description="add an approving message (Schultz et al. 2007)")
+    shown: Probability | None = Field(
+        None,
+        description="a fixed rate to show instead of the measured one (e.g. 0.75 for "
+        "'75% of guests reuse their towels', Goldstein et al. 2008); None = the real rate",
+    )
+    half_life: HalfLife = Field(
+        4.0, description="weeks for the message's effect to halve (assumption); None = no decay"
+    )
+
+
+class Default(NudgeBase):
+    """Opt-out enrolment: contacted non-adopters become adopters unless they opt out."""
+
+    kind: Literal["default"] = "default"
+    opt_out: Probability = Field(
+        0.3, description="share of enrolled residents who opt out at once (assumption)"
+    )
+
+
+class Pledge(NudgeBase):
+    """Public commitment: pledgers get a decaying push to adopt and a lower lapse hazard."""
+
+    kind: Literal["pledge"] = "pledge"
+    uptake: Probability = Field(0.1, description="share of contacted who pledge (assumption)")
+    boost: float = Field(1.0, description="log-odds push to adopt at pledge time (assumption)")
+    lapse_reduction: NonNegative = Field(
+        1.0, description="log-odds reduction of lapsing at pledge time (assumption)"
+    )
+    half_life: HalfLife = Field(
+        8.0, description="weeks for the pledge's effect to halve (assumption)"
+    )
+
+
+class Reminder(NudgeBase):
+    """Periodic prompt (e.g. a bin-day text): a short-lived salience boost."""
+
+    kind: Literal["reminder"] = "reminder"
+    boost: float = Field(0.5, description="log-odds salience boost at contact (assumption)")
+    half_life: HalfLife = Field(
+        1.0, description="weeks for salience to halve (assumption)"
+    )
+
+
+class Incentive(NudgeBase):
+    """Reward that lowers perceived cost while active; may crowd out motivation after."""
+
+    kind: Literal["incentive"] = "incentive"
+    cost_reduction: Probability = Field(
+        0.5, description="share of perceived cost removed while active (assumption)"
+    )
+    cost_per_adopter: NonNegative = Field(
+        0.0, description="£ paid per contacted adopter per step while active"
+    )
+    crowding_out: NonNegative = Field(
+        0.0, description="log-odds loss of motivation once the incentive ends (assumption)"
+    )
+    crowding_half_life: HalfLife = Field(
+        26.0, description="weeks for crowding-out to halve (assumption)"
+    )
+
+
+class Canvassing(NudgeBase):
+    """Door-to-door conversation: an attitude boost and a direct chance of adopting."""
+
+    kind: Literal["canvassing"] = "canvassing"
+    attitude_boost: float = Field(0.5, description="attitude change at contact (assumption)")
+    adopt_prob: Probability = Field(
+        0.05, description="chance a contacted non-adopter adopts at once (assumption)"
+    )
+    half_life: HalfLife = Field(
+        12.0, description="weeks for the attitude boost to halve (assumption)"
+    )
+
+
+class Ambassadors(NudgeBase):
+    """Residents recruited as peer ambassadors: they adopt, do not lapse during their term,
+    and their influence on neighbours is multiplied."""
+
+    kind: Literal["ambassadors"] = "ambassadors"
+    uptake: Probability = Field(1.0, description="share of approached residents who agree")
+    influence: Annotated[float, Field(ge=0)] = Field(
+        3.0, description="weight of an ambassador in neighbours' norm (assumption)"
+    )
+
+
+class CommunityPartnership(NudgeBase):
+    """A time-limited community group in chosen wards: stronger in-ward ties and norms."""
+
+    kind: Literal["community_partnership"] = "community_partnership"
+    wards: list[str] = Field(..., min_length=1, description="wards where the group exists")
+    tie_strength: NonNegative = Field(
+        1.0, description="extra weight of in-ward ties while active (assumption)"
+    )
+    norm_salience: NonNegative = Field(
+        0.5, description="relative increase of the norm's weight while active (assumption)"
+    )
+
+
+class Information(NudgeBase):
+    """Leaflet campaign: a small attitude boost that decays."""
+
+    kind: Literal["information"] = "information"
+    attitude_boost: float = Field(0.2, description="attitude change at contact (assumption)")
+    half_life: HalfLife = Field(
+        4.0, description="weeks for the boost to halve (assumption)"
+    )
+
+
+def check_nudge_wards(spec: Any, index: int, names: list[str]) -> None:
+    """Ward names in a nudge must exist: one check for wards the scenario defines and for
+    wards read from a residents CSV or graph."""
+    fields = [("targeting.wards", spec.targeting.wards or [])]
+    if isinstance(getattr(spec, "wards", None), list):  # a kind's own wards (partnerships)
+        fields.append(("wards", spec.wards))
+    known = set(names)
+    for field_name, wards in fields:
+        unknown = [w for w in wards if w not in known]
+        if unknown:
+            raise ScenarioError(
+                f"nudges[{index}].{field_name}: unknown ward(s) {unknown}; allowed: "
+                f"{sorted(names)[:10]}{'…' if len(names) > 10 else ''}"
+            )
+
+
+# ---------------------------------------------------------------------------------------
 # Targeting
 # ---------------------------------------------------------------------------------------
 
 
-def eligible(targeting: Targeting, engine: Engine) -> np.ndarray:
+def eligible(targeting: Targeting, engine: Host) -> np.ndarray:
     """Mask of residents who pass the targeting filters, on the state before this step."""
     pop = engine.population
     mask = np.ones(pop.n, dtype=bool)
@@ -268,7 +495,7 @@ def eligible(targeting: Targeting, engine: Engine) -> np.ndarray:
     return mask
 
 
-def strategy_scores(targeting: Targeting, engine: Engine, stream: str) -> np.ndarray:
+def strategy_scores(targeting: Targeting, engine: Host, stream: str) -> np.ndarray:
     """Higher score = targeted first. Network scores are computed once per run and cached."""
     strategy = targeting.strategy
     if strategy == "random":
@@ -298,7 +525,7 @@ def strategy_scores(targeting: Targeting, engine: Engine, stream: str) -> np.nda
     return engine.score_cache[key]
 
 
-def select(targeting: Targeting, engine: Engine, stream: str) -> np.ndarray:
+def select(targeting: Targeting, engine: Host, stream: str) -> np.ndarray:
     """Ids of targeted residents (sorted): filters, then top count/share by strategy."""
     mask = eligible(targeting, engine)
     ids = np.flatnonzero(mask)
@@ -326,7 +553,11 @@ class StepLog:
 class Nudge:
     """Schedule + targeting + reach + cost. Subclasses implement `contact` and `act`."""
 
-    def __init__(self, spec, index: int, engine: Engine) -> None:
+    #: True for kinds that call `fx.boost_wards`: the compiled path then keeps each
+    #: resident's in-ward tie counts as well (kernels.Counts).
+    boosts_ward_ties = False
+
+    def __init__(self, spec, index: int, engine: Host) -> None:
         self.spec = spec
         self.index = index
         self.stream = f"nudge{index}:{spec.kind}"
@@ -349,7 +580,7 @@ class Nudge:
     def active(self, t: int) -> bool:
         return self.start <= t < self.stop
 
-    def targets(self, engine: Engine) -> np.ndarray:
+    def targets(self, engine: Host) -> np.ndarray:
         if self._targets is not None:
             return self._targets
         ids = select(self.spec.targeting, engine, self.stream)
@@ -358,7 +589,7 @@ class Nudge:
             self._targets = ids = ids.astype(np.int32)
         return ids
 
-    def step(self, t: int, engine: Engine, fx: Effects) -> StepLog:
+    def step(self, t: int, engine: Host, fx: Effects) -> StepLog:
         log = StepLog()
         if t == self.start:
             log.cost += self.spec.cost_fixed
@@ -371,13 +602,13 @@ class Nudge:
         self.act(t, engine, fx)
         return log
 
-    def contact(self, t: int, ids: np.ndarray, engine: Engine, fx: Effects) -> None:
+    def contact(self, t: int, ids: np.ndarray, engine: Host, fx: Effects) -> None:
         """What happens to residents at the moment they are contacted."""
 
-    def act(self, t: int, engine: Engine, fx: Effects) -> None:
+    def act(self, t: int, engine: Host, fx: Effects) -> None:
         """Effects that persist between contacts (decaying boosts, active windows)."""
 
-    def settle(self, t: int, engine: Engine) -> float:
+    def settle(self, t: int, engine: Host) -> float:
         """Cost that depends on this step's outcome (e.g. incentive payments)."""
         return 0.0
 
@@ -536,6 +767,7 @@ class CommunityPartnershipNudge(Nudge):
     """A group in chosen wards: stronger in-ward ties and a more salient norm while it lasts."""
 
     spec: CommunityPartnership
+    boosts_ward_ties = True
 
     def __init__(self, spec, index, engine) -> None:
         super().__init__(spec, index, engine)
@@ -566,19 +798,33 @@ class InformationNudge(Nudge):
             fx.add("attitude", self.contacts, self.spec.attitude_boost * left)
 
 
-NUDGE_CLASSES: dict[str, type[Nudge]] = {
-    "norm_feedback": NormFeedbackNudge,
-    "default": DefaultNudge,
-    "pledge": PledgeNudge,
-    "reminder": ReminderNudge,
-    "incentive": IncentiveNudge,
-    "canvassing": CanvassingNudge,
-    "ambassadors": AmbassadorsNudge,
-    "community_partnership": CommunityPartnershipNudge,
-    "information": InformationNudge,
-}
+@dataclass(frozen=True)
+class NudgeKind:
+    """One nudge kind (registered in `NUDGES`): its spec and the `Nudge` subclass that
+    acts on residents."""
+
+    spec: type[NudgeBase]
+    nudge: type[Nudge]
+
+    @property
+    def kind(self) -> str:
+        return kind_of(self.spec)
 
 
-def make_nudge(spec, index: int, engine: Engine) -> Nudge:
+for _spec, _nudge in (
+    (NormFeedback, NormFeedbackNudge),
+    (Default, DefaultNudge),
+    (Pledge, PledgeNudge),
+    (Reminder, ReminderNudge),
+    (Incentive, IncentiveNudge),
+    (Canvassing, CanvassingNudge),
+    (Ambassadors, AmbassadorsNudge),
+    (CommunityPartnership, CommunityPartnershipNudge),
+    (Information, InformationNudge),
+):
+    NUDGES.register(NudgeKind(_spec, _nudge))
+
+
+def make_nudge(spec: Any, index: int, engine: Host) -> Nudge:
     check_nudge_wards(spec, index, engine.population.ward_names)
-    return NUDGE_CLASSES[spec.kind](spec, index, engine)
+    return NUDGES[spec.kind].nudge(spec, index, engine)

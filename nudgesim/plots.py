@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import io
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, Protocol
 
 # Matplotlib's object API, not pyplot: a figure drawn straight onto an Agg canvas needs no
 # backend selection, no global figure registry to close, and skips importing pyplot
@@ -17,7 +17,20 @@ from matplotlib.ticker import FuncFormatter
 from .files import write_atomic
 
 if TYPE_CHECKING:
-    from .result import Result
+    import numpy as np
+    import pandas as pd
+
+    from .scenario import Scenario
+
+
+class RunRecord(Protocol):
+    """What `plot_run` reads from a run (a `Result` has it): plots need no Result class."""
+
+    scenario: Scenario
+    timeseries: pd.DataFrame
+    by_ward: pd.DataFrame
+    adopted: np.ndarray
+    nudge_windows: list[dict[str, Any]]
 
 
 def plot_text(text: object) -> str:
@@ -26,7 +39,7 @@ def plot_text(text: object) -> str:
     return str(text).replace("$", r"\$")
 
 
-def plot_run(result: Result, path: str | Path) -> Path:
+def plot_run(result: RunRecord, path: str | Path) -> Path:
     """Three panels sharing the time axis: adoption (borough line, ward range, nudge starts),
     one shaded bar per nudge window with its contact days, and cumulative cost and impact.
     Windows get their own rows because overlapping shading over the curve is unreadable."""

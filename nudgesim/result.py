@@ -23,7 +23,6 @@ from .files import (
 __all__ = ["Result", "save_figure", "write_atomic", "write_parquet_atomic"]
 
 if TYPE_CHECKING:
-    from .engine import Engine
     from .scenario import Scenario
 
 
@@ -68,7 +67,7 @@ class Result:
         "impact_step",
     )
 
-    #: keys of :attr:`summary`, in order: what experiments may name as outcomes
+    #: keys of `summary`, in order: what experiments may name as outcomes
     SUMMARY_KEYS = (
         "scenario", "seed", "residents", "ties", "steps", "initial_adoption", "final_adoption",
         "final_adopters", "adopters_gained", "peak_adoption", "peak_step", "time_to_50pct",
@@ -84,45 +83,6 @@ class Result:
     ids: list[Any] | None = None
     nudge_windows: list[dict[str, Any]] = field(default_factory=list)
     n_ties: int = 0
-
-    @classmethod
-    def from_engine(cls, engine: Engine) -> Result:
-        n = engine.n
-        ts = pd.DataFrame(engine.log)
-        ts.insert(2, "adoption_rate", ts["adopters"] / max(n, 1))
-        ts["cost"] = ts["cost_step"].cumsum()
-        ts["impact"] = ts["impact_step"].cumsum()
-        pop = engine.population
-        counts = np.vstack(engine.ward_log)  # steps+1 x wards
-        sizes = pop.ward_sizes()
-        by_ward = pd.DataFrame(
-            {
-                "step": np.repeat(ts["step"].to_numpy(), pop.n_wards),
-                "ward": np.tile(np.array(pop.ward_names, dtype=object), len(ts)),
-                "residents": np.tile(sizes, len(ts)),
-                "adopters": counts.ravel().astype(np.int64),
-            }
-        )
-        by_ward["adoption_rate"] = by_ward["adopters"] / by_ward["residents"].clip(lower=1)
-        windows = [
-            {
-                "name": nd.name,
-                "kind": nd.spec.kind,
-                "start": nd.start,
-                "stop": min(nd.stop, engine.steps + 1),
-                "contacts": sorted(nd.contact_at),
-            }
-            for nd in engine.nudges
-        ]
-        return cls(
-            scenario=engine.scenario,
-            timeseries=ts,
-            by_ward=by_ward,
-            adopted=engine.adopted.copy(),
-            ids=pop.ids,
-            nudge_windows=windows,
-            n_ties=engine.network.n_ties,
-        )
 
     @property
     def summary(self) -> dict[str, Any]:

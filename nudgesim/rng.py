@@ -8,7 +8,7 @@ Two kinds of randomness, both derived from the scenario's seed:
 * ``uniform(name, step, ids)`` — the dynamics' draws. Each value depends only on
   (seed, stream name, step, resident) through a SplitMix64 hash, never on evaluation
   order, on which residents were skipped, or on the number of threads. The per-agent path
-  reproduces them exactly with :func:`uniform_scalar`.
+  reproduces them exactly with `uniform_scalar`.
 """
 
 from __future__ import annotations
@@ -17,11 +17,13 @@ import zlib
 
 import numpy as np
 
-_GOLDEN = 0x9E3779B97F4A7C15  # SplitMix64 increment (Steele, Lea & Flood 2014)
-_ODD = 0xD1B54A32D192ED03  # a second odd multiplier, spreads resident ids
-_M1 = 0xBF58476D1CE4E5B9
-_M2 = 0x94D049BB133111EB
+GOLDEN = 0x9E3779B97F4A7C15  # SplitMix64 increment (Steele, Lea & Flood 2014)
+ODD = 0xD1B54A32D192ED03  # a second odd multiplier, spreads resident ids
+M1 = 0xBF58476D1CE4E5B9  # SplitMix64 finaliser multipliers
+M2 = 0x94D049BB133111EB
 _MASK = (1 << 64) - 1
+# the old private names, read by kernels.py until it imports the public ones
+_GOLDEN, _ODD, _M1, _M2 = GOLDEN, ODD, M1, M2
 _TO_UNIT = 2.0**-53
 
 
@@ -30,18 +32,20 @@ def _name_key(name: str) -> int:
 
 
 def _mix_int(z: int) -> int:
-    """SplitMix64 finaliser on a Python int (the scalar reference)."""
-    z = ((z ^ (z >> 30)) * _M1) & _MASK
-    z = ((z ^ (z >> 27)) * _M2) & _MASK
+    """SplitMix64 finaliser on a Python int (the scalar reference). Compiled twin:
+    kernels._uniform_at."""
+    z = ((z ^ (z >> 30)) * M1) & _MASK
+    z = ((z ^ (z >> 27)) * M2) & _MASK
     return z ^ (z >> 31)
 
 
 def _mix_array(z: np.ndarray) -> np.ndarray:
-    """SplitMix64 finaliser on uint64 arrays (wrapping arithmetic), in place."""
+    """SplitMix64 finaliser on uint64 arrays (wrapping arithmetic), in place. Compiled
+    twin: kernels._uniform_at."""
     z ^= z >> np.uint64(30)
-    z *= np.uint64(_M1)
+    z *= np.uint64(M1)
     z ^= z >> np.uint64(27)
-    z *= np.uint64(_M2)
+    z *= np.uint64(M2)
     z ^= z >> np.uint64(31)
     return z
 
@@ -77,8 +81,14 @@ class Streams:
         return uniform_scalar(self.key(name), step, i)
 
 
-def _step_key(key: int, step: int) -> int:
-    return _mix_int((key + (step + 1) * _GOLDEN) & _MASK)
+def step_key(key: int, step: int) -> int:
+    """The offset of `step` in the counter-based stream `key`: resident i's uniform is the
+    SplitMix64 finaliser of i * ODD + step_key(key, step) (the compiled twin,
+    kernels._uniform, adds ODD per resident from it)."""
+    return _mix_int((key + (step + 1) * GOLDEN) & _MASK)
+
+
+_step_key = step_key  # the old private name (kernels.py)
 
 
 def uniform_array(key: int, step: int, ids: np.ndarray | int) -> np.ndarray:
@@ -86,8 +96,8 @@ def uniform_array(key: int, step: int, ids: np.ndarray | int) -> np.ndarray:
         z = np.arange(int(ids), dtype=np.uint64)
     else:
         z = np.asarray(ids).astype(np.uint64)
-    z *= np.uint64(_ODD)
-    z += np.uint64(_step_key(key, step))
+    z *= np.uint64(ODD)
+    z += np.uint64(step_key(key, step))
     _mix_array(z)
     z >>= np.uint64(11)
     return z.astype(np.float64) * _TO_UNIT
@@ -95,5 +105,5 @@ def uniform_array(key: int, step: int, ids: np.ndarray | int) -> np.ndarray:
 
 def uniform_scalar(key: int, step: int, i: int) -> float:
     """Same value as ``uniform_array(key, step, [i])[0]``, in plain Python."""
-    z = (i * _ODD + _step_key(key, step)) & _MASK
+    z = (i * ODD + step_key(key, step)) & _MASK
     return (_mix_int(z) >> 11) * _TO_UNIT

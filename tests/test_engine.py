@@ -11,8 +11,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import nudgesim as ns
+from nudgesim import kernels, rules
 from nudgesim import network as netmod
-from nudgesim import rules
 from nudgesim.engine import Engine
 from nudgesim.nudges import Effects
 
@@ -562,3 +562,78 @@ def test_an_unreadable_graph_file_names_network_path(tmp_path):
                                base_dir=tmp_path)
     with pytest.raises(netmod.NetworkError, match="^network.path: .*line 1"):
         Engine(sc)
+
+
+# ------------------------------------------------------- one home per formula (rules.py)
+
+
+@given(st.lists(st.tuples(st.floats(0, 1), st.floats(0, 1), st.floats(0, 1), st.booleans(),
+                          st.booleans()), min_size=1, max_size=20))
+def test_the_norm_pull_for_one_resident_is_the_array_pull_bit_for_bit(rows):
+    norm, weight, shown, injunctive, adopted = (np.array(c) for c in zip(*rows, strict=True))
+    for inj in (False, True):
+        arrays = rules.pull_norm(norm, weight, shown, inj, adopted)
+        one = [rules.pull_norm_1(float(a), float(b), float(c), inj, bool(d))
+               for a, b, c, d in zip(norm, weight, shown, adopted, strict=True)]
+        assert arrays.tolist() == one
+
+
+def test_an_injunctive_message_never_pulls_an_adopter_down():
+    pulled = rules.pull_norm(np.array([0.8, 0.8]), np.array([0.5, 0.5]), np.array([0.2, 0.2]),
+                             True, np.array([True, False]))
+    assert pulled.tolist() == [0.8, 0.5]
+
+
+@pytest.mark.parametrize("rule", [{"kind": "logistic", "adopt_norm": 2.5, "habit_decay": 0.3},
+                                  {"kind": "threshold", "lapse": 0.1},
+                                  {"kind": "bass", "p": 0.1, "q": 0.2, "lapse": 0.05},
+                                  {"kind": "independent_cascade", "p": 0.3, "lapse": 0.01}])
+def test_rules_pack_their_coefficients_as_the_kernels_did(rule):
+    spec = ns.Scenario.from_dict({"rule": rule}).rule
+    code, params = rules.kernel_params(spec)
+    old_code, old_params = kernels.rule_params(spec)  # the kernels' packing, until it goes
+    assert code == old_code and params.tolist() == old_params.tolist()
+    assert rules.habit_coefficients(spec) == kernels._habit(spec)
+
+
+def test_habit_update_and_initial_habit():
+    spec = ns.Scenario.from_dict({"rule": {"kind": "logistic", "habit_gain": 0.5,
+                                           "habit_decay": 0.25, "initial_habit": 0.9}}).rule
+    habit = rules.update_habit(spec, np.array([True, False]), np.array([0.5, 0.5]))
+    assert habit.tolist() == [0.75, 0.375]
+    start = rules.initial_habit(spec, np.array([0.2, 0.95, 0.1]), np.array([True, True, False]))
+    assert start.tolist() == [0.9, 0.95, 0.1]
+    bass = ns.Scenario.from_dict({"rule": {"kind": "bass"}}).rule
+    assert rules.update_habit(bass, np.array([True]), np.array([0.5])).tolist() == [0.5]
+
+
+def test_inputs_at_ids_and_at_a_slice_are_the_dense_inputs_there():
+    sc = ns.Scenario.from_toml("experiments/scenarios/small_town.toml")
+    eng = Engine(sc)
+    for _ in range(10):
+        eng.step()
+    t, fx, _ = eng.begin_step()
+    norm = eng.perceived_norm(fx)
+    dense = rules.build_inputs(eng.population, eng.habit, fx, norm)
+    ids = np.array([3, 17, 250])
+    at_ids = rules.build_inputs(eng.population, eng.habit, fx, norm[ids], at=ids)
+    one = rules.build_inputs(eng.population, eng.habit, fx, norm[17:18], at=slice(17, 18))
+    for name, value in vars(dense).items():
+        if isinstance(value, np.ndarray):
+            assert np.array_equal(getattr(at_ids, name), value[ids], equal_nan=True), name
+            assert np.array_equal(getattr(one, name), value[17:18], equal_nan=True), name
+    assert any(isinstance(getattr(dense, f), np.ndarray) for f in rules.CHANNELS.values())
+
+
+def test_the_engine_backend_holds_what_the_kernels_read():
+    sc = ns.Scenario.from_dict({"steps": 2, "population": {"size": 200}})
+    eng = Engine(sc)
+    b = eng.backend
+    assert (eng._graph, eng._counts, eng._rule_params, eng._effect_buffers) == (
+        b.graph, b.counts, b.params, b.effects)
+    if b.compiled:
+        assert b.params[0] == rules.RULES["logistic"].twin
+    else:
+        assert b.graph is None and b.counts is None and b.params is None
+    eng.step()
+    assert eng._effect_buffers is b.effects

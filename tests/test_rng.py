@@ -39,3 +39,13 @@ def test_generators_are_named_not_ordered():
     s2.generator("network").random(100)  # drawing elsewhere first changes nothing
     assert (s2.generator("trait:attitude").random(5) == x).all()
     assert not (Streams(10).generator("trait:attitude").random(5) == x).all()
+
+
+def test_the_public_constants_are_the_stream_s():
+    from nudgesim import rng
+
+    assert (rng.GOLDEN, rng.ODD, rng.M1, rng.M2) == (rng._GOLDEN, rng._ODD, rng._M1, rng._M2)
+    key = Streams(7).key("decide")
+    # resident i's uniform is the finaliser of i * ODD + step_key, as the kernels compute it
+    z = (5 * rng.ODD + rng.step_key(key, 3)) & ((1 << 64) - 1)
+    assert (rng._mix_int(z) >> 11) * 2.0**-53 == rng.uniform_scalar(key, 3, 5)
