@@ -12,6 +12,7 @@ its model.
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable, Iterator
 from functools import reduce
 from typing import Annotated, Any, Protocol
@@ -52,6 +53,13 @@ class Registry[E: Entry]:
         kind = kind_of(entry.spec)
         if kind in self._entries:
             raise RegistryError(f"{self.what} kind {kind!r} is already registered")
+        if not entry.spec.__pydantic_complete__:
+            # a spec whose annotations pydantic could not resolve where it was defined
+            # (code run by exec, a class inside a function): resolve them in the caller's
+            # names now, or rebuilding the scenario model would fail on them
+            caller = inspect.currentframe().f_back  # type: ignore[union-attr]
+            names = {**caller.f_globals, **caller.f_locals}  # type: ignore[union-attr]
+            entry.spec.model_rebuild(_types_namespace=names)
         self._entries[kind] = entry
         for listener in self._listeners:
             listener()

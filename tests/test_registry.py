@@ -200,3 +200,25 @@ def test_an_engine_takes_a_graph_or_a_world_not_both():
     assert world.ids == [0, 1, 2, 3]
     with pytest.raises(ValueError, match="not both"):
         Engine(sc, g, world=world)
+
+
+def test_a_spec_pydantic_could_not_resolve_where_it_was_defined_registers():
+    """Code run by exec (as the docs' examples are) defines a spec whose string annotations
+    pydantic cannot resolve from its module: the registry resolves them in the caller's
+    names, where `register` is called."""
+    code = (
+        "from __future__ import annotations\n"
+        "from typing import Literal\n"
+        "from nudgesim.spec import Probability, Spec\n"
+        "class Local(Spec):\n"
+        "    kind: Literal['local'] = 'local'\n"
+        "    p: Probability = 0.5\n"
+        "assert not Local.__pydantic_complete__\n"
+        "RULES.register(rules.Rule(Local, constant))\n"
+    )
+    exec(compile(code, "example", "exec"), {"__name__": "example", "RULES": RULES,
+                                            "rules": rules, "constant": constant})
+    try:
+        assert Scenario.from_dict({"rule": {"kind": "local", "p": 0.25}}).rule.p == 0.25
+    finally:
+        RULES.unregister("local")
