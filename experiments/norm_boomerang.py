@@ -30,7 +30,7 @@ import nudgesim as ns
 from nudgesim.engine import Engine
 from nudgesim.experiment import replicate_seed
 from nudgesim.nudges import Effects
-from nudgesim.parallel import EXECUTORS, map_runs
+from nudgesim.parallel import EXECUTORS, RunOptions, map_runs
 from nudgesim.result import save_figure, write_atomic
 
 ROOT = Path(__file__).resolve().parent
@@ -92,7 +92,8 @@ def main(argv: list[str] | None = None) -> int:
         for r in range(reps):
             sc = base.to_dict() | {"nudges": nudges, "seed": replicate_seed(args.seed, r)}
             tasks.append({"arm": arm, "replicate": r, "scenario": sc})
-    rows = [row for res in map_runs(one_run, tasks, args.executor, args.workers) for row in res]
+    options = RunOptions(args.executor, args.workers)
+    rows = [row for res in map_runs(one_run, tasks, options) for row in res]
     runs = pd.DataFrame(rows)
     out.mkdir(parents=True, exist_ok=True)
     write_atomic(out / "runs.csv", runs.to_csv(index=False))

@@ -15,7 +15,6 @@ one byte, the curves' points, the y ticks) from a few kilobytes of marks.
 
 from __future__ import annotations
 
-import argparse
 import base64
 import hashlib
 import html
@@ -24,9 +23,6 @@ import json
 import math
 import os
 import re
-import socket
-import subprocess
-import sys
 from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import lru_cache
@@ -49,6 +45,7 @@ from matplotlib.ticker import MaxNLocator
 from mesa.visualization import Slider, SolaraViz
 from mesa.visualization.utils import update_counter
 
+from . import scenarios
 from .model import STATES, NudgeModel
 from .scenario import (
     Ambassadors,
@@ -64,8 +61,8 @@ LOOPBACK = ("127.0.0.1", "localhost", "::1")
 SHUTDOWN_GRACE = 5
 """Seconds a stopping server waits for open browser tabs before closing them (assumption:
 long enough to finish a frame; uvicorn's default waits for ever while a tab is open)."""
-SCENARIO_DIR = Path(__file__).resolve().parents[1] / "experiments" / "scenarios"
-DEFAULT_SCENARIO = SCENARIO_DIR / "small_town.toml"
+SCENARIO_DIR = scenarios.folder()  # package data: an installed package has them too
+DEFAULT_SCENARIO = scenarios.path(scenarios.SMALL_TOWN)
 GRAPH_LIMIT = 2000
 """Largest population drawn as a node-link graph (assumption: above ~2,000 households the
 drawing is an unreadable hairball and slow to render; the ward view is shown instead)."""
@@ -91,7 +88,7 @@ def initial_scenario_path() -> Path:
 
 
 def scenario_files() -> dict[str, Path]:
-    """File name → path for experiments/scenarios/*.toml, plus the command-line file."""
+    """File name → path for the shipped scenarios, plus the command-line file."""
     files = {p.name: p for p in sorted(SCENARIO_DIR.glob("*.toml"))}
     first = initial_scenario_path()
     if files.get(first.name) != first:
@@ -889,24 +886,8 @@ page = Page
 
 
 # ---------------------------------------------------------------------------------------
-# `nudgesim viz`
+# Serving the page (`nudgesim viz`, in nudgesim.cli.viz, checks its input first)
 # ---------------------------------------------------------------------------------------
-
-
-def _check_port(host: str, port: int) -> None:
-    from .errors import UsageError
-
-    if not 1 <= port <= 65535:
-        raise UsageError(f"--port: {port} is not a port; allowed: 1..65535")
-    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as s:
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the server does
-        try:
-            s.bind((host, port))
-        except OSError as err:
-            raise UsageError(
-                f"--port: cannot listen on {host}:{port} ({err.strerror}); "
-                "choose another port with --port"
-            ) from None
 
 
 _DNS_NAME = re.compile(r"[a-z0-9]([a-z0-9.-]*[a-z0-9])?", re.IGNORECASE)
@@ -993,105 +974,3 @@ def serve(host: str, port: int, allowed: Iterable[str]) -> None:
     config = uvicorn.Config(TrustedHosts(solara_app, allowed), host=host, port=port,
                             log_config=LOGGING_CONFIG, timeout_graceful_shutdown=SHUTDOWN_GRACE)
     uvicorn.Server(config).run()
-
-
-def _cdn_packages() -> list[str]:
-    """npm packages (name@version) that solara's page and widgets load from its CDN: found
-    in solara's own templates and Vue files, so a solara upgrade needs no change here."""
-    import re
-
-    import solara.server.settings as settings
-
-    pattern = re.compile(r"cdn(?:\}\}|\(\)\}|\})?/((?:@[\w.-]+/)?[\w.-]+@\d+\.\d+\.\d+[\w.+-]*)/",
-                         re.IGNORECASE)
-    root = Path(solara.__file__).parent
-    found = {settings.assets.fontawesome_path.strip("/").split("/")[0]}
-    sources = [*root.glob("server/templates/*.j2"), *root.glob("widgets/vue/*.vue"),
-               *root.glob("components/*.py"), *root.glob("components/*.vue")]
-    for f in sources:
-        found.update(pattern.findall(f.read_text(encoding="utf-8")))
-    return sorted(found)
-
-
-def prefetch_assets() -> list[str]:
-    """Fill solara's CDN cache from the npm registry, for machines that reach npm but not
-    the CDN (CI here). Solara serves cached files itself, so the page then loads offline.
-    Returns the packages fetched (none when all are cached)."""
-    import shutil
-    import tarfile
-    import tempfile
-
-    import solara.server.settings as settings
-
-    from .errors import UsageError
-
-    cache = Path(settings.assets.proxy_cache_dir)
-    missing = [p for p in _cdn_packages() if not (cache / p).is_dir()]
-    if missing and shutil.which("npm") is None:
-        raise UsageError(f"--prefetch-assets needs npm to fetch {missing}; install Node.js/npm")
-    for package in missing:
-        with tempfile.TemporaryDirectory() as tmp:
-            subprocess.run(["npm", "pack", package, "--pack-destination", tmp, "--silent"],
-                           check=True, stdout=subprocess.DEVNULL)
-            (tarball,) = Path(tmp).glob("*.tgz")
-            staging = Path(tmp) / "x"
-            with tarfile.open(tarball) as tar:
-                tar.extractall(staging, filter="data")
-            (cache / package).parent.mkdir(parents=True, exist_ok=True)
-            shutil.move(str(staging / "package"), str(cache / package))  # atomic-enough
-    return missing
-
-
-def viz_main(argv: list[str]) -> int:
-    """Check the scenario (exit 2 with a message if bad), then serve the page with solara."""
-    from .engine import Engine
-
-    p = argparse.ArgumentParser(
-        prog="nudgesim viz",
-        description="Serve the browser visualisation (Mesa SolaraViz) on loopback.",
-    )
-    p.add_argument("scenario", nargs="?", default=str(DEFAULT_SCENARIO),
-                   help="scenario TOML (default: experiments/scenarios/small_town.toml)")
-    p.add_argument("--port", type=int, default=8765, help="port (default 8765)")
-    p.add_argument("--host", default="127.0.0.1",
-                   help="interface (default 127.0.0.1; anything else exposes the app)")
-    p.add_argument("--allow-host", action="append", default=[], metavar="NAME",
-                   help="also answer requests addressed to NAME (repeatable); by default only "
-                   "127.0.0.1, localhost, [::1] and --host are answered")
-    p.add_argument("--prefetch-assets", action="store_true",
-                   help="fetch the page's JavaScript/CSS from the npm registry into solara's "
-                   "cache (for machines without the CDN), then exit")
-    args = p.parse_args(argv)
-    if args.prefetch_assets:
-        fetched = prefetch_assets()
-        print(f"nudgesim viz: {len(fetched)} asset package(s) fetched"
-              + (f": {', '.join(fetched)}" if fetched else " (all cached)"))
-        return 0
-    path = Path(args.scenario).resolve()
-    sc = Scenario.from_toml(path)  # ScenarioError → the CLI prints it and exits 2
-    Engine(sc)  # also catches graph/CSV problems before the server starts
-    hosts = allowed_hosts(args.host, args.port, args.allow_host)
-    _check_port(args.host, args.port)
-    if args.host not in LOOPBACK:
-        print(f"nudgesim viz: warning: listening on {args.host} exposes the app beyond "
-              "this machine", file=sys.stderr)
-    os.environ[ENV_SCENARIO] = str(path)
-    authority = f"[{args.host}]" if ":" in args.host else args.host
-    print(f"nudgesim viz: {sc.name} ({path.name}) at http://{authority}:{args.port}/ "
-          "(Ctrl-C stops)", flush=True)
-    serve(args.host, args.port, hosts)
-    return 0
-
-
-main = viz_main
-
-if __name__ == "__main__":  # python -m nudgesim.app [--prefetch-assets | SCENARIO ...]
-    from .errors import UsageError
-
-    try:
-        sys.exit(viz_main(sys.argv[1:]))
-    except (ScenarioError, UsageError) as err:
-        print(f"nudgesim viz: error: {err}", file=sys.stderr)
-        sys.exit(2)
-    except KeyboardInterrupt:
-        sys.exit(130)

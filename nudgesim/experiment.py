@@ -17,10 +17,8 @@ This module never imports Mesa or solara.
 
 from __future__ import annotations
 
-import argparse
 import copy
 import dataclasses
-import hashlib
 import json
 import math
 import platform
@@ -28,7 +26,6 @@ import re
 import subprocess
 import sys
 import time
-import traceback
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -40,15 +37,16 @@ import pandas as pd
 
 from . import limits
 from .files import lock_folder, output_dir, safe_name, write_atomic, write_parquet_atomic
-from .parallel import (
-    DASK_TIMEOUT,
-    DASK_TIMEOUT_ENV,
-    EXECUTORS,
-    default_workers,
-    imap_unordered,
-    resolve_dask_timeout,
-)
+from .outcomes import check_outcomes
+from .parallel import EXECUTORS, RunOptions, default_workers
+from .runs import Job, iter_jobs, parse_path, replicate_seed, run_id, set_path
 from .scenario import CONTROL, Scenario, ScenarioError, control_character, load_toml_text
+
+# the run pipeline's names, importable from here as before
+__all__ = [
+    "DESIGNS", "Experiment", "ExperimentResult", "Factor", "check_finite", "parse_path",
+    "replicate_seed", "run_id", "set_path", "summarise",
+]
 
 DESIGNS = ("grid", "lhs", "sobol", "morris")
 MORRIS_LEVELS = 4  # SALib's default grid of p = 4 levels (Morris 1991; Saltelli et al. 2008)
@@ -101,97 +99,6 @@ def _count(value: Any, field_name: str, minimum: int) -> None:
         raise ScenarioError(f"{field_name}: {value!r} is not allowed; give an integer >= {minimum}")
     if value < minimum:
         raise ScenarioError(f"{field_name}: {value} is not allowed; give an integer >= {minimum}")
-
-
-# ---------------------------------------------------------------------------------------
-# Paths into a scenario: "nudges[peer ambassadors].targeting.count"
-# ---------------------------------------------------------------------------------------
-
-_TOKEN = re.compile(r"([^.\[\]]+)|\[([^\]]*)\]|(\.)")
-
-
-def parse_path(path: str) -> list[tuple[str, str | int]]:
-    """Split ``a.b[2].c[label with spaces]`` into ("key", name) and ("item", index or label).
-
-    A bracket holds an index (``[0]``) or the ``label`` of a list item (a nudge's label, a
-    ward's name, or a nudge kind when only one nudge has it).
-    """
-    if not isinstance(path, str) or not path.strip():
-        raise ScenarioError(f"factor path {path!r}: empty; write e.g. 'nudges[leaflet].reach'")
-    parts: list[tuple[str, str | int]] = []
-    pos, expect_key = 0, True
-    while pos < len(path):
-        m = _TOKEN.match(path, pos)
-        if m is None or m.end() == pos:
-            raise ScenarioError(f"factor path {path!r}: cannot read it at character {pos}")
-        key, sel, dot = m.groups()
-        if dot:
-            if expect_key:
-                raise ScenarioError(f"factor path {path!r}: empty name before '.' at {pos}")
-            expect_key = True
-        elif key is not None:
-            if not expect_key:
-                raise ScenarioError(f"factor path {path!r}: missing '.' before {key!r}")
-            parts.append(("key", key.strip()))
-            expect_key = False
-        else:
-            if expect_key:
-                raise ScenarioError(f"factor path {path!r}: '[' must follow a name, not '.'")
-            sel = sel.strip()
-            parts.append(("item", int(sel) if re.fullmatch(r"\d+", sel) else sel))
-            expect_key = False
-        pos = m.end()
-    if expect_key:
-        raise ScenarioError(f"factor path {path!r}: must not end in '.'")
-    return parts
-
-
-def _list_item(items: list, sel: str | int, where: str) -> int:
-    """Index of the list item a selector names."""
-    if isinstance(sel, int):
-        if not 0 <= sel < len(items):
-            raise ScenarioError(
-                f"{where}: index [{sel}] is out of range; the list has {len(items)} items"
-            )
-        return sel
-    for key in ("label", "name"):
-        hits = [i for i, it in enumerate(items) if isinstance(it, dict) and it.get(key) == sel]
-        if len(hits) == 1:
-            return hits[0]
-    hits = [i for i, it in enumerate(items) if isinstance(it, dict) and it.get("kind") == sel]
-    if len(hits) == 1:
-        return hits[0]
-    names = [
-        it.get("label") or it.get("name") or it.get("kind") for it in items if isinstance(it, dict)
-    ]
-    what = "several items have" if len(hits) > 1 else "no item has"
-    raise ScenarioError(f"{where}: {what} label/name/kind {sel!r}; allowed: {names}")
-
-
-def set_path(data: dict[str, Any], path: str, value: Any) -> None:
-    """Set ``value`` at ``path`` inside a scenario dict, in place (missing tables are made)."""
-    parts = parse_path(path)
-    where = f"factor path {path!r}"
-    node: Any = data
-    for i, (kind, part) in enumerate(parts):
-        last = i == len(parts) - 1
-        if kind == "key":
-            if not isinstance(node, dict):
-                raise ScenarioError(f"{where}: {part!r} is not a table here")
-            if last:
-                node[part] = copy.deepcopy(value)
-                return
-            if node.get(part) is None:
-                node[part] = [] if parts[i + 1][0] == "item" else {}
-            node = node[part]
-        else:
-            if not isinstance(node, list):
-                raise ScenarioError(f"{where}: [{part}] selects from a list, but this is not one")
-            j = _list_item(node, part, where)
-            if last:
-                node[j] = copy.deepcopy(value)
-                return
-            node = node[j]
 
 
 # ---------------------------------------------------------------------------------------
@@ -318,66 +225,19 @@ class Factor:
 
 
 # ---------------------------------------------------------------------------------------
-# Seeds, run ids, one run
+# One run in the store
 # ---------------------------------------------------------------------------------------
-
-
-def replicate_seed(seed: int, replicate: int) -> int:
-    """Seed of replicate r: child r of the experiment's SeedSequence, the same at every point."""
-    ss = np.random.SeedSequence(int(seed), spawn_key=(int(replicate),))
-    return int(ss.generate_state(1, np.uint64)[0] >> np.uint64(1))  # < 2**63 fits TOML ints
-
-
-def run_id(scenario: dict[str, Any], extra: dict[str, Any]) -> str:
-    """Stable id of a run: hash of the fully resolved scenario (seed included) and outputs."""
-    text = json.dumps(
-        {"scenario": scenario, **extra}, sort_keys=True, separators=(",", ":"), default=str
-    )
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:20]
 
 
 def _measure_name(fn: Callable | None) -> str | None:
     return None if fn is None else f"{fn.__module__}.{fn.__qualname__}"
 
 
-def _execute(task: dict[str, Any]) -> dict[str, Any]:
-    """Run one scenario in a worker; never raises, so one bad run cannot stop a sweep."""
-    from .engine import simulate
-
-    t0 = time.perf_counter()
-    try:
-        sc = Scenario.from_dict(task["scenario"], Path(task["base_dir"]))
-        res = simulate(sc)
-        summary = dict(res.summary)
-        if task["measure"] is not None:
-            summary.update(task["measure"](res))
-        steps = {c: res.timeseries[c].tolist() for c in task["per_step"]}
-        if steps:
-            steps["step"] = res.timeseries["step"].tolist()
-        return {
-            "run_id": task["run_id"],
-            "status": "ok",
-            "error": "",
-            "summary": summary,
-            "steps": steps,
-            "elapsed_s": time.perf_counter() - t0,
-        }
-    except Exception as err:  # recorded with the run, the sweep goes on
-        tb = traceback.format_exception_only(type(err), err)[-1].strip()
-        return {
-            "run_id": task["run_id"],
-            "status": "error",
-            "error": tb,
-            "summary": {},
-            "steps": {},
-            "elapsed_s": time.perf_counter() - t0,
-        }
-
-
 def _run_frame(out: dict[str, Any]) -> pd.DataFrame:
     """The stored form of one run: one row, or one row per step when per-step columns asked."""
-    summary = {k: _outcome_value(v) for k, v in out["summary"].items()}
-    steps = out["steps"]
+    value = out["value"] or {}
+    summary = {k: _outcome_value(v) for k, v in value.get("summary", {}).items()}
+    steps = value.get("steps", {})
     if steps:
         df = pd.DataFrame(steps)
         df["step"] = df["step"].astype("Int64")
@@ -793,12 +653,16 @@ class Experiment:
         )
         try:
             jobs = [
-                {k: t[k] for k in ("run_id", "scenario", "base_dir", "per_step", "measure")}
+                Job(
+                    scenario=t["scenario"],
+                    base_dir=t["base_dir"],
+                    options={"per_step": t["per_step"], "measure": t["measure"]},
+                    run_id=t["run_id"],
+                )
                 for t in todo
             ]
-            for _, res in imap_unordered(
-                _execute, jobs, executor, workers, scheduler, dask_timeout
-            ):
+            options = RunOptions(executor, workers, scheduler, dask_timeout)  # type: ignore[arg-type]
+            for _, res in iter_jobs(jobs, options):
                 write_parquet_atomic(_run_frame(res), store / f"{res['run_id']}.parquet")
                 computed += 1
                 errors += res["status"] != "ok"
@@ -967,12 +831,7 @@ def _is_error(path: Path) -> bool:
 
 def _check_outcomes(names: list[str]) -> None:
     """Outcomes of a sweep without a `measure` function are the run summary's numbers."""
-    from .result import Result
-
-    allowed = [k for k in Result.SUMMARY_KEYS if k not in ("scenario", "impact_unit", "lowest_ward")]
-    bad = [o for o in names if o not in allowed]
-    if bad:
-        raise ScenarioError(f"outcomes: unknown outcome(s) {bad}; allowed: {', '.join(allowed)}")
+    check_outcomes(names)
 
 
 def _check_per_step(cols: list[str]) -> None:
@@ -1071,108 +930,3 @@ def git_commit() -> str | None:
         return head.stdout.strip() + ("-dirty" if dirty.returncode == 1 else "")
     except (OSError, subprocess.SubprocessError):
         return None
-
-
-# ---------------------------------------------------------------------------------------
-# Command line
-# ---------------------------------------------------------------------------------------
-
-
-def add_run_options(
-    p: argparse.ArgumentParser, default_out: str = "results/<experiment name>"
-) -> None:
-    p.add_argument("experiment", help="experiment TOML (see experiments/sweeps/)")
-    p.add_argument("--out", help=f"results folder (default {default_out})")
-    p.add_argument(
-        "--executor",
-        choices=EXECUTORS,
-        default="processes",
-        help="where runs execute (default: local processes on all cores)",
-    )
-    p.add_argument("--workers", type=int, help="processes / Dask LocalCluster workers")
-    p.add_argument(
-        "--scheduler", help="Dask scheduler address, e.g. tcp://host:8786 (implies dask)"
-    )
-    p.add_argument("--replicates", type=int, help="override the experiment's replicates")
-    p.add_argument("--samples", type=int, help="override the experiment's samples")
-    p.add_argument("--seed", type=int, help="override the experiment's seed")
-    p.add_argument("--retry-errors", action="store_true", help="run again runs that raised")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    add_dask_timeout_option(p)
-    limits.add_memory_option(p)
-
-
-def add_dask_timeout_option(p: argparse.ArgumentParser) -> None:
-    p.add_argument(
-        "--dask-timeout",
-        type=float,
-        metavar="SECONDS",
-        help="Dask: seconds to wait for the scheduler to answer and for a cluster without "
-        f"workers to get one (default ${DASK_TIMEOUT_ENV}, else {DASK_TIMEOUT:g})",
-    )
-
-
-def _parse(p: argparse.ArgumentParser, argv: list[str]) -> argparse.Namespace:
-    from .cli import parse_args
-    from .errors import UsageError
-
-    args = parse_args(p, argv)
-    limits.apply_memory_option(args)
-    if getattr(args, "dask_timeout", None) is not None:
-        resolve_dask_timeout(args.dask_timeout)  # a bad value is refused before any run
-    if args.workers is not None and args.workers < 1:
-        raise UsageError(f"--workers: must be >= 1, got {args.workers}")
-    return args
-
-
-def sweep_main(argv: list[str]) -> int:
-    """`nudgesim sweep EXPERIMENT.toml`: run (or resume) a sweep and write its tables."""
-    p = argparse.ArgumentParser(prog="nudgesim sweep", description=sweep_main.__doc__)
-    add_run_options(p)
-    p.add_argument(
-        "--dry-run", action="store_true", help="validate and show the design, run nothing"
-    )
-    p.add_argument(
-        "--wait",
-        action="store_true",
-        help="if another sweep is writing the folder, wait for it (default: exit 2 at once)",
-    )
-    args = _parse(p, argv)
-    exp = Experiment.from_toml(
-        args.experiment, replicates=args.replicates, samples=args.samples, seed=args.seed
-    )
-    tasks = exp.tasks()  # validates every design point
-    if args.dry_run:
-        print(exp.design_table().to_string(index=False))
-        print(f"{len(exp.points())} points x {exp.replicates} replicates = {len(tasks)} runs")
-        return 0
-    res = exp.run(
-        out=args.out,
-        executor=args.executor,
-        workers=args.workers,
-        scheduler=args.scheduler,
-        progress=False if args.no_progress else None,
-        retry_errors=args.retry_errors,
-        wait=args.wait,
-        dask_timeout=args.dask_timeout,
-    )
-    m = res.manifest
-    r = m["runs"]
-    print(
-        f"{exp.name}: {m['design']['points']} points x {exp.replicates} replicates = {r['total']} "
-        f"runs ({r['computed_now']} computed now, {r['reused_from_store']} reused, "
-        f"{r['errors']} errors) in {m['timings']['wall_s']:.1f} s"
-    )
-    print(f"  wrote {res.out}/ (runs.parquet, summary.parquet, manifest.json, runs/)")
-    return 0
-
-
-def sensitivity_main(argv: list[str]) -> int:
-    """`nudgesim sensitivity` lives in sensitivity.py; the CLI looks for it here."""
-    from .sensitivity import sensitivity_main as entry
-
-    return entry(argv)
-
-
-def main(argv: list[str]) -> int:
-    return sweep_main(argv)

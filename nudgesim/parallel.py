@@ -23,6 +23,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass
 from typing import Any, Literal
 
 from .errors import ResourceError, UsageError
@@ -66,25 +67,59 @@ def resolve_dask_timeout(value: float | None = None) -> float:
     return float(value)
 
 
-def imap_unordered(
-    fn: Callable[[Any], Any],
-    items: Iterable[Any],
-    executor: Executor = "processes",
-    workers: int | None = None,
-    scheduler: str | None = None,
-    dask_timeout: float | None = None,
-) -> Iterator[tuple[int, Any]]:
-    """Yield (index, fn(item)) as jobs finish. `fn` must be a picklable top-level function.
+@dataclass(frozen=True)
+class RunOptions:
+    """Where runs execute; never what they return (every job carries its own seed).
 
     executor: "serial" (in this process), "processes" (local process pool, default all
     cores) or "dask" (a distributed Client at `scheduler` like tcp://host:8786, or a
-    LocalCluster on loopback with `workers` single-threaded workers when None).
-    dask_timeout: seconds to wait for the scheduler to answer and for a cluster without
-    workers to get one (default $NUDGESIM_DASK_TIMEOUT, else 30).
+    LocalCluster on loopback with `workers` single-threaded workers when None; a
+    scheduler implies "dask"). dask_timeout: seconds to wait for the scheduler to answer
+    and for a cluster without workers to get one (default $NUDGESIM_DASK_TIMEOUT, else 30).
     """
+
+    executor: Executor = "processes"
+    workers: int | None = None
+    scheduler: str | None = None
+    dask_timeout: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.scheduler is not None and self.executor != "dask":
+            object.__setattr__(self, "executor", "dask")
+        if self.executor not in EXECUTORS:
+            raise UsageError(
+                f"executor: {self.executor!r} is not allowed; allowed: {', '.join(EXECUTORS)}"
+            )
+        if self.workers is not None and (isinstance(self.workers, bool) or self.workers < 1):
+            raise UsageError(f"workers: must be >= 1, got {self.workers}")
+
+    @classmethod
+    def of(cls, options: RunOptions | str | None = None, **loose: Any) -> RunOptions:
+        """RunOptions from RunOptions, an executor name, or loose keyword options (the
+        public functions' executor=/workers=/scheduler=/dask_timeout=); None = defaults."""
+        if isinstance(options, RunOptions):
+            if any(v is not None for v in loose.values()):
+                raise TypeError("give RunOptions or loose executor options, not both")
+            return options
+        if options is not None:
+            loose["executor"] = options
+        return cls(**{k: v for k, v in loose.items() if v is not None})
+
+
+def imap_unordered(
+    fn: Callable[[Any], Any],
+    items: Iterable[Any],
+    options: RunOptions | str | None = None,
+    **loose: Any,
+) -> Iterator[tuple[int, Any]]:
+    """Yield (index, fn(item)) as jobs finish. `fn` must be a picklable top-level function.
+
+    options: a :class:`RunOptions` (or an executor name, or executor=/workers=/scheduler=/
+    dask_timeout= keywords).
+    """
+    opts = RunOptions.of(options, **loose)
     items = list(items)
-    if executor not in EXECUTORS:
-        raise ValueError(f"executor: {executor!r} is not allowed; allowed: {', '.join(EXECUTORS)}")
+    executor, workers, scheduler = opts.executor, opts.workers, opts.scheduler
     if executor == "serial" or (executor == "processes" and (workers == 1 or len(items) <= 1)):
         for i, item in enumerate(items):
             yield i, fn(item)
@@ -92,7 +127,7 @@ def imap_unordered(
     if executor == "processes":
         yield from pool_imap(fn, items, workers or default_workers())
         return
-    timeout = resolve_dask_timeout(dask_timeout)
+    timeout = resolve_dask_timeout(opts.dask_timeout)
     yield from _dask_imap(fn, items, workers, scheduler, timeout)
 
 
@@ -397,14 +432,13 @@ def _reason(err: BaseException | None) -> str:
 def map_runs(
     fn: Callable[[Any], Any],
     items: Iterable[Any],
-    executor: Executor = "processes",
-    workers: int | None = None,
-    scheduler: str | None = None,
-    dask_timeout: float | None = None,
+    options: RunOptions | str | None = None,
+    **loose: Any,
 ) -> list[Any]:
-    """fn over items on the chosen executor; results in the order of `items`."""
+    """fn over items on the chosen executor (as :func:`imap_unordered`); results in the
+    order of `items`."""
     items = list(items)
     out: list[Any] = [None] * len(items)
-    for i, value in imap_unordered(fn, items, executor, workers, scheduler, dask_timeout):
+    for i, value in imap_unordered(fn, items, options, **loose):
         out[i] = value
     return out

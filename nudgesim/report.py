@@ -14,7 +14,6 @@ would otherwise start matplotlib mathtext).
 
 from __future__ import annotations
 
-import argparse
 import base64
 import json
 import re
@@ -617,18 +616,3 @@ def write_report(results_dir: str | Path) -> tuple[Path, Path]:
     write_atomic(html_path, doc.html())
     write_atomic(md_path, doc.markdown())
     return html_path, md_path
-
-
-def report_main(argv: list[str]) -> int:
-    """`nudgesim report RESULTS_DIR`."""
-    from .cli import parse_args
-
-    p = argparse.ArgumentParser(prog="nudgesim report", description=write_report.__doc__)
-    p.add_argument("results_dir", help="folder written by 'nudgesim plan' or 'nudgesim run'")
-    args = parse_args(p, argv)
-    html_path, md_path = write_report(args.results_dir)
-    print(f"wrote {html_path} and {md_path}")
-    return 0
-
-
-main = report_main

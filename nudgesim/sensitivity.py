@@ -13,7 +13,6 @@ Morris elementary effects are in outcome units per *whole range* of a factor, so
 
 from __future__ import annotations
 
-import argparse
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,8 +21,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .experiment import MORRIS_LEVELS, Experiment, ExperimentResult, _parse, add_run_options
+from .experiment import MORRIS_LEVELS, Experiment, ExperimentResult
 from .files import output_dir, save_figure, write_atomic, write_parquet_atomic
+from .outcomes import outcome as named_outcome
 from .scenario import ScenarioError, ScenarioWarning
 
 METHODS = ("sobol", "morris")
@@ -73,6 +73,8 @@ def sensitivity(
     if method not in METHODS:
         raise ScenarioError(f"method: {method!r} is not allowed; allowed: {', '.join(METHODS)}")
     exp = Experiment.from_toml(experiment) if isinstance(experiment, (str, Path)) else experiment
+    if exp.measure is None:  # a summary outcome: refuse a typo before any run is spent
+        named_outcome(outcome)
     for f in exp.factors:
         if not f.is_range and len(f.values) < 2:  # type: ignore[arg-type]
             raise ScenarioError(f'{f.role}s."{f.path}": a single value cannot vary; drop it')
@@ -227,43 +229,4 @@ def _warn_if_too_few(indices: pd.DataFrame, method: str, samples: int) -> None:
         )
 
 
-def sensitivity_main(argv: list[str]) -> int:
-    """`nudgesim sensitivity EXPERIMENT.toml --outcome final_adoption --method sobol`."""
-    p = argparse.ArgumentParser(prog="nudgesim sensitivity", description=sensitivity_main.__doc__)
-    add_run_options(p, default_out="results/<experiment name>_<method>")
-    p.add_argument("--outcome", default="final_adoption", help="summary field to analyse")
-    p.add_argument("--method", choices=METHODS, default="sobol")
-    p.add_argument("--no-plot", action="store_true")
-    args = _parse(p, argv)
-    exp = Experiment.from_toml(args.experiment, seed=args.seed)
-    res = sensitivity(
-        exp,
-        outcome=args.outcome,
-        method=args.method,
-        samples=args.samples,
-        replicates=args.replicates,
-        out=args.out,
-        executor=args.executor,
-        workers=args.workers,
-        scheduler=args.scheduler,
-        progress=False if args.no_progress else None,
-        plot=not args.no_plot,
-        dask_timeout=args.dask_timeout,
-    )
-    with pd.option_context("display.width", 120, "display.max_colwidth", 50):
-        print(res.indices.drop(columns=["outcome"]).round(3).to_string(index=False))
-    m = res.sweep.manifest
-    print(
-        f"{len(res.sweep.summary)} points x {exp.replicates} replicates "
-        f"({m['runs']['computed_now']} computed now) in {m['timings']['wall_s']:.1f} s; "
-        f"wrote {res.sweep.out}/sensitivity_{args.method}_{args.outcome}.csv"
-        + ("" if args.no_plot else " and .png")
-    )
-    return 0
-
-
-def main(argv: list[str]) -> int:
-    return sensitivity_main(argv)
-
-
-__all__: list[Any] = ["sensitivity", "sensitivity_main", "SensitivityResult", "plot_indices"]
+__all__: list[Any] = ["sensitivity", "SensitivityResult", "plot_indices"]

@@ -131,3 +131,43 @@ def test_python_dash_m_nudgesim_is_the_command():
                           capture_output=True, text=True)
     assert proc.returncode == 2 and proc.stderr.startswith("nudgesim: error: ")
     assert "Traceback" not in proc.stderr
+
+
+def test_run_without_a_scenario_runs_the_packaged_borough_from_any_folder(
+        tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)  # no experiments/ folder here, as after `pip install`
+    assert main(["run", "--steps", "1", "--no-plot", "--out", str(tmp_path / "b")]) == 0
+    assert capsys.readouterr().out.startswith("borough: 20,000 residents")
+    summary = json.loads((tmp_path / "b" / "summary.json").read_text())
+    assert summary["scenario"] == "borough" and summary["steps"] == 1
+
+
+def test_the_shipped_scenarios_are_package_data_and_the_repository_links_to_them():
+    from importlib import resources
+
+    from nudgesim import scenarios
+
+    shipped = resources.files("nudgesim.scenarios")
+    assert scenarios.names() == ["borough", "small_town"]
+    assert scenarios.path("borough") == Path(str(shipped / "borough.toml"))
+    link = ROOT / "experiments" / "scenarios"
+    assert link.is_symlink() and not Path(link.readlink()).is_absolute()  # relative, for git
+    assert link.resolve() == scenarios.folder().resolve()
+
+
+@pytest.mark.parametrize("command", ["run", "validate", "sweep", "sensitivity", "plan",
+                                     "report", "viz", "bench"])
+def test_every_command_has_help(command, capsys):
+    with pytest.raises(SystemExit) as done:
+        main([command, "--help"])
+    assert done.value.code == 0
+    assert capsys.readouterr().out.startswith(f"usage: nudgesim {command}")
+
+
+def test_only_the_command_line_knows_argparse():
+    """Layers point one way: the library's modules hold no command-line code."""
+    package = ROOT / "nudgesim"
+    library = [p for p in package.rglob("*.py") if "cli" not in p.relative_to(package).parts
+               and p.name not in ("bench.py", "limits.py")]
+    holders = [p.name for p in library if "argparse" in p.read_text(encoding="utf-8")]
+    assert holders == []

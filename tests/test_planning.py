@@ -126,7 +126,7 @@ def test_without_spillover_the_resident_trial_is_unbiased():
 
 def test_trial_by_label_takes_the_nudge_out_of_the_background_and_checks_input():
     sc = small(nudges=[{"kind": "reminder", "label": "text"}, {"kind": "information"}])
-    without, with_, k, name = pl._with_nudge(sc, "text")
+    without, with_, k, name = pl.with_nudge(sc, "text")
     assert [n.name for n in without.nudges] == ["information"]
     assert [n.name for n in with_.nudges] == ["information", "text"] and k == 1
     with pytest.raises(ScenarioError, match="nudge"):
@@ -272,7 +272,7 @@ def test_plan_command_writes_a_results_folder_and_rejects_bad_input(tmp_path, ca
 @given(st.lists(st.tuples(st.integers(0, 20), st.integers(0, 20)), min_size=1, max_size=30))
 def test_frontier_points_are_not_dominated_and_the_rest_are(points):
     cost, value = (np.array(x, dtype=float) for x in zip(*points))
-    front = pl._pareto(cost, value)
+    front = pl.pareto([cost, value], ["minimize", "maximize"])
     for i in range(len(cost)):
         dominated = ((cost <= cost[i]) & (value >= value[i])
                      & ((cost < cost[i]) | (value > value[i]))).any()

@@ -5,21 +5,19 @@ their own options live in their modules (`main(argv) -> int`) and are imported o
 used, so `nudgesim run` never pays for Mesa, solara or Dask.
 """
 
+# The command line uses the library; no library module imports nudgesim.cli.
+
 from __future__ import annotations
 
 import argparse
 import os
 import sys
-import time
 import warnings
 from contextlib import contextmanager
-from pathlib import Path
 
-from . import limits
-from .errors import UsageError, UserError
-from .scenario import Scenario, ScenarioWarning
-
-DEFAULT_SCENARIO = "experiments/scenarios/borough.toml"
+from .. import limits
+from ..errors import UsageError, UserError
+from ..scenario import Scenario, ScenarioWarning
 
 
 def parse_args(parser: argparse.ArgumentParser, argv: list[str] | None) -> argparse.Namespace:
@@ -40,53 +38,6 @@ def load_scenario(path: str, seed: int | None = None, steps: int | None = None) 
     return sc.replace(**changes) if changes else sc
 
 
-def cmd_run(args: argparse.Namespace) -> int:
-    from . import files
-    from .engine import simulate
-    from .result import check_run_folder
-
-    limits.apply_memory_option(args)
-    sc = load_scenario(args.scenario, args.seed, args.steps)
-    out = Path(args.out) if args.out else files.output_dir(sc.name)
-    check_run_folder(out)  # a file, a foreign folder or the working folder: say so before a run
-    t0 = time.perf_counter()
-    res = simulate(sc)
-    elapsed = time.perf_counter() - t0
-    res.save(out, plot=not args.no_plot)
-    s = res.summary
-    print(f"{sc.name}: {s['residents']:,} residents, {s['ties']:,} ties, {s['steps']} "
-          f"{sc.step_unit}s in {elapsed:.2f} s")
-    print(f"  adoption {100 * s['initial_adoption']:.1f}% -> {100 * s['final_adoption']:.1f}% "
-          f"(peak {100 * s['peak_adoption']:.1f}% at step {s['peak_step']}); "
-          f"lowest ward {s['lowest_ward']} at {100 * (s['lowest_ward_adoption'] or 0):.1f}%")
-    cpa = s["cost_per_adopter_gained"]
-    print(f"  cost £{s['total_cost']:,.0f}; impact {s['total_impact']:,.2f} {s['impact_unit']}; "
-          f"£ per adopter gained {'n/a' if cpa is None else f'{cpa:,.2f}'}")
-    print(f"  wrote {out}/ (timeseries.parquet/.csv, by_ward.parquet, summary.json, "
-          f"scenario.toml{'' if args.no_plot else ', adoption.png'})")
-    return 0
-
-
-def cmd_validate(args: argparse.Namespace) -> int:
-    """Check what a run would check: the scenario, the residents CSV and graph file it names
-    (read and built exactly as the run does: residents, ties, initial adopters, nudges'
-    targets) and, with --menu, every option of a planning menu. No step is simulated."""
-    from .engine import Engine
-
-    limits.apply_memory_option(args)
-    sc = load_scenario(args.scenario)
-    engine = Engine(sc)
-    print(f"{args.scenario}: valid ({sc.name}, {len(sc.nudges)} nudges, {sc.steps} steps, "
-          f"{engine.n:,} residents, {engine.network.n_ties:,} ties; needs "
-          f"{limits.estimate_memory(sc, engine.n, engine.network.indices.size).describe()})")
-    if args.menu:
-        from .planning import Menu
-
-        options = Menu.from_toml(args.menu).check(sc, args.menu)
-        print(f"{args.menu}: valid ({options} options)")
-    return 0
-
-
 @contextmanager
 def _environment_kept(*names: str):
     """Options passed to every run through the environment (--max-memory, --dask-timeout)
@@ -103,17 +54,20 @@ def _environment_kept(*names: str):
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from . import run as run_command
+
     p = argparse.ArgumentParser(prog="nudgesim", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
 
     run = sub.add_parser("run", help="simulate a scenario and write tables, summary and plot")
-    run.add_argument("scenario", nargs="?", default=DEFAULT_SCENARIO, help="scenario TOML")
+    run.add_argument("scenario", nargs="?", default=None,
+                     help="scenario TOML (default: the borough.toml nudgesim ships)")
     run.add_argument("--out", help="output folder (default results/<scenario name>)")
     run.add_argument("--seed", type=int, help="override the scenario's seed")
     run.add_argument("--steps", type=int, help="override the number of steps")
     run.add_argument("--no-plot", action="store_true", help="skip adoption.png")
     limits.add_memory_option(run)
-    run.set_defaults(func=cmd_run)
+    run.set_defaults(func=run_command.cmd_run)
 
     val = sub.add_parser(
         "validate", help="check a scenario (and the files it names) and explain any problem"
@@ -121,7 +75,7 @@ def build_parser() -> argparse.ArgumentParser:
     val.add_argument("scenario")
     val.add_argument("--menu", help="also check every option of this planning menu TOML")
     limits.add_memory_option(val)
-    val.set_defaults(func=cmd_validate)
+    val.set_defaults(func=run_command.cmd_validate)
 
     for name, help_text in DELEGATED.items():
         d = sub.add_parser(name, help=help_text, add_help=False)
@@ -130,14 +84,14 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-# subcommand -> (module, help); each module has main(argv: list[str]) -> int
+# subcommand -> module with main(argv: list[str]) -> int
 DELEGATED_MODULES = {
-    "sweep": "experiment",
-    "sensitivity": "experiment",
-    "viz": "app",
-    "bench": "bench",
-    "plan": "planning",
-    "report": "report",
+    "sweep": "nudgesim.cli.sweep",
+    "sensitivity": "nudgesim.cli.sensitivity",
+    "viz": "nudgesim.cli.viz",
+    "bench": "nudgesim.bench",
+    "plan": "nudgesim.cli.plan",
+    "report": "nudgesim.cli.report",
 }
 DELEGATED = {
     "sweep": "run an experiment (design x replicates) on serial, process or Dask executors",
@@ -154,13 +108,12 @@ def _delegate(name: str):
         import importlib
 
         try:
-            module = importlib.import_module(f"nudgesim.{DELEGATED_MODULES[name]}")
+            module = importlib.import_module(DELEGATED_MODULES[name])
         except ModuleNotFoundError as err:
             if err.name and err.name.startswith("nudgesim"):
                 raise UsageError(f"'nudgesim {name}' is not available in this version") from None
             raise
-        entry = getattr(module, f"{name}_main", None) or module.main
-        return entry(args.rest)
+        return module.main(args.rest)
 
     return run
 
@@ -196,7 +149,3 @@ def main(argv: list[str] | None = None) -> int:
     except BrokenPipeError:  # e.g. `nudgesim run | head`: the reader left, nothing is wrong
         sys.stderr.close()
         return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,0 +1,150 @@
+"""Paired comparison of variants with a baseline: what planners ask first."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from ..files import foreign_files, replace_folder, write_atomic
+from ..parallel import Executor, RunOptions
+from ..rng import Streams
+from ..runs import Job, values
+from ..scenario import Scenario, ScenarioError
+from .stats import paired_seeds, ratio_interval, t_interval
+
+
+@dataclass
+class Comparison:
+    """Paired comparison of variants with a baseline.
+
+    table: one row per variant: extra adopters, impact and cost over the baseline with
+    95% intervals, £ per extra adopter and per unit of impact, and the lowest ward's
+    adoption. runs: one row per (scenario, replicate). curves: adoption per step, mean and
+    the 2.5–97.5% range of replicates. wards: final adoption per ward (mean of replicates).
+    """
+
+    table: pd.DataFrame
+    runs: pd.DataFrame
+    curves: pd.DataFrame
+    wards: pd.DataFrame
+    baseline: Scenario
+    replicates: int
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    def save(self, out_dir: str | Path) -> Path:
+        """comparison.csv, runs.csv, curves.csv, wards.csv and scenario.toml, the folder
+        swapped in whole (files.replace_folder) like a run's."""
+        out = Path(out_dir)
+        with replace_folder(out, refuse("comparison.csv", COMPARISON_FILES, "comparison")) as tmp:
+            self.write_into(tmp)
+        return out
+
+    def write_into(self, folder: Path) -> None:
+        """The comparison's files into `folder` (a plan's folder holds them too)."""
+        write_atomic(folder / "comparison.csv", self.table.to_csv(index=False))
+        write_atomic(folder / "runs.csv", self.runs.to_csv(index=False))
+        write_atomic(folder / "curves.csv", self.curves.to_csv(index=False))
+        write_atomic(folder / "wards.csv", self.wards.to_csv(index=False))
+        write_atomic(folder / "scenario.toml", self.baseline.to_toml())
+
+
+COMPARISON_FILES = frozenset({"comparison.csv", "runs.csv", "curves.csv", "wards.csv", "scenario.toml"})
+PLAN_FILES = COMPARISON_FILES | {"plan.csv", "plan.json"}
+
+
+def refuse(marker: str, own: frozenset[str], kind: str):
+    """A replace_folder check: refuse a folder holding files that are not ours."""
+    return lambda folder: foreign_files(folder, marker, own, kind)
+
+
+def compare(
+    baseline: Scenario,
+    variants: Mapping[str, Scenario] | Sequence[Scenario],
+    replicates: int = 20,
+    executor: Executor = "processes",
+    workers: int | None = None,
+    scheduler: str | None = None,
+    dask_timeout: float | None = None,
+) -> Comparison:
+    """Run baseline and variants `replicates` times with paired seeds and summarise the
+    differences a planner asks about, each with a 95% interval.
+
+    Variants' own seeds are ignored: replicate r of every scenario uses the same seed,
+    derived from baseline.seed (:func:`~nudgesim.planning.stats.paired_seeds`).
+    Intervals of differences are t-intervals over replicates; of £-ratios, a paired
+    bootstrap. They measure simulation noise for *this* scenario, not doubt about its
+    assumptions.
+    """
+    if not isinstance(variants, Mapping):
+        variants = {v.name: v for v in variants}
+        if len(variants) == 0:
+            raise ScenarioError("variants: none given; allowed: one or more scenarios")
+    names = ["baseline", *variants]
+    if "baseline" in variants:
+        raise ScenarioError("variants: the name 'baseline' is reserved; allowed: any other")
+    scenarios = [baseline, *variants.values()]
+    seeds = paired_seeds(baseline, replicates)
+    jobs = [Job.of(sc, s, wards=True) for sc in scenarios for s in seeds]
+    options = RunOptions(executor, workers, scheduler, dask_timeout)
+    return summarise(names, seeds, values(jobs, options), baseline)
+
+
+def summarise(names: list[str], seeds: list[int], outs: list[dict], baseline: Scenario
+              ) -> Comparison:
+    """The comparison's tables from the runs' summaries (variant-major, replicate-minor)."""
+    r = len(seeds)
+    rows = []
+    for i, name in enumerate(names):
+        for j, seed in enumerate(seeds):
+            s = outs[i * r + j]["summary"]
+            low = s["lowest_ward_adoption"]
+            rows.append({
+                "scenario": name, "replicate": j, "seed": seed,
+                "residents": s["residents"],
+                "initial_adopters": s["final_adopters"] - s["adopters_gained"],
+                "final_adopters": s["final_adopters"],
+                "final_adoption": s["final_adopters"] / max(s["residents"], 1),
+                "cost": s["total_cost"], "impact": s["total_impact"],
+                "contacts": s["total_contacts"],
+                "lowest_ward_adoption": np.nan if low is None else low,
+            })
+    runs = pd.DataFrame(rows)
+    rng = Streams(baseline.seed).generator("compare:bootstrap")
+    base = runs[runs["scenario"] == "baseline"].set_index("replicate")
+    table = []
+    for name in names[1:]:
+        v = runs[runs["scenario"] == name].set_index("replicate")
+        d = {k: (v[k] - base[k]).to_numpy(dtype=np.float64)
+             for k in ("final_adopters", "impact", "cost", "lowest_ward_adoption")}
+        row: dict[str, Any] = {"variant": name}
+        for key, col in (("extra_adopters", "final_adopters"), ("extra_impact", "impact"),
+                         ("extra_cost", "cost")):
+            row[key], row[f"{key}_lo"], row[f"{key}_hi"] = t_interval(d[col])
+        for key, den in (("cost_per_extra_adopter", "final_adopters"),
+                         ("cost_per_impact", "impact")):
+            row[key], row[f"{key}_lo"], row[f"{key}_hi"] = ratio_interval(d["cost"], d[den], rng)
+        row["lowest_ward_adoption"], row["lowest_ward_adoption_lo"], row[
+            "lowest_ward_adoption_hi"] = t_interval(v["lowest_ward_adoption"].to_numpy())
+        row["extra_lowest_ward"], row["extra_lowest_ward_lo"], row["extra_lowest_ward_hi"] = (
+            t_interval(d["lowest_ward_adoption"]))
+        row["final_adoption"] = float(v["final_adoption"].mean())
+        table.append(row)
+    curves, wards = [], []
+    for i, name in enumerate(names):
+        block = np.vstack([outs[i * r + j]["curve"] for j in range(r)])
+        lo, hi = np.percentile(block, [2.5, 97.5], axis=0)
+        curves.append(pd.DataFrame({"scenario": name, "step": np.arange(block.shape[1]),
+                                    "mean": block.mean(axis=0), "lo": lo, "hi": hi}))
+        wr = np.vstack([outs[i * r + j]["ward_rates"] for j in range(r)])
+        wards.append(pd.DataFrame({"scenario": name, "ward": outs[i * r]["wards"],
+                                   "final_adoption": wr.mean(axis=0)}))
+    return Comparison(
+        table=pd.DataFrame(table), runs=runs, curves=pd.concat(curves, ignore_index=True),
+        wards=pd.concat(wards, ignore_index=True), baseline=baseline, replicates=r,
+    )
+

@@ -1,0 +1,333 @@
+"""One run pipeline for experiments, sensitivity and planning.
+
+Everything that turns a scenario into many seeded runs goes through here, so the rules
+that make results comparable exist once:
+
+* **One job type.** A :class:`Job` is a scenario as plain data (its replicate seed
+  included), the folder its relative file names are read from, and a *measure*: the
+  top-level function that runs the scenario and reduces it to what the caller needs
+  (:func:`summary` by default). Jobs pickle, so every executor can run them.
+* **One seed rule.** Replicate r of every design point or variant runs with
+  :func:`replicate_seed` (child r of the base seed's ``SeedSequence``): common random
+  numbers, so differences between points are not blurred by independent noise.
+* **One path grammar.** :func:`set_path` writes ``nudges[leaflet].reach``,
+  ``nudges[2].reach`` or ``nudges.2.reach`` into a scenario dict.
+* **One executor entry.** :func:`iter_jobs` / :func:`run_jobs` over
+  :func:`nudgesim.parallel.imap_unordered` with one :class:`~nudgesim.parallel.RunOptions`.
+
+:func:`run_job` never raises: a failed run is recorded with its error, so one bad run
+cannot stop a sweep; callers that must stop (planning) call :func:`raise_first_error`.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import importlib
+import json
+import re
+import time
+import traceback
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from .errors import ScenarioError, UserError
+from .parallel import RunOptions, imap_unordered
+
+if TYPE_CHECKING:
+    from .scenario import Scenario
+
+# ---------------------------------------------------------------------------------------
+# Seeds and run ids
+# ---------------------------------------------------------------------------------------
+
+
+def replicate_seed(seed: int, replicate: int) -> int:
+    """Seed of replicate r: child r of the base seed's SeedSequence, the same at every
+    design point and for every variant (common random numbers)."""
+    ss = np.random.SeedSequence(int(seed), spawn_key=(int(replicate),))
+    return int(ss.generate_state(1, np.uint64)[0] >> np.uint64(1))  # < 2**63 fits TOML ints
+
+
+def replicate_seeds(seed: int, replicates: int) -> list[int]:
+    """Seeds of replicates 0..replicates-1 (see :func:`replicate_seed`)."""
+    return [replicate_seed(seed, r) for r in range(int(replicates))]
+
+
+def run_id(scenario: dict[str, Any], extra: dict[str, Any]) -> str:
+    """Stable id of a run: hash of the fully resolved scenario (seed included) and outputs."""
+    text = json.dumps(
+        {"scenario": scenario, **extra}, sort_keys=True, separators=(",", ":"), default=str
+    )
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:20]
+
+
+# ---------------------------------------------------------------------------------------
+# Paths into a scenario: "nudges[peer ambassadors].targeting.count", "nudges.2.reach"
+# ---------------------------------------------------------------------------------------
+
+_TOKEN = re.compile(r"([^.\[\]]+)|\[([^\]]*)\]|(\.)")
+
+
+def parse_path(path: str, what: str = "factor path") -> list[tuple[str, str | int]]:
+    """Split ``a.b[2].c[label with spaces]`` into ("key", name) and ("item", index or label).
+
+    A bracket holds an index (``[0]``) or the ``label`` of a list item (a nudge's label, a
+    ward's name, or a nudge kind when only one nudge has it). A key of digits only
+    (``nudges.2``) is an index when it meets a list.
+    """
+    if not isinstance(path, str) or not path.strip():
+        raise ScenarioError(f"{what} {path!r}: empty; write e.g. 'nudges[leaflet].reach'")
+    parts: list[tuple[str, str | int]] = []
+    pos, expect_key = 0, True
+    while pos < len(path):
+        m = _TOKEN.match(path, pos)
+        if m is None or m.end() == pos:
+            raise ScenarioError(f"{what} {path!r}: cannot read it at character {pos}")
+        key, sel, dot = m.groups()
+        if dot:
+            if expect_key:
+                raise ScenarioError(f"{what} {path!r}: empty name before '.' at {pos}")
+            expect_key = True
+        elif key is not None:
+            if not expect_key:
+                raise ScenarioError(f"{what} {path!r}: missing '.' before {key!r}")
+            parts.append(("key", key.strip()))
+            expect_key = False
+        else:
+            if expect_key:
+                raise ScenarioError(f"{what} {path!r}: '[' must follow a name, not '.'")
+            sel = sel.strip()
+            parts.append(("item", int(sel) if re.fullmatch(r"\d+", sel) else sel))
+            expect_key = False
+        pos = m.end()
+    if expect_key:
+        raise ScenarioError(f"{what} {path!r}: must not end in '.'")
+    return parts
+
+
+def _list_item(items: list, sel: str | int, where: str) -> int:
+    """Index of the list item a selector names."""
+    if isinstance(sel, int):
+        if not 0 <= sel < len(items):
+            raise ScenarioError(
+                f"{where}: index [{sel}] is out of range; the list has {len(items)} items"
+            )
+        return sel
+    for key in ("label", "name"):
+        hits = [i for i, it in enumerate(items) if isinstance(it, dict) and it.get(key) == sel]
+        if len(hits) == 1:
+            return hits[0]
+    hits = [i for i, it in enumerate(items) if isinstance(it, dict) and it.get("kind") == sel]
+    if len(hits) == 1:
+        return hits[0]
+    names = [
+        it.get("label") or it.get("name") or it.get("kind") for it in items if isinstance(it, dict)
+    ]
+    what = "several items have" if len(hits) > 1 else "no item has"
+    raise ScenarioError(f"{where}: {what} label/name/kind {sel!r}; allowed: {names}")
+
+
+def set_path(
+    data: dict[str, Any],
+    path: str,
+    value: Any,
+    *,
+    create_missing: bool = True,
+    what: str = "factor path",
+) -> None:
+    """Set a copy of ``value`` at ``path`` inside a scenario dict, in place.
+
+    create_missing: make missing tables on the way (an experiment may set a field the
+    base scenario leaves at its default); False: every part before the last must exist
+    (calibration and menus, where a missing part is a typo). `what` starts the messages.
+    """
+    parts = parse_path(path, what)
+    where = f"{what} {path!r}"
+    node: Any = data
+    for i, (kind, part) in enumerate(parts):
+        last = i == len(parts) - 1
+        if kind == "key" and isinstance(node, list) and isinstance(part, str) and part.isdigit():
+            kind, part = "item", int(part)  # nudges.2 is nudges[2]
+        if kind == "key":
+            if not isinstance(node, dict):
+                raise ScenarioError(f"{where}: {part!r} is not a table here")
+            if last:
+                node[part] = copy.deepcopy(value)
+                return
+            if node.get(part) is None:
+                if not create_missing:
+                    so_far = _shown(parts[: i + 1])
+                    raise ScenarioError(
+                        f"{where}: has no part {so_far!r}; allowed here: "
+                        f"{sorted(map(str, node)) or 'nothing'}"
+                    )
+                node[part] = [] if parts[i + 1][0] == "item" else {}
+            node = node[part]
+        else:
+            if not isinstance(node, list):
+                raise ScenarioError(f"{where}: [{part}] selects from a list, but this is not one")
+            j = _list_item(node, part, where)
+            if last:
+                node[j] = copy.deepcopy(value)
+                return
+            node = node[j]
+
+
+def _shown(parts: Sequence[tuple[str, str | int]]) -> str:
+    out = ""
+    for kind, part in parts:
+        out += f"[{part}]" if kind == "item" else (f".{part}" if out else str(part))
+    return out
+
+
+# ---------------------------------------------------------------------------------------
+# Jobs and measures
+# ---------------------------------------------------------------------------------------
+
+
+def summary(scenario: Scenario, options: Mapping[str, Any]) -> dict[str, Any]:
+    """The default measure: ``Result.summary``, plus what the options ask for.
+
+    options: ``per_step`` (timeseries columns, with ``step``), ``wards`` (final adoption
+    per ward), ``measure`` (a picklable function of the Result whose dict joins the
+    summary: an experiment's user outcomes).
+    """
+    from .engine import simulate
+
+    res = simulate(scenario)
+    out = dict(res.summary)
+    if options.get("measure") is not None:
+        out.update(options["measure"](res))
+    steps = {c: res.timeseries[c].tolist() for c in options.get("per_step", ())}
+    if steps:
+        steps["step"] = res.timeseries["step"].tolist()
+    value: dict[str, Any] = {"summary": out, "steps": steps}
+    if options.get("wards"):
+        ts = res.timeseries
+        last = res.by_ward[res.by_ward["step"] == ts["step"].iloc[-1]]
+        value["curve"] = ts["adoption_rate"].to_numpy()
+        value["wards"] = [str(w) for w in last["ward"]]
+        value["ward_rates"] = last["adoption_rate"].to_numpy()
+    return value
+
+
+def rates_at(scenario: Scenario, options: Mapping[str, Any]) -> np.ndarray:
+    """Adoption rate at the steps ``options["steps"]`` (calibration's measure)."""
+    from .engine import Engine
+
+    engine = Engine(scenario)
+    rates = [engine.adoption_rate()]
+    while engine.t < engine.steps:
+        engine.step()
+        rates.append(engine.adoption_rate())
+    return np.asarray(rates)[np.asarray(options["steps"], dtype=np.int64)]
+
+
+Measure = Callable[["Scenario", Mapping[str, Any]], Any]
+
+
+@dataclass(frozen=True)
+class Job:
+    """One run: the scenario as plain data (seed included), where its files are, and the
+    measure that reduces it. `measure` must be a top-level function (it is pickled by
+    name); `options` are the measure's. `run_id` names the run in a store ("" if none)."""
+
+    scenario: dict[str, Any]
+    base_dir: str
+    measure: Measure = summary
+    options: Mapping[str, Any] = field(default_factory=dict)
+    run_id: str = ""
+
+    @classmethod
+    def of(cls, scenario: Scenario, seed: int, measure: Measure = summary, **options: Any) -> Job:
+        """The job of `scenario` run with `seed` (its own seed is replaced)."""
+        return cls(
+            scenario=scenario.to_dict() | {"seed": int(seed)},
+            base_dir=str(scenario.base_dir),
+            measure=measure,
+            options=options,
+        )
+
+    def build(self) -> Scenario:
+        from .scenario import Scenario
+
+        return Scenario.from_dict(self.scenario, Path(self.base_dir))
+
+
+def run_job(job: Job) -> dict[str, Any]:
+    """Run one job; never raises (Exception), so one bad run cannot stop a sweep.
+
+    Returns {run_id, status ("ok" or "error"), error (one line), error_type,
+    error_message, traceback, value (the measure's result, None on error), elapsed_s}.
+    """
+    t0 = time.perf_counter()
+    try:
+        value = job.measure(job.build(), job.options)
+        return {
+            "run_id": job.run_id,
+            "status": "ok",
+            "error": "",
+            "error_type": "",
+            "error_message": "",
+            "traceback": "",
+            "value": value,
+            "elapsed_s": time.perf_counter() - t0,
+        }
+    except Exception as err:  # recorded with the run, the sweep goes on
+        return {
+            "run_id": job.run_id,
+            "status": "error",
+            "error": traceback.format_exception_only(type(err), err)[-1].strip(),
+            "error_type": f"{type(err).__module__}:{type(err).__qualname__}",
+            "error_message": str(err),
+            "traceback": traceback.format_exc(),
+            "value": None,
+            "elapsed_s": time.perf_counter() - t0,
+        }
+
+
+class RunError(RuntimeError):
+    """A run failed for a reason that is not the user's (a bug): its traceback follows."""
+
+
+def raise_first_error(outcomes: Iterable[Mapping[str, Any]]) -> None:
+    """Raise the first failed run's error: a user error as itself (one line at the command
+    line), anything else as :class:`RunError` carrying the run's traceback."""
+    for out in outcomes:
+        if out["status"] == "ok":
+            continue
+        module, _, name = out["error_type"].partition(":")
+        try:
+            cls = getattr(importlib.import_module(module), name)
+        except (ImportError, AttributeError):
+            cls = None
+        if isinstance(cls, type) and issubclass(cls, UserError):
+            raise cls(out["error_message"])
+        raise RunError(f"a run failed: {out['error']}\n{out['traceback']}")
+
+
+def iter_jobs(
+    jobs: Sequence[Job], options: RunOptions | None = None
+) -> Iterator[tuple[int, dict[str, Any]]]:
+    """(index, run_job(job)) as runs finish, on the executor `options` names."""
+    yield from imap_unordered(run_job, jobs, options or RunOptions())
+
+
+def run_jobs(jobs: Sequence[Job], options: RunOptions | None = None) -> list[dict[str, Any]]:
+    """run_job over `jobs`, results in the order of `jobs`."""
+    out: list[dict[str, Any]] = [{}] * len(jobs)
+    for i, res in iter_jobs(jobs, options):
+        out[i] = res
+    return out
+
+
+def values(jobs: Sequence[Job], options: RunOptions | None = None) -> list[Any]:
+    """The measures' values in the order of `jobs`; the first failed run raises."""
+    outs = run_jobs(jobs, options)
+    raise_first_error(outs)
+    return [o["value"] for o in outs]
