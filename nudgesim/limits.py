@@ -12,8 +12,9 @@ imported baseline; ``experiments/benchmark.py`` prints the engine's steady state
   up to 3.6·10^7 tie ends. The tie cost is set by building the graph (edge arrays,
   de-duplication and the CSR conversion hold a few copies at once), not by the engine's
   4 B per tie end while stepping.
-- A graph read from a file peaks at ~40× the file's size (networkx holds every edge as
-  dictionaries; 5.9 MB edge list, 5·10^5 edges: 234 MB); a residents CSV at ~10×.
+- A graph read from a file peaks at ~29× the file's size, edge list or GraphML alike (5·10^5
+  edges: a 5.9 MB edge list read by pyarrow into arrays, 168 MB; the same graph as a
+  23.8 MB GraphML file read through networkx, 687 MB); a residents CSV at ~10×.
 - Records grow with steps × wards (the by-ward table and its temporaries, ~100 B a cell)
   plus ~1 kB a step for the step log.
 
@@ -41,7 +42,7 @@ PER_RESIDENT = 64
 PER_TIE_END = 44
 PER_WARD_STEP = 100
 PER_STEP = 1_000
-GRAPH_FILE_FACTOR = 48
+GRAPH_FILE_FACTOR = 32
 CSV_FACTOR = 12
 MARGIN = 1.15
 ENV_MAX_MEMORY = "NUDGESIM_MAX_MEMORY"

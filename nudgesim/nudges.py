@@ -277,7 +277,12 @@ class Targeting(Spec):
     adopted: bool | None = Field(None, description="true: adopters only; false: non-adopters only")
     attitude_below: float | None = None
     attitude_above: float | None = None
-    community_method: Literal["label_propagation", "greedy_modularity"] = "label_propagation"
+    community_method: Literal["leiden", "label_propagation", "greedy_modularity"] = Field(
+        "leiden",
+        description="'leiden': Leiden modularity (igraph), seeded from the run's random "
+        "stream; 'label_propagation': older name, now runs Leiden; 'greedy_modularity': "
+        "networkx Clauset-Newman-Moore, up to 20,000 residents",
+    )
     betweenness_samples: Annotated[int, Field(ge=1)] = Field(
         256, description="source nodes sampled for betweenness on large graphs"
     )

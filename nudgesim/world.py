@@ -69,19 +69,24 @@ def build_world(scenario: Scenario, streams: Streams, graph: nx.Graph | None = N
     # the rule's threshold distribution replaces population.threshold; per-resident
     # thresholds (CSV column, node attribute) override both (build_population warns)
     threshold = getattr(rule, "threshold", None) if reads_threshold else None
+    read: netmod.Network | nx.Graph | None = graph
     if graph is None and spec.kind == "file":
-        try:
-            graph = netmod.read_graph_file(scenario.resolve(spec.path), spec.format, spec.weight)
+        try:  # an edge list comes back as arrays (no networkx), GraphML as a graph
+            read = netmod.read_network_file(scenario.resolve(spec.path), spec.format, spec.weight)
         except netmod.NetworkError as err:  # the first line names the scenario's field
             raise netmod.NetworkError(f"network.path: {err}") from None
-    if graph is not None:
-        network = netmod.from_networkx(graph, weight=getattr(spec, "weight", "weight"))
+    if read is not None:
+        if isinstance(read, netmod.Network):
+            network, ids, attributes = read, read.node_ids, {}
+        else:
+            network = netmod.from_networkx(read, weight=getattr(spec, "weight", "weight"))
+            ids, attributes = list(read.nodes), node_attributes(read)
         population = build_population(
             scenario.population,
             streams,
             n=network.n,
-            ids=list(graph.nodes),
-            node_attributes=node_attributes(graph),
+            ids=ids,
+            node_attributes=attributes,
             csv_path=csv,
             threshold=threshold,
         )

@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from nudgesim import Scenario
+from nudgesim import Scenario, limits
 from nudgesim.errors import ResourceError, UsageError
 from nudgesim.limits import (
     check_memory,
@@ -139,7 +139,7 @@ def test_graph_files_are_costed_by_their_size(tmp_path):
         {"population": {}, "network": {"kind": "file", "path": str(path)}}
     )
     est = estimate_memory(sc)
-    assert est.parts["graph file"] == 48 * path.stat().st_size
+    assert est.parts["graph file"] == limits.GRAPH_FILE_FACTOR * path.stat().st_size
 
 
 def test_a_sweep_is_refused_before_any_worker_starts_when_its_workers_cannot_fit(
