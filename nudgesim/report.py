@@ -521,9 +521,8 @@ def plan_doc(folder: Path) -> Doc:
         f"own; {meta['portfolios_evaluated']} were then simulated in full "
         f"({meta['method']}).",
         f"Each was simulated {meta['replicates']} times with the same {meta['replicates']} sets "
-        "of random draws as the no-campaign baseline (seeds "
-        f"{meta['seeds'][0]}–{meta['seeds'][1]}), so differences come from the campaign, not "
-        "from luck.",
+        "of random draws as the no-campaign baseline (replicate seeds derived from seed "
+        f"{meta['seed']}), so differences come from the campaign, not from luck.",
         "Interactions between nudges are simulated, not added up; but options never evaluated "
         "in full could in principle do better than those shown when the search was not "
         "exhaustive.",

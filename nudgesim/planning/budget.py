@@ -318,8 +318,8 @@ def plan(
     table = comp.table.copy()
     table.insert(1, "items", [len(names[v]) for v in table["variant"]])
     over = comp.runs[comp.runs["scenario"] != "baseline"].assign(
-        over=lambda d: d["cost"] > budget + comp.runs.loc[
-            comp.runs["scenario"] == "baseline", "cost"].mean())
+        over=lambda d: d["total_cost"] > budget + comp.runs.loc[
+            comp.runs["scenario"] == "baseline", "total_cost"].mean())
     table["p_over_budget"] = over.groupby("scenario")["over"].mean().reindex(
         table["variant"]).to_numpy()
     table["within_budget"] = table["extra_cost"] <= budget
@@ -345,7 +345,8 @@ def plan(
                    "levels": it.levels, "required": it.required} for it in menu.items],
         "options": [{"option": n, "screen_cost": opt_cost[n], "screen_gain": opt_gain[n]}
                     for _, n, _ in flat],
-        "seeds": [scenario.seed, scenario.seed + replicates - 1],
+        "seed": scenario.seed,
+        "seeds": comp.runs.drop_duplicates("replicate")["seed"].tolist(),
         "baseline_final_adoption": float(comp.runs.loc[comp.runs["scenario"] == "baseline",
                                                        "final_adoption"].mean()),
         "baseline_lowest_ward": float(comp.runs.loc[comp.runs["scenario"] == "baseline",

@@ -109,8 +109,8 @@ def summarise(names: list[str], seeds: list[int], outs: list[dict], baseline: Sc
                 "initial_adopters": s["final_adopters"] - s["adopters_gained"],
                 "final_adopters": s["final_adopters"],
                 "final_adoption": s["final_adopters"] / max(s["residents"], 1),
-                "cost": s["total_cost"], "impact": s["total_impact"],
-                "contacts": s["total_contacts"],
+                "total_cost": s["total_cost"], "total_impact": s["total_impact"],
+                "total_contacts": s["total_contacts"],
                 "lowest_ward_adoption": np.nan if low is None else low,
             })
     runs = pd.DataFrame(rows)
@@ -120,14 +120,15 @@ def summarise(names: list[str], seeds: list[int], outs: list[dict], baseline: Sc
     for name in names[1:]:
         v = runs[runs["scenario"] == name].set_index("replicate")
         d = {k: (v[k] - base[k]).to_numpy(dtype=np.float64)
-             for k in ("final_adopters", "impact", "cost", "lowest_ward_adoption")}
+             for k in ("final_adopters", "total_impact", "total_cost", "lowest_ward_adoption")}
         row: dict[str, Any] = {"variant": name}
-        for key, col in (("extra_adopters", "final_adopters"), ("extra_impact", "impact"),
-                         ("extra_cost", "cost")):
+        for key, col in (("extra_adopters", "final_adopters"), ("extra_impact", "total_impact"),
+                         ("extra_cost", "total_cost")):
             row[key], row[f"{key}_lo"], row[f"{key}_hi"] = t_interval(d[col])
         for key, den in (("cost_per_extra_adopter", "final_adopters"),
-                         ("cost_per_impact", "impact")):
-            row[key], row[f"{key}_lo"], row[f"{key}_hi"] = ratio_interval(d["cost"], d[den], rng)
+                         ("cost_per_impact", "total_impact")):
+            row[key], row[f"{key}_lo"], row[f"{key}_hi"] = ratio_interval(d["total_cost"], d[den],
+                                                                          rng)
         row["lowest_ward_adoption"], row["lowest_ward_adoption_lo"], row[
             "lowest_ward_adoption_hi"] = t_interval(v["lowest_ward_adoption"].to_numpy())
         row["extra_lowest_ward"], row["extra_lowest_ward_lo"], row["extra_lowest_ward_hi"] = (

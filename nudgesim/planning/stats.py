@@ -22,18 +22,14 @@ from ..scenario import Scenario, ScenarioError
 
 LEVEL = 0.95  # confidence level of every interval reported here (convention)
 BOOTSTRAP = 2000  # resamples for ratio intervals (assumption: enough for 2.5/97.5 percentiles)
-#: temporary, removed in the next commit: planning's former replicate seeds (seed + r),
-#: kept for one commit to show that moving onto the common pipeline changes no number
-CONSECUTIVE_SEEDS = True
 
 
 def paired_seeds(scenario: Scenario, replicates: int) -> list[int]:
-    """Seeds of replicates 0..replicates-1, shared by every variant (at least two)."""
+    """Seeds of replicates 0..replicates-1, shared by every variant (at least two): the
+    rule experiments use (:func:`nudgesim.runs.replicate_seed`)."""
     if replicates < 2:
         raise ScenarioError(f"replicates: {replicates} is too few; allowed: 2 or more "
                             "(an interval needs at least two)")
-    if CONSECUTIVE_SEEDS:
-        return [scenario.seed + r for r in range(replicates)]
     return replicate_seeds(scenario.seed, replicates)
 
 
