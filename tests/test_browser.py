@@ -58,9 +58,8 @@ def long_small_town(folder: Path) -> Path:
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    from nudgesim.app import prefetch_assets
-
-    prefetch_assets()  # no-op once solara's CDN cache is filled (.ci/run does it first)
+    # a no-op once solara's CDN cache is filled (.ci/run does it first)
+    subprocess.run([sys.executable, str(ROOT / ".ci" / "prefetch_assets.py")], check=True)
     port = free_port()
     folder = tmp_path_factory.mktemp("viz")
     log = folder / "server.log"

@@ -18,12 +18,13 @@ from ..files import replace_folder, write_atomic
 from ..outcomes import OUTCOMES
 from ..parallel import Executor
 from ..runs import set_path
-from ..scenario import Scenario, ScenarioError, _Spec, explain, load_toml_text, plain
+from ..scenario import Scenario, ScenarioError, explain, load_toml_text, plain
+from ..spec import Spec
 from .comparison import PLAN_FILES, Comparison, compare, refuse
 from .stats import jsonable, pareto
 
 
-class _MenuSpec(_Spec):
+class _MenuSpec(Spec):
     """Menus follow the scenario's rules: unknown fields, non-finite floats and control
     characters are refused."""
 
