@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .errors import ResourceError, UsageError
+from .network import GraphFile
 from .registry import GRAPHS
 
 if TYPE_CHECKING:
@@ -131,8 +132,9 @@ def _cgroup_room() -> int | None:
 
 def _ward_sizes(scenario: Scenario, n: int) -> list[int]:
     wards = scenario.population.wards
-    if isinstance(wards, list) and wards and all(w.size is not None for w in wards):
-        return [int(w.size) for w in wards]  # type: ignore[arg-type]
+    sizes = scenario.population.ward_sizes()
+    if sizes:
+        return sizes
     count = len(wards) if isinstance(wards, list) else int(wards)
     count = max(1, min(count, n)) if n else max(1, count)
     return [n // count + (i < n % count) for i in range(count)]
@@ -141,10 +143,9 @@ def _ward_sizes(scenario: Scenario, n: int) -> list[int]:
 def _residents(scenario: Scenario) -> int | None:
     pop = scenario.population
     if pop.size is not None:
-        return int(pop.size)
-    if isinstance(pop.wards, list) and pop.wards and all(w.size is not None for w in pop.wards):
-        return sum(int(w.size) for w in pop.wards)  # type: ignore[misc]
-    return None
+        return pop.size
+    sizes = pop.ward_sizes()
+    return sum(sizes) if sizes else None
 
 
 def _file_size(scenario: Scenario, path: str) -> int:
@@ -169,9 +170,9 @@ def estimate_memory(
     graph the caller already holds (then no graph file is costed)."""
     parts: dict[str, int] = {}
     spec = scenario.network
-    from_file = n is None and spec.kind == "file"
-    if from_file:
-        parts["graph file"] = GRAPH_FILE_FACTOR * _file_size(scenario, spec.path)
+    graph_file = spec.path if n is None and isinstance(spec, GraphFile) else None
+    if graph_file is not None:
+        parts["graph file"] = GRAPH_FILE_FACTOR * _file_size(scenario, graph_file)
     if scenario.population.csv:
         parts["residents csv"] = CSV_FACTOR * _file_size(scenario, scenario.population.csv)
     if n is None:
@@ -179,7 +180,7 @@ def estimate_memory(
     if n is None:  # size comes from a file: bounded by that file's own cost above
         n = 0
     if tie_ends is None:
-        tie_ends = 0 if from_file else expected_tie_ends(scenario, n)
+        tie_ends = 0 if graph_file is not None else expected_tie_ends(scenario, n)
     wards = len(_ward_sizes(scenario, n)) if n else 1
     parts["residents"] = PER_RESIDENT * n
     parts["ties"] = PER_TIE_END * tie_ends

@@ -247,6 +247,8 @@ class Resident(FixedAgent):
 
     def step(self) -> None:
         """Decide (do not act yet): Engine.decide for me, with my own counter-based draw."""
+        if self.model._pending is None:
+            raise RuntimeError("a Resident decides inside NudgeModel's per-agent step only")
         t, fx = self.model._pending
         eng, i = self.engine, self.index
         x = self.inputs(fx)

@@ -1012,6 +1012,9 @@ class GraphKind:
 class NetworkBase(Spec):
     """The base of every graph spec: the optional tie `weights` distribution."""
 
+    if TYPE_CHECKING:  # each registered kind declares `kind: Literal[...]` (registry.kind_of)
+        kind: str
+
     weights: Distribution | None = Field(
         None, description="tie weight distribution; None means every tie weighs 1"
     )
@@ -1087,15 +1090,18 @@ class GraphFile(NetworkBase):
 def _ward_clustered_ends(spec: WardClustered, n: int, sizes: list[int]) -> int:
     pairs_in = sum(s * (s - 1) for s in sizes)  # ordered pairs = tie ends if all present
     pairs_out = n * n - sum(s * s for s in sizes)
-    ends_in = (
-        spec.p_in * pairs_in if spec.p_in is not None
-        else min(n * spec.mean_degree_in, pairs_in)  # type: ignore[operator]
-    )
-    ends_out = (
-        spec.p_out * pairs_out if spec.p_out is not None
-        else min(n * spec.mean_degree_out, pairs_out)  # type: ignore[operator]
-    )
+    ends_in = _block_ends(spec.p_in, spec.mean_degree_in, pairs_in, n)
+    ends_out = _block_ends(spec.p_out, spec.mean_degree_out, pairs_out, n)
     return math.ceil(ends_in + ends_out)
+
+
+def _block_ends(p: float | None, mean_degree: float | None, pairs: int, n: int) -> float:
+    """Expected tie ends among `pairs` ordered pairs: a share p of them, or n residents'
+    mean degree (at most every pair). WardClustered gives exactly one of p, mean_degree."""
+    if p is not None:
+        return p * pairs
+    assert mean_degree is not None
+    return min(n * mean_degree, pairs)
 
 
 def _ba_ends(spec: BarabasiAlbert, n: int, sizes: list[int]) -> int:
@@ -1312,7 +1318,7 @@ def _igraph_graph(net: Network):
     edges[:, 1] = net.indices[upper]
     # igraph converts a nested list in C; a numpy array would be read row by row
     graph = igraph.Graph(n=net.n, edges=edges.tolist())
-    weights = None if net.unit else net.weights[upper].tolist()
+    weights = None if net.weights is None else net.weights[upper].tolist()  # None: net.unit
     return graph, weights
 
 

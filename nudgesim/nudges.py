@@ -13,7 +13,7 @@ the whole run — bit-identical.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Annotated, Any, Literal, Protocol
+from typing import TYPE_CHECKING, Annotated, Any, Literal, Protocol, overload
 
 import numpy as np
 from pydantic import Field, model_validator
@@ -46,6 +46,10 @@ class Host(Protocol):
     def adoption_rate(self) -> float: ...
 
 
+@overload
+def decay(elapsed: np.ndarray, half_life: float | None) -> np.ndarray: ...
+@overload
+def decay(elapsed: float, half_life: float | None) -> float: ...
 def decay(elapsed: np.ndarray | float, half_life: float | None) -> np.ndarray | float:
     """Share of an effect left `elapsed` steps after contact (1 with no half-life)."""
     if half_life is None:
@@ -249,12 +253,15 @@ class Effects:
         if "norm_messages" in self._dense:
             return self._dense["norm_messages"]
         out = self._dense["norm_messages"] = []
+        ward = self.ward
         for stamps, table, shown, injunctive in self.messages:
+            if ward is None:
+                raise ValueError("a norm message shows a rate per ward: Effects needs `ward`")
             weight, rate = np.zeros(self.n), np.zeros(self.n)
             ids = stamps.ids()
             step = stamps.step[ids]
             weight[ids] = table[self.t - step]
-            rate[ids] = shown[step + 1, self.ward[ids]]
+            rate[ids] = shown[step + 1, ward[ids]]
             out.append((weight, rate, injunctive))
         return out
 
@@ -297,6 +304,9 @@ class Targeting(Spec):
 class NudgeBase(Spec):
     """Schedule, targeting, reach and cost: what every nudge has."""
 
+    if TYPE_CHECKING:  # each registered kind declares `kind: Literal[...]` (registry.kind_of)
+        kind: str
+
     label: str | None = Field(None, description="name shown in plots and tables")
     start: Annotated[int, Field(ge=1)] = Field(1, description="first step (week) it acts")
     end: Annotated[int, Field(ge=1)] | None = Field(
@@ -336,7 +346,7 @@ class NudgeBase(Spec):
 
     @property
     def name(self) -> str:
-        return self.label or self.kind  # type: ignore[attr-defined]
+        return self.label or self.kind
 
 
 class NormFeedback(NudgeBase):
@@ -534,10 +544,12 @@ def select(targeting: Targeting, engine: Host, stream: str) -> np.ndarray:
     """Ids of targeted residents (sorted): filters, then top count/share by strategy."""
     mask = eligible(targeting, engine)
     ids = np.flatnonzero(mask)
-    if targeting.count is None and targeting.share is None:
+    if targeting.count is not None:
+        k = min(targeting.count, len(ids))
+    elif targeting.share is not None:
+        k = min(round(targeting.share * len(ids)), len(ids))
+    else:
         return ids
-    k = targeting.count if targeting.count is not None else round(targeting.share * len(ids))
-    k = min(k, len(ids))
     scores = strategy_scores(targeting, engine, stream)[ids]
     tiebreak = engine.streams.uniform(f"{stream}:tiebreak", 0, ids)
     order = np.lexsort((-tiebreak, -scores))  # highest score first, random among equals

@@ -55,8 +55,8 @@ def _ward_blocks(spec: PopulationSpec, n: int) -> tuple[np.ndarray, list[str], n
     """Contiguous blocks of residents per ward: neighbours on generated lattices share wards."""
     names = spec.ward_names()
     baseline = np.full(len(names), np.nan)
-    if isinstance(spec.wards, list) and spec.wards[0].size is not None:
-        sizes = scaled_sizes(np.array([w.size for w in spec.wards]), n)
+    if written := spec.ward_sizes():
+        sizes = scaled_sizes(np.array(written), n)
     else:
         if n < len(names):
             raise ScenarioError(
@@ -73,10 +73,9 @@ def _ward_blocks(spec: PopulationSpec, n: int) -> tuple[np.ndarray, list[str], n
 def _written_size(spec: PopulationSpec) -> int | None:
     """The number of residents the population spec names: its size, else its ward sizes."""
     if spec.size is not None:
-        return int(spec.size)
-    if isinstance(spec.wards, list) and spec.wards[0].size is not None:
-        return sum(int(w.size) for w in spec.wards)  # type: ignore[misc]
-    return None
+        return spec.size
+    sizes = spec.ward_sizes()
+    return sum(sizes) if sizes else None
 
 
 def scaled_sizes(sizes: np.ndarray, n: int) -> np.ndarray:
@@ -216,8 +215,8 @@ def build_population(
     if n is None:
         n = spec.size
     if n is None:
-        if isinstance(spec.wards, list) and spec.wards[0].size is not None:
-            n = sum(w.size for w in spec.wards)
+        if sizes := spec.ward_sizes():
+            n = sum(sizes)
         else:
             raise ScenarioError(
                 "population.size: required when there is no residents csv, graph or ward "
@@ -238,8 +237,9 @@ def build_population(
                 "the graph gives the size (ward sizes scaled to it)"
             )
 
-    ward, names, baseline = _ward_blocks(spec, n) if "ward" not in overrides else (None, None, None)
-    if ward is None:
+    if "ward" not in overrides:
+        ward, names, baseline = _ward_blocks(spec, n)
+    else:
         labels = overrides.pop("ward")
         if isinstance(spec.wards, list):
             names = spec.ward_names()
@@ -252,13 +252,13 @@ def build_population(
 
     traits: dict[str, np.ndarray] = {}
     for name in TRAITS:
-        written = [f"population.{name}"] if name in spec.model_fields_set else []
+        given = [f"population.{name}"] if name in spec.model_fields_set else []
         if name == "threshold" and threshold is not None:
-            if written:
+            if given:
                 _warn("population.threshold: rule.threshold overrides it")
-            written = ["rule.threshold"]
+            given = ["rule.threshold"]
         if name in overrides:
-            for field_name in written:
+            for field_name in given:
                 _warn(f"{field_name}: the {source[name]} overrides it (per-resident data wins)")
             traits[name] = _trait_values(overrides[name], name, source[name], ids)
         else:

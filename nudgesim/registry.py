@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Callable, Iterator
-from functools import reduce
 from typing import Annotated, Any, Protocol
 
 from pydantic import BaseModel, Field
@@ -57,8 +56,9 @@ class Registry[E: Entry]:
             # a spec whose annotations pydantic could not resolve where it was defined
             # (code run by exec, a class inside a function): resolve them in the caller's
             # names now, or rebuilding the scenario model would fail on them
-            caller = inspect.currentframe().f_back  # type: ignore[union-attr]
-            names = {**caller.f_globals, **caller.f_locals}  # type: ignore[union-attr]
+            frame = inspect.currentframe()  # None only on Pythons without frames
+            caller = frame.f_back if frame is not None else None
+            names = {**caller.f_globals, **caller.f_locals} if caller is not None else {}
             entry.spec.model_rebuild(_types_namespace=names)
         self._entries[kind] = entry
         for listener in self._listeners:
@@ -99,9 +99,11 @@ class Registry[E: Entry]:
         specs = [e.spec for e in self._entries.values()]
         if not specs:
             raise RegistryError(f"no {self.what} kind is registered")
-        members = reduce(lambda a, b: a | b, specs) if len(specs) > 1 else specs[0]
         if len(specs) == 1:  # a discriminator needs a union; one member is the model itself
-            return members
+            return specs[0]
+        members: Any = specs[0]  # a types.UnionType from here on: A | B | ...
+        for spec in specs[1:]:
+            members = members | spec
         return Annotated[members, Field(discriminator="kind")]
 
 

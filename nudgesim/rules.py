@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Literal, NamedTuple
+from typing import TYPE_CHECKING, Any, Literal, NamedTuple
 
 import numpy as np
 from pydantic import Field, field_validator, model_validator
@@ -193,7 +193,7 @@ def habit_coefficients(rule: Any) -> tuple[bool, float, float]:
     return True, h.gain, h.keep
 
 
-def update_habit(rule: Any, adopted: Array, habit: Array) -> Array:
+def update_habit(rule: Any, adopted: np.ndarray, habit: np.ndarray) -> np.ndarray:
     """Habit grows toward 1 while adopted and decays otherwise (rules that keep habit).
     Compiled twin: the habit loop of kernels._apply_block."""
     keeps, gain, keep = habit_coefficients(rule)
@@ -224,7 +224,16 @@ def kernel_params(rule: Any) -> tuple[int, np.ndarray] | None:
 # ---------------------------------------------------------------------------------------
 
 
-class ThresholdRule(Spec):
+class RuleBase(Spec):
+    """The base of rule specs, as NudgeBase and NetworkBase are of theirs: it adds no
+    field, and tells the type checker that a rule has a `kind` (a rule spec deriving from
+    `Spec` alone is accepted at run time all the same)."""
+
+    if TYPE_CHECKING:  # each registered kind declares `kind: Literal[...]` (registry.kind_of)
+        kind: str
+
+
+class ThresholdRule(RuleBase):
     """Granovetter/Watts: adopt when the adopted share of neighbours reaches a threshold."""
 
     kind: Literal["threshold"] = "threshold"
@@ -249,7 +258,7 @@ def threshold(rule: ThresholdRule, x: Inputs) -> tuple[Array, Array]:
     return p_adopt, shift(rule.lapse, lapse_push)
 
 
-class BassRule(Spec):
+class BassRule(RuleBase):
     """Bass diffusion on a network: adopt with probability p + q x adopted share of neighbours."""
 
     kind: Literal["bass"] = "bass"
@@ -277,7 +286,7 @@ def bass(rule: BassRule, x: Inputs) -> tuple[Array, Array]:
     return shift(rule.p + rule.q * x.norm, push), shift(rule.lapse, lapse_push)
 
 
-class IndependentCascadeRule(Spec):
+class IndependentCascadeRule(RuleBase):
     """Each newly adopted neighbour gets one chance to convince, with probability p."""
 
     kind: Literal["independent_cascade"] = "independent_cascade"
@@ -293,7 +302,7 @@ def independent_cascade(rule: IndependentCascadeRule, x: Inputs) -> tuple[Array,
     return shift(p_adopt, push), shift(rule.lapse, lapse_push)
 
 
-class LogisticRule(Spec):
+class LogisticRule(RuleBase):
     """Random-utility (TPB-style) hazards of adopting and lapsing; habit builds while adopted.
 
     Coefficients are on the log-odds scale of a weekly hazard. Intercepts and weights are

@@ -13,8 +13,9 @@ import tomllib
 import types
 import typing
 import warnings
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Annotated, Any, Union
+from typing import TYPE_CHECKING, Annotated, Any, Union
 
 import numpy as np
 import tomli_w
@@ -54,7 +55,7 @@ from .nudges import (
     check_nudge_wards,
 )
 from .registry import GRAPHS, NUDGES, RULES
-from .rules import BassRule, IndependentCascadeRule, LogisticRule, ThresholdRule
+from .rules import BassRule, IndependentCascadeRule, LogisticRule, RuleBase, ThresholdRule
 from .spec import (
     CONTROL,
     TRAIT_RANGES,
@@ -83,9 +84,9 @@ __all__ = [
     "GraphFile", "HalfLife", "ImpactSpec", "Incentive", "IndependentCascadeRule",
     "Information", "LogisticRule", "NetworkBase", "NetworkSpec", "NonNegative",
     "NormFeedback", "Normal", "NudgeBase", "NudgeSpec", "Pledge", "PopulationSpec",
-    "Probability", "Reminder", "RuleSpec", "Scenario", "ScenarioError", "ScenarioWarning",
-    "Spec", "Targeting", "ThresholdRule", "Uniform", "WardClustered", "WardSpec",
-    "WattsStrogatz", "check_nudge_wards", "check_support", "control_character",
+    "Probability", "Reminder", "RuleBase", "RuleSpec", "Scenario", "ScenarioError",
+    "ScenarioWarning", "Spec", "Targeting", "ThresholdRule", "Uniform", "WardClustered",
+    "WardSpec", "WattsStrogatz", "check_nudge_wards", "check_support", "control_character",
     "describe_range", "error_lines", "explain", "load_toml_text", "plain",
 ]
 _Spec = Spec  # the old private name, for planning's menus until they import spec.Spec
@@ -152,6 +153,7 @@ class PopulationSpec(Spec):
     @field_validator(*TRAIT_RANGES, mode="after")
     @classmethod
     def _in_range(cls, dist: Any, info: ValidationInfo) -> Any:
+        assert info.field_name is not None  # a field validator is always given its field
         return check_support(dist, TRAIT_RANGES[info.field_name])
 
     @model_validator(mode="after")
@@ -160,17 +162,25 @@ class PopulationSpec(Spec):
             names = [w.name for w in self.wards]
             if len(set(names)) != len(names):
                 raise ValueError(f".wards: ward names must be unique, got {names}")
-            sizes = [w.size for w in self.wards]
-            if all(s is not None for s in sizes):
+            sizes = self.ward_sizes()
+            if sizes is not None:
                 total = sum(sizes)
                 if self.size is not None and self.size != total:
                     raise ValueError(
                         f"size ({self.size}) differs from the sum of ward sizes ({total}); "
                         "give one or make them agree"
                     )
-            elif any(s is not None for s in sizes):
+            elif any(w.size is not None for w in self.wards):
                 raise ValueError(".wards: give a size for every ward or for none")
         return self
+
+    def ward_sizes(self) -> list[int] | None:
+        """The ward sizes the scenario writes: a list when every ward has one (also for an
+        empty list of wards), None when wards are a count or unsized."""
+        if not isinstance(self.wards, list):
+            return None
+        sizes = [w.size for w in self.wards if w.size is not None]
+        return sizes if len(sizes) == len(self.wards) else None
 
     def ward_names(self) -> list[str]:
         if isinstance(self.wards, list):
@@ -182,9 +192,16 @@ class PopulationSpec(Spec):
 # The registered kinds: the unions follow the registries (registry.py)
 # ---------------------------------------------------------------------------------------
 
-NetworkSpec = GRAPHS.union()
-RuleSpec = RULES.union()
-NudgeSpec = NUDGES.union()
+if TYPE_CHECKING:
+    # The tables are open, so statically a spec is any member of its family; at run time
+    # each name is the tagged union of the kinds registered so far (_rebuild keeps it so).
+    type NetworkSpec = NetworkBase
+    type RuleSpec = RuleBase
+    type NudgeSpec = NudgeBase
+else:
+    NetworkSpec = GRAPHS.union()
+    RuleSpec = RULES.union()
+    NudgeSpec = NUDGES.union()
 NUDGE_KINDS: list[str] = NUDGES.names()
 
 
@@ -344,12 +361,15 @@ def _rebuild() -> None:
     and rebuild its validator. Setting the fields' annotations is what pydantic reads on
     a forced rebuild; rebinding the module's aliases alone would change nothing."""
     global NetworkSpec, RuleSpec, NudgeSpec
-    NetworkSpec, RuleSpec, NudgeSpec = GRAPHS.union(), RULES.union(), NUDGES.union()
+    networks, rules, nudges = GRAPHS.union(), RULES.union(), NUDGES.union()
+    if not TYPE_CHECKING:  # statically the names stay the family types (above)
+        NetworkSpec, RuleSpec, NudgeSpec = networks, rules, nudges
     NUDGE_KINDS[:] = NUDGES.names()
     fields = Scenario.model_fields
-    fields["network"].annotation = typing.get_args(NetworkSpec)[0]
-    fields["rule"].annotation = typing.get_args(RuleSpec)[0]
-    fields["nudges"].annotation = list[NudgeSpec]  # type: ignore[valid-type]
+    fields["network"].annotation = typing.get_args(networks)[0]
+    fields["rule"].annotation = typing.get_args(rules)[0]
+    # a union made at run time, as a type argument: what pydantic reads, opaque to mypy
+    fields["nudges"].annotation = list[nudges]  # type: ignore[valid-type]
     Scenario.model_rebuild(force=True)
 
 
@@ -439,6 +459,11 @@ _MEMBER_TAG = re.compile(
 )
 
 
+#: A validation error: pydantic's (an ErrorDetails) or one `_prune_unions` writes for a
+#: union (it adds "order", the pydantic error it stands in for).
+_Error = Mapping[str, Any]
+
+
 def _is_member_tag(part: Any) -> bool:
     return isinstance(part, str) and _MEMBER_TAG.fullmatch(part) is not None
 
@@ -467,7 +492,7 @@ def _where(loc: tuple, root: type[BaseModel] | None = None) -> str:
     return out or "scenario"
 
 
-def _wrong_type(e: dict, depth: int) -> bool:
+def _wrong_type(e: _Error, depth: int) -> bool:
     """The error says the input is not of this union member's type at all."""
     kind = e["type"]
     return len(e["loc"]) == depth and (
@@ -475,12 +500,12 @@ def _wrong_type(e: dict, depth: int) -> bool:
     )
 
 
-def _prune_unions(errors: list[dict], start: int = 0) -> list[dict]:
+def _prune_unions(errors: Sequence[_Error], start: int = 0) -> list[_Error]:
     """A value that fits no member of a plain union gets one error per member; keep only the
     members whose type the value has (a list given for `wards` is judged as a list, not also
     as an int), or, when it has none of their types, one error listing what is allowed."""
-    out: list[dict] = []
-    groups: dict[tuple, list[tuple[int, dict]]] = {}
+    out: list[_Error] = []
+    groups: dict[tuple, list[tuple[int, _Error]]] = {}
     for e in errors:
         loc = e["loc"]
         k = next((j for j in range(start, len(loc)) if _is_member_tag(loc[j])), None)
@@ -489,7 +514,7 @@ def _prune_unions(errors: list[dict], start: int = 0) -> list[dict]:
         else:
             groups.setdefault(loc[:k], []).append((k, e))
     for prefix, items in groups.items():
-        members: dict[Any, list[dict]] = {}
+        members: dict[Any, list[_Error]] = {}
         for k, e in items:
             members.setdefault(e["loc"][k], []).append(e)
         fitting = [es for es in members.values()

@@ -70,7 +70,7 @@ def build_world(scenario: Scenario, streams: Streams, graph: nx.Graph | None = N
     # thresholds (CSV column, node attribute) override both (build_population warns)
     threshold = getattr(rule, "threshold", None) if reads_threshold else None
     read: netmod.Network | nx.Graph | None = graph
-    if graph is None and spec.kind == "file":
+    if graph is None and isinstance(spec, netmod.GraphFile):
         try:  # an edge list comes back as arrays (no networkx), GraphML as a graph
             read = netmod.read_network_file(scenario.resolve(spec.path), spec.format, spec.weight)
         except netmod.NetworkError as err:  # the first line names the scenario's field

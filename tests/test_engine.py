@@ -297,6 +297,18 @@ def test_norm_feedback_boomerang_and_injunctive_fix():
         assert norm[3] == pytest.approx(0.5 * 0.6)  # non-adopter with no adopted ties pulled up
 
 
+def test_a_norm_message_needs_the_residents_wards():
+    g = nx.Graph([(0, 1), (0, 2), (3, 4)])
+    nf = {"kind": "norm_feedback", "start": 1, "weight": 0.5}
+    eng = Engine(scenario(initial_adopters=[0], nudges=[nf]), graph=g)
+    _, fx, _ = eng.begin_step()
+    bare = Effects(eng.n, fx.t)  # the same message, without the wards that pick its rate
+    bare.messages = fx.messages
+    with pytest.raises(ValueError, match="rate per ward"):
+        bare.norm_messages  # noqa: B018
+    assert len(fx.norm_messages) == 1
+
+
 def test_norm_feedback_borough_scope_shows_the_borough_rate():
     g = nx.Graph([(0, 1), (2, 3)])
     nf = {"kind": "norm_feedback", "start": 1, "weight": 1.0, "scope": "borough"}

@@ -152,6 +152,14 @@ def test_rng_is_the_seed_and_overrides_the_scenario():
         NudgeModel(sc, rng=np.random.default_rng(1))
 
 
+def test_a_resident_decides_only_inside_the_per_agent_step():
+    m = NudgeModel(small(steps=4), vectorised=False)
+    with pytest.raises(RuntimeError, match="per-agent step"):
+        m.residents[0].step()
+    m.step()  # the model's own step gives residents the step's effects
+    assert m.engine.t == 1
+
+
 def test_model_accepts_a_toml_path(tmp_path):
     path = tmp_path / "s.toml"
     path.write_text(small(steps=4).to_toml())

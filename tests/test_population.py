@@ -79,3 +79,9 @@ def test_scaled_sizes_add_up_keep_every_ward_and_follow_the_shares(sizes, n):
     # each ward is within one resident (plus the one-each floor) of its exact share
     exact = (n - sizes.size) * sizes / sizes.sum() + 1
     assert np.all(np.abs(out - exact) < 1 + 1e-9)
+
+
+def test_an_empty_ward_list_without_a_size_is_refused_in_one_line():
+    sc = ns.Scenario.from_dict({"steps": 2, "population": {"wards": []}})
+    with pytest.raises(ScenarioError, match="population.size: required"):
+        ns.simulate(sc)

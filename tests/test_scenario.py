@@ -215,3 +215,15 @@ def test_a_shorter_horizon_leaves_out_the_nudges_that_start_after_it():
     # nudges given with the change are the user's: one after the horizon is still an error
     with pytest.raises(ns.ScenarioError, match=r"nudges\[0\].start"):
         sc.replace(steps=10, nudges=[{"kind": "reminder", "start": 12}])
+
+
+def test_ward_sizes_are_a_list_only_when_every_ward_has_one():
+    def sizes(wards):
+        return ns.Scenario.from_dict({"population": {"wards": wards}}).population.ward_sizes()
+
+    assert sizes(3) is None  # a count: sizes are split from population.size
+    assert sizes([{"name": "A"}, {"name": "B"}]) is None
+    assert sizes([{"name": "A", "size": 4}, {"name": "B", "size": 6}]) == [4, 6]
+    assert sizes([]) == []  # an empty list sums to 0, which the size check reads
+    with pytest.raises(ns.ScenarioError, match="give a size for every ward or for none"):
+        sizes([{"name": "A", "size": 4}, {"name": "B"}])
