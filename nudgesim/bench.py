@@ -102,8 +102,8 @@ def state_bytes(engine: Engine) -> tuple[int, int]:
         nodes.append(a.indptr)
     tie_arrays = {id(x if x.base is None else x.base): x.nbytes for x in ties if x is not None}
     node_net = {id(x if x.base is None else x.base): x.nbytes for x in nodes}
-    objs = [engine, engine.population, engine.stamp_book, engine._effect_buffers, *engine.nudges]
-    objs += [x for x in (engine._graph, engine._counts) if x is not None]
+    objs = [engine, engine.population, engine.stamp_book, engine.backend.effects, *engine.nudges]
+    objs += [x for x in (engine.backend.graph, engine.backend.counts) if x is not None]
     everything = _array_bytes(objs)
     per_tie = sum(tie_arrays.values())
     per_resident = sum(v for k, v in everything.items() if k not in tie_arrays)
@@ -122,11 +122,11 @@ def _time_engine(sc: Scenario, steps: int, numba_on: bool,
         # every kernel loaded (or compiled) before timing: a small run through all steps
         warm = Engine(bench_scenario(2_000, sc.steps, sc.seed))
         if not counts:
-            warm._counts = None
+            warm.backend.counts = None
         warm.run()
         eng = Engine(sc)
         if not counts:
-            eng._counts = None
+            eng.backend.counts = None
         eng.step()  # warm-up: first contacts, score caches, the counts' first build
         eng.step()
         total = decide = 0.0
@@ -148,8 +148,8 @@ def _time_engine(sc: Scenario, steps: int, numba_on: bool,
     finally:
         kernels.ENABLED = saved
     name = ("engine" if counts else "ties") if numba_on else "numpy"
-    note = ("numpy" if eng._graph is None else
-            "numba, tie counts kept up to date" if eng._counts is not None else
+    note = ("numpy" if eng.backend.graph is None else
+            "numba, tie counts kept up to date" if eng.backend.counts is not None else
             "numba, every tie summed each step")
     row = Row(name, eng.n, int(eng.network.indices.size), total / steps, decide / steps,
               (peak - base) / 1e6, note=note)
@@ -718,7 +718,7 @@ def first_run(scenario: str, repeats: int = 3, compile_time: bool = True) -> dic
         if compile_time:
             shutil.rmtree(cache, ignore_errors=True)
             os.makedirs(cache)
-            code = "from nudgesim import kernels; print(kernels.warm_up())"
+            code = "from nudgesim import engine; print(engine.warm_up())"
             _, text, _ = _run_command([sys.executable, "-c", code], env)
             result["compile_seconds"] = float(text.split()[-1])
     finally:
@@ -836,7 +836,11 @@ def contended(n: int, loads: list[str], steps: int = 3, rounds: int = 5,
     is reported; each round starts with a different one."""
     ncpu = len(kernels.affinity())
     configs = ["numpy", "default", "1"] + ([str(ncpu)] if ncpu > 1 else [])
-    kernels.prepare()  # compiled and cached before any competitor starts
+    from .engine import warm_up
+
+    kernels.load()
+    if not kernels.cache_is_warm():
+        warm_up()  # compiled and cached before any competitor starts
     # enough steps for every timed window (int16 stamps: under 32,767)
     total = min(30_000, 4 + rounds * len(configs) * len(loads) * (1 + max(steps, 300)))
     saved = kernels.ENABLED

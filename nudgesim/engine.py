@@ -82,6 +82,18 @@ class EngineBackend:
     effects: dict[str, np.ndarray] = field(default_factory=dict)
 
 
+def _run_on_kernels(data: dict) -> None:
+    """A small scenario run to the end on whatever backend it chooses (kernels.warm_up
+    forces the kernels while it runs these)."""
+    Engine(Scenario.from_dict(data)).run()
+
+
+def warm_up() -> float:
+    """Compile and cache the kernels a run uses (what `.ci/setup` runs after installing);
+    returns the seconds it took."""
+    return kernels.warm_up(_run_on_kernels)
+
+
 def choose_backend(scenario: Scenario, n: int) -> kernels.Backend:
     """kernels.backend_for, except that a rule without a compiled twin (a rule registered
     without one, e.g. while it is being written) always runs on numpy."""
@@ -113,7 +125,7 @@ class Engine:
         #: and numba's cache (choose_backend); both give bit-identical results
         self.backend = EngineBackend(chosen.compiled, chosen.reason)
         if chosen.compiled:
-            kernels.prepare()
+            kernels.prepare(_run_on_kernels)
             g = self.backend.graph = kernels.Graph(self.network, pop.ward)
             self.backend.params = rules.kernel_params(self.rule)
             # tie counts are integers: not the cascade's exposure, nor weighted ties
@@ -328,27 +340,6 @@ class Engine:
         log["cost_step"].append(float(cost))
         log["impact_step"].append(float(impact))
         self.ward_log.append(by_ward)
-
-    # -- the names kernels.py and bench.py read until they switch to `backend` -----------
-    @property
-    def _graph(self) -> kernels.Graph | None:
-        return self.backend.graph
-
-    @property
-    def _counts(self) -> kernels.Counts | None:
-        return self.backend.counts
-
-    @_counts.setter
-    def _counts(self, counts: kernels.Counts | None) -> None:
-        self.backend.counts = counts
-
-    @property
-    def _rule_params(self) -> tuple[int, np.ndarray] | None:
-        return self.backend.params
-
-    @property
-    def _effect_buffers(self) -> dict[str, np.ndarray]:
-        return self.backend.effects
 
     def run(self) -> Result:
         while self.t < self.steps:

@@ -158,15 +158,15 @@ def load() -> None:
 
 
 _U64 = np.uint64
-GOLDEN = _U64(rngmod._GOLDEN)
-ODD = _U64(rngmod._ODD)
-M1 = _U64(rngmod._M1)
-M2 = _U64(rngmod._M2)
+GOLDEN = _U64(rngmod.GOLDEN)
+ODD = _U64(rngmod.ODD)
+M1 = _U64(rngmod.M1)
+M2 = _U64(rngmod.M2)
 
 
 def step_key(key: int, step: int) -> int:
     """The per-step offset of the counter-based stream (same as rng.uniform_array)."""
-    return rngmod._step_key(key, step)
+    return rngmod.step_key(key, step)
 
 
 @njit(inline="always", cache=True, error_model="numpy")
@@ -999,24 +999,23 @@ def cache_is_warm() -> bool:
     return any(where.glob(f"kernels._decide-*.py{tag}*.nbi"))
 
 
-def warm_up() -> float:
+def warm_up(run: Callable[[dict], object]) -> float:
     """Compile (or load) the kernels a run uses, with the argument types runs pass, and
     mark numba's cache warm. Returns the seconds it took. `.ci/setup` runs it after
-    installing; an engine runs it first when it chose the kernels on a cold cache.
+    installing (engine.warm_up); an engine runs it first when it chose the kernels on a
+    cold cache. `run(scenario_dict)` runs a small scenario on the kernels: the engine
+    passes it in, so this module never imports the engine (layers point one way).
 
     Kernels only the per-agent view or rare fallbacks call (the split decide/apply path,
     Engine.neighbour_sum and perceived_norm on their own) are left to compile on first
     use: warming them would add their compile time to every cold start."""
-    from .engine import Engine
-    from .scenario import Scenario
-
     global ENABLED, NEAR, _WARMING, _WARM
     t0 = time.perf_counter()
     saved = ENABLED, NEAR
     ENABLED, _WARMING = True, True
     try:
         for rule in ("logistic", "threshold", "bass", "independent_cascade"):
-            sc = Scenario.from_dict({
+            sc = {
                 "seed": 1, "steps": 3, "population": {"size": 300, "wards": 3},
                 "network": {"kind": "watts_strogatz", "k": 4, "p": 0.1},
                 "rule": {"kind": rule}, "initial_adopters": 0.1,
@@ -1027,11 +1026,11 @@ def warm_up() -> float:
                     {"kind": "community_partnership", "start": 2, "duration": 2,
                      "wards": ["W02"]},
                 ],
-            })
-            Engine(sc).run()
+            }
+            run(sc)
             if rule == "logistic":  # the exact re-check of near ties (rare, but in every
                 NEAR = 0.5          # long run): a wide band sends residents through it
-                Engine(sc).run()
+                run(sc)
                 NEAR = saved[1]
     finally:
         (ENABLED, NEAR), _WARMING = saved, False
@@ -1044,15 +1043,15 @@ _WARM = False  # this process has seen the cache warm, or warmed it
 _WARMING = False
 
 
-def prepare() -> None:
+def prepare(run: Callable[[dict], object]) -> None:
     """Before an engine uses the kernels: load numba and, on a cold cache, compile every
-    kernel once with warm_up() (so the cache is marked warm for the runs that follow)."""
+    kernel once with warm_up(run) (so the cache is marked warm for the runs that follow)."""
     global _WARM
     load()
     if _WARM or _WARMING:
         return
     if not cache_is_warm():
-        warm_up()
+        warm_up(run)
     _WARM = True
 
 
@@ -1489,7 +1488,7 @@ def _habit(rule) -> tuple[bool, float, float]:
 def apply(engine, adopt: np.ndarray, lapse: np.ndarray):
     """Engine.finish_step's update: (new adoption mask, adopters, ever adopted, new adopters,
     lapsed, adopters per ward). Habits and ever-adopted are updated in place."""
-    g: Graph = engine._graph
+    g: Graph = engine.backend.graph
     now = np.empty(g.n, dtype=np.bool_)
     with _Threads(g.n):
         total, by_ward = _apply(engine.adopted, adopt, lapse, engine.ever_adopted, engine.habit,
@@ -1508,18 +1507,18 @@ def decide(engine, t: int, fx, update: bool = False) -> tuple | None:
 
     update=True also applies the decisions in the same pass (Engine.step): the result then
     ends with apply()'s tuple, and habits and ever-adopted have changed in place."""
-    prog = Program(fx, engine.stamp_book.matrix, engine._effect_buffers)
+    prog = Program(fx, engine.stamp_book.matrix, engine.backend.effects)
     if not prog.exact:
         return None
-    g: Graph = engine._graph
+    g: Graph = engine.backend.graph
     pop = engine.population
-    code, params = engine._rule_params
+    code, params = engine.backend.params
     skey = _U64(step_key(engine.streams.key("decide"), t))
     adopt = np.empty(g.n, dtype=np.bool_)
     lapse = np.empty(g.n, dtype=np.bool_)
     now = np.empty(g.n if update else 0, dtype=np.bool_)
     a8 = _u8(engine.adopted)
-    counts = engine._counts
+    counts = engine.backend.counts
     threshold = pop.threshold if code == 1 else _EMPTY_F  # NaN view otherwise (engine.py)
     traits = (pop.attitude, engine.habit, pop.cost, threshold, pop.susceptibility)
     tail = (prog.direct, prog.locked, prog.flags, skey, float(NEAR), adopt, lapse,
@@ -1559,7 +1558,7 @@ def _apply_rechecked(engine, ids, adopt, lapse, now, total, by_ward) -> None:
     total += [now_ids.sum(), (now_ids & ~ever[ids]).sum(), new.sum(), gone.sum()]
     ever[ids] |= now_ids
     engine.habit[ids] = rules.update_habit(engine.rule, now_ids, engine.habit[ids])
-    np.add.at(by_ward, engine._graph.ward[ids], now_ids)
+    np.add.at(by_ward, engine.backend.graph.ward[ids], now_ids)
 
 
 def _recheck(engine, t, fx, prog: Program, adopt: np.ndarray, lapse: np.ndarray) -> np.ndarray:
@@ -1567,7 +1566,7 @@ def _recheck(engine, t, fx, prog: Program, adopt: np.ndarray, lapse: np.ndarray)
     kernel marked them adopt & lapse). Returns their ids."""
     from . import rules
 
-    g: Graph = engine._graph
+    g: Graph = engine.backend.graph
     pop = engine.population
     ids = np.flatnonzero(adopt & lapse)
     vals = np.empty((ids.size, 2))

@@ -22,8 +22,6 @@ ODD = 0xD1B54A32D192ED03  # a second odd multiplier, spreads resident ids
 M1 = 0xBF58476D1CE4E5B9  # SplitMix64 finaliser multipliers
 M2 = 0x94D049BB133111EB
 _MASK = (1 << 64) - 1
-# the old private names, read by kernels.py until it imports the public ones
-_GOLDEN, _ODD, _M1, _M2 = GOLDEN, ODD, M1, M2
 _TO_UNIT = 2.0**-53
 
 
@@ -88,7 +86,6 @@ def step_key(key: int, step: int) -> int:
     return _mix_int((key + (step + 1) * GOLDEN) & _MASK)
 
 
-_step_key = step_key  # the old private name (kernels.py)
 
 
 def uniform_array(key: int, step: int, ids: np.ndarray | int) -> np.ndarray:

@@ -89,7 +89,6 @@ __all__ = [
     "WardSpec", "WattsStrogatz", "check_nudge_wards", "check_support", "control_character",
     "describe_range", "error_lines", "explain", "load_toml_text", "plain",
 ]
-_Spec = Spec  # the old private name, for planning's menus until they import spec.Spec
 
 #: Longest run a scenario may ask for. Every step adds a row per ward to the records and
 #: a column to the contact-stamp book, and 100,000 weekly steps are already ~1,900 years:

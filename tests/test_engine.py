@@ -11,8 +11,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import nudgesim as ns
-from nudgesim import kernels, rules
 from nudgesim import network as netmod
+from nudgesim import rules
 from nudgesim.engine import Engine
 from nudgesim.nudges import Effects
 
@@ -600,12 +600,22 @@ def test_an_injunctive_message_never_pulls_an_adopter_down():
                                   {"kind": "threshold", "lapse": 0.1},
                                   {"kind": "bass", "p": 0.1, "q": 0.2, "lapse": 0.05},
                                   {"kind": "independent_cascade", "p": 0.3, "lapse": 0.01}])
-def test_rules_pack_their_coefficients_as_the_kernels_did(rule):
+def test_rules_pack_their_coefficients_in_the_order_the_kernel_reads_them(rule):
     spec = ns.Scenario.from_dict({"rule": rule}).rule
     code, params = rules.kernel_params(spec)
-    old_code, old_params = kernels.rule_params(spec)  # the kernels' packing, until it goes
-    assert code == old_code and params.tolist() == old_params.tolist()
-    assert rules.habit_coefficients(spec) == kernels._habit(spec)
+    s = spec
+    expected = {  # (code, coefficients) as kernels._decide_block reads them
+        "logistic": (0, [s.adopt_intercept, s.adopt_attitude, s.adopt_norm, s.adopt_habit,
+                         s.adopt_cost, s.lapse_intercept, s.lapse_attitude, s.lapse_norm,
+                         s.lapse_habit, s.lapse_cost] if s.kind == "logistic" else None),
+        "threshold": (1, [getattr(s, "lapse", None)]),
+        "bass": (2, [getattr(s, "p", None), getattr(s, "q", None), getattr(s, "lapse", None)]),
+        "independent_cascade": (3, [1.0 - getattr(s, "p", 0.0), getattr(s, "lapse", None)]),
+    }[s.kind]
+    assert (code, params.tolist()) == expected
+    keeps = s.kind == "logistic"
+    assert rules.habit_coefficients(spec) == (
+        (True, s.habit_gain, 1.0 - s.habit_decay) if keeps else (False, 0.0, 1.0))
 
 
 def test_habit_update_and_initial_habit():
@@ -641,11 +651,9 @@ def test_the_engine_backend_holds_what_the_kernels_read():
     sc = ns.Scenario.from_dict({"steps": 2, "population": {"size": 200}})
     eng = Engine(sc)
     b = eng.backend
-    assert (eng._graph, eng._counts, eng._rule_params, eng._effect_buffers) == (
-        b.graph, b.counts, b.params, b.effects)
     if b.compiled:
         assert b.params[0] == rules.RULES["logistic"].twin
     else:
         assert b.graph is None and b.counts is None and b.params is None
     eng.step()
-    assert eng._effect_buffers is b.effects
+    assert eng.backend.effects is b.effects

@@ -128,7 +128,7 @@ def test_hand_worked_norm_with_two_messages():
     sc = ns.Scenario.from_dict({"steps": 2, "population": {"wards": 1}, "initial_adopters": [0, 2],
                                 "rule": {"kind": "threshold"}})
     eng = Engine(sc, graph=g)
-    assert eng._graph is not None
+    assert eng.backend.graph is not None
     fx = Effects(4, t=1, ward=eng.population.ward)
     everyone = Stamps(eng.stamp_book)
     everyone.mark(np.arange(4), 1)
@@ -197,7 +197,7 @@ def _expected_counts(g: kernels.Graph, a: np.ndarray, f: np.ndarray | None):
                         min_size=1, max_size=6))
 def test_counts_follow_any_sequence_of_changes(seed, changes):
     eng = Engine(small(seed, RULES[0], NETWORKS[1], [], n=150))
-    g = eng._graph
+    g = eng.backend.graph
     counts = kernels.Counts(g, inward=True)
     r = np.random.default_rng(seed)
     a = r.random(g.n) < 0.3
@@ -215,7 +215,7 @@ def test_counts_pushed_in_chunks_reach_neighbours_in_other_chunks(network, monke
     # threaded: each chunk pushes to its own residents, the far neighbours come after
     monkeypatch.setattr(kernels, "PARALLEL_MIN_N", 0)
     eng = Engine(small(4, RULES[0], network, [], n=600))
-    g = eng._graph
+    g = eng.backend.graph
     counts = kernels.Counts(g, inward=True)
     r = np.random.default_rng(4)
     a = r.random(g.n) < 0.3
@@ -233,18 +233,18 @@ def test_counts_pushed_in_chunks_reach_neighbours_in_other_chunks(network, monke
 
 def test_counts_push_few_changes_and_recount_many():
     eng = Engine(small(2, RULES[0], NETWORKS[1], [], n=400))
-    counts = kernels.Counts(eng._graph, inward=False)
+    counts = kernels.Counts(eng.backend.graph, inward=False)
     a = np.zeros(400, dtype=bool)
     counts.sync(a.view(np.uint8), None)
     assert counts.recounts == 1  # the first sync builds them
     a[[3, 77, 250]] = True
     counts.sync(a.view(np.uint8), None)
-    assert counts.recounts == 1 and counts.pushed == int(eng._graph.indptr[[4, 78, 251]].sum()
-                                                          - eng._graph.indptr[[3, 77, 250]].sum())
+    assert counts.recounts == 1 and counts.pushed == int(eng.backend.graph.indptr[[4, 78, 251]].sum()
+                                                          - eng.backend.graph.indptr[[3, 77, 250]].sum())
     a[:] = True
     counts.sync(a.view(np.uint8), None)
     assert counts.recounts == 2
-    assert np.array_equal(counts.cnt, _expected_counts(eng._graph, a, None)[0])
+    assert np.array_equal(counts.cnt, _expected_counts(eng.backend.graph, a, None)[0])
 
 
 def test_counts_catch_up_when_someone_else_changes_the_state(monkeypatch):
@@ -260,7 +260,7 @@ def test_counts_catch_up_when_someone_else_changes_the_state(monkeypatch):
         e.step()
         e.adopted[flip] ^= True
         e.run()
-    assert eng._counts is not None and eng._counts.pushed > 0
+    assert eng.backend.counts is not None and eng.backend.counts.pushed > 0
     assert_same(eng.result(), ref.result())
 
 
