@@ -363,9 +363,10 @@ def _frame(fig: Figure, ax: Any) -> Frame:
     fig.savefig(buf, format="png", dpi=fig.dpi)
     width, height = fig.get_size_inches()
     image = "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
-    place = (box.x0, 1.0 - box.y1, box.width, box.height)
-    return Frame(image, float(height / width), tuple(map(float, place)),
-                 tuple(map(float, ax.get_xlim())), float(1 / 72 / width))
+    place = (float(box.x0), float(1.0 - box.y1), float(box.width), float(box.height))
+    x0, x1 = ax.get_xlim()
+    return Frame(image, float(height / width), place, (float(x0), float(x1)),
+                 float(1 / 72 / width))
 
 
 def _no_y_labels(*axes: Any, room: float) -> None:
@@ -384,8 +385,9 @@ def y_axis(frame: Frame, peak: float, floor: float, fmt: str, side: str = "left"
     `reach` is the share of the axes the data may use (the adoption curve leaves the top
     to the nudge lanes); `fmt` formats a tick value given its decimals, e.g. "£{:,.{d}f}".
     """
-    ticks = MaxNLocator(nbins=5, steps=[1, 2, 2.5, 5, 10]).tick_values(
-        0.0, max(float(peak) * HEADROOM, floor))
+    # an array at run time; matplotlib's stub says Sequence, which has no boolean masks
+    ticks = np.asarray(MaxNLocator(nbins=5, steps=[1, 2, 2.5, 5, 10]).tick_values(
+        0.0, max(float(peak) * HEADROOM, floor)))
     ticks = ticks[ticks >= 0]
     hi = float(ticks[-1]) / reach
     decimals = max(0, -math.floor(math.log10(ticks[1] - ticks[0]) + 1e-9))
@@ -433,7 +435,9 @@ def graph_frame(model: NudgeModel) -> tuple[Frame, str]:
     fig = Figure(figsize=GRAPH_SIZE, dpi=GRAPH_DPI)
     ax = fig.add_axes((0.0, 0.0, 1.0, 1.0))
     ax.set_axis_off()
-    ax.add_collection(LineCollection(segments, colors="#9a9a9a", linewidths=0.3, alpha=0.35))
+    # a list of the (2 x 2) rows: what LineCollection iterates over anyway, and the
+    # Sequence its stub asks for
+    ax.add_collection(LineCollection(list(segments), colors="#9a9a9a", linewidths=0.3, alpha=0.35))
     lo, hi = pos.min(axis=0), pos.max(axis=0)
     ax.set_xlim(lo[0] - 0.06, hi[0] + 0.06)
     ax.set_ylim(lo[1] - 0.04, hi[1] + (0.16 if pop.n_wards > 1 else 0.04))
@@ -719,7 +723,7 @@ class PlotCanvas(ipyvuetify.VuetifyTemplate):
     image = traitlets.Unicode("").tag(sync=True)
     aspect = traitlets.Float(0.75).tag(sync=True)
     node_xy = traitlets.Unicode("").tag(sync=True)  # "x0,y0,x1,y1,..."
-    node_styles = traitlets.List().tag(sync=True)
+    node_styles: traitlets.List[dict[str, Any]] = traitlets.List().tag(sync=True)
     draw_order = traitlets.List(list(DRAW_ORDER)).tag(sync=True)
     codes = traitlets.Unicode("").tag(sync=True)
     marks = traitlets.Unicode("{}").tag(sync=True)  # JSON: lines, bands, rects, texts

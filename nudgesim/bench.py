@@ -673,7 +673,7 @@ def _run_command(cmd: list[str], env: dict[str, str]) -> tuple[float, str, str]:
 def importtime_top(stderr: str, k: int = 12) -> list[dict[str, Any]]:
     """The modules a command imported directly (not nested inside another import),
     largest cumulative import time first, from `python -X importtime` output."""
-    rows = []
+    rows: list[dict[str, Any]] = []
     for line in stderr.splitlines():
         if not line.startswith("import time:") or "self [us]" in line:
             continue
@@ -851,7 +851,8 @@ def contended(n: int, loads: list[str], steps: int = 3, rounds: int = 5,
         slow = Engine(bench_scenario(n, total))
     finally:
         kernels.ENABLED = saved
-    fast.step(), fast.step(), slow.step(), slow.step()  # first contacts, the counts' build
+    for engine in (fast, fast, slow, slow):  # first contacts, the counts' build
+        engine.step()
     out = []
     for kind in loads:
         procs = _start_load(kind, seconds=120 + 10 * rounds * steps)
@@ -926,10 +927,12 @@ def contended_main(args: argparse.Namespace, argv: list[str] | None) -> int:
         sizes = ([int(x) for x in args.sizes.split(",") if x.strip()] if given else [100_000])
     except ValueError:
         raise _usage(f"--sizes: {args.sizes!r} is not a comma-separated list of integers") from None
-    quick = {"steps": 2, "rounds": 1, "settle": 0.2, "min_seconds": 0.0}
     rows = []
     for n in sizes:
-        rows += contended(n, loads, **(quick if args.quick else {}))
+        if args.quick:
+            rows += contended(n, loads, steps=2, rounds=1, settle=0.2, min_seconds=0.0)
+        else:
+            rows += contended(n, loads)
     info = machine()
     command = "nudgesim bench " + " ".join(argv if argv is not None else [])
     text = contended_markdown(rows, info, command.strip())

@@ -50,7 +50,7 @@ __all__ = [
 
 DESIGNS = ("grid", "lhs", "sobol", "morris")
 MORRIS_LEVELS = 4  # SALib's default grid of p = 4 levels (Morris 1991; Saltelli et al. 2008)
-T95 = {}  # cache of Student t quantiles by degrees of freedom
+T95: dict[int, float] = {}  # cache of Student t quantiles by degrees of freedom
 # assumption: a million runs is days of computing on a workstation and more rows than the
 # tables handle comfortably; a bigger design is a typo (or needs several experiments)
 MAX_RUNS = 1_000_000
@@ -193,6 +193,11 @@ class Factor:
     def is_range(self) -> bool:
         return self.values is None
 
+    def _bounds(self) -> tuple[float, float]:
+        """(low, high) of a range factor; `parse` sets both whenever `values` is None."""
+        assert self.low is not None and self.high is not None, "not a range factor"
+        return self.low, self.high
+
     def grid_values(self) -> list[Any]:
         if not self.is_range:
             return list(self.values)  # type: ignore[arg-type]
@@ -201,17 +206,19 @@ class Factor:
                 f"{self.role}s.{self.path!r}: a range needs 'levels' in a grid design "
                 "(e.g. {low = 0.1, high = 0.9, levels = 5}) or use a list of values"
             )
-        xs = np.linspace(self.low, self.high, self.levels)
+        low, high = self._bounds()
+        xs = np.linspace(low, high, self.levels)
         return sorted({int(round(x)) for x in xs}) if self.integer else [float(x) for x in xs]
 
     def from_unit(self, u: float) -> Any:
         """Map u in [0, 1] to a value: linear on ranges, equal-width bins on choices."""
         u = min(max(float(u), 0.0), 1.0)
         if self.is_range:
+            low, high = self._bounds()
             if self.integer:
-                lo, hi = int(math.ceil(self.low)), int(math.floor(self.high))
+                lo, hi = int(math.ceil(low)), int(math.floor(high))
                 return int(min(lo + math.floor(u * (hi - lo + 1)), hi))
-            return float(self.low + u * (self.high - self.low))
+            return float(low + u * (high - low))
         k = len(self.values)  # type: ignore[arg-type]
         return self.values[min(int(u * k), k - 1)]  # type: ignore[index]
 
@@ -348,7 +355,8 @@ class Experiment:
             raise ScenarioError(f"design {self.design!r} needs at least one lever or uncertainty")
         if self.design in ("lhs", "sobol", "morris") and self.samples is None:
             raise ScenarioError(f"samples: design {self.design!r} needs a number of samples")
-        if self.design == "sobol" and self.samples & (self.samples - 1):
+        # samples is set here (checked just above); the test only tells mypy so
+        if self.design == "sobol" and self.samples is not None and self.samples & (self.samples - 1):
             lo = 1 << (self.samples.bit_length() - 1)
             raise ScenarioError(
                 f"samples: {self.samples} is not a power of 2, which Sobol sequences need "

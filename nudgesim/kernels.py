@@ -1307,7 +1307,7 @@ class Counts:
         same influence, so only adoption is compared."""
         g = self.g
         has_f = f8 is not None
-        f = f8 if has_f else _EMPTY_I8
+        f = f8 if f8 is not None else _EMPTY_I8
         args = (g.indptr, g.indices, g.ward, adopted_u8, f, has_f, self.inward, self.cnt,
                 self.cnt_in, self.a_seen, self.f_seen)
         check_f = f_key is None or not _same_key(f_key, self.f_key)

@@ -202,7 +202,7 @@ def _exit_now(*_signal: Any) -> None:
     try:
         from multiprocessing import util
 
-        util._run_finalizers(0)
+        util._run_finalizers(0)  # type: ignore[attr-defined]  # private: not in typeshed
     finally:
         os._exit(_EXIT_ORPHANED)
 

@@ -33,6 +33,7 @@ import pandas as pd  # noqa: E402
 from matplotlib.ticker import FuncFormatter  # noqa: E402
 
 from .files import save_figure, write_atomic  # noqa: E402
+from .network import WardClustered  # noqa: E402
 from .plots import plot_text  # noqa: E402
 from .scenario import Scenario, ScenarioError  # noqa: E402
 
@@ -131,7 +132,7 @@ def _interval(fmt, value, lo, hi) -> str:
 
 def network_words(sc: Scenario) -> str:
     net = sc.network
-    if net.kind == "ward_clustered" and net.mean_degree_in is not None:
+    if isinstance(net, WardClustered) and net.mean_degree_in is not None:
         return (f"Each household knows about {net.mean_degree_in:g} others in its own ward and "
                 f"{net.mean_degree_out or 0:g} elsewhere (an invented social network).")
     words = {
@@ -326,7 +327,7 @@ class Doc:
     def note(self, *parts: Inline) -> None:
         self.blocks.append({"kind": "note", "text": _spans(parts)})
 
-    def table(self, header: list[Inline], rows: list[list[Inline]],
+    def table(self, header: Sequence[Inline], rows: Sequence[Sequence[Inline]],
               highlight: set[int] | None = None) -> None:
         self.blocks.append({"kind": "table", "header": [_spans(c) for c in header],
                             "rows": [[_spans(c) for c in r] for r in rows],
@@ -408,7 +409,9 @@ def md_inline(x: Inline, block: bool = False, heading: bool = False) -> str:
         if s.style and text.strip():
             mark = "**" if s.style == "strong" else "*"
             # emphasis only opens and closes next to non-space characters
-            lead, core, trail = re.match(r"^(\s*)(.*?)(\s*)$", text).groups()
+            found = re.match(r"^(\s*)(.*?)(\s*)$", text)
+            assert found is not None  # every string matches: each group may be empty
+            lead, core, trail = found.groups()
             text = f"{lead}{mark}{core}{mark}{trail}"
         out.append(text)
     md = "".join(out)

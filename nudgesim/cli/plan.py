@@ -15,7 +15,7 @@ from .options import add_dask_timeout_option
 
 def main(argv: list[str]) -> int:
     """`nudgesim plan`: search portfolios, print the ranked table, write a results folder."""
-    p = argparse.ArgumentParser(prog="nudgesim plan", description=plan.__doc__.split("\n")[0])
+    p = argparse.ArgumentParser(prog="nudgesim plan", description=(plan.__doc__ or "").split("\n")[0])
     p.add_argument("scenario", help="scenario TOML")
     p.add_argument("--budget", type=float, required=True, help="£ available")
     p.add_argument("--menu", required=True, help="menu TOML of candidate nudges")

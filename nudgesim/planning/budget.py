@@ -15,7 +15,7 @@ import pandas as pd
 from pydantic import Field, ValidationError
 
 from ..files import replace_folder, write_atomic
-from ..outcomes import OUTCOMES
+from ..outcomes import OUTCOMES, Direction
 from ..parallel import Executor
 from ..runs import set_path
 from ..scenario import Scenario, ScenarioError, explain, load_toml_text, plain
@@ -195,7 +195,7 @@ class Target:
     label: str
 
     @property
-    def direction(self) -> str:
+    def direction(self) -> Direction:
         return OUTCOMES[self.outcome].direction
 
 

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 import pandas as pd
 from scipy import optimize
 
@@ -114,6 +115,10 @@ class Calibration:
         return path
 
 
+# a parameter vector: the optimiser's array, or a plain list / tuple of floats
+Theta = Sequence[float] | npt.NDArray[np.float64]
+
+
 class Objective:
     """Simulated outcome at a parameter vector, averaged over paired replicates; cached."""
 
@@ -124,7 +129,7 @@ class Objective:
         self.cache: dict[tuple[float, ...], np.ndarray] = {}
         self.evaluations = 0
 
-    def build(self, theta: Sequence[float]) -> tuple[Scenario, dict[str, Any] | None]:
+    def build(self, theta: Theta) -> tuple[Scenario, dict[str, Any] | None]:
         data = self.scenario.to_dict()
         nudge = dict(self.target.nudge) if isinstance(self.target, TrialEffect) else None
         for name, value in zip(self.names, theta):
@@ -142,7 +147,7 @@ class Objective:
             raise ScenarioError(f"parameters {dict(zip(self.names, theta))}: {err}") from None
         return sc, nudge
 
-    def per_replicate(self, theta: Sequence[float]) -> np.ndarray:
+    def per_replicate(self, theta: Theta) -> np.ndarray:
         """replicates x outputs: rates at observed steps, or the paired effect."""
         key = tuple(float(v) for v in theta)
         if key not in self.cache:
@@ -165,7 +170,7 @@ class Objective:
         t = self.target
         return np.array([t.effect]) if isinstance(t, TrialEffect) else t.rates
 
-    def loss(self, theta: Sequence[float]) -> float:
+    def loss(self, theta: Theta) -> float:
         return float(((self.per_replicate(theta).mean(axis=0) - self.observed()) ** 2).sum())
 
 
@@ -302,6 +307,7 @@ def observation_sd(target: Any, observed: np.ndarray) -> np.ndarray | None:
         return np.sqrt(observed * (1 - observed) / target.n)
     if isinstance(target, TrialEffect) and target.n_control and target.n_treated:
         c = target.control if target.control is not None else 0.5  # assumption if unknown
+        assert target.effect is not None  # __post_init__ always sets it
         t = c + target.effect
         return np.array([math.sqrt(c * (1 - c) / target.n_control
                                    + t * (1 - t) / target.n_treated)])
