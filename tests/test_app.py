@@ -11,31 +11,32 @@ import numpy as np
 import pytest
 import solara
 
-from nudgesim import app, cli
+from nudgesim import cli
 from nudgesim.errors import UsageError
 from nudgesim.scenario import Ambassadors, Pledge, Scenario
+from nudgesim.viz import figures, levers, page, server
 
-SMALL_TOWN = str(app.DEFAULT_SCENARIO)
-BOROUGH = str(app.SCENARIO_DIR / "borough.toml")
+SMALL_TOWN = str(levers.DEFAULT_SCENARIO)
+BOROUGH = str(levers.SCENARIO_DIR / "borough.toml")
 
 
 def test_ten_seeded_steps_are_reproducible_and_draw():
-    a, b = app.make_model(rng=5), app.make_model(rng=5)
+    a, b = levers.make_model(rng=5), levers.make_model(rng=5)
     for _ in range(10):
         a.step()
         b.step()
     assert a.engine.log == b.engine.log and a.t == 10 and a.nudge_scenario.seed == 5
-    assert app._title(a) == "small_town: week 10 of 52"
-    for frame in (app.graph_frame(a)[0], app.ward_frame(a), app.adoption_frame(a),
-                  app.cost_frame(a)):
+    assert figures.title(a) == "small_town: week 10 of 52"
+    for frame in (figures.graph_frame(a)[0], figures.ward_frame(a), figures.adoption_frame(a),
+                  figures.cost_frame(a)):
         assert frame.image.startswith("data:image/png;base64,") and len(frame.image) > 10_000
         left, top, width, height = frame.box
         assert 0 <= left < left + width <= 1 and 0 <= top < top + height <= 1
-    curve = app.adoption_overlay(a, app.adoption_frame(a))
+    curve = figures.adoption_overlay(a, figures.adoption_frame(a))
     assert len(curve["lines"][-1]["x"]) == 11 and len(curve["bands"]) == 1
-    assert len(app.cost_overlay(a, app.cost_frame(a))["lines"]) >= 2
-    assert "Week 10 of 52" in app.summary_html(a)
-    for component in app.COMPONENTS:
+    assert len(figures.cost_overlay(a, figures.cost_frame(a))["lines"]) >= 2
+    assert "Week 10 of 52" in page.summary_html(a)
+    for component in page.COMPONENTS:
         assert component(a, a.t) is not None
 
 
@@ -48,10 +49,10 @@ def test_the_page_renders_three_canvases_and_a_step_sends_codes_not_pictures(mon
     from mesa.visualization.utils import force_update
 
     made = []
-    monkeypatch.setattr(app, "make_model", lambda: made.append(app.VizModel()) or made[-1])
-    box, rc = solara.render(app.Page(), handle_error=False)
+    monkeypatch.setattr(page, "make_model", lambda: made.append(levers.VizModel()) or made[-1])
+    box, rc = solara.render(page.Page(), handle_error=False)
     try:
-        canvases = rc.find(app.PlotCanvas).widgets
+        canvases = rc.find(page.PlotCanvas).widgets
         assert len(canvases) == 3
         graph = next(c for c in canvases if c.codes)
         (model,) = made
@@ -64,7 +65,7 @@ def test_the_page_renders_three_canvases_and_a_step_sends_codes_not_pictures(mon
             force_update()  # what Mesa's Step and Play do
         assert [c.image for c in canvases] == images  # no picture redrawn
         assert len(graph.codes) == model.engine.n and graph.codes != codes
-        assert graph.codes == app.encode_codes(model.state_codes())
+        assert graph.codes == figures.encode_codes(model.state_codes())
         assert [c.marks for c in canvases] != marks
         assert created == []  # every component updates its widget in place
         assert any("Week 3 of 52" in text for text in html_texts(rc))
@@ -74,42 +75,42 @@ def test_the_page_renders_three_canvases_and_a_step_sends_codes_not_pictures(mon
 
 
 def test_y_ticks_cover_the_data_and_sit_on_the_axis():
-    m = app.make_model(rng=1)
-    frame = app.cost_frame(m)
-    hi, marks = app.y_axis(frame, 6_914.0, 1.0, "£{:,.{d}f}")
+    m = levers.make_model(rng=1)
+    frame = figures.cost_frame(m)
+    hi, marks = figures.y_axis(frame, 6_914.0, 1.0, "£{:,.{d}f}")
     labels = [t["text"] for t in marks["texts"]]
-    assert labels[0] == "£0" and hi >= 6_914 * app.HEADROOM and labels[-1] == f"£{hi:,.0f}"
+    assert labels[0] == "£0" and hi >= 6_914 * figures.HEADROOM and labels[-1] == f"£{hi:,.0f}"
     left, top, width, height = frame.box
     assert min(t["y"] for t in marks["texts"]) == pytest.approx(top, abs=1e-4)
     assert max(t["y"] for t in marks["texts"]) == pytest.approx(top + height, abs=1e-4)
     assert all(t["x"] < left for t in marks["texts"])
-    _, small = app.y_axis(frame, 0.0, 1.0, "{:,.{d}f}", side="right")
+    _, small = figures.y_axis(frame, 0.0, 1.0, "{:,.{d}f}", side="right")
     assert [t["text"] for t in small["texts"]][:2] == ["0.0", "0.2"]
     assert all(t["x"] > left + width for t in small["texts"])
 
 
 def test_codes_are_one_digit_per_resident():
     codes = np.array([0, 1, 2, 3, 3, 0])
-    assert app.encode_codes(codes) == "012330"
+    assert figures.encode_codes(codes) == "012330"
 
 
 def test_the_summary_escapes_what_the_files_say():
-    m = app.make_model(rng=1)
+    m = levers.make_model(rng=1)
     m.notes = ["<script>alert(1)</script>"]
-    text = app.summary_html(m)
+    text = page.summary_html(m)
     assert "<script>" not in text and "&lt;script&gt;" in text
 
 
 def test_the_initial_model_is_the_file_as_written():
     for path in (SMALL_TOWN, BOROUGH):
         base = Scenario.from_toml(path)
-        levered, notes = app.apply_levers(base, app.file_levers(base))
+        levered, notes = levers.apply_levers(base, levers.file_levers(base))
         assert levered.to_dict() == base.to_dict() and notes == []
 
 
 def test_levers_remove_change_and_add_nudges():
     base = Scenario.from_toml(SMALL_TOWN)
-    sc, _ = app.apply_levers(base, {"pledge_uptake": 0.0, "ambassadors": 40,
+    sc, _ = levers.apply_levers(base, {"pledge_uptake": 0.0, "ambassadors": 40,
                                     "ambassador_strategy": "kcore", "norm_reach": 0.3,
                                     "injunctive": False})
     assert not any(isinstance(n, Pledge) for n in sc.nudges)
@@ -118,51 +119,51 @@ def test_levers_remove_change_and_add_nudges():
     nf = next(n for n in sc.nudges if n.kind == "norm_feedback")
     assert (nf.reach, nf.injunctive) == (0.3, False)
     borough = Scenario.from_toml(BOROUGH)  # has no pledge: the lever adds small_town's
-    sc, _ = app.apply_levers(borough, {"pledge_uptake": 0.4})
+    sc, _ = levers.apply_levers(borough, {"pledge_uptake": 0.4})
     pledge = next(n for n in sc.nudges if isinstance(n, Pledge))
     assert pledge.uptake == 0.4 and pledge.label == "doorstep pledge"
-    sc, _ = app.apply_levers(borough, {"population": "500", "network": "watts_strogatz"})
+    sc, _ = levers.apply_levers(borough, {"population": "500", "network": "watts_strogatz"})
     assert sc.population.size == 500 and sc.network.kind == "watts_strogatz"
 
 
 def test_viz_model_uses_the_chosen_file_and_reports_rejected_levers():
-    m = app.VizModel(scenario_file="borough.toml", population="1000")
+    m = levers.VizModel(scenario_file="borough.toml", population="1000")
     assert m.nudge_scenario.name == "borough" and m.engine.n == 1000
-    m = app.VizModel(population="250", network="ring")  # not a network kind: rejected
+    m = levers.VizModel(population="250", network="ring")  # not a network kind: rejected
     assert m.notes and "levers not applied" in m.notes[0] and m.engine.n == 1000
 
 
 def test_layout_and_graph_picture_are_computed_once_per_graph(monkeypatch):
-    m = app.make_model(rng=2)
-    pos, segments = app.layout(m)
+    m = levers.make_model(rng=2)
+    pos, segments = figures.layout(m)
     assert pos.shape == (m.engine.n, 2) and np.isfinite(pos).all()
     assert len(segments) == m.engine.network.n_ties
-    frame, xy = app.graph_frame(m)
+    frame, xy = figures.graph_frame(m)
     xy = np.array(xy.split(","), float).reshape(-1, 2)
     assert xy.shape == (m.engine.n, 2) and (0 <= xy).all() and (xy <= 1).all()
 
     def fail(*args, **kwargs):
         raise AssertionError("recomputed")
 
-    monkeypatch.setattr(app.nx, "spring_layout", fail)
-    monkeypatch.setattr(app, "_frame", fail)
-    same_graph = app.make_model(rng=2)
+    monkeypatch.setattr(figures.nx, "spring_layout", fail)
+    monkeypatch.setattr(figures, "_frame", fail)
+    same_graph = levers.make_model(rng=2)
     for _ in range(3):
         same_graph.step()
-        assert app.graph_frame(same_graph)[0] is frame
-    assert app.layout(same_graph)[0] is pos
+        assert figures.graph_frame(same_graph)[0] is frame
+    assert figures.layout(same_graph)[0] is pos
 
 
 def test_ward_view_above_the_graph_limit(monkeypatch):
-    monkeypatch.setattr(app, "GRAPH_LIMIT", 100)
-    m = app.make_model(rng=3)
+    monkeypatch.setattr(page, "GRAPH_LIMIT", 100)
+    m = levers.make_model(rng=3)
     m.step()
-    assert app.SpaceView(m, m.t) is not None
-    marks = app.ward_overlay(m, app.ward_frame(m))
+    assert page.SpaceView(m, m.t) is not None
+    marks = figures.ward_overlay(m, figures.ward_frame(m))
     assert len(marks["rects"]) == len(marks["lines"]) == m.engine.population.n_wards
-    box, rc = solara.render(app.Page(), handle_error=False)
+    box, rc = solara.render(page.Page(), handle_error=False)
     try:
-        assert len(rc.find(app.PlotCanvas).widgets) == 3
+        assert len(rc.find(page.PlotCanvas).widgets) == 3
         assert any("adoption by ward" in text for text in html_texts(rc))
     finally:
         rc.close()
@@ -187,23 +188,23 @@ def test_viz_refuses_a_busy_port(capsys):
 
 
 def test_viz_answers_loopback_names_and_the_given_host_only():
-    assert app.allowed_hosts("127.0.0.1", 8765) == {
+    assert server.allowed_hosts("127.0.0.1", 8765) == {
         "127.0.0.1:8765", "localhost:8765", "[::1]:8765"}
-    hosts = app.allowed_hosts("0.0.0.0", 80, ["MyBox.local", "[fe80::1]"])
+    hosts = server.allowed_hosts("0.0.0.0", 80, ["MyBox.local", "[fe80::1]"])
     assert {"0.0.0.0:80", "0.0.0.0", "mybox.local:80", "mybox.local", "[fe80::1]:80",
             "localhost"} <= hosts
-    assert "[::1]:8765" in app.allowed_hosts("::1", 8765)
+    assert "[::1]:8765" in server.allowed_hosts("::1", 8765)
 
 
 def test_viz_refuses_a_name_that_is_not_a_host(capsys):
     for bad in ("*", "evil.example.com:80", "abc:80", "a b", "", "x/y"):
         with pytest.raises(UsageError, match=f"^--allow-host: {re.escape(repr(bad))} is not"):
-            app.allowed_hosts("127.0.0.1", 8765, [bad])
+            server.allowed_hosts("127.0.0.1", 8765, [bad])
     assert cli.main(["viz", SMALL_TOWN, "--allow-host", "*"]) == 2
     assert "--allow-host: '*' is not a host name" in capsys.readouterr().err
 
 
-def _asgi(middleware: app.TrustedHosts, kind: str, host: bytes | None) -> list[dict]:
+def _asgi(middleware: server.TrustedHosts, kind: str, host: bytes | None) -> list[dict]:
     """The messages `middleware` sends for one request whose Host header is `host`."""
     sent: list[dict] = []
     headers = [] if host is None else [(b"host", host)]
@@ -225,7 +226,7 @@ def test_trusted_hosts_refuses_other_host_headers_before_the_app_sees_them():
         seen.append(scope["type"])
         await send({"type": "ok"})
 
-    guard = app.TrustedHosts(inner, app.allowed_hosts("127.0.0.1", 8765))
+    guard = server.TrustedHosts(inner, server.allowed_hosts("127.0.0.1", 8765))
     assert _asgi(guard, "http", b"127.0.0.1:8765") == [{"type": "ok"}]
     assert _asgi(guard, "websocket", b"LOCALHOST:8765") == [{"type": "ok"}]
     assert _asgi(guard, "lifespan", None) == [{"type": "ok"}]

@@ -1,7 +1,7 @@
 """`nudgesim viz [SCENARIO.toml] [--port 8765] [--host 127.0.0.1]`: check, then serve.
 
 The scenario (and the files it names) and the port are checked here, before the server
-starts, so a bad one exits with code 2 and one line; the page itself is nudgesim.app.
+starts, so a bad one exits with code 2 and one line; the page itself is nudgesim.viz.
 """
 
 from __future__ import annotations
@@ -46,9 +46,10 @@ def main(argv: list[str]) -> int:
                    help="also answer requests addressed to NAME (repeatable); by default only "
                    "127.0.0.1, localhost, [::1] and --host are answered")
     args = p.parse_args(argv)
-    from ..app import ENV_SCENARIO, LOOPBACK, allowed_hosts, serve
     from ..engine import Engine
     from ..scenario import Scenario
+    from ..viz.levers import ENV_SCENARIO
+    from ..viz.server import LOOPBACK, allowed_hosts, serve
 
     path = Path(args.scenario or scenarios.path(scenarios.SMALL_TOWN)).resolve()
     sc = Scenario.from_toml(path)  # ScenarioError → the CLI prints it and exits 2
