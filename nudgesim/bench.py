@@ -422,6 +422,7 @@ def machine() -> dict[str, Any]:
         import numba
 
         info["numba"] = numba.__version__
+        info["kernels_target"] = kernels_target()
         info["numba_threads"] = numba.get_num_threads()
         try:
             info["threading_layer"] = numba.threading_layer()
@@ -437,8 +438,10 @@ def machine() -> dict[str, Any]:
 
 
 def vector_width(cpuinfo: str | None = None) -> str:
-    """The widest SIMD instruction set the CPU offers (the kernels' loops vectorise to it):
-    AVX-512 machines process 8 doubles per instruction, AVX2 ones 4."""
+    """The widest SIMD instruction set the CPU offers. The kernels' machine code is built
+    for kernels_target(), normally this CPU; LLVM keeps to 256-bit vectors (4 doubles)
+    on current AVX-512 CPUs too, so what AVX-512 adds for them is its instructions (masks,
+    64-bit integer multiply and conversion, gathers), not the width."""
     if cpuinfo is None:
         try:
             cpuinfo = Path("/proc/cpuinfo").read_text()
@@ -449,17 +452,34 @@ def vector_width(cpuinfo: str | None = None) -> str:
         if line.startswith(("flags", "Features")):
             flags = set(line.split(":", 1)[1].split())
             break
+    return _widest(flags) if flags else f"unknown ({platform.machine()})"
+
+
+def _widest(flags: set[str], detail: bool = True) -> str:
+    """The widest SIMD set among CPU flags (/proc/cpuinfo's or LLVM's feature names)."""
     if "avx512f" in flags:
         extra = sorted(f.removeprefix("avx512") for f in flags
                        if f.startswith("avx512") and f != "avx512f")
-        return "AVX-512, 512-bit (avx512f" + "".join(f", {e}" for e in extra) + ")"
+        return "AVX-512, 512-bit" + (" (avx512f" + "".join(f", {e}" for e in extra) + ")"
+                                     if detail else "")
     if "avx2" in flags:
         return "AVX2, 256-bit (no AVX-512)"
     if "avx" in flags:
         return "AVX, 256-bit (no AVX2)"
-    if "asimd" in flags:
+    if "asimd" in flags or "neon" in flags:
         return "NEON/ASIMD, 128-bit"
-    return "SSE or narrower, 128-bit" if flags else f"unknown ({platform.machine()})"
+    return "SSE or narrower, 128-bit"
+
+
+def kernels_target() -> str:
+    """What numba compiles the kernels for: this CPU, unless NUMBA_CPU_NAME /
+    NUMBA_CPU_FEATURES name another (how this project measures AVX2 code on an AVX-512
+    machine; numpy's own SIMD and the memory stay this machine's). Imports numba."""
+    name, features, chosen = kernels.compile_target()
+    flags = {f[1:] for f in features.split(",") if f.startswith("+")}
+    how = ("set by NUMBA_CPU_NAME / NUMBA_CPU_FEATURES, not this CPU's own" if chosen
+           else "this CPU")
+    return f"{name}, {_widest(flags, detail=False)} ({how})"
 
 
 def _fmt(x: float | None, unit: str = "") -> str:

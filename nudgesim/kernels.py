@@ -183,6 +183,17 @@ def _uniform_at(z):
     z = z ^ (z >> np.uint64(31))
     return np.float64(z >> np.uint64(11)) * 2.0**-53
 
+@njit(inline="always", cache=True, error_model="numpy")
+def _uniform_below(z):
+    """A lower bound of _uniform_at(z), less than 2^-31 below it: the hash's top 31 bits
+    (which the last xor-shift leaves as they are), converted as an int32. The exp-free
+    bound only needs a value never above the uniform, and the exact path draws the
+    uniform itself. Why not the uniform: x86 without AVX-512 has no instruction that
+    converts 64-bit integer lanes to doubles, and the decide loop went scalar there."""
+    z = (z ^ (z >> np.uint64(30))) * M1
+    z = (z ^ (z >> np.uint64(27))) * M2
+    return np.float64(np.int32(z >> np.uint64(33))) * 2.0**-31
+
 # ---- tie sums over the graph (recount mode, norms for tests, the exact re-check) ----
 # Small single-purpose loops: LLVM compiles each tightly; one loop full of per-tie
 # branches on the channel flags ran 2x slower.
@@ -339,10 +350,17 @@ def _choose(u, was, p, band):
 # ---- the decide kernels ----------------------------------------------------------
 # Residents are taken in blocks: first each block's norms (from the counts, or summed
 # over ties), then _decide_block's simple loops over block slices. Indexed from 0, those
-# loops let LLVM prove indices non-negative and emit SIMD (8 residents per instruction
-# on AVX-512; the same loops on absolute indices ran 2.5x slower); the scratch stays in
-# L2 (see BLOCK). Chunks count their own undecided residents: numba's parfor reduction analysis
-# fails ("unexpected cycle in lookup") on a `near +=` over this inlined code.
+# loops let LLVM prove indices non-negative and emit SIMD (4 doubles per instruction:
+# LLVM keeps to 256-bit vectors on AVX-512 CPUs too; the same loops on absolute indices
+# ran 2.5x slower); the scratch stays in L2 (see BLOCK). Chunks count their own undecided
+# residents: numba's parfor reduction analysis fails ("unexpected cycle in lookup") on a
+# `near +=` over this inlined code.
+#
+# Without AVX-512 (AVX2: no masked loads and stores, no 64-bit integer multiply or
+# conversion, no fast gather), a loop vectorises only when every lane does the same
+# work: table lookups by stamp run in a scalar loop of their own, then the arithmetic on
+# the looked-up values in a vector loop; a per-resident condition becomes a select on
+# values loaded unconditionally; flags are combined and counted eight bytes to a word.
 
 @njit(cache=True, error_model="numpy")
 def _norms_from_counts(lo, m, cnt, cnt_in, ward, ward_boost, flags, norm):
@@ -395,11 +413,12 @@ def _norms_from_graph(lo, m, indptr, indices, weights, unit, adopted, newly, war
                                    flags)
 
 @njit(inline="always", cache=True, error_model="numpy")
-def _count_equal(a, m, v):
-    k = 0
-    for j in range(m):
-        k += a[j] == v
-    return k
+def _one_ward(starts, lo, hi):
+    """True when residents lo..hi-1 live in one ward: no run of equal wards starts inside
+    (starts: Graph.starts). Generated populations live in contiguous wards, so this
+    holds for all but a few blocks, found without reading the block's wards."""
+    k = np.searchsorted(starts, lo, side="right")
+    return k == starts.shape[0] or starts[k] >= hi
 
 @njit(inline="always", cache=True, error_model="numpy")
 def _single_stamp(sb, m):
@@ -413,10 +432,10 @@ def _single_stamp(sb, m):
     return np.int64(s0) if k == m else np.int64(-2)
 
 @njit(cache=True, error_model="numpy")
-def _decide_block(lo, m, expo, ward, adopted, stamps, t, trow, tchan, ttab, mrow,
+def _decide_block(lo, m, expo, ward, starts, adopted, stamps, t, trow, tchan, ttab, mrow,
                   mtab, mshown, minj, rule, params, attitude, habit, cost, threshold, susc,
                   direct, locked, flags, skey, band, adopt_out, lapse_out, norm, ch, x,
-                  open_, idx):
+                  open_, idx, tmp):
     """Residents lo..lo+m-1 given their norms: messages, nudge channels, then the
     logistic log-odds and an exp-free bound. Only residents the bound cannot settle (a
     few per cent) take the scalar exact path. Returns the undecided count."""
@@ -429,29 +448,34 @@ def _decide_block(lo, m, expo, ward, adopted, stamps, t, trow, tchan, ttab, mrow
     # -1 (a nudge contacting fixed targets) and one ward, which is the usual case, the
     # lookups become two scalars and a select, and the loop vectorises.
     w0 = wb[0]
-    one_ward = _count_equal(wb, m, w0) == m
+    one_ward = _one_ward(starts, lo, hi)
     for k in range(mrow.shape[0]):
         sb = stamps[mrow[k], lo:hi]
         wtab = mtab[k]
         shown = mshown[k]
-        inj = minj[k]
         s0 = _single_stamp(sb, m)
+        wv, sv = tmp[0], tmp[1]  # each resident's weight and shown rate
         if one_ward and s0 >= -1:
             w_in, sh_in = wtab[t - s0], shown[s0 + 1, w0]
             w_out, sh_out = wtab[t + 1], shown[0, w0]
             for j in range(m):
                 hit = sb[j] == s0
-                wj = w_in if hit else w_out
-                shj = sh_in if hit else sh_out
-                nj = norm[j]
-                pulled = nj + wj * (shj - nj)
-                norm[j] = max(pulled, nj) if inj and ab[j] != 0 else pulled
-        else:
+                wv[j] = w_in if hit else w_out
+                sv[j] = sh_in if hit else sh_out
+        else:  # table lookups one resident at a time: AVX2 has no cheap gather
             for j in range(m):
                 sj = sb[j]
+                wv[j] = wtab[np.uint64(t - sj)]
+                sv[j] = shown[np.uint64(sj + 1), np.uint64(wb[j])]
+        if minj[k]:  # two loops, not a branch per resident: each vectorises (no masks)
+            for j in range(m):
                 nj = norm[j]
-                pulled = nj + wtab[t - sj] * (shown[sj + 1, wb[j]] - nj)
-                norm[j] = max(pulled, nj) if inj and ab[j] != 0 else pulled
+                pulled = nj + wv[j] * (sv[j] - nj)
+                norm[j] = max(pulled, nj) if ab[j] != 0 else pulled
+        else:
+            for j in range(m):
+                nj = norm[j]
+                norm[j] = nj + wv[j] * (sv[j] - nj)
     for k in range(trow.shape[0]):  # rows no term writes stay zero from allocation
         acc = ch[tchan[k]]
         for j in range(m):
@@ -467,7 +491,7 @@ def _decide_block(lo, m, expo, ward, adopted, stamps, t, trow, tchan, ttab, mrow
                 acc[j] += v_in if sb[j] == s0 else v_out
         else:
             for j in range(m):
-                acc[j] += tab[t - sb[j]]
+                acc[j] += tab[np.uint64(t - sb[j])]
     if rule == 0:
         att_b = attitude[lo:hi]
         cost_b = cost[lo:hi]
@@ -487,7 +511,7 @@ def _decide_block(lo, m, expo, ward, adopted, stamps, t, trow, tchan, ttab, mrow
             ul = p5 - p6 * att - p7 * nrm - p8 * h + p9 * cc + lap[j]
             xj = ul if ab[j] != 0 else ua
             x[j] = xj
-            open_[j] = not _surely_no_event(_uniform_at(z), xj, margin)
+            open_[j] = not _surely_no_event(_uniform_below(z), xj, margin)
             z += ODD
     else:
         for j in range(m):
@@ -533,7 +557,7 @@ def _decide_block(lo, m, expo, ward, adopted, stamps, t, trow, tchan, ttab, mrow
 
 @njit(parallel=True, cache=True, error_model="numpy")
 def _decide(by_counts, cnt, cnt_in, indptr, indices, weights, unit, adopted, newly, ward,
-            ward_boost, infl, stamps, t, trow, tchan, ttab, mrow, mtab, mshown, minj, rule,
+            starts, ward_boost, infl, stamps, t, trow, tchan, ttab, mrow, mtab, mshown, minj, rule,
             params, attitude, habit, cost, threshold, susc, direct, locked, flags, skey,
             band, adopt_out, lapse_out, chunks, update, ever, logistic, gain, keep, n_wards,
             now_out):
@@ -559,6 +583,7 @@ def _decide(by_counts, cnt, cnt_in, indptr, indices, weights, unit, adopted, new
         x = np.empty(BLOCK)
         open_ = np.empty(BLOCK, dtype=np.bool_)
         idx = np.empty(BLOCK, dtype=np.int64)
+        tmp = np.empty((2, BLOCK))
         k = 0
         hi = min(n, (c + 1) * size)
         for lo in range(c * size, hi, BLOCK):
@@ -568,13 +593,13 @@ def _decide(by_counts, cnt, cnt_in, indptr, indices, weights, unit, adopted, new
             else:
                 _norms_from_graph(lo, m, indptr, indices, weights, unit, adopted, newly,
                                   ward, ward_boost, infl, flags, rule == 3, norm, expo)
-            k += _decide_block(lo, m, expo, ward, adopted, stamps, t, trow, tchan,
+            k += _decide_block(lo, m, expo, ward, starts, adopted, stamps, t, trow, tchan,
                                ttab, mrow, mtab, mshown, minj, rule, params, attitude, habit,
                                cost, threshold, susc, direct, locked, flags, skey, band,
-                               adopt_out, lapse_out, norm, ch, x, open_, idx)
+                               adopt_out, lapse_out, norm, ch, x, open_, idx, tmp)
             if update:
                 _apply_block(lo, lo + m, adopted, adopt_out, lapse_out, ever, habit,
-                             logistic, gain, keep, ward, now_out, part[c], counts[c])
+                             logistic, gain, keep, ward, starts, now_out, part[c], counts[c])
         near[c] = k
     total, by_ward = _tally(counts, part)
     return near.sum(), total, by_ward
@@ -754,24 +779,59 @@ def _push(ids, indptr, indices, ward, a, f, has_f, inward, cnt, cnt_in, a_seen, 
         f_seen[j] = f[j] if has_f else np.int8(1)
 
 # ---- after the decisions -----------------------------------------------------------
+_LANES = np.uint64(0x00FF00FF00FF00FF)
+_LANE = np.uint64(0xFFFF)
+
+@njit(inline="always", cache=True, error_model="numpy")
+def _lanes(w):
+    """The eight 0/1 bytes of w added pairwise into four 16-bit lanes (0-2 each)."""
+    return (w & _LANES) + ((w >> np.uint64(8)) & _LANES)
+
+@njit(inline="always", cache=True, error_model="numpy")
+def _lane_sum(acc):
+    return np.int64((acc & _LANE) + ((acc >> np.uint64(16)) & _LANE)
+                    + ((acc >> np.uint64(32)) & _LANE) + (acc >> np.uint64(48)))
+
 @njit(cache=True, error_model="numpy")
 def _apply_block(lo, hi, adopted, adopt, lapse, ever, habit, logistic, gain, keep, ward,
-                 now_out, part, counts):
-    """_apply on residents lo..hi-1: slices indexed from 0 and no branches, so LLVM
-    vectorises it (see _decide_block). A resident marked undecided (adopt & lapse)
-    keeps its habit and ever-adopted and is not counted: the re-check settles it."""
+                 starts, now_out, part, counts):
+    """_apply on residents lo..hi-1 (at most BLOCK): slices indexed from 0 and no
+    branches, so LLVM vectorises it (see _decide_block). A resident marked undecided
+    (adopt & lapse) keeps its habit and ever-adopted and is not counted: the re-check
+    settles it.
+
+    The flags are 0/1 bytes, so the update runs on 64-bit words, eight residents at a
+    time, and the tallies add words into 16-bit lanes (at most 2 x BLOCK / 8 = 512 per
+    lane): counting bytes one by one into 64-bit sums took four SIMD lanes per resident."""
     m = hi - lo
     a_b = adopted[lo:hi]
     ad_b = adopt[lo:hi]
     la_b = lapse[lo:hi]
     ev_b = ever[lo:hi]
     now_b = now_out[lo:hi]
-    w_b = ward[lo:hi]
-    n_now = 0
-    n_ever = 0
-    n_new = 0
-    n_lapsed = 0
-    for j in range(m):
+    nw = m // 8
+    aw = a_b[:nw * 8].view(np.uint64)
+    adw = ad_b[:nw * 8].view(np.uint64)
+    law = la_b[:nw * 8].view(np.uint64)
+    evw = ev_b[:nw * 8].view(np.uint64)
+    noww = now_b[:nw * 8].view(np.uint64)
+    c_now = c_ever = c_new = c_lapsed = np.uint64(0)
+    for q in range(nw):
+        ad = adw[q]
+        la = law[q]
+        now = (aw[q] | ad) & ~la
+        noww[q] = now
+        e = evw[q] | now
+        evw[q] = e
+        c_now += _lanes(now)
+        c_ever += _lanes(e)
+        c_new += _lanes(ad & ~la)
+        c_lapsed += _lanes(la & ~ad)
+    n_now = _lane_sum(c_now)
+    n_ever = _lane_sum(c_ever)
+    n_new = _lane_sum(c_new)
+    n_lapsed = _lane_sum(c_lapsed)
+    for j in range(nw * 8, m):  # the last few residents, one at a time
         ad = ad_b[j]
         la = la_b[j]
         now = (a_b[j] | ad) & ~la
@@ -792,16 +852,16 @@ def _apply_block(lo, hi, adopted, adopt, lapse, ever, habit, logistic, gain, kee
     counts[1] += n_ever
     counts[2] += n_new
     counts[3] += n_lapsed
-    w0 = w_b[0]
-    if _count_equal(w_b, m, w0) == m:  # generated populations live in contiguous wards
-        part[w0] += n_now
+    if _one_ward(starts, lo, hi):
+        part[ward[lo]] += n_now
     else:
+        w_b = ward[lo:hi]
         for j in range(m):
             part[w_b[j]] += now_b[j]
 
 @njit(parallel=True, cache=True, error_model="numpy")
-def _apply(adopted, adopt, lapse, ever, habit, logistic, gain, keep, ward, n_wards, chunks,
-           now_out):
+def _apply(adopted, adopt, lapse, ever, habit, logistic, gain, keep, ward, starts, n_wards,
+           chunks, now_out):
     """Engine.finish_step's state update and its tallies in one pass: the new adoption
     mask, habits in place, ever-adopted, and (adopters, ever, new, lapsed, per ward)."""
     n = adopted.shape[0]
@@ -812,7 +872,7 @@ def _apply(adopted, adopt, lapse, ever, habit, logistic, gain, keep, ward, n_war
         hi = min(n, (c + 1) * size)
         for lo in range(c * size, hi, BLOCK):
             _apply_block(lo, min(hi, lo + BLOCK), adopted, adopt, lapse, ever, habit,
-                         logistic, gain, keep, ward, now_out, part[c], counts[c])
+                         logistic, gain, keep, ward, starts, now_out, part[c], counts[c])
     return _tally(counts, part)
 
 @njit(cache=True, error_model="numpy")
@@ -840,6 +900,12 @@ def _uniforms(ids, skey, out):
     with rng.py, and warm.py warms numba up with it (no OpenMP threads before a fork)."""
     for k in range(ids.shape[0]):
         out[k] = _uniform(ids[k], skey)
+
+@njit(cache=True, error_model="numpy")
+def _uniforms_below(ids, skey, out):
+    """_uniform_below for residents ids (for tests)."""
+    for k in range(ids.shape[0]):
+        out[k] = _uniform_below(np.uint64(ids[k]) * ODD + skey)
 
 @njit(parallel=True, cache=True, error_model="numpy")
 def _neighbour_sum_kernel(indptr, indices, weights, unit, x, ward, tie_boost, boosted, out):
@@ -952,7 +1018,8 @@ def cache_dir() -> Path | None:
 
 
 def cache_key() -> str:
-    """What compiled code depends on: numba's version, this file, Python, the CPU."""
+    """What compiled code depends on: numba's version, this file, Python, the CPU (and the
+    target numba was told to compile for instead, NUMBA_CPU_NAME / NUMBA_CPU_FEATURES)."""
     from importlib.metadata import PackageNotFoundError, version
 
     try:
@@ -961,7 +1028,24 @@ def cache_key() -> str:
         numba_version = "?"
     source = hashlib.sha256(Path(__file__).read_bytes()).hexdigest()
     return "\n".join([f"numba {numba_version}", f"kernels.py {source}",
-                      f"python {sys.version.split()[0]} {platform.machine()}", f"cpu {_cpu_id()}"])
+                      f"python {sys.version.split()[0]} {platform.machine()}", f"cpu {_cpu_id()}",
+                      "target " + " ".join(os.environ.get(v, "") for v in _TARGET_VARS)])
+
+
+#: numba's settings that change the machine code it emits for this CPU.
+_TARGET_VARS = ("NUMBA_CPU_NAME", "NUMBA_CPU_FEATURES")
+
+
+def compile_target() -> tuple[str, str, bool]:
+    """(CPU name, instruction-set features, whether NUMBA_CPU_NAME / NUMBA_CPU_FEATURES chose
+    them) that numba compiles the kernels for: numba's own rule, the host CPU unless told
+    otherwise. Imports numba."""
+    ll: Any = importlib.import_module("llvmlite.binding")  # untyped packages
+    config: Any = importlib.import_module("numba.core.config")
+    name = config.CPU_NAME or ll.get_host_cpu_name()
+    features = (config.CPU_FEATURES if config.CPU_FEATURES is not None
+                else ll.get_host_cpu_features().flatten())
+    return name, features, any(os.environ.get(v) for v in _TARGET_VARS)
 
 
 def _cpu_id() -> str:
@@ -1271,6 +1355,8 @@ class Graph:
         # a unit-weight graph never reads its weights: w * x == x exactly when w == 1.0
         self.weights = _EMPTY_F if self.unit else np.ascontiguousarray(w, np.float64)
         self.ward = np.ascontiguousarray(ward, dtype=np.int32)
+        #: where each run of equal wards starts (after the first): see _one_ward
+        self.starts = np.flatnonzero(np.diff(self.ward)).astype(np.int64) + 1
         self.n = network.n
 
 
@@ -1492,8 +1578,8 @@ def apply(engine, adopt: np.ndarray, lapse: np.ndarray):
     now = np.empty(g.n, dtype=np.bool_)
     with _Threads(g.n):
         total, by_ward = _apply(engine.adopted, adopt, lapse, engine.ever_adopted, engine.habit,
-                                *_habit(engine.rule), g.ward, engine.population.n_wards,
-                                _chunks(g.n), now)
+                                *_habit(engine.rule), g.ward, g.starts,
+                                engine.population.n_wards, _chunks(g.n), now)
     return (now, *_totals(total), by_ward)
 
 
@@ -1534,8 +1620,8 @@ def decide(engine, t: int, fx, update: bool = False) -> tuple | None:
     with _Threads(g.n):
         near, total, by_ward = _decide(
             by_counts, cnt, cnt_in, g.indptr, g.indices, g.weights, g.unit, a8,
-            _u8(engine.newly_adopted), g.ward, prog.ward_boost, prog.influence(g), prog.stamps,
-            t, *terms, *prog.messages()[2:], code, params, *traits, *tail)
+            _u8(engine.newly_adopted), g.ward, g.starts, prog.ward_boost, prog.influence(g),
+            prog.stamps, t, *terms, *prog.messages()[2:], code, params, *traits, *tail)
     ids = _recheck(engine, t, fx, prog, adopt, lapse) if near else None
     if not update:
         return adopt, lapse, int(near)

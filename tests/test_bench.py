@@ -8,7 +8,7 @@ import json
 import pytest
 
 from nudgesim import kernels
-from nudgesim.bench import bench_main, vector_width
+from nudgesim.bench import bench_main, kernels_target, vector_width
 from nudgesim.errors import UsageError
 
 
@@ -69,3 +69,17 @@ def test_contended_runs_each_load_and_stops_its_competitors(tmp_path):
 ])
 def test_vector_width_names_the_widest_instruction_set(flags, expected):
     assert vector_width(f"processor\t: 0\nflags\t\t: {flags}\n") == expected
+
+
+@pytest.mark.skipif(not kernels.AVAILABLE, reason="numba not installed or disabled")
+def test_kernels_target_says_when_numba_was_told_another_cpu(monkeypatch):
+    # numba reads NUMBA_CPU_NAME / NUMBA_CPU_FEATURES at import: patch its config as they would
+    from numba.core import config
+
+    host = kernels_target()
+    assert host.endswith("(this CPU)")
+    monkeypatch.setattr(config, "CPU_NAME", "haswell")
+    monkeypatch.setattr(config, "CPU_FEATURES", "+avx,+avx2,+fma,+sse4.2")
+    monkeypatch.setenv("NUMBA_CPU_NAME", "haswell")
+    assert kernels_target() == ("haswell, AVX2, 256-bit (no AVX-512) (set by NUMBA_CPU_NAME / "
+                                "NUMBA_CPU_FEATURES, not this CPU's own)")

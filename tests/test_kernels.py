@@ -151,6 +151,67 @@ def test_uniform_hash_matches_rng_for_every_resident(step):
     assert np.array_equal(out, rng.uniform_array(key, step, ids))
 
 
+@pytest.mark.parametrize("step", [0, 7, 10**6])
+def test_the_bound_reads_a_uniform_never_above_the_drawn_one(step):
+    # the decide loop's exp-free bound takes the hash's top 31 bits (int32 lanes convert
+    # on AVX2); the exact path draws the uniform itself
+    key = rng.Streams(5).key("decide")
+    ids = np.arange(200_000)
+    skey = np.uint64(kernels.step_key(key, step))
+    below, exact = np.empty(ids.size), np.empty(ids.size)
+    kernels._uniforms_below(ids, skey, below)
+    kernels._uniforms(ids, skey, exact)
+    assert np.all(below <= exact) and np.all(exact - below < 2.0**-31)
+    assert np.array_equal(below, np.floor(exact * 2.0**31) * 2.0**-31)
+
+
+def test_one_ward_finds_blocks_inside_a_run_of_equal_wards():
+    starts = np.flatnonzero(np.diff(np.array([0, 0, 0, 1, 1, 2, 2, 2, 2]))).astype(np.int64) + 1
+    assert starts.tolist() == [3, 5]
+    one = [(lo, hi) for lo in range(9) for hi in range(lo + 1, 10)
+           if kernels._one_ward(starts, lo, hi)]
+    assert one == [(0, 1), (0, 2), (0, 3), (1, 2), (1, 3), (2, 3), (3, 4), (3, 5), (4, 5),
+                   (5, 6), (5, 7), (5, 8), (5, 9), (6, 7), (6, 8), (6, 9), (7, 8), (7, 9),
+                   (8, 9)]
+    assert kernels._one_ward(np.zeros(0, dtype=np.int64), 0, 9)
+
+
+def test_scattered_wards_match_numpy(tmp_path, monkeypatch):
+    # wards from a file need not be contiguous: blocks whose wards alternate take the
+    # per-resident lookups and ward tallies, next to blocks inside one ward
+    monkeypatch.setattr(kernels, "PARALLEL_MIN_N", 0)
+    n = 6 * kernels.BLOCK
+    r = np.random.default_rng(3)
+    ward = np.sort(r.integers(0, 3, n))
+    ward[: 2 * kernels.BLOCK] = r.integers(0, 3, 2 * kernels.BLOCK)
+    path = tmp_path / "people.csv"
+    path.write_text("id,ward\n" + "".join(f"{i},W0{w + 1}\n" for i, w in enumerate(ward)))
+    nudges = [
+        {"kind": "norm_feedback", "every": 2, "reach": 0.8, "scope": "ward", "injunctive": True},
+        {"kind": "norm_feedback", "start": 3, "every": 3, "reach": 0.5},
+        {"kind": "reminder", "every": 1, "reach": 0.4},
+        {"kind": "community_partnership", "wards": ["W02"], "duration": 4},
+    ]
+    sc = ns.Scenario.from_dict({
+        "seed": 4, "steps": 7, "population": {"csv": str(path)},
+        "network": NETWORKS[0], "rule": RULES[0], "initial_adopters": 0.15, "nudges": nudges,
+    })
+    fast, slow = run_both(sc, monkeypatch)
+    assert_same(fast, slow)
+    eng = Engine(sc)
+    assert eng.backend.graph is not None and eng.backend.graph.starts.size > 100
+
+
+def test_the_cache_key_names_the_compile_target(monkeypatch):
+    # NUMBA_CPU_NAME / NUMBA_CPU_FEATURES (e.g. AVX2 code on an AVX-512 machine) give other
+    # machine code: a cache warmed for one target is not warm for the other
+    for var in ("NUMBA_CPU_NAME", "NUMBA_CPU_FEATURES"):
+        monkeypatch.delenv(var, raising=False)
+    host = kernels.cache_key()
+    monkeypatch.setenv("NUMBA_CPU_NAME", "haswell")
+    assert kernels.cache_key() != host
+
+
 def test_results_do_not_depend_on_the_thread_count(monkeypatch):
     kernels.load()
     sc = small(9, RULES[0], NETWORKS[1], [NUDGES[0], NUDGES[7]], n=300)
