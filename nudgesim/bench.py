@@ -129,6 +129,7 @@ def _time_engine(sc: Scenario, steps: int, numba_on: bool,
             eng.backend.counts = None
         eng.step()  # warm-up: first contacts, score caches, the counts' first build
         eng.step()
+        threads = kernels.settle_threads(eng.n) if eng.backend.compiled else 1
         total = decide = 0.0
         for _ in range(steps):
             t0 = time.perf_counter()
@@ -151,6 +152,8 @@ def _time_engine(sc: Scenario, steps: int, numba_on: bool,
     note = ("numpy" if eng.backend.graph is None else
             "numba, tie counts kept up to date" if eng.backend.counts is not None else
             "numba, every tie summed each step")
+    if eng.backend.graph is not None:
+        note += f", {threads} thread{'s' if threads > 1 else ''} at the start"
     row = Row(name, eng.n, int(eng.network.indices.size), total / steps, decide / steps,
               (peak - base) / 1e6, note=note)
     return row, eng
@@ -321,6 +324,7 @@ def paired_floor_ratio(eng: Engine, floor: _Floor) -> dict[str, float]:
     median of the pairs' ratios is the robust figure. (Each pair's first step starts
     after the floor's cache flush, which only counts against the engine.)"""
     ratios = []
+    kernels.settle_threads(eng.n)  # the thread choice from a measured window, not guessed
     for _ in range(PAIRS):
         t0 = time.perf_counter()
         for _ in range(PAIR_STEPS):

@@ -1308,6 +1308,17 @@ def thread_count(n: int) -> int:
     return choose_threads(n, cap, len(cpus), _QUOTA[0], _METER(cpus))
 
 
+def settle_threads(n: int) -> int:
+    """Measure other processes' CPU use over one LOAD_WINDOW now, then return
+    thread_count(n). A benchmark calls it before timing: until a window has been measured
+    the choice starts from the load average, which counts this process's own recent work
+    (building a large graph, say) as other load, and takes one thread too few."""
+    load()
+    _METER(affinity())
+    time.sleep(LOAD_WINDOW)
+    return thread_count(n)
+
+
 class _Threads:
     """Run a kernel on thread_count(n) threads; always hold the launch lock."""
 
