@@ -92,6 +92,7 @@ DELEGATED_MODULES = {
     "bench": "nudgesim.bench",
     "plan": "nudgesim.cli.plan",
     "report": "nudgesim.cli.report",
+    "evidence": "nudgesim.cli.evidence",
 }
 DELEGATED = {
     "sweep": "run an experiment (design x replicates) on serial, process or Dask executors",
@@ -100,6 +101,7 @@ DELEGATED = {
     "bench": "benchmark the engine against Mesa and a bare sparse product",
     "plan": "search nudge portfolios that fit a budget",
     "report": "write an HTML/Markdown report of a results folder",
+    "evidence": "replicate the published nudge trials in silico (replication.csv, forest plot)",
 }
 
 
