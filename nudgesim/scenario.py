@@ -15,7 +15,7 @@ import typing
 import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, Union
+from typing import TYPE_CHECKING, Annotated, Any, Literal, Union
 
 import numpy as np
 import tomli_w
@@ -85,9 +85,10 @@ __all__ = [
     "Information", "LogisticRule", "NetworkBase", "NetworkSpec", "NonNegative",
     "NormFeedback", "Normal", "NudgeBase", "NudgeSpec", "Pledge", "PopulationSpec",
     "Probability", "Reminder", "RuleBase", "RuleSpec", "Scenario", "ScenarioError",
-    "ScenarioWarning", "Spec", "Targeting", "ThresholdRule", "Uniform", "WardClustered",
-    "WardSpec", "WattsStrogatz", "check_nudge_wards", "check_support", "control_character",
-    "describe_range", "error_lines", "explain", "load_toml_text", "plain",
+    "ScenarioWarning", "Spec", "Targeting", "ThresholdRule", "UncertaintySpec", "Uniform",
+    "WardClustered", "WardSpec", "WattsStrogatz", "check_nudge_wards", "check_support",
+    "control_character", "describe_range", "error_lines", "explain", "load_toml_text",
+    "lookup", "plain",
 ]
 
 #: Longest run a scenario may ask for. Every step adds a row per ward to the records and
@@ -220,6 +221,25 @@ class ImpactSpec(Spec):
     unit: str = Field("t food waste diverted", description="unit of per_adopter_step")
 
 
+class UncertaintySpec(Spec):
+    """What the scenario leaves uncertain: the evidence level its parameter priors are read
+    at (nudgesim.evidence.priors) and the parameters it pins to the values written here.
+    Runs of one scenario never read it; ensembles and predictions do."""
+
+    evidence: Literal["at_scale", "published"] = Field(
+        "at_scale",
+        description="'at_scale': nudge effects shrunk toward nudge-unit results "
+        "(DellaVigna & Linos 2022, Econometrica 90:81) and bias-corrected syntheses; "
+        "'published': fitted to the published trials as reported",
+    )
+    pin: list[str] = Field(
+        default_factory=list,
+        description="parameters kept at this scenario's values instead of drawn from their "
+        "priors: 'rule.<field>', '<nudge kind>.<field>' or a path such as "
+        "'nudges[leaflet].reach'",
+    )
+
+
 def _check_initial_adopters(value: Any) -> Any:
     """One clear message for the three accepted shapes instead of one per union member."""
     if value is None or isinstance(value, list):
@@ -259,6 +279,10 @@ class Scenario(Spec):
     )
     nudges: list[NudgeSpec] = Field(default_factory=list)
     impact: ImpactSpec = Field(default_factory=ImpactSpec)
+    uncertainty: UncertaintySpec = Field(
+        default_factory=UncertaintySpec,
+        description="evidence level of the parameter priors and the parameters pinned",
+    )
 
     _base_dir: Path = PrivateAttr(default_factory=Path.cwd)
 
@@ -282,7 +306,36 @@ class Scenario(Spec):
             raise ValueError(
                 "initial_adopters: not allowed together with ward baselines; allowed: one of them"
             )
+        for i, name in enumerate(self.uncertainty.pin):
+            if (problem := self.parameter_problem(name)) is not None:
+                raise ValueError(f"uncertainty.pin[{i}]: {name!r} {problem}")
         return self
+
+    def parameter_problem(self, name: str) -> str | None:
+        """Why `name` is not a parameter of this scenario (None: it is one), in the grammar
+        priors, posteriors and ensembles share: 'rule.<field>' (a field of this rule),
+        '<nudge kind>.<field>' (a field of a kind this scenario has) or a path into the
+        scenario (lookup)."""
+        head, dot, field = name.partition(".")
+        if head == "rule" and dot and "[" not in field and "." not in field:
+            fields = [f for f in type(self.rule).model_fields if f != "kind"]
+            if field not in fields:
+                return f"is not a field of rule {self.rule.kind!r}; allowed: {fields}"
+            return None
+        if head in NUDGE_KINDS and dot and "[" not in field and "." not in field:
+            kinds = sorted({n.kind for n in self.nudges})
+            if head not in kinds:
+                return f"names nudge kind {head!r}, which this scenario has no nudge of; " \
+                       f"allowed kinds: {kinds}"
+            fields = [f for f in NUDGES[head].spec.model_fields if f != "kind"]
+            if field not in fields:
+                return f"is not a field of {head!r} nudges; allowed: {fields}"
+            return None
+        try:
+            lookup(self.to_dict(), name)
+        except ScenarioError as err:
+            return f"is not a parameter of this scenario ({err})"
+        return None
 
     # -- paths -------------------------------------------------------------------------
     @property
@@ -326,8 +379,13 @@ class Scenario(Spec):
 
     def to_dict(self) -> dict[str, Any]:
         """Plain data that round-trips through TOML: unset (None) fields are left out, and a
-        half-life of None is written as "none" (its serializer) so it survives the trip."""
-        return _drop_none(self.model_dump(mode="json"))
+        half-life of None is written as "none" (its serializer) so it survives the trip.
+        An `[uncertainty]` table at its defaults is left out too: runs never read it, and
+        run ids (hashes of this dict) stay what they were before the table existed."""
+        data = _drop_none(self.model_dump(mode="json"))
+        if data.get("uncertainty") == _drop_none(UncertaintySpec().model_dump(mode="json")):
+            del data["uncertainty"]
+        return data
 
     def to_toml(self) -> str:
         return tomli_w.dumps(self.to_dict())
@@ -382,6 +440,50 @@ def _drop_none(obj: Any) -> Any:
     if isinstance(obj, list):
         return [_drop_none(v) for v in obj]
     return obj
+
+
+_PATH_TOKEN = re.compile(r"([^.\[\]]+)|\[([^\]]*)\]|(\.)")
+
+
+def lookup(data: Mapping[str, Any], path: str) -> Any:
+    """The value at a parameter path inside a scenario dict, read only: the grammar of
+    nudgesim.runs.set_path (``nudges[leaflet].reach``, ``nudges[2].reach``,
+    ``nudges.2.reach``, ``population.wards[Dockside].baseline``; a bracket holds an index
+    or an item's label, name or kind). A missing part raises a one-line ScenarioError."""
+    node: Any = data
+    pos, seen = 0, ""
+    while pos < len(path):
+        m = _PATH_TOKEN.match(path, pos)
+        if m is None or m.end() == pos:
+            raise ScenarioError(f"cannot read {path!r} at character {pos}")
+        key, sel, dot = m.groups()
+        pos = m.end()
+        if dot:
+            continue
+        if key is not None and not (isinstance(node, list) and key.strip().isdigit()):
+            key = key.strip()
+            if not isinstance(node, Mapping) or key not in node:
+                allowed = sorted(map(str, node)) if isinstance(node, Mapping) else []
+                raise ScenarioError(f"no {key!r} in {seen or 'the scenario'}; allowed: {allowed}")
+            node, seen = node[key], (f"{seen}.{key}" if seen else key)
+            continue
+        sel = (key if sel is None else sel).strip()
+        if not isinstance(node, list):
+            raise ScenarioError(f"{seen} is not a list, [{sel}] selects from a list")
+        if sel.isdigit():
+            if int(sel) >= len(node):
+                raise ScenarioError(f"{seen}[{sel}] is out of range ({len(node)} items)")
+            node = node[int(sel)]
+        else:
+            for k in ("label", "name", "kind"):  # as set_path picks an item
+                hits = [it for it in node if isinstance(it, Mapping) and it.get(k) == sel]
+                if len(hits) == 1:
+                    node = hits[0]
+                    break
+            else:
+                raise ScenarioError(f"no single item of {seen} has label, name or kind {sel!r}")
+        seen += f"[{sel}]"
+    return node
 
 
 TOO_DEEP = "nesting too deep (arrays or tables inside each other); allowed: a few levels"
