@@ -16,11 +16,12 @@ from pydantic import Field, ValidationError
 
 from ..files import replace_folder, write_atomic
 from ..outcomes import OUTCOMES, Direction
-from ..parallel import Executor
+from ..parallel import Executor, RunOptions
 from ..runs import set_path
 from ..scenario import Scenario, ScenarioError, explain, load_toml_text, plain
 from ..spec import Spec
-from .comparison import PLAN_FILES, Comparison, compare, refuse
+from . import ensemble
+from .comparison import PLAN_FILES, Comparison, compare, ensemble_comparison, refuse
 from .stats import jsonable, pareto
 
 
@@ -240,6 +241,10 @@ def plan(
     workers: int | None = None,
     scheduler: str | None = None,
     dask_timeout: float | None = None,
+    draws: int | None = None,
+    evidence: str | None = None,
+    posterior: pd.DataFrame | None = None,
+    ensemble_top: int = 12,
 ) -> Plan:
     """Search nudge portfolios whose expected cost fits `budget`, evaluate them with
     paired replicates, rank by `target` and mark the cost–impact frontier.
@@ -252,7 +257,17 @@ def plan(
        screen plus the additive screen's cost–effect frontier (a knapsack surrogate that
        ignores interactions; the evaluation then measures them).
     3. Evaluate candidates with `replicates` paired runs; rank those whose mean cost fits.
+    4. With ``draws`` (priors at level `evidence`) or a `posterior`: the `ensemble_top`
+       best affordable portfolios of step 3 run again on K parameter draws × `replicates`
+       (common random numbers, :mod:`.ensemble`); the table then ranks them by the
+       ensemble mean with intervals that cover parameters and noise, beside p_best,
+       expected regret and the robust choices, and the comparison carries the decision
+       and value-of-information tables. Steps 1–3 use the scenario's own values.
     """
+    use_ensemble = ensemble.check(draws, evidence, posterior)
+    if use_ensemble and ensemble_top < 2:
+        raise ScenarioError(f"ensemble_top: {ensemble_top} is not allowed; allowed: 2 or "
+                            "more portfolios (a decision needs a choice)")
     if target not in TARGETS:
         raise ScenarioError(f"target: {target!r} is not allowed; allowed: {', '.join(TARGETS)}")
     if not (budget > 0 and math.isfinite(budget)):
@@ -316,20 +331,22 @@ def plan(
     variants = {name: base.replace(nudges=[*committed, *(s for _, s in picked)])
                 for name, picked in names.items()}
     comp = compare(base, variants, replicates=replicates, **run_kw)
-    table = comp.table.copy()
-    table.insert(1, "items", [len(names[v]) for v in table["variant"]])
-    over = comp.runs[comp.runs["scenario"] != "baseline"].assign(
-        over=lambda d: d["total_cost"] > budget + comp.runs.loc[
-            comp.runs["scenario"] == "baseline", "total_cost"].mean())
-    table["p_over_budget"] = over.groupby("scenario")["over"].mean().reindex(
-        table["variant"]).to_numpy()
-    table["within_budget"] = table["extra_cost"] <= budget
-    table["screen_cost"] = [sum(opt_cost[n] for n, _ in names[v]) for v in table["variant"]]
-    table["on_frontier"] = pareto([table["extra_cost"].to_numpy(), table[key].to_numpy()],
-                                  [OUTCOMES["total_cost"].direction, aim.direction])
-    table = table.sort_values(["within_budget", key, "extra_cost"],
-                              ascending=[False, sign < 0, True]).reset_index(drop=True)
-    table.insert(0, "rank", np.where(table["within_budget"], np.arange(1, len(table) + 1), 0))
+    table = rank_table(comp, names, budget, aim, opt_cost)
+    nominal = table
+    if use_ensemble:
+        best_few: list[str] = table.loc[table["within_budget"], "variant"].tolist()[:ensemble_top]
+        if len(best_few) < 2:
+            best_few = table["variant"].tolist()[:max(ensemble_top, 2)]
+        comp = ensemble_comparison(
+            base, {"baseline": base, **{v: variants[v] for v in best_few}}, replicates,
+            RunOptions(executor, workers, scheduler, dask_timeout), draws, evidence,
+            posterior, target, None, decide_among=best_few)
+        table = rank_table(comp, names, budget, aim, opt_cost)
+        assert comp.decision is not None
+        keep = ["option", "p_best", "expected_regret", "max_regret", "p10",
+                "best_expected", "minimax_regret", "best_p10"]
+        table = table.merge(comp.decision[keep].rename(columns={"option": "variant"}),
+                            on="variant", how="left")
     meta = {
         "question": f"Which nudges, within £{budget:,.0f}, give the most "
                     f"{aim.label} of {scenario.steps} {scenario.step_unit}s?",
@@ -347,14 +364,68 @@ def plan(
         "options": [{"option": n, "screen_cost": opt_cost[n], "screen_gain": opt_gain[n]}
                     for _, n, _ in flat],
         "seed": scenario.seed,
-        "seeds": comp.runs.drop_duplicates("replicate")["seed"].tolist(),
+        "seeds": comp.runs.loc[comp.runs["scenario"] == "baseline", "seed"].tolist(),
         "baseline_final_adoption": float(comp.runs.loc[comp.runs["scenario"] == "baseline",
                                                        "final_adoption"].mean()),
         "baseline_lowest_ward": float(comp.runs.loc[comp.runs["scenario"] == "baseline",
                                                     "lowest_ward_adoption"].mean()),
     }
+    if use_ensemble:
+        meta["ensemble"] = comp.meta["ensemble"] | {"top": ensemble_top}
+        meta["nominal"] = nominal[["variant", "extra_cost", key, f"{key}_lo", f"{key}_hi",
+                                   "within_budget"]].to_dict("records")
+        meta["question"] += " (with what we do not know about the parameters)"
     comp.meta = meta
     return Plan(table=table, comparison=comp, meta=meta)
+
+
+def rank_table(comp: Comparison, names: Mapping[str, list[tuple[str, Any]]], budget: float,
+           aim: Target, opt_cost: Mapping[str, float]) -> pd.DataFrame:
+    """The comparison's table as a plan's: items, chance of going over budget, whether the
+    mean cost fits, the screen's cost, the frontier, ranked by the target."""
+    key = aim.column
+    sign = 1 if aim.direction == "maximize" else -1
+    table = comp.table.copy()
+    table.insert(1, "items", [len(names[v]) for v in table["variant"]])
+    over = comp.runs[comp.runs["scenario"] != "baseline"].assign(
+        over=lambda d: d["total_cost"] > budget + comp.runs.loc[
+            comp.runs["scenario"] == "baseline", "total_cost"].mean())
+    table["p_over_budget"] = over.groupby("scenario")["over"].mean().reindex(
+        table["variant"]).to_numpy()
+    table["within_budget"] = table["extra_cost"] <= budget
+    table["screen_cost"] = [sum(opt_cost[n] for n, _ in names[v]) for v in table["variant"]]
+    table["on_frontier"] = pareto([table["extra_cost"].to_numpy(), table[key].to_numpy()],
+                                  [OUTCOMES["total_cost"].direction, aim.direction])
+    table = table.sort_values(["within_budget", key, "extra_cost"],
+                              ascending=[False, sign < 0, True]).reset_index(drop=True)
+    table.insert(0, "rank", np.where(table["within_budget"], np.arange(1, len(table) + 1), 0))
+    return table
+
+
+def format_decision(plan: Plan) -> str:
+    """An ensemble plan's decision in a few plain lines for the terminal ('' without one)."""
+    comp, ens = plan.comparison, plan.meta.get("ensemble")
+    if ens is None or comp.decision is None or comp.voi is None:
+        return ""
+    d = comp.decision.set_index("option")
+    src = (f"priors ({ens['evidence']})" if ens["source"] == "priors"
+           else f"a posterior of {ens['posterior_rows']} rows")
+    lines = [f"  Ensemble: the top {len(d)} portfolios on {ens['draws']} parameter draws from "
+             f"{src} x {ens['replicates']} replicates; intervals above cover {ens['covers']}."]
+    for rule, words in (("best_expected", "best on average"),
+                        ("minimax_regret", "smallest worst-case regret"),
+                        ("best_p10", "best in a bad case (10th percentile)")):
+        name = ens[rule]
+        lines.append(f"  {words}: {name} (p_best {d.loc[name, 'p_best']:.0%}, expected regret "
+                     f"{d.loc[name, 'expected_regret']:,.1f})")
+    lines.append(f"  value of knowing every parameter (EVPI): {ens['evpi']:,.1f} "
+                 f"({plan.meta['target_label']})")
+    for _, r in comp.voi.head(3).iterrows():
+        lines.append(f"    {r['parameter']}: EVPPI {r['evppi']:,.1f} "
+                     f"({r['share_of_evpi']:.0%} of EVPI)")
+    if "pilot" in ens:
+        lines.append(f"  pilot for {ens['pilot']['parameter']}: {ens['pilot']['pilot']}")
+    return "\n".join(lines)
 
 
 def format_table(table: pd.DataFrame, meta: Mapping[str, Any], rows: int = 10) -> str:

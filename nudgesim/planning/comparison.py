@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -11,11 +12,17 @@ import numpy as np
 import pandas as pd
 
 from ..files import foreign_files, replace_folder, write_atomic
+from ..outcomes import OUTCOMES
 from ..parallel import Executor, RunOptions
 from ..rng import Streams
 from ..runs import Job, values
 from ..scenario import Scenario, ScenarioError
+from . import ensemble
 from .stats import paired_seeds, ratio_interval, t_interval
+
+ENSEMBLE_TARGETS = {"adoption": ("final_adopters", True), "impact": ("total_impact", True),
+                    "equity": ("lowest_ward_adoption", False)}
+"""The decision's outcome per target, and whether it is read relative to the baseline."""
 
 
 @dataclass
@@ -26,6 +33,11 @@ class Comparison:
     95% intervals, £ per extra adopter and per unit of impact, and the lowest ward's
     adoption. runs: one row per (scenario, replicate). curves: adoption per step, mean and
     the 2.5–97.5% range of replicates. wards: final adoption per ward (mean of replicates).
+
+    With an ensemble (``draws``/``posterior``) the intervals cover parameters *and* noise
+    (the table's ``covers`` column says so), runs gains a ``draw`` column, and four more
+    tables are kept: ensemble (option × draw × replicate results), draws (the parameter
+    values), decision (p_best, regret, robust choices, variance shares) and voi (EVPPI).
     """
 
     table: pd.DataFrame
@@ -35,6 +47,10 @@ class Comparison:
     baseline: Scenario
     replicates: int
     meta: dict[str, Any] = field(default_factory=dict)
+    ensemble: pd.DataFrame | None = None
+    draws: pd.DataFrame | None = None
+    decision: pd.DataFrame | None = None
+    voi: pd.DataFrame | None = None
 
     def save(self, out_dir: str | Path) -> Path:
         """comparison.csv, runs.csv, curves.csv, wards.csv and scenario.toml, the folder
@@ -51,9 +67,15 @@ class Comparison:
         write_atomic(folder / "curves.csv", self.curves.to_csv(index=False))
         write_atomic(folder / "wards.csv", self.wards.to_csv(index=False))
         write_atomic(folder / "scenario.toml", self.baseline.to_toml())
+        for name in ENSEMBLE_FILES:
+            table = getattr(self, name.removesuffix(".csv"))
+            if table is not None:
+                write_atomic(folder / name, table.to_csv(index=False))
 
 
-COMPARISON_FILES = frozenset({"comparison.csv", "runs.csv", "curves.csv", "wards.csv", "scenario.toml"})
+ENSEMBLE_FILES = ("ensemble.csv", "draws.csv", "decision.csv", "voi.csv")
+COMPARISON_FILES = frozenset({"comparison.csv", "runs.csv", "curves.csv", "wards.csv",
+                              "scenario.toml", *ENSEMBLE_FILES})
 PLAN_FILES = COMPARISON_FILES | {"plan.csv", "plan.json"}
 
 
@@ -70,6 +92,11 @@ def compare(
     workers: int | None = None,
     scheduler: str | None = None,
     dask_timeout: float | None = None,
+    draws: int | None = None,
+    evidence: str | None = None,
+    posterior: pd.DataFrame | None = None,
+    target: str = "adoption",
+    value: float | None = None,
 ) -> Comparison:
     """Run baseline and variants `replicates` times with paired seeds and summarise the
     differences a planner asks about, each with a 95% interval.
@@ -79,6 +106,14 @@ def compare(
     Intervals of differences are t-intervals over replicates; of £-ratios, a paired
     bootstrap. They measure simulation noise for *this* scenario, not doubt about its
     assumptions.
+
+    Ensemble (``draws=K`` from the priors at level `evidence`, or the rows of
+    `posterior`): every scenario runs on the same K parameter draws × `replicates` seeds,
+    intervals then cover parameters and noise, and the decision tables answer which
+    option is best (by `target`: "adoption", "impact" or "equity"; with `value`, £ per
+    unit of target, by net benefit value × target − extra cost), how sure that is, and
+    which parameter is most worth a pilot (see :mod:`.ensemble`). "baseline" (no change)
+    is one of the options.
     """
     if not isinstance(variants, Mapping):
         variants = {v.name: v for v in variants}
@@ -88,6 +123,11 @@ def compare(
     if "baseline" in variants:
         raise ScenarioError("variants: the name 'baseline' is reserved; allowed: any other")
     scenarios = [baseline, *variants.values()]
+    if ensemble.check(draws, evidence, posterior):
+        return ensemble_comparison(baseline, dict(zip(names, scenarios)), replicates,
+                                   RunOptions(executor, workers, scheduler, dask_timeout),
+                                   draws, evidence, posterior, target, value,
+                                   decide_among=names)
     seeds = paired_seeds(baseline, replicates)
     jobs = [Job.of(sc, s, wards=True) for sc in scenarios for s in seeds]
     options = RunOptions(executor, workers, scheduler, dask_timeout)
@@ -149,3 +189,69 @@ def summarise(names: list[str], seeds: list[int], outs: list[dict], baseline: Sc
         wards=pd.concat(wards, ignore_index=True), baseline=baseline, replicates=r,
     )
 
+
+
+def ensemble_comparison(
+    baseline: Scenario,
+    scenarios: Mapping[str, Scenario],
+    replicates: int,
+    options: RunOptions,
+    draws: int | None,
+    evidence: str | None,
+    posterior: pd.DataFrame | None,
+    target: str,
+    value: float | None,
+    decide_among: Sequence[str],
+    pilot: bool = True,
+) -> Comparison:
+    """The comparison over an ensemble (see :func:`compare`); the decision is among
+    `decide_among` (a plan leaves the no-campaign baseline out: its budget is to be spent)."""
+    if target not in ENSEMBLE_TARGETS:
+        raise ScenarioError(f"target: {target!r} is not allowed; allowed: "
+                            f"{', '.join(ENSEMBLE_TARGETS)}")
+    if value is not None and not (math.isfinite(value) and value > 0):
+        raise ScenarioError(f"value: {value} is not allowed; allowed: a positive, finite £ "
+                            "amount per unit of target")
+    paired_seeds(baseline, replicates)  # at least two replicates per draw
+    names = list(scenarios)
+    table, source = ensemble.parameter_draws(list(scenarios.values()), draws, evidence,
+                                             posterior)
+    k, r = len(table), replicates
+    runs, outs, seeds = ensemble.run(scenarios, table, r, options, baseline.seed)
+    outcome, relative = ENSEMBLE_TARGETS[target]
+    y = ensemble.target_runs(runs, names, k, r, outcome, relative, value)
+    pick = [names.index(n) for n in decide_among]
+    sign = 1.0 if OUTCOMES[outcome].direction == "maximize" or value is not None else -1.0
+    dec, voi, summary = ensemble.decide(y[pick], decide_among, sign, table)
+    if pilot and len(voi) and voi["evppi"].iloc[0] > 0:
+        top = ensemble.pilot(baseline, [scenarios[n] for n in decide_among],
+                             str(voi["parameter"].iloc[0]), sign * y[pick].mean(axis=2),
+                             table, options)
+        voi = voi.merge(pd.DataFrame([top]), on="parameter", how="left")
+        summary["pilot"] = top
+    curves, wards = [], []
+    per = k * r
+    for i, name in enumerate(names):
+        block = np.vstack([outs[i * per + j]["curve"] for j in range(per)])
+        lo, hi = np.percentile(block, [2.5, 97.5], axis=0)
+        curves.append(pd.DataFrame({"scenario": name, "step": np.arange(block.shape[1]),
+                                    "mean": block.mean(axis=0), "lo": lo, "hi": hi}))
+        wr = np.vstack([outs[i * per + j]["ward_rates"] for j in range(per)])
+        wards.append(pd.DataFrame({"scenario": name, "ward": outs[i * per]["wards"],
+                                   "final_adoption": wr.mean(axis=0)}))
+    draws_table = table.copy()
+    draws_table.insert(0, "draw", np.arange(k))
+    meta = {"ensemble": {
+        "draws": k, "replicates": r, "runs_per_option": k * r, **source,
+        "parameters": list(table.columns), "target": target, "outcome": outcome,
+        "value_per_unit": value, "covers": ensemble.COVERS,
+        "seeds": f"replicate r of draw d: runs.replicate_seed({baseline.seed}, d*{r} + r)",
+        **summary,
+    }}
+    return Comparison(
+        table=ensemble.comparison_table(runs, names, k, r), runs=runs,
+        curves=pd.concat(curves, ignore_index=True), wards=pd.concat(wards, ignore_index=True),
+        baseline=baseline, replicates=r, meta=meta,
+        ensemble=ensemble.ensemble_table(runs, names, k, r, y), draws=draws_table,
+        decision=dec, voi=voi,
+    )
