@@ -121,8 +121,12 @@ class Prior:
         a, b = (self.low - self.loc) / self.scale, (self.high - self.loc) / self.scale
         return stats.truncnorm(a, b, loc=self.loc, scale=self.scale)
 
+    def ppf(self, u: Any) -> np.ndarray:
+        """Inverse CDF, clipped to [low, high]: scipy's can miss a bound by 1e-16."""
+        return np.clip(self.dist.ppf(u), self.low, self.high)
+
     def quantiles(self) -> tuple[float, float, float]:
-        q = self.dist.ppf(QUANTILES)
+        q = self.ppf(QUANTILES)
         return float(q[0]), float(q[1]), float(q[2])
 
     def describe(self) -> str:
@@ -160,7 +164,7 @@ class Priors:
         other columns there are."""
         if k < 1:
             raise ScenarioError(f"draws: {k} is not allowed; allowed: 1 or more")
-        cols = {n: p.dist.ppf(_stream(seed, n).random(int(k))) for n, p in self.entries.items()}
+        cols = {n: p.ppf(_stream(seed, n).random(int(k))) for n, p in self.entries.items()}
         return pd.DataFrame(cols, columns=self.names)
 
     def table(self) -> pd.DataFrame:
@@ -392,11 +396,23 @@ def fitted_prior(lib: Library, kind: str, level: str, exclude: Iterable[str] = (
         return lib.fitted[(level, kf.name)]
     ratio = lib.ratio if (level == "at_scale" and kf.shrink) else None
     prior = fit(kf, hyper, left, float(lib.settings["heterogeneity_scale"]), ratio)
-    basis = " ".join(e.record for e in left) or "assumption"
-    why = (f"fitted to {len(left)} record(s) by emulation"
-           + (f"; at scale: effects of records not measured at scale x {lib.ratio:.3f} "
-              "(DellaVigna & Linos 2022), widened to include no effect" if ratio else ""))
-    return replace(prior, basis=basis, reason=why)
+    basis = " ".join(e.record for e in left)
+    why = f"fitted to {len(left)} record(s) by emulation"
+    if ratio is None:
+        return replace(prior, basis=basis, reason=why)
+    published = fitted_prior(lib, kind, "published", exclude)
+    if abs(prior.quantiles()[1] - kf.null) > abs(published.quantiles()[1] - kf.null):
+        # the shrunk effects are out of the emulator's reach too, and the fit piles at the
+        # design's edge: at scale is never further from no effect than published
+        shrunk = assumed_at_scale(lib, kf, published)
+        return replace(shrunk, basis=basis, reason=why + "; at scale: the fit to shrunk "
+                       "effects ends further from no effect than the published one (the "
+                       f"emulated trial cannot reach them), so the published prior x "
+                       f"{lib.ratio:.3f} toward no effect (DellaVigna & Linos 2022), wide "
+                       "enough to include none")
+    return replace(prior, basis=basis, reason=why + f"; at scale: effects of records not "
+                   f"measured at scale x {lib.ratio:.3f} (DellaVigna & Linos 2022), widened "
+                   "to include no effect (Maier et al. 2022; Hardaker et al. 2026)")
 
 
 def assumed_at_scale(lib: Library, kf: KindFit, hyper: Prior) -> Prior:
@@ -405,7 +421,7 @@ def assumed_at_scale(lib: Library, kf: KindFit, hyper: Prior) -> Prior:
     their assumption."""
     if not kf.shrink:
         return hyper
-    loc = kf.null + lib.ratio * (hyper.loc - kf.null)
+    loc = kf.null + lib.ratio * (hyper.quantiles()[1] - kf.null)
     scale = max(lib.ratio * hyper.scale, abs(loc - kf.null) / Z90)
     return replace(hyper, loc=loc, scale=scale, reason=hyper.reason + f"; at scale: "
                    f"shrunk toward no effect x {lib.ratio:.3f} (DellaVigna & Linos 2022) "
@@ -496,7 +512,7 @@ def emulate_record(emulate: Emulate, row: Mapping[str, Any], kf: KindFit, replic
         out = emulate(row["id"], draw={kf.name: t}, replicates=replicates, seed=seed)
         per = np.asarray(_get(out, "per_replicate"), dtype=np.float64)
         means.append(float(_get(out, "simulated")))
-        sds.append(float(per.std(ddof=1)) if per.size > 1 else 0.0)
+        sds.append(float(np.nanstd(per, ddof=1)) if per.size > 1 else 0.0)
     se, basis = record_se(row)
     return Emulation(row["id"], kf.name, kf.design, tuple(means), tuple(sds), replicates,
                      float(row["effect"]), se, basis, at_scale)
@@ -521,6 +537,8 @@ def refit(lib: Library, records: pd.DataFrame, emulate: Emulate, replicates: int
                 emus.append(emulate_record(emulate, by_id[rid], kf, replicates, seed,
                                            rid in kf.at_scale_records))
         emulations = emus
+        lib = replace(lib, settings=dict(lib.settings) | {"emulator_seed": int(seed),
+                                                          "emulator_replicates": replicates})
     base = replace(lib, emulations=tuple(emulations), fitted={})
     fitted = {}
     for kind, kf in lib.kinds.items():

@@ -1,0 +1,311 @@
+"""Priors (nudgesim.evidence.priors), trial prediction and leave-one-out (predict)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import nudgesim as ns
+from nudgesim.evidence import priors as P
+from nudgesim.evidence.predict import leave_one_out, predict_trial, trial_effects
+from nudgesim.runs import replicate_seeds
+
+SMALL = {
+    "seed": 3, "steps": 12,
+    "population": {"size": 300, "wards": 4},
+    "network": {"kind": "ward_clustered", "mean_degree_in": 6.0, "mean_degree_out": 1.5},
+    "initial_adopters": 0.3,
+    "nudges": [
+        {"kind": "reminder", "label": "text a", "start": 1, "every": 4},
+        {"kind": "reminder", "label": "text b", "start": 2},
+        {"kind": "information", "label": "leaflet", "start": 1},
+    ],
+}
+
+
+def small(**extra) -> ns.Scenario:
+    return ns.Scenario.from_dict(SMALL | extra)
+
+
+# ------------------------------------------------------------------ the [uncertainty] table
+
+
+def test_uncertainty_table_defaults_are_left_out_and_pins_round_trip():
+    sc = small()
+    assert sc.uncertainty.evidence == "at_scale" and sc.uncertainty.pin == []
+    assert "uncertainty" not in sc.to_dict()  # run ids of existing scenarios do not change
+    pinned = small(uncertainty={"evidence": "published",
+                                "pin": ["rule.adopt_norm", "reminder.boost",
+                                        "nudges[leaflet].attitude_boost"]})
+    again = ns.Scenario.from_toml_str(pinned.to_toml())
+    assert again.uncertainty == pinned.uncertainty
+
+
+@pytest.mark.parametrize("pin, words", [
+    ("rule.p", "is not a field of rule 'logistic'"),
+    ("pledge.boost", "which this scenario has no nudge of"),
+    ("reminder.bost", "is not a field of 'reminder' nudges"),
+    ("nudges[poster].reach", "is not a parameter of this scenario"),
+])
+def test_a_pin_must_be_a_parameter_of_the_scenario(pin, words):
+    with pytest.raises(ns.ScenarioError) as err:
+        small(uncertainty={"pin": [pin]})
+    msg = str(err.value)
+    assert "\n" not in msg and msg.startswith("uncertainty.pin[0]:") and words in msg
+
+
+# ------------------------------------------------------------------ apply_draw
+
+
+def test_apply_draw_sets_rule_fields_and_every_nudge_of_a_kind():
+    sc = small()
+    out = P.apply_draw(sc, {"rule.adopt_norm": 2.5, "reminder.boost": 1.25,
+                            "pledge.boost": 9.0, "nudges[leaflet].reach": 0.5})
+    assert out.rule.adopt_norm == 2.5
+    assert [n.boost for n in out.nudges if n.kind == "reminder"] == [1.25, 1.25]
+    assert out.nudges[2].reach == 0.5
+    assert P.apply_draw(sc, {}).to_dict() == sc.to_dict()  # a kind it lacks: ignored
+
+
+def test_apply_draw_keeps_pinned_names_and_paths():
+    sc = small(uncertainty={"pin": ["rule.adopt_norm", "nudges[text b].boost"]})
+    out = P.apply_draw(sc, {"rule.adopt_norm": 9.0, "reminder.boost": 2.0})
+    assert out.rule.adopt_norm == sc.rule.adopt_norm
+    assert [n.boost for n in out.nudges[:2]] == [2.0, sc.nudges[1].boost]
+    assert "rule.adopt_norm" not in P.priors(sc).names
+
+
+@pytest.mark.parametrize("draw", [{"reminder.bost": 1.0}, {"rule.q": 0.1},
+                                  {"nudges[nope].reach": 0.1}])
+def test_apply_draw_refuses_unknown_fields(draw):
+    with pytest.raises(ns.ScenarioError):
+        P.apply_draw(small(), draw)
+
+
+# ------------------------------------------------------------------ priors and sampling
+
+
+def test_priors_cover_the_rule_and_the_kinds_present():
+    pr = P.priors(small())
+    logistic = [f for f in ns.scenario.LogisticRule.model_fields if f != "kind"]
+    assert [n for n in pr.names if n.startswith("rule.")] == [f"rule.{f}" for f in logistic]
+    assert {"reminder.boost", "information.attitude_boost"} <= set(pr.names)
+    assert not any(n.startswith("pledge.") for n in pr.names)
+    assert "pledge.boost" in P.priors(small(), kinds=["pledge"]).names
+    bass = P.priors(small(rule={"kind": "bass"}))
+    assert [n for n in bass.names if n.startswith("rule.")] == ["rule.p", "rule.q", "rule.lapse"]
+    table = pr.table()
+    assert list(table.columns[:6]) == ["name", "distribution", "p05", "p50", "p95", "basis"]
+    assert (table["p05"] <= table["p50"]).all() and (table["p50"] <= table["p95"]).all()
+
+
+def test_rule_priors_are_centred_on_todays_defaults():
+    pr = P.priors(small())
+    rule = small().rule
+    for name in pr.names:
+        if name.startswith("rule."):
+            p = pr[name]
+            assert p.loc == getattr(rule, name[5:]) and p.basis == "assumption", name
+
+
+def test_sample_is_deterministic_with_one_column_per_name():
+    pr = P.priors(small())
+    a, b = pr.sample(16, seed=5), pr.sample(16, seed=5)
+    assert a.shape == (16, len(pr.names)) and list(a.columns) == pr.names
+    pd.testing.assert_frame_equal(a, b)
+    assert not a.equals(pr.sample(16, seed=6))
+    # a parameter's draws do not depend on which other parameters there are
+    other = P.priors(small(), kinds=["pledge", "default"]).sample(16, seed=5)
+    np.testing.assert_array_equal(other["reminder.boost"], a["reminder.boost"])
+
+
+def test_evidence_level_is_validated():
+    with pytest.raises(ns.ScenarioError, match="evidence"):
+        P.priors(small(), evidence="optimistic")  # type: ignore[arg-type]
+
+
+MESSAGES = ["norm_feedback", "reminder", "pledge", "information", "canvassing",
+            "ambassadors", "community_partnership"]
+
+
+@pytest.mark.parametrize("kind", MESSAGES)
+def test_at_scale_is_narrower_and_closer_to_no_effect_for_messages(kind):
+    lib = P.library()
+    kf = lib.kinds[kind]
+    pub, at = (P.fitted_prior(lib, kind, lvl) for lvl in ("published", "at_scale"))
+    (p05, p50, p95), (a05, a50, a95) = pub.quantiles(), at.quantiles()
+    assert abs(a50 - kf.null) < abs(p50 - kf.null)
+    assert a95 - a05 < p95 - p05
+    # wide enough to include no effect: the null lies within 1.645 sd of the centre
+    assert abs(at.loc - kf.null) <= at.scale * P.Z90 + 1e-12
+
+
+def test_defaults_keep_their_effect_at_scale():
+    lib = P.library()
+    assert P.fitted_prior(lib, "default", "at_scale") == P.fitted_prior(lib, "default",
+                                                                        "published")
+
+
+def _field_ok(name: str, value: float) -> bool:
+    """The value passes the field's own validation in a scenario that has it."""
+    head, _, fld = name.partition(".")
+    if head == "rule":
+        rk, _, fld = fld.partition(":")
+        data = {"rule": {"kind": rk, fld: value}}
+    else:
+        nudge = {"kind": head, "start": 1} | ({"wards": ["W01"]}
+                                              if head == "community_partnership" else {})
+        data = {"nudges": [nudge | {fld: value}]}
+    try:
+        ns.Scenario.from_dict({"population": {"size": 10}} | data)
+    except ns.ScenarioError:
+        return False
+    return True
+
+
+ALL = sorted(P.library().assumptions.items()) + sorted(
+    ((f"{lvl}:{n}", p) for (lvl, n), p in P.library().fitted.items()))
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.sampled_from(ALL), st.floats(0.0, 1.0))
+def test_every_prior_stays_in_its_fields_allowed_range(item, u):
+    key, prior = item
+    name = key.split(":", 1)[1] if key.startswith(P.LEVELS) else key
+    value = float(prior.ppf(u))
+    assert prior.low <= value <= prior.high
+    assert _field_ok(name, value), (name, value)
+    assert _field_ok(name, prior.low) and _field_ok(name, prior.high)
+
+
+# ------------------------------------------------------------------ the fit
+
+
+def _fake(kind="reminder", slope=10.0, effects=(5.0,), se=0.5, at_scale=()):
+    """A linear emulator: effect = slope × θ (pp), records with the given effects."""
+    lib = P.library()
+    kf = P.KindFit(kind, "boost", 0.0, tuple(np.linspace(0, 1, 9)), True,
+                   tuple(f"r{i}" for i in range(len(effects))), tuple(at_scale))
+    emus = [P.Emulation(f"r{i}", kf.name, kf.design, tuple(slope * np.array(kf.design)),
+                        (0.1,) * 9, 8, y, se, "test", f"r{i}" in at_scale)
+            for i, y in enumerate(effects)]
+    hyper = P.Prior(kf.name, 0.5, 0.5, 0.0, 1.0)
+    return lib, kf, emus, hyper
+
+
+def test_fit_reproduces_its_record_through_the_emulator():
+    lib, kf, emus, hyper = _fake(effects=(5.0, 5.0, 5.0))
+    pub = P.fit(kf, hyper, emus, omega_scale=0.5)
+    assert abs(10 * pub.quantiles()[1] - 5.0) < 0.5  # the emulated effect at the median
+    at = P.fit(kf, hyper, emus, omega_scale=0.5, ratio=lib.ratio)
+    assert abs(10 * at.loc - 5.0 * lib.ratio) < 0.3
+    assert abs(at.loc) <= at.scale * P.Z90 + 1e-12  # includes no effect
+
+
+def test_refit_with_a_fake_emulator_and_records():
+    lib = P.library()
+    calls = []
+
+    def emulate(record, draw, replicates, seed):
+        calls.append(record)
+        (theta,) = draw.values()
+        return {"simulated": 20.0 * theta, "per_replicate": 20.0 * theta + np.array([-.1, .1])}
+
+    records = pd.DataFrame([{"id": r, "effect": 6.0, "unit": "pp", "n": 4000,
+                             "baseline": 0.3} for k in lib.kinds.values() for r in k.records])
+    out = P.refit(lib, records, emulate, replicates=2)
+    assert len(calls) == sum(len(k.design) * len(k.records) for k in lib.kinds.values())
+    for kind, kf in lib.kinds.items():
+        if not kf.records:
+            continue
+        lo, med, hi = out.fitted[("published", kf.name)].quantiles()
+        assert 20.0 * lo <= 6.0 <= 20.0 * hi, kind  # each fitted prior reproduces its records
+        if len(kf.records) > 1:  # two records pin the centre; one leaves the spread to priors
+            assert abs(20.0 * med - 6.0) < 1.0, kind
+
+
+def test_shipped_priors_match_a_refit_from_the_shipped_emulator():
+    lib = P.library()
+    again = P.refit(lib, pd.DataFrame(), emulate=None, emulations=lib.emulations)
+    assert set(again.fitted) == set(lib.fitted)
+    for key, p in lib.fitted.items():
+        q = again.fitted[key]
+        assert np.allclose([p.loc, p.scale, p.low, p.high], [q.loc, q.scale, q.low, q.high],
+                           rtol=1e-9, atol=1e-12), key
+
+
+def test_shipped_emulator_matches_a_live_emulation():
+    """Two design points of a quick record, emulated again with the refit's settings."""
+    from nudgesim.evidence import replicate
+
+    lib = P.library()
+    e = next(x for x in lib.emulations if x.record == "ebeling_lotz2015")
+    for i in (2, 6):
+        out = replicate.emulate(e.record, draw={e.name: e.theta[i]}, replicates=e.replicates,
+                                seed=int(lib.settings["emulator_seed"]))
+        assert out.simulated == pytest.approx(e.effect[i], abs=1e-9)
+
+
+# ------------------------------------------------------------------ prediction and LOO
+
+
+def test_predict_trial_interval_contains_the_emulated_truth_of_a_known_draw():
+    sc = small()
+    nudge = {"kind": "reminder", "label": "new text", "start": 1, "every": 2, "boost": 1.0}
+    pred = predict_trial(sc, nudge, weeks=8, draws=12, replicates=2, seed=4,
+                         evidence="published")
+    assert pred.lo <= pred.median <= pred.hi and pred.weeks == 8
+    assert len(pred.runs) == 24 and "reminder.boost" in pred.runs
+    assert "parameter" in pred.covers and "trial noise" in pred.covers
+    # the truth of one draw (the draws' median parameters), measured with fresh seeds
+    pr = P.priors(sc.replace(steps=8), "published", kinds=["reminder"])
+    known = pd.DataFrame([{n: pr[n].quantiles()[1] for n in pr.names}])
+    from nudgesim.planning.trials import with_nudge
+
+    _, with_, k, _ = with_nudge(sc.replace(steps=8), nudge)
+    truth = trial_effects(with_, k, known, replicate_seeds(99, 4)).mean()
+    assert pred.lo <= truth <= pred.hi
+    again = predict_trial(sc, nudge, weeks=8, draws=12, replicates=2, seed=4,
+                          evidence="published")
+    pd.testing.assert_frame_equal(pred.runs, again.runs)
+
+
+def test_predict_trial_refuses_bad_designs():
+    with pytest.raises(ns.ScenarioError, match="unit"):
+        predict_trial(small(), "text a", unit="street")  # type: ignore[arg-type]
+    with pytest.raises(ns.ScenarioError, match="weeks"):
+        predict_trial(small(), "text a", weeks=0)
+
+
+def test_exclude_refits_without_the_record():
+    lib = P.library()
+    full = P.fitted_prior(lib, "reminder", "published")
+    without = P.fitted_prior(lib, "reminder", "published",
+                             exclude=["dellavigna_linos2022_academic"])
+    assert without.basis == "dellavigna_linos2022_at_scale" and without != full
+    sc = small()
+    assert P.priors(sc, "published", exclude=["dellavigna_linos2022_academic"])[
+        "reminder.boost"].loc == without.loc
+
+
+def test_leave_one_out_returns_a_rate():
+    loo = leave_one_out("published", draws=400)
+    fitted = sum(len(k.records) for k in P.library().kinds.values())
+    assert len(loo.table) == fitted and 0.0 <= loo.rate <= 1.0
+    assert (loo.table["lo"] <= loo.table["hi"]).all()
+    assert loo.rate == loo.table["inside"].mean()
+
+
+def test_leave_one_out_with_a_live_emulator():
+    seen = []
+
+    def emulate(record, draw, replicates, seed):
+        seen.append(record)
+        (theta,) = draw.values()
+        return {"simulated": float(theta)}
+
+    loo = leave_one_out("at_scale", draws=5, emulate=emulate)
+    assert len(seen) == 5 * len(loo.table) and 0.0 <= loo.rate <= 1.0
