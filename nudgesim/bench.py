@@ -129,7 +129,7 @@ def _time_engine(sc: Scenario, steps: int, numba_on: bool,
             eng.backend.counts = None
         eng.step()  # warm-up: first contacts, score caches, the counts' first build
         eng.step()
-        threads = kernels.settle_threads(eng.n) if eng.backend.compiled else 1
+        threads = kernels.thread_count(eng.n) if eng.backend.compiled else 1
         total = decide = 0.0
         for _ in range(steps):
             t0 = time.perf_counter()
@@ -324,7 +324,6 @@ def paired_floor_ratio(eng: Engine, floor: _Floor) -> dict[str, float]:
     median of the pairs' ratios is the robust figure. (Each pair's first step starts
     after the floor's cache flush, which only counts against the engine.)"""
     ratios = []
-    kernels.settle_threads(eng.n)  # the thread choice from a measured window, not guessed
     for _ in range(PAIRS):
         t0 = time.perf_counter()
         for _ in range(PAIR_STEPS):

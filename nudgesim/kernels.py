@@ -44,6 +44,15 @@ other processes are using right now. Importing this module sets no environment v
 the OpenMP runtime's wait policy stays whatever the host process has. Rather than tune
 spinning, the thread count avoids the case spinning hurts: a team larger than the free
 cores, whose regions each wait for a thread that lost its core.
+
+"Other processes" means exactly that (_LoadMeter): over a window, the CPU time spent on
+our CPUs (/proc/stat) minus this process's own CPU time over the same window (all its
+threads, spinning OpenMP threads included), never the load average. The load average
+counts our own recent work too, so a long-lived process (the benchmark, a sweep worker,
+the browser view) that had just been busy itself (building a graph, running numpy)
+read itself as load and ran one thread. The first window opens at import; a window older
+than STALE is topped up by the other processes' runnable threads right now, our own
+threads excluded.
 """
 
 from __future__ import annotations
@@ -1228,14 +1237,17 @@ def _read_quota(path: Path) -> float | None:
 
 
 _TICK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+#: A window longer than this says little about now: the measured rate is combined with
+#: a snapshot of other processes' runnable threads (_runnable_others), the larger taken.
+STALE = 20 * LOAD_WINDOW
 
 
-def _busy_seconds(cpus: set[int]) -> float | None:
-    """CPU seconds spent on `cpus` since boot by anyone (user, nice, system, irq, softirq,
-    steal; not idle or I/O wait), from /proc/stat."""
+def _busy_seconds(cpus: set[int], stat: Path = Path("/proc/stat")) -> float | None:
+    """CPU seconds spent on `cpus` since boot by anyone, this process included (user, nice,
+    system, irq, softirq, steal; not idle or I/O wait), from /proc/stat."""
     total = 0
     try:
-        with open("/proc/stat") as fh:
+        with open(stat) as fh:
             for line in fh:
                 if not line.startswith("cpu"):
                     break
@@ -1248,52 +1260,89 @@ def _busy_seconds(cpus: set[int]) -> float | None:
     return total / _TICK
 
 
-def _instant_others(cpus: set[int]) -> float:
-    """Other processes' demand on `cpus` before a window has been measured: the runnable
-    tasks other than this one right now, or the 1-minute load, whichever is larger
-    (scaled to the CPUs we may use). Overestimating costs one thread for LOAD_WINDOW;
-    underestimating costs a stalled team, so the larger is taken."""
+def _own_seconds() -> float:
+    """CPU seconds this process has used, all its threads together (numba's team, OpenMP
+    threads spinning after a region, the caller's own Python threads), children excluded:
+    a competing child process is other load."""
+    return time.process_time()
+
+
+def _runnable_others(cpus: set[int], loadavg: Path = Path("/proc/loadavg"),
+                     tasks: Path = Path("/proc/self/task"), ncpu: int | None = None) -> float:
+    """Other processes' runnable threads right now (the machine's runnable count minus
+    this process's threads in state R), scaled to the CPUs we may use. Unlike the load
+    average, this counts none of our own recent work."""
     try:
-        fields = Path("/proc/loadavg").read_text().split()
-        load1, runnable = float(fields[0]), int(fields[3].split("/")[0])
+        runnable = int(loadavg.read_text().split()[3].split("/")[0])
     except (OSError, ValueError, IndexError):
         return 0.0
-    share = len(cpus) / max(os.cpu_count() or 1, len(cpus))
-    return max(0.0, runnable - 1, load1) * share
+    mine = 0
+    try:
+        for task in tasks.iterdir():
+            try:
+                stat = (task / "stat").read_text()
+            except OSError:  # the thread ended
+                continue
+            if stat[stat.rfind(")") + 1:].split()[:1] == ["R"]:
+                mine += 1
+    except OSError:
+        mine = 1  # at least the thread reading this
+    share = len(cpus) / max(ncpu or os.cpu_count() or 1, len(cpus))
+    return max(0, runnable - max(mine, 1)) * share
 
 
 class _LoadMeter:
-    """Cores' worth of other processes' CPU use on our CPUs over the last LOAD_WINDOW:
-    all CPU time on them (/proc/stat) minus this process's own (its threads included)."""
+    """Cores' worth of other processes' CPU use on our CPUs: over the window since the last
+    sample, the CPU time spent on those CPUs (/proc/stat) minus this process's own (its
+    threads included), divided by the window. Samples at most every LOAD_WINDOW; the
+    first window starts when the module is imported (start()), so a process that was
+    busy itself before its first kernel (building a large graph, say) does not read its
+    own work as load. A window longer than STALE is an average over a long time, so the
+    larger of it and the runnable snapshot is taken: overestimating costs one thread
+    until the next window, underestimating a stalled team."""
 
     def __init__(self, clock: Callable[[], float] = time.monotonic,
-                 own: Callable[[], float] = time.process_time,
+                 own: Callable[[], float] = _own_seconds,
                  busy: Callable[[set[int]], float | None] = _busy_seconds,
-                 instant: Callable[[set[int]], float] = _instant_others) -> None:
-        self.clock, self.own_time, self.busy_time, self.instant = clock, own, busy, instant
+                 runnable: Callable[[set[int]], float] = _runnable_others) -> None:
+        self.clock, self.own_time, self.busy_time, self.runnable = clock, own, busy, runnable
         self.t: float | None = None
+        self.cpus: set[int] = set()
         self.busy = 0.0
         self.own = 0.0
         self.others = 0.0
 
+    def start(self, cpus: set[int]) -> None:
+        """Open a window now (no estimate yet)."""
+        busy = self.busy_time(cpus)
+        if busy is not None:
+            self.t, self.cpus, self.busy, self.own = self.clock(), set(cpus), busy, self.own_time()
+
     def __call__(self, cpus: set[int]) -> float:
         now = self.clock()
-        if self.t is not None and now - self.t < LOAD_WINDOW:
+        fresh = self.t is not None and cpus == self.cpus
+        if fresh and self.t is not None and now - self.t < LOAD_WINDOW:
             return self.others
         busy = self.busy_time(cpus)
         own = self.own_time()
-        if busy is None:
+        if busy is None:  # no /proc/stat: nothing to go by
             self.others = 0.0
-        elif self.t is None or now - self.t > 20 * LOAD_WINDOW:  # no recent window
-            self.others = self.instant(cpus)
+        elif not fresh or self.t is None:  # no window on these CPUs yet
+            self.others = self.runnable(cpus)
         else:
-            used = (busy - self.busy) - (own - self.own)
-            self.others = min(float(len(cpus)), max(0.0, used / (now - self.t)))
-        self.t, self.busy, self.own = now, busy or 0.0, own
+            rate = ((busy - self.busy) - (own - self.own)) / (now - self.t)
+            self.others = min(float(len(cpus)), max(0.0, rate))
+            if now - self.t > STALE:
+                self.others = max(self.others, min(float(len(cpus)), self.runnable(cpus)))
+        if busy is not None:
+            self.t, self.cpus, self.busy, self.own = now, set(cpus), busy, own
         return self.others
 
 
 _METER = _LoadMeter()
+_METER.start(affinity())
+if hasattr(os, "register_at_fork"):  # a forked worker's CPU time starts again from zero
+    os.register_at_fork(after_in_child=lambda: _METER.start(affinity()))
 _QUOTA: list[float | None] = []  # cgroup_quota(), read once
 
 
@@ -1306,17 +1355,6 @@ def thread_count(n: int) -> int:
         _QUOTA.append(cgroup_quota())
     cpus = affinity()
     return choose_threads(n, cap, len(cpus), _QUOTA[0], _METER(cpus))
-
-
-def settle_threads(n: int) -> int:
-    """Measure other processes' CPU use over one LOAD_WINDOW now, then return
-    thread_count(n). A benchmark calls it before timing: until a window has been measured
-    the choice starts from the load average, which counts this process's own recent work
-    (building a large graph, say) as other load, and takes one thread too few."""
-    load()
-    _METER(affinity())
-    time.sleep(LOAD_WINDOW)
-    return thread_count(n)
 
 
 class _Threads:

@@ -6,6 +6,8 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import threading
+import time
 
 import pytest
 
@@ -93,21 +95,125 @@ def test_cgroup_quota_v2_and_v1(tmp_path):
     assert kernels.cgroup_quota(tmp_path, tmp_path / "missing") is None
 
 
-def test_load_meter_counts_other_processes_only():
-    clock, own, busy = [100.0], [5.0], [50.0]
+def _stat(tmp_path, per_cpu_busy_seconds, idle=1000):
+    """A synthetic /proc/stat: each CPU's busy seconds split over user, system and irq."""
+    t = kernels._TICK
+    lines = ["cpu  0 0 0 0 0 0 0 0 0 0"]
+    for i, sec in enumerate(per_cpu_busy_seconds):
+        ticks = round(sec * t)
+        user, system = ticks // 2, ticks // 4
+        irq = ticks - user - system
+        lines.append(f"cpu{i} {user} 0 {system} {idle * t} 7 {irq} 0 0 0 0")
+    path = tmp_path / "stat"
+    path.write_text("\n".join(lines + ["intr 12345", "ctxt 678"]) + "\n")
+    return path
+
+
+def test_busy_seconds_reads_our_cpus_from_proc_stat(tmp_path):
+    path = _stat(tmp_path, [3.0, 5.0, 11.0])
+    assert kernels._busy_seconds({0, 1, 2}, path) == pytest.approx(19.0)
+    assert kernels._busy_seconds({0, 2}, path) == pytest.approx(14.0)  # affinity: ours only
+    assert kernels._busy_seconds({0}, tmp_path / "missing") is None
+
+
+def test_load_meter_subtracts_this_processes_own_cpu_time(tmp_path):
+    """Synthetic /proc/stat and process CPU time: what this process did in a window is not
+    load; what the rest of the machine did is."""
+    clock, own, per_cpu = [100.0], [5.0], [50.0, 40.0]
     meter = kernels._LoadMeter(clock=lambda: clock[0], own=lambda: own[0],
-                               busy=lambda cpus: busy[0], instant=lambda cpus: 1.7)
+                               busy=lambda cpus: kernels._busy_seconds(cpus, _stat(tmp_path,
+                                                                                   per_cpu)),
+                               runnable=lambda cpus: 0.0)
     cpus = {0, 1}
-    assert meter(cpus) == 1.7  # no window yet: the instant estimate
+    meter.start(cpus)
+    # a second of our own work on both cores (a graph build, then a two-thread kernel)
     clock[0] += 1.0
-    own[0] += 1.2  # our threads used 1.2 CPU-seconds of the 1.9 spent on our CPUs
-    busy[0] += 1.9
-    assert meter(cpus) == pytest.approx(0.7)
+    own[0] += 1.8
+    per_cpu[0] += 0.9
+    per_cpu[1] += 0.9
+    assert meter(cpus) == pytest.approx(0.0)
+    assert choose_threads(10**6, 2, 2, None, meter(cpus)) == 2
+    # the next second: we ran one thread, another process took the other core
+    clock[0] += 1.0
+    own[0] += 1.0
+    per_cpu[0] += 1.0
+    per_cpu[1] += 1.0
+    assert meter(cpus) == pytest.approx(1.0)
+    assert choose_threads(10**6, 2, 2, None, meter(cpus)) == 1
+    # within a window: the last figure, whatever happens meanwhile
     clock[0] += kernels.LOAD_WINDOW / 2
-    busy[0] += 10.0
-    assert meter(cpus) == pytest.approx(0.7)  # within a window: the last figure
-    clock[0] += 60.0  # a long pause: the old window says nothing about now
-    assert meter(cpus) == 1.7
+    per_cpu[0] += 10.0
+    assert meter(cpus) == pytest.approx(1.0)
+
+
+def test_load_meter_after_a_long_pause_and_without_a_window(tmp_path):
+    clock, own, busy, now = [0.0], [0.0], [0.0], [0.6]
+    meter = kernels._LoadMeter(clock=lambda: clock[0], own=lambda: own[0],
+                               busy=lambda cpus: busy[0], runnable=lambda cpus: now[0])
+    cpus = {0, 1}
+    assert meter(cpus) == 0.6  # no window yet: other processes' runnable threads now
+    clock[0] += 60.0  # a minute: 30 s of ours, 12 s of others' on average
+    own[0] += 30.0
+    busy[0] += 42.0
+    assert meter(cpus) == pytest.approx(0.6)  # stale: the larger of 0.2 and the snapshot
+    now[0] = 0.0
+    clock[0] += 60.0
+    own[0] += 60.0  # a busy minute of our own, none of others'
+    busy[0] += 60.0
+    assert meter(cpus) == pytest.approx(0.0)
+    assert meter({0}) == 0.0  # other CPUs than the window's: the snapshot again
+    meter.busy_time = lambda cpus: None  # no /proc/stat
+    clock[0] += 1.0
+    assert meter(cpus) == 0.0
+
+
+def test_runnable_snapshot_leaves_out_our_own_threads_and_the_load_average(tmp_path):
+    # the load average says 1.9 (our own recent work); of 3 runnable threads, 2 are ours
+    loadavg = tmp_path / "loadavg"
+    loadavg.write_text("1.90 1.50 1.20 3/200 4242\n")
+    tasks = tmp_path / "task"
+    for tid, state in ((11, "R"), (12, "R"), (13, "S")):
+        (tasks / str(tid)).mkdir(parents=True)
+        (tasks / str(tid) / "stat").write_text(f"{tid} (py thon) {state} 1 2 3 4 5\n")
+    assert kernels._runnable_others({0, 1}, loadavg, tasks, ncpu=2) == 1.0
+    assert kernels._runnable_others({0}, loadavg, tasks, ncpu=2) == 0.5  # half the machine
+    loadavg.write_text("1.90 1.50 1.20 2/200 4242\n")
+    assert kernels._runnable_others({0, 1}, loadavg, tasks, ncpu=2) == 0.0
+    assert kernels._runnable_others({0, 1}, tmp_path / "missing", tasks, ncpu=2) == 0.0
+
+
+def _spin(seconds: float) -> None:
+    end = time.perf_counter() + seconds
+    x = 0
+    while time.perf_counter() < end:
+        x += 1
+
+
+@pytest.mark.skipif(kernels._busy_seconds(kernels.affinity()) is None, reason="no /proc/stat")
+def test_a_busy_thread_of_this_process_is_not_other_load_live():
+    """Live: a busy loop in a thread of this process for 0.6 s. The meter's figure for the
+    window is the machine's busy time on our CPUs minus ours, so the loop (~1 core) is
+    absent from it, and the thread choice is the one the other processes alone imply.
+    Tolerance 0.1 core: /proc/stat counts in 10 ms ticks."""
+    cpus = kernels.affinity()
+    meter = kernels._LoadMeter()
+    meter.start(cpus)
+    t0, b0, o0 = time.monotonic(), kernels._busy_seconds(cpus), time.process_time()
+    worker = threading.Thread(target=_spin, args=(0.6,))
+    worker.start()
+    worker.join()
+    others = meter(cpus)
+    t1, b1, o1 = time.monotonic(), kernels._busy_seconds(cpus), time.process_time()
+    assert b0 is not None and b1 is not None
+    mine, everyone = (o1 - o0) / (t1 - t0), (b1 - b0) / (t1 - t0)
+    assert mine > 0.2  # the loop really ran (~1 core, less on a busy machine)
+    assert others == pytest.approx(max(0.0, everyone - mine), abs=0.1)
+    assert others <= max(0.0, everyone - mine) + 0.1 < everyone  # our own work is not counted
+    n, cap = 10**6, len(cpus)
+    assert choose_threads(n, cap, len(cpus), None, others) >= choose_threads(
+        n, cap, len(cpus), None, everyone - mine + 0.1)
+    if everyone - mine < 0.5:  # the rest of the machine was quiet: every CPU is ours
+        assert choose_threads(n, cap, len(cpus), None, others) == len(cpus)
 
 
 def test_thread_count_follows_the_load(monkeypatch):
