@@ -22,6 +22,7 @@ __all__ = [
     "ScenarioError",
     "calibrate",
     "compare",
+    "evidence",
     "plan",
     "sensitivity",
     "simulate",
@@ -50,7 +51,13 @@ _LAZY = {
 }
 
 
+# subpackages reached as attributes (`ns.evidence.trials()`), imported on first use too
+_SUBPACKAGES = {"evidence"}
+
+
 def __getattr__(name: str):
+    if name in _SUBPACKAGES:
+        return importlib.import_module(f".{name}", __name__)
     if name in _LAZY:
         value = getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
         globals()[name] = value
