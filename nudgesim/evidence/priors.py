@@ -11,7 +11,7 @@ The data live in ``priors.toml`` beside this module: hand-written *assumption* p
 evidence, its no-effect value, the records it is fitted to), the *emulator* (each
 record's emulated effect on a small design of that parameter, from
 :func:`nudgesim.evidence.replicate.emulate`) and the *fitted* priors at both levels.
-``python -m nudgesim.evidence.priors --refit`` re-emulates and rewrites the file; the
+``python -m nudgesim.evidence.predict --refit`` re-emulates and rewrites the file; the
 fit itself (:func:`fit`) is a grid integration with scipy and reruns in milliseconds from
 the shipped emulator, which is how :func:`priors` leaves records out (``exclude``).
 
@@ -21,7 +21,6 @@ Every prior is a normal truncated to [low, high] (scipy.stats.truncnorm): the mo
 
 from __future__ import annotations
 
-import argparse
 import math
 import numbers
 import tomllib
@@ -300,7 +299,7 @@ def write(lib: Library, path: Path = DATA) -> None:
 
 HEADER = """\
 Priors of nudgesim's parameters (nudgesim.evidence.priors). Written by
-`python -m nudgesim.evidence.priors --refit`; edit [settings], [[assumption]] and [kinds]
+`python -m nudgesim.evidence.predict --refit`; edit [settings], [[assumption]] and [kinds]
 by hand, then refit. Every prior is normal(loc, scale) truncated to [low, high].
 [[assumption]]: behavioural coefficients and effect parameters no record measures, each
 with the reason for its centre and width. [kinds]: per nudge kind, the parameter that
@@ -549,24 +548,6 @@ def refit(lib: Library, records: pd.DataFrame, emulate: Emulate, replicates: int
     return replace(base, fitted=fitted)
 
 
-def main(argv: Sequence[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m nudgesim.evidence.priors",
-                                     description="Refit the shipped priors (priors.toml).")
-    parser.add_argument("--refit", action="store_true", help="emulate every record and refit")
-    parser.add_argument("--replicates", type=int, default=4)
-    parser.add_argument("--seed", type=int, default=2014)
-    parser.add_argument("--out", type=Path, default=DATA)
-    args = parser.parse_args(argv)
-    if not args.refit:
-        print(library_table().to_string(index=False))
-        return
-    from . import replicate, trials
-
-    lib = refit(read(DATA), trials(), replicate.emulate, args.replicates, args.seed)
-    write(lib, args.out)
-    print(f"wrote {args.out}")
-
-
 def library_table() -> pd.DataFrame:
     """Every parameter's prior at both levels (the docs' table)."""
     lib = library()
@@ -582,6 +563,3 @@ def library_table() -> pd.DataFrame:
                          "basis": q.basis})
     return pd.DataFrame(rows)
 
-
-if __name__ == "__main__":
-    main()
