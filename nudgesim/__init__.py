@@ -24,6 +24,7 @@ __all__ = [
     "compare",
     "evidence",
     "plan",
+    "predict_trial",
     "sensitivity",
     "simulate",
     "trial",
@@ -48,6 +49,7 @@ _LAZY = {
     "trial": "planning",
     "calibrate": "planning",
     "plan": "planning",
+    "predict_trial": "evidence.predict",
 }
 
 
