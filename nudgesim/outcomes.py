@@ -8,6 +8,7 @@ and sensitivity check outcome names against it, and planning takes the sign of "
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Literal
 
@@ -24,6 +25,8 @@ class Outcome:
     """One named outcome: unit, direction (what a campaign wants) and what it means.
 
     numeric: False for the summary's text fields (names), which no analysis can average.
+    counterfactual: True when it compares the run with its no-campaign twin, so a run must
+    be simulated with ``counterfactual=True`` to have it (None otherwise).
     """
 
     name: str
@@ -31,6 +34,7 @@ class Outcome:
     direction: Direction
     description: str
     numeric: bool = True
+    counterfactual: bool = False
 
     def __post_init__(self) -> None:
         if self.direction not in DIRECTIONS:
@@ -75,6 +79,20 @@ _ALL = (
     Outcome("lowest_ward", "", "info", "the ward with the lowest final share", numeric=False),
     Outcome("lowest_ward_adoption", "share", "maximize",
             "final share taking part in the lowest ward (equity)"),
+    Outcome("counterfactual_final_adoption", "share", "info",
+            "final share taking part in the same run with no campaign (same seed)",
+            counterfactual=True),
+    Outcome("campaign_extra_adopters", "households", "maximize",
+            "households taking part at the end minus in the no-campaign twin",
+            counterfactual=True),
+    Outcome("campaign_extra_impact", IMPACT_UNIT, "maximize",
+            "total_impact minus the no-campaign twin's", counterfactual=True),
+    Outcome("cost_per_extra_adopter", "£ per household", "minimize",
+            "total_cost / campaign_extra_adopters (None when the campaign added none)",
+            counterfactual=True),
+    Outcome("cost_per_extra_impact", f"£ per {IMPACT_UNIT}", "minimize",
+            "total_cost / campaign_extra_impact (None when the campaign added none)",
+            counterfactual=True),
 )
 
 #: every ``Result.summary`` key, in the summary's order
@@ -84,6 +102,12 @@ OUTCOMES: dict[str, Outcome] = {o.name: o for o in _ALL}
 def numeric_outcomes() -> list[str]:
     """Outcome names an analysis can average, in the summary's order."""
     return [o.name for o in OUTCOMES.values() if o.numeric]
+
+
+def needs_counterfactual(names: Iterable[str]) -> bool:
+    """Whether any of these outcomes needs the no-campaign twin (simulate(...,
+    counterfactual=True)); unknown names need nothing (check_outcomes reports them)."""
+    return any(OUTCOMES[n].counterfactual for n in names if n in OUTCOMES)
 
 
 def outcome(name: str, where: str = "outcome") -> Outcome:

@@ -40,9 +40,20 @@ def plot_text(text: object) -> str:
 
 
 def plot_run(result: RunRecord, path: str | Path) -> Path:
+    """Draw `run_figure` and write it as a PNG (atomically: readers never see half a PNG)."""
+    png = io.BytesIO()
+    run_figure(result).savefig(png, format="png", dpi=110)
+    path = Path(path)
+    write_atomic(path, png.getvalue())
+    return path
+
+
+def run_figure(result: RunRecord) -> Figure:
     """Three panels sharing the time axis: adoption (borough line, ward range, nudge starts),
     one shaded bar per nudge window with its contact days, and cumulative cost and impact.
-    Windows get their own rows because overlapping shading over the curve is unreadable."""
+    Windows get their own rows because overlapping shading over the curve is unreadable.
+    A run with its no-campaign twin (`counterfactual_*` columns) also draws the twin's
+    adoption and impact, dotted: the gap between the lines is what the campaign added."""
     ts, wards, sc = result.timeseries, result.by_ward, result.scenario
     windows = result.nudge_windows
     fig = Figure(figsize=(9, 7.5))
@@ -66,9 +77,17 @@ def plot_run(result: RunRecord, path: str | Path) -> Path:
     if wards["ward"].nunique() > 1:
         top.fill_between(spread.index, 100 * spread["min"], 100 * spread["max"], color="grey",
                          alpha=0.2, lw=0, label="range across wards")
-    top.plot(ts["step"], 100 * ts["adoption_rate"], color="black", lw=2, label="whole borough")
+    twin = "counterfactual_rate" in ts  # the no-campaign twin (simulate(counterfactual=True))
+    top.plot(ts["step"], 100 * ts["adoption_rate"], color="black", lw=2,
+             label="whole borough, with the campaign" if twin else "whole borough")
+    if twin:
+        top.plot(ts["step"], 100 * ts["counterfactual_rate"], color="black", lw=1.5, ls=":",
+                 label="whole borough, no campaign (same seed)")
     top.set_ylabel("households adopting (%)")
-    top.set_ylim(0, min(100.0, max(5.0, 100 * float(spread["max"].max()) * 1.15)))
+    peak = float(spread["max"].max())
+    if twin:
+        peak = max(peak, float(ts["counterfactual_rate"].max()))
+    top.set_ylim(0, min(100.0, max(5.0, 100 * peak * 1.15)))
     top.set_title(plot_text(f"{sc.name}: {len(result.adopted):,} residents over {len(ts) - 1} "
                             f"{sc.step_unit}s (seed {sc.seed}); dashed = a nudge starts"),
                   fontsize=10)
@@ -80,12 +99,13 @@ def plot_run(result: RunRecord, path: str | Path) -> Path:
     bottom.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"£{v:,.0f}"))
     bottom.set_xlabel(plot_text(f"step ({sc.step_unit})"))
     bottom.grid(alpha=0.3)
-    twin = bottom.twinx()
-    twin.plot(ts["step"], ts["impact"], color="tab:green", lw=2)
-    twin.set_ylabel(plot_text(f"cumulative impact\n({sc.impact.unit})"), color="tab:green", fontsize=9)
+    right = bottom.twinx()
+    right.plot(ts["step"], ts["impact"], color="tab:green", lw=2, label="impact, with the campaign")
+    if twin:
+        right.plot(ts["step"], ts["counterfactual_impact"], color="tab:green", lw=1.5, ls=":",
+                   label="impact, no campaign")
+        right.legend(loc="upper left", fontsize=8, frameon=False)
+    right.set_ylabel(plot_text(f"cumulative impact\n({sc.impact.unit})"), color="tab:green",
+                     fontsize=9)
     fig.tight_layout()
-    png = io.BytesIO()
-    fig.savefig(png, format="png", dpi=110)
-    path = Path(path)
-    write_atomic(path, png.getvalue())  # readers never see half a PNG
-    return path
+    return fig

@@ -552,28 +552,36 @@ def _assumption_section(doc: Doc, sc: Scenario, items: list[dict[str, Any]] | No
 
 
 def run_doc(folder: Path) -> Doc:
-    """Report of one `nudgesim run`: what the campaign in the scenario achieves."""
+    """Report of one `nudgesim run`: what the campaign added over doing nothing (when the
+    run has its no-campaign twin), then what happens in total, and the pictures."""
     s = json.loads((folder / "summary.json").read_text())
     sc = _scenario(folder)
     ts = _table(folder, "timeseries")
     by_ward = _table(folder, "by_ward")
+    twin = s.get("campaign_extra_adopters") is not None and "counterfactual_rate" in ts
     doc = Doc(f"What the campaign achieves: {s['scenario']}")
     doc.h("The question")
     doc.p(f"What happens over {s['steps']} {sc.step_unit}s if the council runs the nudges in "
-          f"this scenario, what does it cost, and who is left behind?")
-    doc.h("The answer in brief")
+          f"this scenario, " + ("what does it add over doing nothing, " if twin else "")
+          + "what does it cost, and who is left behind?")
+    if twin:
+        _added_section(doc, s, sc)
+    doc.h("Totals, including what would have happened anyway" if twin else "The answer in brief")
     cpa = s.get("cost_per_adopter_gained")
     gained = s["adopters_gained"]
     change = (f"{num(gained)} more households" if gained is None or gained >= 0
               else f"{num(-gained)} fewer household{'s' if gained < -1 else ''}")
     doc.p(f"Households taking part go from {pct(s['initial_adoption'])} to "
           f"{pct(s['final_adoption'])} ({change}). The "
-          f"campaign costs {money(s['total_cost'])} ({money(cpa)} per household gained) and "
-          f"achieves {num(s['total_impact'], 1)} {s['impact_unit']}. The lowest ward "
+          f"campaign costs {money(s['total_cost'])} ({money(cpa)} per household gained "
+          f"since the start) and the households taking part achieve "
+          f"{num(s['total_impact'], 1)} {s['impact_unit']} in total. The lowest ward "
           f"is {s['lowest_ward']} at {pct(s['lowest_ward_adoption'])}.")
-    doc.note("This is one simulation with one set of random draws (seed "
-             f"{s['seed']}); it has no interval and no comparison with doing nothing. Use "
-             "'nudgesim plan' (or nudgesim.compare) for paired comparisons with 95% intervals.")
+    if not twin:
+        doc.note("This run has no no-campaign twin ('nudgesim run --no-counterfactual', or "
+                 "ns.simulate without counterfactual=True), so these totals include what "
+                 "would have happened anyway. Run it with the twin to see what the campaign "
+                 "itself added.")
     doc.h("The scenario in words")
     doc.p(scenario_words(sc, s["initial_adoption"], None))
     if sc.nudges:
@@ -581,17 +589,70 @@ def run_doc(folder: Path) -> Doc:
                                f"{NUDGE_WORDS.get(n.kind, n.kind)}") for n in sc.nudges])
     curves = pd.DataFrame({"scenario": "run", "step": ts["step"], "mean": ts["adoption_rate"],
                            "lo": ts["adoption_rate"], "hi": ts["adoption_rate"]})
+    names = {"run": "whole area, with the campaign"}
+    if twin:
+        curves = pd.concat([pd.DataFrame({
+            "scenario": "baseline", "step": ts["step"], "mean": ts["counterfactual_rate"],
+            "lo": ts["counterfactual_rate"], "hi": ts["counterfactual_rate"]}), curves])
+        names = {"baseline": "whole area, no campaign (same seed)", **names}
     doc.h("Pictures")
-    doc.img(plot_curves(curves, {"run": "whole area"}, sc, folder / "report_adoption.png",
-                        title="Share of households taking part (one simulation)"),
-            "Households taking part week by week (one simulation).")
+    doc.img(plot_curves(curves, names, sc, folder / "report_adoption.png",
+                        title="Share of households taking part (one simulation"
+                              + (" of each)" if twin else ")")),
+            "Households taking part week by week (one simulation"
+            + (" with the campaign, one without)." if twin else ")."))
     last = by_ward[by_ward["step"] == by_ward["step"].max()]
     wards = pd.DataFrame({"scenario": "run", "ward": last["ward"],
                           "final_adoption": last["adoption_rate"]})
-    doc.img(plot_wards(wards, {"run": "with the campaign"}, folder / "report_wards.png"),
+    ward_names = {"run": "with the campaign"}
+    if twin and "counterfactual_rate" in last:
+        wards = pd.concat([pd.DataFrame({"scenario": "baseline", "ward": last["ward"],
+                                         "final_adoption": last["counterfactual_rate"]}), wards])
+        ward_names = {"baseline": "no campaign", **ward_names}
+    doc.img(plot_wards(wards, ward_names, folder / "report_wards.png"),
             "Households taking part at the end, ward by ward.")
     _assumption_section(doc, sc, None)
     return doc
+
+
+def _added_section(doc: Doc, s: dict[str, Any], sc: Scenario) -> None:
+    """What the campaign added over its no-campaign twin, first: the totals also count
+    households that would have taken part anyway."""
+    extra, extra_impact = s["campaign_extra_adopters"], s["campaign_extra_impact"]
+    unit = s["impact_unit"]
+    doc.h("What the campaign added")
+    if extra > 0:
+        added = (f"The campaign adds {num(extra)} households taking part at the end "
+                 f"({_pp(extra / max(s['residents'], 1))}: {pct(s['final_adoption'])} instead "
+                 f"of {pct(s['counterfactual_final_adoption'])} with no campaign)")
+    elif extra == 0:
+        added = (f"The campaign adds no households taking part at the end (both end at "
+                 f"{pct(s['final_adoption'])})")
+    else:
+        added = (f"The campaign ends with {num(-extra)} fewer households taking part than "
+                 f"no campaign ({pct(s['final_adoption'])} instead of "
+                 f"{pct(s['counterfactual_final_adoption'])})")
+    doc.p(added, f" and {'+' if extra_impact > 0 else ''}{num(extra_impact, 1)} {unit} over "
+          f"the {s['steps']} {sc.step_unit}s. It costs {money(s['total_cost'])}: ",
+          strong(_price(s["cost_per_extra_adopter"], "household", "households")),
+          " and ", strong(_price(s["cost_per_extra_impact"], unit, unit)), ".")
+    doc.note("'No campaign' is the same area run again with no nudges and the same random "
+             f"draws (seed {s['seed']}): the same households, ties and chance events, so "
+             "chance that both runs share cancels out of the difference. Chance does not "
+             "cancel entirely: the households the campaign moves change what their "
+             "neighbours see next. This is one pair of simulations with no interval; use "
+             "'nudgesim plan' (or nudgesim.compare) for 95% intervals over many pairs.")
+
+
+def _pp(share: float) -> str:
+    return f"{100 * share:+.1f} percentage points"
+
+
+def _price(per: float | None, what: str, plural: str) -> str:
+    """£ per extra unit, or why there is none (the campaign added nothing)."""
+    if per is None:
+        return f"no £ per extra {what}, since it adds no {plural}"
+    return f"{unit_money(per)} per extra {what}"
 
 
 def _table(folder: Path, name: str) -> pd.DataFrame:

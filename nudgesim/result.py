@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -67,14 +67,24 @@ class Result:
         "impact_step",
     )
 
+    #: keys of `summary` that compare the run with its no-campaign twin (None without one)
+    CAMPAIGN_KEYS = (
+        "counterfactual_final_adoption", "campaign_extra_adopters", "campaign_extra_impact",
+        "cost_per_extra_adopter", "cost_per_extra_impact",
+    )
+
     #: keys of `summary`, in order: what experiments may name as outcomes
     SUMMARY_KEYS = (
         "scenario", "seed", "residents", "ties", "steps", "initial_adoption", "final_adoption",
         "final_adopters", "adopters_gained", "peak_adoption", "peak_step", "time_to_50pct",
         "ever_adopted", "total_lapses", "total_contacts", "total_cost", "total_impact",
         "impact_unit", "cost_per_adopter_gained", "cost_per_impact", "lowest_ward",
-        "lowest_ward_adoption",
+        "lowest_ward_adoption", *CAMPAIGN_KEYS,
     )
+
+    #: columns the no-campaign twin adds to `timeseries` (and the first two to `by_ward`)
+    COUNTERFACTUAL_COLUMNS = ("counterfactual_adopters", "counterfactual_rate",
+                              "counterfactual_impact")
 
     scenario: Scenario
     timeseries: pd.DataFrame
@@ -83,6 +93,26 @@ class Result:
     ids: list[Any] | None = None
     nudge_windows: list[dict[str, Any]] = field(default_factory=list)
     n_ties: int = 0
+    #: the same scenario run with no nudges on the same world and seed (engine.simulate
+    #: with counterfactual=True), or None
+    counterfactual: Result | None = field(default=None, repr=False)
+
+    def with_counterfactual(self, twin: Result) -> Result:
+        """This run with its no-campaign twin attached: the twin's adopters, rate and
+        cumulative impact become `counterfactual_*` columns of `timeseries` (adopters and
+        rate also of `by_ward`), so the saved tables carry both runs side by side."""
+        if len(twin.adopted) != len(self.adopted) or not twin.timeseries["step"].equals(
+            self.timeseries["step"]
+        ):
+            raise ValueError("the counterfactual must have the same residents and steps")
+        ts = self.timeseries.copy()
+        ts["counterfactual_adopters"] = twin.timeseries["adopters"].to_numpy()
+        ts["counterfactual_rate"] = twin.timeseries["adoption_rate"].to_numpy()
+        ts["counterfactual_impact"] = twin.timeseries["impact"].to_numpy()
+        wards = self.by_ward.copy()
+        wards["counterfactual_adopters"] = twin.by_ward["adopters"].to_numpy()
+        wards["counterfactual_rate"] = twin.by_ward["adoption_rate"].to_numpy()
+        return replace(self, timeseries=ts, by_ward=wards, counterfactual=twin)
 
     @property
     def summary(self) -> dict[str, Any]:
@@ -120,6 +150,25 @@ class Result:
             "cost_per_impact": total_cost / total_impact if total_impact > 0 else None,
             "lowest_ward": None if low is None else str(low["ward"]),
             "lowest_ward_adoption": None if low is None else float(low["adoption_rate"]),
+            **self._campaign_effect(final, total_cost, total_impact),
+        }
+
+    def _campaign_effect(self, final: int, total_cost: float,
+                         total_impact: float) -> dict[str, Any]:
+        """What the campaign added over its no-campaign twin (all None without one). The
+        £ per extra unit is None when the campaign added nothing (or lost): no price buys
+        a gain that did not happen."""
+        ts = self.timeseries
+        if "counterfactual_adopters" not in ts:
+            return dict.fromkeys(self.CAMPAIGN_KEYS)
+        extra = final - int(ts["counterfactual_adopters"].iloc[-1])
+        extra_impact = total_impact - float(ts["counterfactual_impact"].iloc[-1])
+        return {
+            "counterfactual_final_adoption": float(ts["counterfactual_rate"].iloc[-1]),
+            "campaign_extra_adopters": extra,
+            "campaign_extra_impact": extra_impact,
+            "cost_per_extra_adopter": total_cost / extra if extra > 0 else None,
+            "cost_per_extra_impact": total_cost / extra_impact if extra_impact > 0 else None,
         }
 
     def save(self, out_dir: str | Path, plot: bool = True) -> Path:

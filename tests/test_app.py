@@ -11,7 +11,9 @@ import numpy as np
 import pytest
 import solara
 
+import nudgesim as ns
 from nudgesim import cli
+from nudgesim.engine import no_campaign
 from nudgesim.errors import UsageError
 from nudgesim.scenario import Ambassadors, Pledge, Scenario
 from nudgesim.viz import figures, levers, page, server
@@ -34,6 +36,17 @@ def test_ten_seeded_steps_are_reproducible_and_draw():
         assert 0 <= left < left + width <= 1 and 0 <= top < top + height <= 1
     curve = figures.adoption_overlay(a, figures.adoption_frame(a))
     assert len(curve["lines"][-1]["x"]) == 11 and len(curve["bands"]) == 1
+    # the no-campaign twin steps alongside, on the same households and draws, and is
+    # drawn dashed under the campaign's curve
+    twin = ns.simulate(no_campaign(a.nudge_scenario))
+    assert a.twin.t == 10 and a.twin.log["adopters"] == twin.timeseries["adopters"][:11].tolist()
+    line, no_line = curve["lines"][-1], curve["lines"][-2]
+    assert no_line["dash"] and no_line["color"] == figures.TWIN_COLOUR
+    assert no_line["x"] == line["x"] and no_line["y"][0] == line["y"][0]  # same step 0
+    gap = np.array(a.engine.log["adopters"]) - np.array(a.twin.log["adopters"])
+    assert (np.sign(np.array(no_line["y"]) - np.array(line["y"])) == np.sign(gap)).all()
+    extra = a.engine.log["adopters"][-1] - a.twin.log["adopters"][-1]
+    assert f"{extra:+,} households" in page.summary_html(a)
     assert len(figures.cost_overlay(a, figures.cost_frame(a))["lines"]) >= 2
     assert "Week 10 of 52" in page.summary_html(a)
     for component in page.COMPONENTS:

@@ -24,17 +24,25 @@ def test_every_summary_key_is_an_outcome_in_the_summarys_order():
     assert tuple(OUTCOMES) == Result.SUMMARY_KEYS
 
 
-def test_numeric_outcomes_are_exactly_the_summarys_numbers():
-    summary = ns.simulate(ns.Scenario.from_dict(SMALL)).summary
+@pytest.mark.parametrize("counterfactual", [False, True])
+def test_numeric_outcomes_are_exactly_the_summarys_numbers(counterfactual):
+    summary = ns.simulate(ns.Scenario.from_dict(SMALL), counterfactual=counterfactual).summary
     for name, value in summary.items():
         numeric = value is None or isinstance(value, (int, float))
         assert OUTCOMES[name].numeric == numeric, name
+    # the twin's outcomes are None exactly when no twin was run (the £ per extra unit may
+    # also be None with one: when the campaign added nothing)
+    for name in ("counterfactual_final_adoption", "campaign_extra_adopters",
+                 "campaign_extra_impact"):
+        assert (summary[name] is not None) == counterfactual, name
+    assert counterfactual or all(
+        summary[o.name] is None for o in OUTCOMES.values() if o.counterfactual)
 
 
 def test_directions_say_what_a_campaign_wants():
     assert {o.name for o in OUTCOMES.values() if o.direction == "minimize"} == {
         "total_cost", "cost_per_adopter_gained", "cost_per_impact", "total_lapses",
-        "time_to_50pct"}
+        "time_to_50pct", "cost_per_extra_adopter", "cost_per_extra_impact"}
     assert OUTCOMES["final_adoption"].sign == 1 and OUTCOMES["total_cost"].sign == -1
     assert OUTCOMES["seed"].sign == 0
     assert OUTCOMES["cost_per_impact"].unit_for("t CO2") == "£ per t CO2"

@@ -66,6 +66,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--seed", type=int, help="override the scenario's seed")
     run.add_argument("--steps", type=int, help="override the number of steps")
     run.add_argument("--no-plot", action="store_true", help="skip adoption.png")
+    run.add_argument("--no-counterfactual", action="store_true",
+                     help="skip the no-campaign twin (same seed, no nudges) that the "
+                          "campaign's effect is measured against")
     limits.add_memory_option(run)
     run.set_defaults(func=run_command.cmd_run)
 

@@ -20,22 +20,64 @@ def cmd_run(args: argparse.Namespace) -> int:
     sc = load_scenario(path, args.seed, args.steps)
     out = Path(args.out) if args.out else files.output_dir(sc.name)
     check_run_folder(out)  # a file, a foreign folder or the working folder: say so before a run
+    twin = not args.no_counterfactual
     t0 = time.perf_counter()
-    res = simulate(sc)
+    res = simulate(sc, counterfactual=twin)
     elapsed = time.perf_counter() - t0
     res.save(out, plot=not args.no_plot)
     s = res.summary
     print(f"{sc.name}: {s['residents']:,} residents, {s['ties']:,} ties, {s['steps']} "
-          f"{sc.step_unit}s in {elapsed:.2f} s")
-    print(f"  adoption {100 * s['initial_adoption']:.1f}% -> {100 * s['final_adoption']:.1f}% "
-          f"(peak {100 * s['peak_adoption']:.1f}% at step {s['peak_step']}); "
-          f"lowest ward {s['lowest_ward']} at {100 * (s['lowest_ward_adoption'] or 0):.1f}%")
-    cpa = s["cost_per_adopter_gained"]
-    print(f"  cost £{s['total_cost']:,.0f}; impact {s['total_impact']:,.2f} {s['impact_unit']}; "
-          f"£ per adopter gained {'n/a' if cpa is None else f'{cpa:,.2f}'}")
+          f"{sc.step_unit}s in {elapsed:.2f} s ("
+          + ("with the no-campaign twin)" if twin else "no-campaign twin skipped: totals only)"))
+    totals = "  totals: " if twin else "  "
+    print(f"{totals}adoption {100 * s['initial_adoption']:.1f}% -> "
+          f"{100 * s['final_adoption']:.1f}% (peak {100 * s['peak_adoption']:.1f}% at step "
+          f"{s['peak_step']}); lowest ward {s['lowest_ward']} at "
+          f"{100 * (s['lowest_ward_adoption'] or 0):.1f}%")
+    cost = f"cost £{s['total_cost']:,.0f}; impact {s['total_impact']:,.2f} {s['impact_unit']}"
+    if twin:
+        print(f"          {cost}")
+        for line in effect_lines(s, sc.step_unit):
+            print(f"  {line}")
+    else:
+        cpa = s["cost_per_adopter_gained"]
+        print(f"  {cost}; £ per adopter gained {'n/a' if cpa is None else f'{cpa:,.2f}'}")
     print(f"  wrote {out}/ (timeseries.parquet/.csv, by_ward.parquet, summary.json, "
           f"scenario.toml{'' if args.no_plot else ', adoption.png'})")
     return 0
+
+
+def _pounds(x: float) -> str:
+    """£ per unit: pence matter below £100."""
+    return f"£{x:,.2f}" if abs(x) < 100 else f"£{x:,.0f}"
+
+
+def effect_lines(s: dict, step_unit: str) -> list[str]:
+    """What the campaign added over its no-campaign twin, in words (a summary with the
+    campaign_* keys); a £ per extra unit that does not exist says why."""
+    extra, extra_impact, unit = (s["campaign_extra_adopters"], s["campaign_extra_impact"],
+                                 s["impact_unit"])
+    pp = 100 * extra / max(s["residents"], 1)
+    lines = [
+        f"effect of the campaign, against the same {s['steps']} {step_unit}s with no campaign "
+        f"(same seed; {100 * s['counterfactual_final_adoption']:.1f}% at the end):",
+        f"        {extra:+,} households ({pp:+.1f} pp) and {extra_impact:+,.2f} {unit} "
+        "over no campaign",
+    ]
+    per_household = s["cost_per_extra_adopter"]
+    if per_household is not None:
+        price = f"{_pounds(per_household)} per extra household"
+    elif extra == 0:
+        price = "£ per extra household n/a: the campaign added no households"
+    else:
+        price = (f"£ per extra household n/a: the campaign ended with {-extra:,} fewer "
+                 "households than no campaign")
+    per_impact = s["cost_per_extra_impact"]
+    if per_impact is not None:
+        price += f"; {_pounds(per_impact)} per extra {unit}"
+    else:
+        price += f"; £ per extra {unit} n/a: the campaign added no impact"
+    return [*lines, f"        {price}"]
 
 
 def cmd_validate(args: argparse.Namespace) -> int:

@@ -26,6 +26,7 @@ from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 from matplotlib.ticker import MaxNLocator
 
+from ..engine import Engine
 from ..model import STATES, NudgeModel
 
 LAYOUT_GROUP = 250
@@ -116,6 +117,10 @@ GRAPH_SIZE, ADOPTION_SIZE, COST_SIZE = (6.4, 7.1), (6.4, 5.2), (6.4, 4.3)
 """Picture sizes in inches: their aspect ratios balance the page's two columns."""
 LANE = 0.045  # height of one nudge's lane, as a fraction of the axes (assumption: legible)
 HEADROOM = 1.1  # y axes reach at least 10% above the data so far (assumption)
+TWIN_COLOUR = "#1f77b4"
+"""The no-campaign twin's curve: a colour of its own, so it is not read as a ward."""
+TWIN_DASH = (4.0, 2.5)
+"""Its dash pattern in points (on, off), as matplotlib's legend and the canvas draw it."""
 AXIS_FLOOR = {"adoption": 10.0, "cost": 1.0, "impact": 1.0}
 """Smallest y-axis top (%, £, impact unit) before there are data to scale to (assumption:
 the old figures' 10% floor; £1 and 1 unit so an empty axis still has ticks)."""
@@ -316,6 +321,9 @@ def adoption_frame(model: NudgeModel) -> Frame:
                Line2D([], [], color="black", lw=2, label="all households")]
     if model.engine.population.n_wards <= 1:
         handles = handles[1:]
+    if twin_of(model) is not None:
+        handles.append(Line2D([], [], color=TWIN_COLOUR, lw=1.5, ls=(0, TWIN_DASH),
+                              label="all households, no campaign (same seed)"))
     ax.legend(handles=handles, loc="lower right", fontsize=7, frameon=False)
     ax.set_xlabel(f"step ({sc.step_unit})")
     ax.set_ylabel("households adopting (%)")
@@ -325,14 +333,22 @@ def adoption_frame(model: NudgeModel) -> Frame:
     return _frame(fig, ax)
 
 
+def twin_of(model: NudgeModel) -> Engine | None:
+    """The model's no-campaign twin (levers.VizModel has one), or None."""
+    twin = getattr(model, "twin", None)
+    return twin if isinstance(twin, Engine) else None
+
+
 def adoption_overlay(model: NudgeModel, frame: Frame) -> dict[str, Any]:
-    """The curve so far, the range across wards and the y ticks (the data use the axes
-    below the nudge lanes)."""
-    eng = model.engine
+    """The curve so far, the no-campaign twin's curve (dashed, under it), the range across
+    wards and the y ticks (the data use the axes below the nudge lanes)."""
+    eng, twin = model.engine, twin_of(model)
     wards = np.vstack(eng.ward_log) / np.maximum(eng.population.ward_sizes(), 1)
     rate = 100 * np.asarray(eng.log["adopters"]) / max(eng.n, 1)
     reach = 1.0 - (LANE * len(model.nudge_scenario.nudges) + 0.02)
-    peak = min(100.0, 100 * float(wards.max()))
+    twin_rate = np.zeros(0) if twin is None else 100 * np.asarray(twin.log["adopters"]) / max(
+        twin.n, 1)
+    peak = min(100.0, max(100 * float(wards.max()), float(twin_rate.max(initial=0.0))))
     hi, axis = y_axis(frame, peak, AXIS_FLOOR["adoption"], "{:.{d}f}", reach=reach)
     x = frame.fx(eng.log["step"])
     bands = []
@@ -342,7 +358,12 @@ def adoption_overlay(model: NudgeModel, frame: Frame) -> dict[str, Any]:
                   "color": "rgba(128,128,128,0.25)"}]
     curve = {"x": x, "y": frame.fy(rate, 0.0, hi), "color": "#000000", "width": 2 * frame.pt,
              "dot": True}
-    return _merge(axis, {"lines": [curve], "bands": bands})
+    lines = [curve]
+    if twin is not None:
+        lines.insert(0, {"x": frame.fx(twin.log["step"]), "y": frame.fy(twin_rate, 0.0, hi),
+                         "color": TWIN_COLOUR, "width": 1.5 * frame.pt,
+                         "dash": [d * frame.pt for d in TWIN_DASH]})
+    return _merge(axis, {"lines": lines, "bands": bands})
 
 
 def cost_frame(model: NudgeModel) -> Frame:

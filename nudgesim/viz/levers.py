@@ -11,6 +11,7 @@ from typing import Any
 from mesa.visualization import Slider
 
 from .. import scenarios
+from ..engine import Engine, no_campaign
 from ..model import NudgeModel
 from ..scenario import (
     Ambassadors,
@@ -145,7 +146,11 @@ def apply_levers(base: Scenario, levers: dict[str, Any]) -> tuple[Scenario, list
 
 class VizModel(NudgeModel):
     """NudgeModel built from a scenario file plus the page's levers (keyword arguments, as
-    Mesa's SolaraViz re-creates the model with them on Reset). None means "as in file"."""
+    Mesa's SolaraViz re-creates the model with them on Reset). None means "as in file".
+
+    ``twin`` is the no-campaign run (engine.no_campaign) on the same residents and ties
+    with the same seed, stepped alongside: the page draws it beside the campaign's curve,
+    so what the levers add is seen against what would happen anyway."""
 
     def __init__(
         self,
@@ -175,6 +180,13 @@ class VizModel(NudgeModel):
         self.scenario_path = path
         self.notes = notes
         super().__init__(sc, rng=None if rng is None else int(rng))
+        self.twin = Engine(no_campaign(self.nudge_scenario), world=self.engine.world)
+
+    def step(self) -> None:
+        """One step of the campaign and of its no-campaign twin."""
+        super().step()
+        while self.twin.t < self.engine.t:
+            self.twin.step()
 
 
 def model_params(sc: Scenario | None = None) -> dict[str, Any]:

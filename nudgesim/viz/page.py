@@ -38,6 +38,7 @@ from .figures import (
     node_styles,
     state_counts,
     title,
+    twin_of,
     ward_frame,
     ward_overlay,
 )
@@ -119,7 +120,9 @@ module.exports = {
         l.x.forEach((x, i) => g.lineTo(x * w, l.y[i] * h));
         g.strokeStyle = l.color;
         g.lineWidth = Math.max(1, l.width * w);
+        g.setLineDash(l.dash ? l.dash.map((d) => d * w) : []);
         g.stroke();
+        g.setLineDash([]);
         if (l.dot && l.x.length) {
           const n = l.x.length - 1;
           g.beginPath();
@@ -171,8 +174,8 @@ class PlotCanvas(ipyvuetify.VuetifyTemplate):
 
     Only changed traits cross the websocket: per frame the residents' state codes (one
     byte each) and the marks (curves, ticks, bars) as JSON, never a picture. Coordinates
-    are fractions of the picture (x from the left, y from the top), sizes fractions of its
-    width. Bulky values are strings: reacton walks list props element by element on every
+    are fractions of the picture (x from the left, y from the top), sizes (line widths,
+    dash patterns) fractions of its width. Bulky values are strings: reacton walks list props element by element on every
     render, which cost more than the rest of a step.
     """
 
@@ -236,8 +239,10 @@ def SpaceView(model: NudgeModel, t: int = 0):
 def AdoptionCurve(model: NudgeModel, t: int = 0):
     """The adoption curve so far over the whole run's time axis."""
     frame = solara.use_memo(lambda: adoption_frame(model), [model])
-    rate = 100 * model.engine.adoption_rate()
-    _caption(f"{title(model)} — adoption {rate:.1f}% now; bars = nudge active, | = contact")
+    rate, twin = 100 * model.engine.adoption_rate(), twin_of(model)
+    without = "" if twin is None else f" ({100 * twin.adoption_rate():.1f}% with no campaign)"
+    _caption(f"{title(model)} — adoption {rate:.1f}% now{without}; bars = nudge active, "
+             "| = contact")
     PlotCanvas.element(image=frame.image, aspect=frame.aspect,
                        marks=json.dumps(adoption_overlay(model, frame)))
 
@@ -270,11 +275,31 @@ def summary_html(model: NudgeModel) -> str:
         f"{gained:+,} since step 0); ambassadors serving: {log['ambassadors'][-1]}",
         f"Cost so far £{cost:,.0f}; impact {float(np.sum(log['impact_step'])):,.2f} "
         f"{e(sc.impact.unit)}; £ per adopter gained {per}",
+        *campaign_effect(model, cost),
         "Levers apply on top of the chosen file (0 removes that nudge, a lever on a file "
         "without it adds small_town.toml's); press <b>Reset</b> to rebuild with them.",
     ]
     paragraphs += [f"<i>{e(note)}</i>" for note in getattr(model, "notes", [])]
     return "".join(f"<p>{p}</p>" for p in paragraphs)
+
+
+def campaign_effect(model: NudgeModel, cost: float) -> list[str]:
+    """What the campaign has added so far over its no-campaign twin (escaped HTML), or
+    nothing for a model without one."""
+    twin = twin_of(model)
+    if twin is None:
+        return []
+    eng, unit = model.engine, html.escape(model.nudge_scenario.impact.unit)
+    extra = eng.log["adopters"][-1] - twin.log["adopters"][-1]
+    extra_impact = float(np.sum(eng.log["impact_step"]) - np.sum(twin.log["impact_step"]))
+    if extra > 0:
+        per = f"£{cost / extra:,.2f} per extra household"
+    else:
+        per = ("no £ per extra household: " + ("none added" if extra == 0 else
+                                               f"{-extra:,} fewer than with no campaign"))
+    return [f"<b>Campaign's effect so far</b> over the same households with no campaign "
+            f"(same seed, {100 * twin.adoption_rate():.1f}%): {extra:+,} households "
+            f"({100 * extra / max(eng.n, 1):+.1f} pp) and {extra_impact:+,.2f} {unit}; {per}"]
 
 
 @solara.component
