@@ -137,6 +137,9 @@ HTML_TAGS = {"html", "head", "meta", "title", "style", "body", "h1", "h2", "p", 
              "tr", "th", "td"}
 RUN_HEADINGS = ["The question", "The answer in brief", "The scenario in words", "Pictures",
                 "Assumptions and their sources"]
+TWIN_HEADINGS = ["The question", "What the campaign added",
+                 "Totals, including what would have happened anyway", "The scenario in words",
+                 "Pictures", "Assumptions and their sources"]
 PLAN_HEADINGS = ["The question", "The answer in brief", "The scenario in words",
                  "Ranked options", "Pictures", "Assumptions and their sources",
                  "How this was worked out"]
@@ -242,6 +245,22 @@ def test_run_report_escapes_every_user_string(tmp_path):
     assert_inert_markdown(md, texts, RUN_HEADINGS, images=2)
     assert r"wk\<script\>alert(1)\</script\>" in md and r"North \| \*East\*" in md
     assert r"- *\<img src=x onerror=alert(2)\>* from" in md  # our emphasis, their text
+
+
+def test_run_report_with_its_twin_escapes_every_user_string(tmp_path):
+    """What the campaign added names the impact unit in plain and strong text."""
+    sc = poisoned_scenario(tmp_path, nudges=[{"kind": "default", "label": IMG, "opt_out": 0.0,
+                                              "cost_per_contact": 1.0}])
+    out = tmp_path / "run"
+    ns.simulate(sc, counterfactual=True).save(out, plot=False)
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["campaign_extra_adopters"] > 0
+    html_path, md_path = write_report(out)
+    texts = [STEP_UNIT, IMG, DESCRIPTION, f"per extra {IMPACT_UNIT}", "with no campaign"]
+    assert_inert_html(html_path.read_text(), texts, TWIN_HEADINGS, images=2)
+    md = md_path.read_text()
+    assert_inert_markdown(md, texts, TWIN_HEADINGS, images=2)
+    assert r"per extra \<i\>t\</i\> \[x\](javascript:alert(4))**" in md
 
 
 def test_plan_report_escapes_every_user_string(tmp_path):
