@@ -39,7 +39,6 @@ class Host(Protocol):
     streams: Streams
     stamp_book: StampBook
     adopted: np.ndarray
-    habit: np.ndarray
     score_cache: dict[Any, np.ndarray]
 
     def ward_rates(self) -> np.ndarray: ...
@@ -383,22 +382,22 @@ class Default(NudgeBase):
     opt_out: Probability = Field(
         0.3, description="share of enrolled residents who opt out at once (assumption)"
     )
-    habit: Probability = Field(
+    lapse_reduction: NonNegative = Field(
         0.0,
-        description="habit given to the households the default enrols (their habit becomes "
-        "at least this): leaving a default takes an active switch (status-quo bias; Liebe, "
-        "Gewinner & Diekmann 2021, Nature Human Behaviour: about 80% still on a green "
-        "default after 4 years); 0 = enrolment adds no habit (assumption); only rules that "
-        "keep habit (logistic) read it",
+        description="log-odds reduction of the lapse hazard of the households the default "
+        "enrols, for the rest of the run: leaving a default takes an active switch "
+        "(status-quo bias; Liebe, Gewinner & Diekmann 2021, Nature Human Behaviour: about "
+        "80% still on a green default after 4 years); 0 = enrolled households lapse like "
+        "any other adopter (assumption)",
     )
 
     @model_serializer(mode="wrap")
-    def _habit_left_out_at_zero(self, handler: Any) -> Any:
+    def _stickiness_left_out_at_zero(self, handler: Any) -> Any:
         """At 0 the field is left out of a dump, so scenarios written (and run ids hashed)
         before it existed keep their text and their ids."""
         data = handler(self)
-        if isinstance(data, dict) and self.habit == 0.0:
-            data.pop("habit", None)
+        if isinstance(data, dict) and self.lapse_reduction == 0.0:
+            data.pop("lapse_reduction", None)
         return data
 
 
@@ -689,18 +688,26 @@ class NormFeedbackNudge(Nudge):
 
 
 class DefaultNudge(Nudge):
-    """Opt-out enrolment of contacted non-adopters."""
+    """Opt-out enrolment of contacted non-adopters; enrolled households may lapse less
+    (status quo)."""
 
     spec: Default
+
+    def __init__(self, spec, index, engine) -> None:
+        super().__init__(spec, index, engine)
+        # only a sticky default keeps a stamp row: at 0 the run is as it always was
+        self.enrolled = Stamps(engine.stamp_book) if spec.lapse_reduction > 0 else None
 
     def contact(self, t, ids, engine, fx) -> None:
         ids = ids[~engine.adopted[ids]]
         stays = engine.streams.uniform(f"{self.stream}:opt_out", t, ids) >= self.spec.opt_out
-        enrolled = ids[stays]
-        fx.flag("direct", enrolled)
-        if self.spec.habit > 0:  # status quo: set before this step's decisions are read,
-            # and 1 stays exactly 1 through the habit update (h + gain * (1 - h))
-            engine.habit[enrolled] = np.maximum(engine.habit[enrolled], self.spec.habit)
+        fx.flag("direct", ids[stays])
+        if self.enrolled is not None:
+            self.enrolled.mark(ids[stays], t)
+
+    def act(self, t, engine, fx) -> None:
+        if self.enrolled is not None:  # no decay: the status quo holds for the whole run
+            fx.add("lapse", self.enrolled, -self.spec.lapse_reduction)
 
 
 class PledgeNudge(Nudge):

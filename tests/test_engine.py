@@ -178,55 +178,56 @@ def test_default_enrolled_residents_lapse_at_their_own_rate():
     assert adopters(ns.simulate(sc, graph=nx.empty_graph(4))) == [0, 0, 4, 0, 0, 0, 0]
 
 
-@pytest.mark.parametrize("habit", [0.0, 0.6, 1.0])
-def test_default_habit_sets_the_enrolled_households_lapse_hazard(habit):
-    """Status quo (Default.habit): enrolled households' habit becomes at least `habit`
-    before the step's update (h + gain (1 - h)), so their lapse hazard next step is the
-    logistic formula's at that habit; 1 stays exactly 1."""
+@pytest.mark.parametrize("reduction", [0.0, 0.75, 3.0])
+def test_a_sticky_default_lowers_the_enrolled_households_lapse_hazard(reduction):
+    """Status quo (Default.lapse_reduction): an enrolled household's lapse hazard is the
+    logistic formula's with the reduction taken off its log-odds, every step after
+    enrolment; a household that was adopting already is not enrolled and lapses as before."""
     rule = ns.Scenario.from_dict({}).rule
     traits = {"wards": 1, "attitude": 0.5, "habit": 0.2, "cost": 0.4, "susceptibility": 1.2}
-    sc = scenario(rule=rule.model_dump(), population=traits,
-                  nudges=[{"kind": "default", "start": 1, "opt_out": 0.0, "habit": habit}])
+    sc = scenario(rule=rule.model_dump(), population=traits, initial_adopters=[0],
+                  nudges=[{"kind": "default", "start": 1, "opt_out": 0.0,
+                           "lapse_reduction": reduction}])
     eng = Engine(sc, graph=nx.empty_graph(3))
     eng.step()
-    assert eng.adopted.all()
-    h = max(0.2, habit)
-    expected = h + rule.habit_gain * (1.0 - h)
-    assert eng.habit.tolist() == [expected] * 3 and (habit < 1 or expected == 1.0)
-    t, fx, _ = eng.begin_step()
-    _, p_lapse = rules.hazards(sc.rule, eng.inputs(fx))
-    v = (rule.lapse_intercept - rule.lapse_attitude * 0.5 - rule.lapse_habit * expected
-         + rule.lapse_cost * 0.4)  # no ties: the perceived norm is 0
-    assert p_lapse.tolist() == [float(1 / (1 + np.exp(-v)))] * 3
+    for _ in range(2):  # later steps too: the reduction does not decay
+        t, fx, logs = eng.begin_step()
+        _, p_lapse = rules.hazards(sc.rule, eng.inputs(fx))
+        expected = []
+        for i, h in enumerate(eng.habit):  # no ties: the perceived norm is 0
+            v = (rule.lapse_intercept - rule.lapse_attitude * 0.5 - rule.lapse_habit * h
+                 + rule.lapse_cost * 0.4 - (reduction if i > 0 else 0.0))
+            expected.append(float(1 / (1 + np.exp(-v))))
+        assert p_lapse.tolist() == expected  # the same operations: bit for bit
+        eng.respond(t, fx, logs)
 
 
-def test_default_habit_zero_leaves_runs_and_scenario_text_unchanged():
+def test_a_default_without_stickiness_leaves_runs_and_scenario_text_unchanged():
     nudge = {"kind": "default", "start": 2, "opt_out": 0.3}
-    base = {"steps": 10, "population": {"size": 300, "wards": 2}, "initial_adopters": 0.2}
+    base = {"steps": 30, "population": {"size": 300, "wards": 2}, "initial_adopters": 0.2}
     plain = ns.Scenario.from_dict(base | {"nudges": [nudge]})
-    zero = ns.Scenario.from_dict(base | {"nudges": [nudge | {"habit": 0.0}]})
-    assert "habit" not in plain.to_dict()["nudges"][0] and plain.to_toml() == zero.to_toml()
+    zero = ns.Scenario.from_dict(base | {"nudges": [nudge | {"lapse_reduction": 0.0}]})
+    assert "lapse_reduction" not in plain.to_dict()["nudges"][0]
+    assert plain.to_toml() == zero.to_toml()
     assert ns.simulate(plain).timeseries.equals(ns.simulate(zero).timeseries)
-    sticky = ns.Scenario.from_dict(base | {"nudges": [nudge | {"habit": 1.0}]})
-    assert sticky.to_dict()["nudges"][0]["habit"] == 1.0
-    # stickier enrolment: fewer lapse after the default (same draws otherwise)
+    sticky = ns.Scenario.from_dict(base | {"nudges": [nudge | {"lapse_reduction": 3.0}]})
+    assert sticky.to_dict()["nudges"][0]["lapse_reduction"] == 3.0
     lapsed = [ns.simulate(s).timeseries["lapsed"].iloc[3:].sum() for s in (plain, sticky)]
-    assert lapsed[1] < lapsed[0]
+    assert lapsed[1] < lapsed[0]  # same draws otherwise: the enrolled lapse less
 
 
 @pytest.mark.skipif(not kernels.AVAILABLE, reason="numba not installed or disabled")
-def test_default_habit_is_the_same_in_the_compiled_engine(monkeypatch):
+def test_a_sticky_default_is_the_same_in_the_compiled_engine(monkeypatch):
     sc = ns.Scenario.from_dict({
         "steps": 12, "population": {"size": 400, "wards": 3}, "initial_adopters": 0.1,
-        "nudges": [{"kind": "default", "start": 2, "opt_out": 0.2, "habit": 0.7,
+        "nudges": [{"kind": "default", "start": 2, "opt_out": 0.2, "lapse_reduction": 1.5,
                     "targeting": {"share": 0.5}}]})
     runs = []
     for compiled in (True, False):
         monkeypatch.setattr(kernels, "ENABLED", compiled)
         eng = Engine(sc)
         assert eng.backend.compiled == compiled
-        res = eng.run()
-        runs.append((res.timeseries, eng.habit.copy()))
+        runs.append((eng.run().timeseries, eng.habit.copy()))
     assert runs[0][0].equals(runs[1][0]) and np.array_equal(runs[0][1], runs[1][1])
 
 
