@@ -37,7 +37,7 @@ import pandas as pd
 
 from . import limits
 from .files import lock_folder, output_dir, safe_name, write_atomic, write_parquet_atomic
-from .outcomes import check_outcomes
+from .outcomes import check_outcomes, needs_counterfactual
 from .parallel import EXECUTORS, RunOptions, default_workers
 from .runs import Job, iter_jobs, parse_path, replicate_seed, run_id, set_path
 from .scenario import CONTROL, Scenario, ScenarioError, control_character, load_toml_text
@@ -552,6 +552,9 @@ class Experiment:
     def tasks(self) -> list[dict[str, Any]]:
         """One task per (point, replicate), with its run id."""
         extra = {"per_step": self.per_step, "measure": _measure_name(self.measure)}
+        twin = needs_counterfactual(self.outcomes or ())
+        if twin:  # only then: the run ids of every other experiment stay as they were
+            extra["counterfactual"] = True
         out = []
         for i, sc in enumerate(self.scenarios()):
             base = sc.to_dict()
@@ -569,6 +572,7 @@ class Experiment:
                         "base_dir": str(sc.base_dir),
                         "per_step": self.per_step,
                         "measure": self.measure,
+                        "counterfactual": twin,
                     }
                 )
         return out
@@ -664,7 +668,8 @@ class Experiment:
                 Job(
                     scenario=t["scenario"],
                     base_dir=t["base_dir"],
-                    options={"per_step": t["per_step"], "measure": t["measure"]},
+                    options={"per_step": t["per_step"], "measure": t["measure"],
+                             "counterfactual": t["counterfactual"]},
                     run_id=t["run_id"],
                 )
                 for t in todo

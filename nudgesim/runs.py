@@ -195,12 +195,19 @@ def summary(scenario: Scenario, options: Mapping[str, Any]) -> dict[str, Any]:
 
     options: ``per_step`` (timeseries columns, with ``step``), ``wards`` (final adoption
     per ward), ``measure`` (a picklable function of the Result whose dict joins the
-    summary: an experiment's user outcomes).
+    summary: an experiment's user outcomes), ``counterfactual`` (also run the no-campaign
+    twin, for the ``campaign_extra_*`` outcomes; without it they are left out rather than
+    reported as empty columns).
     """
     from .engine import simulate
+    from .result import Result
 
-    res = simulate(scenario)
+    twin = bool(options.get("counterfactual"))
+    res = simulate(scenario, counterfactual=twin)
     out = dict(res.summary)
+    if not twin:
+        for key in Result.CAMPAIGN_KEYS:
+            out.pop(key, None)
     if options.get("measure") is not None:
         out.update(options["measure"](res))
     steps = {c: res.timeseries[c].tolist() for c in options.get("per_step", ())}

@@ -185,6 +185,25 @@ def test_replicate_seeds_are_shared_across_points_and_differ_across_replicates(t
     assert runs["final_adoption"].nunique() > 1  # replicates do differ
 
 
+def test_campaign_outcomes_run_the_twin_only_when_named(tmp_path):
+    # naming a campaign_extra_* outcome runs the no-campaign twin; otherwise the columns
+    # are absent (not empty) and run ids are those of a plain run
+    from nudgesim.engine import simulate
+
+    named = Experiment(small(), {"nudges[leaflet].reach": [0.2, 0.8]}, replicates=2, seed=5,
+                       outcomes=["final_adoption", "campaign_extra_adopters"])
+    runs = named.run(out=tmp_path / "a", executor="serial", progress=False).runs
+    for _, row in runs.iterrows():
+        sc = named.scenarios()[int(row["point"])].replace(seed=int(row["seed"]))
+        expected = simulate(sc, counterfactual=True).summary["campaign_extra_adopters"]
+        assert row["campaign_extra_adopters"] == expected
+    plain = Experiment(small(), {"nudges[leaflet].reach": [0.2, 0.8]}, replicates=2, seed=5)
+    plain_runs = plain.run(out=tmp_path / "b", executor="serial", progress=False).runs
+    assert "campaign_extra_adopters" not in plain_runs.columns
+    assert set(plain_runs["run_id"]).isdisjoint(runs["run_id"])
+    assert (plain_runs["final_adoption"].to_numpy() == runs["final_adoption"].to_numpy()).all()
+
+
 def test_tables_summary_and_manifest(tmp_path):
     exp = Experiment(
         small(),
