@@ -96,6 +96,7 @@ DELEGATED_MODULES = {
     "plan": "nudgesim.cli.plan",
     "report": "nudgesim.cli.report",
     "evidence": "nudgesim.cli.evidence",
+    "priors": "nudgesim.cli.priors",
 }
 DELEGATED = {
     "sweep": "run an experiment (design x replicates) on serial, process or Dask executors",
@@ -105,6 +106,7 @@ DELEGATED = {
     "plan": "search nudge portfolios that fit a budget",
     "report": "write an HTML/Markdown report of a results folder",
     "evidence": "replicate the published nudge trials in silico (replication.csv, forest plot)",
+    "priors": "the priors of the model's parameters; --refit, --loo (leave-one-out check)",
 }
 
 

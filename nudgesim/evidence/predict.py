@@ -15,10 +15,8 @@ predicted by a prior fitted without it, and the published effect is checked agai
 
 from __future__ import annotations
 
-import argparse
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
@@ -29,7 +27,6 @@ from ..parallel import Executor, RunOptions
 from ..planning.trials import trial_run, with_nudge
 from ..runs import Job, replicate_seeds, values
 from ..scenario import Scenario
-from . import priors as prior_data
 from .priors import LEVELS, Level, apply_draw, fitted_prior, library, priors
 
 LEVEL = 0.90  # the predictive interval's coverage (convention of this module)
@@ -199,35 +196,3 @@ def leave_one_out(evidence: Level = "published", draws: int = 4000, seed: int = 
 
 def _get(obj: Any, key: str) -> Any:
     return obj[key] if isinstance(obj, Mapping) else getattr(obj, key)
-
-
-def main(argv: Sequence[str] | None = None) -> None:
-    """``python -m nudgesim.evidence.predict``: the priors table; ``--refit`` emulates
-    every fitted record on its kind's design and rewrites priors.toml; ``--loo`` prints
-    the leave-one-out check at both levels."""
-    from . import replicate, trials
-
-    parser = argparse.ArgumentParser(prog="python -m nudgesim.evidence.predict",
-                                     description="Priors: refit, table, leave-one-out.")
-    parser.add_argument("--refit", action="store_true", help="emulate every record, refit")
-    parser.add_argument("--loo", action="store_true", help="leave-one-out coverage")
-    parser.add_argument("--replicates", type=int, default=8)
-    parser.add_argument("--seed", type=int, default=2014)
-    parser.add_argument("--out", type=Path, default=prior_data.DATA)
-    args = parser.parse_args(argv)
-    if args.refit:
-        lib = prior_data.refit(prior_data.read(prior_data.DATA), trials(),
-                                   replicate.emulate, args.replicates, args.seed)
-        prior_data.write(lib, args.out)
-        print(f"wrote {args.out}")
-    elif args.loo:
-        for level in LEVELS:
-            res = leave_one_out(level)  # type: ignore[arg-type]
-            print(f"{level}: {res.rate:.0%} of published effects inside the 90% interval")
-            print(res.table.drop(columns=["prior"]).round(2).to_string(index=False))
-    else:
-        print(prior_data.library_table().to_string(index=False))
-
-
-if __name__ == "__main__":
-    main()

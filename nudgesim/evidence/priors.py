@@ -11,7 +11,7 @@ The data live in ``priors.toml`` beside this module: hand-written *assumption* p
 evidence, its no-effect value, the records it is fitted to), the *emulator* (each
 record's emulated effect on a small design of that parameter, from
 :func:`nudgesim.evidence.replicate.emulate`) and the *fitted* priors at both levels.
-``python -m nudgesim.evidence.predict --refit`` re-emulates and rewrites the file; the
+``nudgesim priors --refit`` re-emulates and rewrites the file; the
 fit itself (:func:`fit`) is a grid integration with scipy and reruns in milliseconds from
 the shipped emulator, which is how :func:`priors` leaves records out (``exclude``).
 
@@ -299,7 +299,7 @@ def write(lib: Library, path: Path = DATA) -> None:
 
 HEADER = """\
 Priors of nudgesim's parameters (nudgesim.evidence.priors). Written by
-`python -m nudgesim.evidence.predict --refit`; edit [settings], [[assumption]] and [kinds]
+`nudgesim priors --refit`; edit [settings], [[assumption]] and [kinds]
 by hand, then refit. Every prior is normal(loc, scale) truncated to [low, high].
 [[assumption]]: behavioural coefficients and effect parameters no record measures, each
 with the reason for its centre and width. [kinds]: per nudge kind, the parameter that
