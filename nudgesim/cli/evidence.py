@@ -1,4 +1,5 @@
-"""`nudgesim evidence [--out DIR] [--evidence published|at_scale] [--draws K]`."""
+"""`nudgesim evidence [--out DIR] [--evidence published|at_scale] [--draws K]
+[--pattern-draws K]`."""
 
 from __future__ import annotations
 
@@ -9,7 +10,8 @@ from ..errors import UsageError
 from ..files import foreign_files, replace_folder, save_figure, write_atomic
 from . import parse_args
 
-FILES = frozenset({"replication.csv", "patterns.csv", "replication.png"})
+FILES = frozenset({"replication.csv", "patterns.csv", "replication.png", "decay_draws.csv",
+                   "decay_region.csv"})
 
 
 def forest_plot(table, path: Path) -> Path:
@@ -48,13 +50,17 @@ def main(argv: list[str]) -> int:
     """Emulate every comparable library record and check the published patterns."""
     p = argparse.ArgumentParser(prog="nudgesim evidence", description=(
         "Replicate the published nudge trials in silico: replication.csv, patterns.csv, "
-        "replication.png"))
+        "replication.png, and the decay across prior draws (decay_draws.csv, "
+        "decay_region.csv)"))
     p.add_argument("--out", default="results/evidence", help="results folder")
     p.add_argument("--evidence", default=None, metavar="{published,at_scale}",
                    help="prior level for --draws (default at_scale)")
     p.add_argument("--draws", type=int, default=0,
                    help="parameter draws from the priors (0: the default parameters; the "
                         "interval is then simulation noise only)")
+    p.add_argument("--pattern-draws", type=int, default=32,
+                   help="prior draws (level --evidence, default published) the decay after "
+                        "a campaign's end is checked across (0: skip)")
     p.add_argument("--replicates", type=int, default=8)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--executor", default="processes", choices=["serial", "processes"])
@@ -66,24 +72,34 @@ def main(argv: list[str]) -> int:
         raise UsageError(f"--replicates: {args.replicates} is not allowed; allowed: 2 or more")
     if args.draws < 0:
         raise UsageError(f"--draws: {args.draws} is not allowed; allowed: 0 or more")
+    if args.pattern_draws < 0:
+        raise UsageError(f"--pattern-draws: {args.pattern_draws} is not allowed; allowed: 0 "
+                         "or more")
     if args.seed < 0:
         raise UsageError(f"--seed: {args.seed} is not allowed; allowed: 0 or more")
-    from ..evidence.replicate import patterns, replication_table
+    from ..evidence.replicate import decay_draws, decay_region, patterns, replication_table
 
     table = replication_table(args.evidence, draws=args.draws, replicates=args.replicates,
                               seed=args.seed, executor=args.executor)
+    decays = (decay_draws(args.pattern_draws, args.evidence or "published", replicates=2,
+                          seed=args.seed, executor=args.executor)
+              if args.pattern_draws else None)
     pats = patterns(replicates=max(args.replicates, 3), seed=args.seed,
-                    executor=args.executor)
+                    executor=args.executor, draws=decays)
     out = Path(args.out)
     with replace_folder(out, lambda f: foreign_files(f, "replication.csv", FILES,
                                                      "evidence")) as tmp:
         write_atomic(tmp / "replication.csv", table.to_csv(index=False))
         write_atomic(tmp / "patterns.csv", pats.to_csv(index=False))
         forest_plot(table, tmp / "replication.png")
+        if decays is not None:
+            write_atomic(tmp / "decay_draws.csv", decays.to_csv(index=False))
+            write_atomic(tmp / "decay_region.csv", decay_region(decays).to_csv(index=False))
     emulated = table[table["n_emulated"].notna()]
     inside = int(emulated["within"].fillna(False).astype(bool).sum())
     print(f"{len(emulated)} of {len(table)} records emulated; published effect inside the "
           f"simulated 95% interval for {inside} ({emulated['interval_covers'].iloc[0]})")
     print(f"patterns reproduced: {int(pats['reproduced'].sum())} of {len(pats)}")
-    print(f"  wrote {out}/ (replication.csv, patterns.csv, replication.png)")
+    written = sorted(f for f in FILES if (out / f).exists())
+    print(f"  wrote {out}/ ({', '.join(written)})")
     return 0

@@ -3,25 +3,30 @@
 For every comparable record of the library (:mod:`.library`) an :class:`Emulation` builds a
 small trial scenario that recreates the trial: the control arm's participation (the
 baseline), who is contacted (everyone in the treated arm), how often and for how long,
-and when the outcome is read. The measurement is the trial's: residents are randomised
-1:1 with :func:`nudgesim.planning.trials.assign` (as ``ns.trial`` does), the nudge reaches
-the treated arm only, and the effect is ``ns.trial``'s estimator — the difference between
-arms in the change of participation since step 0 — read at the trial's read step, then
-expressed in the record's unit.
+and when the outcome is read. A trial that measured one choice (a towel reused during a
+stay, a tariff chosen, an action taken after a letter) is emulated as that one decision
+(:func:`decision`): the control arm's hazard of it is the published control share and the
+message is a log-odds shift at it. The measurement is the trial's: residents are
+randomised 1:1 with :func:`nudgesim.planning.trials.assign` (as ``ns.trial`` does), the
+nudge reaches the treated arm only, and the effect is ``ns.trial``'s estimator — the
+difference between arms in the change of participation since step 0 — read at the
+trial's read step, then expressed in the record's unit.
 
 Two published *patterns* are checked as shapes, not averages: the norm boomerang
 (:func:`boomerang`, Schultz et al. 2007) and the decay once a campaign ends
-(:func:`decay`, Allcott & Rogers 2014; Nisa et al. 2019; Allcott 2009's letters).
+(:func:`decay`, Allcott & Rogers 2014; Nisa et al. 2019; Allcott 2009's letters), the
+latter also across prior draws (:func:`decay_draws`, :func:`decay_region`).
 
-A trial population is small (2,000-3,000 residents) so that every replication runs in
-seconds; its noise is that of a trial of that size, not of the published sample.
+A trial population over time is small (2,000-5,000 residents) so that every replication
+runs in seconds; a one-decision trial has the published trial's size (capped at 50,000).
+Its noise is that of a trial of the emulated size.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 import numpy as np
@@ -39,9 +44,20 @@ from .library import EvidenceError, library
 #: Residents of a trial population (assumption: large enough that a 1-2 pp effect is
 #: seen with a few replicates, small enough that every replication runs in seconds).
 TRIAL_SIZE = 2000
-#: The behaviour and network of every trial population: the shipped borough's
+#: A one-decision trial runs one step, so it can have the published trial's size (the
+#: simulated interval is then the sampling noise of a trial that size); sizes above this
+#: are capped (assumption: the noise of 50,000 is below any library record's precision).
+DECISION_CAP = 50_000
+#: The behaviour and network of every trial population over time: the shipped borough's
 #: (ward-clustered ties, mean 8 in-ward and 2 out-of-ward; the logistic rule's defaults).
 NETWORK = {"kind": "ward_clustered", "mean_degree_in": 8.0, "mean_degree_out": 2.0}
+#: A one-decision trial: guests of a hotel, customers of a supplier, recipients of a
+#: letter have no ties among them that matter within one decision (nobody has chosen yet
+#: at step 0, so ties would carry nothing anyway), and every resident has the same traits
+#: (attitude 0, habit 0, cost 0, susceptibility 1), so the rule's adoption hazard at that
+#: decision is exactly sigmoid(adopt_intercept + the message's log-odds push).
+NO_TIES = {"kind": "ward_clustered", "mean_degree_in": 0.0, "mean_degree_out": 0.0}
+DECISION_TRAITS = {"attitude": 0.0, "habit": 0.0, "cost": 0.0, "susceptibility": 1.0}
 WARDS = 4  # a trial population's wards (the shown ward rate of norm cards is per ward)
 #: Tolerance of "recreates its baseline": the control arm's participation at the read
 #: step lies within this many percentage points of the trial's control share.
@@ -49,18 +65,32 @@ BASELINE_TOLERANCE_PP = 3.0
 LEVEL = 0.95  # every interval here is a central 95% one
 
 
+def logit(p: float) -> float:
+    return math.log(p / (1.0 - p))
+
+
 @dataclass(frozen=True)
 class Emulation:
     """How one published trial is recreated: the nudge (a spec dict; targeting, reach and
-    schedule as the trial gave it), the control share at step 0, the run length, when the
-    outcome is read and in which form (`measure`), and rule settings that keep the control
-    arm at its baseline over the trial's duration."""
+    schedule as the trial gave it), the control share, the run length, when the outcome is
+    read and in which form (`measure`), and rule settings that keep the control arm at its
+    baseline over the trial's duration.
+
+    decision = True: the trial measured one choice at contact (a towel reused during a
+    stay, a tariff chosen, an action taken after a letter). Nobody participates at step 0;
+    every resident decides once, at step 1, with the message given at that decision, and
+    the outcome is read right after it. The control arm's hazard of that decision is the
+    published control share (adopt_intercept = logit(baseline), traits DECISION_TRAITS),
+    so a message that pushes the log-odds by x moves the share from b to
+    sigmoid(logit(b) + x): 35% to 44% is x = logit(0.44) - logit(0.35) = 0.38.
+    decision = False: `baseline` is the share participating at step 0 and residents
+    follow the rule's weekly hazards for `steps` weeks."""
 
     record: str
     nudge: dict[str, Any]
     baseline: float
-    steps: int
-    read: int
+    steps: int = 1
+    read: int = 1
     measure: Literal["difference", "relative", "retention"] = "difference"
     #: retention: the step the nudge's effect is taken at (the last contact)
     end: int | None = None
@@ -70,74 +100,82 @@ class Emulation:
     rule: dict[str, float] = field(default_factory=dict)
     baseline_note: str = "the published control share"
     design: str = ""
+    decision: bool = False
 
 
-# The adoption intercepts below hold each control arm at its published share over the
-# trial's duration with the rule's default weights (measured with the shipped seeds:
-# tests/test_evidence.py checks every control arm against BASELINE_TOLERANCE_PP).
+def decision(record: str, nudge: dict[str, Any], baseline: float, size: int = TRIAL_SIZE,
+             **kw: Any) -> Emulation:
+    """A one-decision trial (see :class:`Emulation`): one step, read at step 1, the
+    adoption intercept set so the control arm's hazard of that decision is `baseline`."""
+    return Emulation(record, nudge, baseline, steps=1, read=1, size=min(size, DECISION_CAP),
+                     rule={"adopt_intercept": logit(baseline)}, decision=True, **kw)
+
+
+#: The norm card of Goldstein et al. 2008: its message's rate, shown once at the decision.
+TOWEL_CARD = {"kind": "norm_feedback", "label": "towel card", "start": 1, "scope": "borough",
+              "shown": 0.75}
+
+# Sizes: the published n where trials.toml has one (capped at DECISION_CAP), else
+# TRIAL_SIZE (tests/test_evidence.py checks them against the library). The adoption
+# intercept of liebe2021 holds its control arm at 3% over four years with the rule's
+# default weights (measured: tests/test_evidence.py checks every control arm against
+# BASELINE_TOLERANCE_PP).
 EMULATIONS: dict[str, Emulation] = {
     e.record: e
     for e in [
-        Emulation(
-            "goldstein2008_exp1",
-            {"kind": "norm_feedback", "label": "towel card", "start": 1, "scope": "borough",
-             "shown": 0.75},
-            baseline=0.35, steps=1, read=1,
-            design="card shown once to every treated guest; share reusing read after one "
-                   "week (a stay)",
+        decision(
+            "goldstein2008_exp1", TOWEL_CARD, baseline=0.35,
+            design="card shown to every treated guest at the towel decision; share reusing "
+                   "read right after it",
         ),
-        Emulation(
-            "goldstein2008_exp2",
-            {"kind": "norm_feedback", "label": "room card", "start": 1, "scope": "borough",
-             "shown": 0.75},
-            baseline=0.37, steps=1, read=1,
+        decision(
+            "goldstein2008_exp2", TOWEL_CARD | {"label": "room card"}, baseline=0.37,
             design="as Exp. 1 (nudgesim has no closer-group mechanism at the same shown rate)",
         ),
-        Emulation(
-            "baca_motes2013",
-            {"kind": "pledge", "label": "check-in commitment", "start": 1},
-            baseline=0.35, steps=1, read=1, measure="relative",
+        decision(
+            "baca_motes2013", {"kind": "pledge", "label": "check-in commitment", "start": 1},
+            baseline=0.35, size=2416, measure="relative",
             baseline_note="35%: Goldstein et al. 2008 Exp. 1's control share (assumption: "
                           "Baca-Motes et al.'s is not in our reference)",
             design="commitment asked once at check-in; relative increase of the share "
-                   "reusing read after one week",
+                   "reusing read right after the decision",
         ),
-        Emulation(
-            "ebeling_lotz2015",
-            {"kind": "default", "label": "green default", "start": 1},
-            baseline=0.07, steps=1, read=1,
-            design="opt-out offered once to every treated customer; share on the green "
-                   "tariff read at the choice",
+        decision(
+            "ebeling_lotz2015", {"kind": "default", "label": "green default", "start": 1},
+            baseline=0.07, size=42_000,
+            design="the tariff choice of a new customer, green pre-selected for the treated; "
+                   "share choosing green read at the choice",
         ),
         Emulation(
             "liebe2021",
             {"kind": "default", "label": "green default", "start": 1},
             baseline=0.03, steps=208, read=208, rule={"adopt_intercept": -9.5},
             design="existing customers switched once to the green default; share still on "
-                   "it read after 208 weeks",
+                   "it read after 208 weeks (status quo: default.lapse_reduction)",
         ),
-        Emulation(
+        decision(
             "dellavigna_linos2022_at_scale",
             {"kind": "reminder", "label": "letter", "start": 1},
-            baseline=0.175, steps=4, read=4,
-            design="one letter/text to every treated person; outcome read 4 weeks later "
-                   "(assumption: the window is not in our reference)",
+            baseline=0.175, size=DECISION_CAP,
+            design="one letter/text to every treated person, the one action it asks for "
+                   "decided once; read right after (23 million people: size capped)",
         ),
-        Emulation(
+        decision(
             "dellavigna_linos2022_academic",
             {"kind": "reminder", "label": "letter", "start": 1},
-            baseline=0.26, steps=4, read=4,
+            baseline=0.26,
             design="as the at-scale record, with the academic trials' control share",
         ),
         Emulation(
             "allcott_rogers2014_persistence",
-            {"kind": "norm_feedback", "label": "energy report", "start": 1, "every": 4,
-             "end": 105, "scope": "ward"},
-            baseline=0.30, steps=157, read=157, measure="retention", end=104,
+            {"kind": "reminder", "label": "energy report", "start": 1, "every": 4,
+             "end": 105},
+            baseline=0.30, steps=157, read=157, measure="retention", end=104, size=5000,
             baseline_note="30% (assumption: a participation share is not defined for "
                           "electricity use; near the shipped borough's)",
-            design="a norm letter every 4 weeks for 104 weeks, then none; effect 52 weeks "
-                   "after the last letter / effect at the last letter",
+            design="a report every 4 weeks for 104 weeks, each a cue that fades (a reminder: "
+                   "'action and backsliding'), then none; effect 52 weeks after the last "
+                   "report / effect at the last report",
         ),
     ]
 }
@@ -166,15 +204,18 @@ def emulation(record_id: str) -> Emulation:
 def trial_scenario(em: Emulation, seed: int = 0) -> Scenario:
     """The trial population with the trial nudge (given to everyone; the trial measure
     restricts it to the treated arm)."""
+    population: dict[str, Any] = {"size": em.size, "wards": WARDS}
+    if em.decision:
+        population |= DECISION_TRAITS
     return Scenario.from_dict({
         "name": f"trial-{em.record}",
         "description": f"In-silico replication of {em.record}: {em.design}",
         "seed": int(seed),
         "steps": em.steps,
-        "population": {"size": em.size, "wards": WARDS},
-        "network": dict(NETWORK),
+        "population": population,
+        "network": dict(NO_TIES if em.decision else NETWORK),
         "rule": {"kind": "logistic", **em.rule},
-        "initial_adopters": float(em.baseline),
+        "initial_adopters": 0.0 if em.decision else float(em.baseline),
         "nudges": [dict(em.nudge)],
     })
 
@@ -404,21 +445,30 @@ def replication_table(
     return pd.DataFrame(table)
 
 
-#: Why a replication that misses the published effect misses it (what the model lacks),
-#: for the records where that is known; measured, not assumed, by the tests.
+#: Why a replication at nudgesim's default parameters misses the published effect, for
+#: the records where that is known (the figures are the emulations' own: a one-decision
+#: trial's effect is sigmoid(logit(b) + shift) - b, see Emulation).
 WHY_NOT = {
-    "goldstein2008_exp1": "nudgesim's residents decide by a weekly hazard of taking up a "
-    "habit (the logistic rule's intercept -7), so one card moves few guests within a stay; "
-    "a towel choice is a fresh decision at every stay, which the model does not represent",
-    "goldstein2008_exp2": "as Exp. 1; and nudgesim has no closer-reference-group mechanism",
-    "baca_motes2013": "as Goldstein et al. 2008: one week of a weekly adoption hazard is too "
-    "short for a commitment to move many guests",
-    "liebe2021": "nudgesim lets adopters lapse by a weekly hazard; leaving a tariff takes an "
-    "active switch, so the model loses defaulted customers faster than they were lost",
-    "allcott_rogers2014_persistence": "the emulated norm letters have no positive effect "
-    "when they stop (the shown ward rate pulls perceived norms both ways and the pulls "
-    "cancel), so there is no effect whose share could be left; the decay pattern shows "
-    "that a campaign with an effect does not decay in nudgesim either",
+    "goldstein2008_exp1": "parameters: the default card (weight 0.3, adopt_norm 3) shifts the "
+    "log-odds at the decision by 3 x 0.3 x 0.75 = 0.68; the published 35% to 44% is a shift "
+    "of 0.38 (weight 0.17 at adopt_norm 3)",
+    "goldstein2008_exp2": "parameters, as Exp. 1 (37% to 49% is a shift of 0.49); and "
+    "nudgesim has no closer-reference-group mechanism, so it predicts Exp. 1's effect",
+    "baca_motes2013": "parameters: at the defaults 10% of guests pledge (uptake 0.1) with a "
+    "log-odds boost of 1, a 7% relative increase; 25% needs more pledgers or a larger boost",
+    "ebeling_lotz2015": "parameters: opt_out 0.3 gives 0.93 x 0.7 = 65.1 pp; the published "
+    "63 pp is opt_out 0.32 (a trial of 42,000: the noise interval is +-0.5 pp)",
+    "liebe2021": "parameters: at the default lapse_reduction 0 enrolled households lapse "
+    "like any adopter (a habitual adopter's weekly hazard is about 0.4%), so most are lost "
+    "in four years; status-quo stickiness (default.lapse_reduction 3) with opt_out 0.15 "
+    "gives 77 pp",
+    "dellavigna_linos2022_at_scale": "parameters: the default reminder boost 0.5 is a "
+    "log-odds shift of 0.5 at the decision; +1.4 pp at scale is 0.094",
+    "dellavigna_linos2022_academic": "parameters: the default reminder boost 0.5 against "
+    "0.41 for +8.7 pp",
+    "allcott_rogers2014_persistence": "retention depends on how well habit protects the "
+    "converted against lapsing (decay_region.csv): at the defaults 0.96 of the effect is "
+    "left a year after the end",
 }
 
 
@@ -567,11 +617,85 @@ def decay(replicates: int = 6, seed: int = 2014, size: int = TRIAL_SIZE,
     }
 
 
-def patterns(replicates: int = 6, seed: int = 0, executor: Executor = "serial"
-             ) -> pd.DataFrame:
+#: Below this effect at the end (pp) a retention ratio is mostly noise at the emulated
+#: size (assumption: the paired replicates' sd at the end is about 0.3 pp at 5,000
+#: residents), so a draw with a smaller effect counts as "no effect to retain".
+MIN_RETAINED_PP = 1.0
+#: Retention below this is "the effect decays after the end" (the published 10-20% a year
+#: is 0.80-0.90 left a year later; Nisa et al. 2019 found no sustained effect at all).
+DECAYS_BELOW = 0.9
+
+
+def decay_draws(draws: int = 32, evidence: Level = "published", replicates: int = 2,
+                seed: int = 0, size: int | None = None, executor: Executor = "serial"
+                ) -> pd.DataFrame:
+    """The end-of-campaign decay across prior draws: the Allcott & Rogers 2014 emulation
+    (a report every 4 weeks for 104 weeks, then a year without) under `draws` parameter
+    draws from the priors at `evidence` (nudgesim.evidence.priors), `replicates` paired
+    runs each (reports to everyone vs nobody, same seed).
+
+    One row per draw: its parameters, the effect at the last report and a year later (pp,
+    mean over the paired replicates), `retention` (their ratio; NaN when the effect at the
+    end is below MIN_RETAINED_PP), `decays` (retention < DECAYS_BELOW) and `published`
+    (retention within Allcott & Rogers' 0.80-0.90)."""
+    from .priors import priors
+
+    em = EMULATIONS["allcott_rogers2014_persistence"]
+    if size is not None:
+        em = replace(em, size=size)
+    sample = priors(trial_scenario(em), evidence).sample(draws, seed)
+    seeds = replicate_seeds(seed, replicates)
+    jobs: list[Job] = []
+    for i in range(draws):
+        sc = _prepared(em, {c: float(sample.iloc[i][c]) for c in sample.columns})
+        jobs += _jobs(em, sc, seeds)
+    outs = values(jobs, RunOptions(executor))
+    assert em.end is not None
+    rows = []
+    for i in range(draws):
+        pairs = outs[2 * replicates * i: 2 * replicates * (i + 1)]
+        rates = np.array([o["steps"]["adoption_rate"] for o in pairs])
+        gap = 100 * (rates[::2] - rates[1::2]).mean(axis=0)
+        at_end, after = float(gap[em.end]), float(gap[em.read])
+        ret = after / at_end if at_end >= MIN_RETAINED_PP else math.nan
+        rows.append({"draw": i, **sample.iloc[i].to_dict(), "at_end_pp": at_end,
+                     "after_52_pp": after, "retention": ret,
+                     "decays": bool(ret < DECAYS_BELOW) if math.isfinite(ret) else None,
+                     "published": (bool(0.8 <= ret <= 0.9) if math.isfinite(ret)
+                                   else None)})
+    return pd.DataFrame(rows)
+
+
+def decay_region(table: pd.DataFrame) -> pd.DataFrame:
+    """Which parameters separate the draws whose effect decays after the end from the
+    others: per parameter, Spearman's rank correlation with the retention and the median
+    among decaying and non-decaying draws (draws with an effect at the end only), sorted
+    by the correlation's size."""
+    done = table[table["retention"].notna()]
+    names = [c for c in table.columns if "." in c]
+    decaying = done["decays"].astype(bool)
+    rows = []
+    for name in names:
+        rho = (float(stats.spearmanr(done[name], done["retention"]).statistic)
+               if len(done) > 2 and done[name].nunique() > 1 else math.nan)
+        yes, no = done.loc[decaying, name], done.loc[~decaying, name]
+        rows.append({"parameter": name, "spearman_with_retention": rho,
+                     "median_decaying": float(yes.median()) if len(yes) else math.nan,
+                     "median_not_decaying": float(no.median()) if len(no) else math.nan})
+    out = pd.DataFrame(rows)
+    order = out["spearman_with_retention"].abs().sort_values(ascending=False,
+                                                             na_position="last").index
+    return out.loc[order].reset_index(drop=True)
+
+
+def patterns(replicates: int = 6, seed: int = 0, executor: Executor = "serial",
+             draws: pd.DataFrame | None = None) -> pd.DataFrame:
     """Every pattern check, one row each: what the source found, what nudgesim gives
-    (mean and 95% t-interval over paired replicates: simulation noise only), the check
-    and its tolerance, and whether the model reproduces the pattern."""
+    (mean and 95% t-interval over paired replicates: simulation noise only, at the default
+    parameters), the check and its tolerance, and whether the model reproduces the
+    pattern. `draws` (a :func:`decay_draws` table) adds the decay across prior draws: the
+    share of draws in which the effect decays (a 95% Wilson interval: the draws' sampling
+    noise), and the share within the published range."""
     b = boomerang(replicates, seed + 2007, executor=executor).set_index(["arm", "group"])
     d = decay(replicates, seed + 2014, executor=executor)
     rows = []
@@ -616,4 +740,29 @@ def patterns(replicates: int = 6, seed: int = 0, executor: Executor = "serial"
         "2014", "a quarterly arm decays between letters and jumps back at each",
         d["backsliding"], "effect the week after a contact minus the week before the next "
         "> 0 with its 95% interval above 0", d["backsliding"][1] > 0)
+    if draws is not None and len(draws):
+        k = len(draws)
+        decays = int(draws["decays"].fillna(False).astype(bool).sum())
+        inside = int(draws["published"].fillna(False).astype(bool).sum())
+        src = "Allcott & Rogers 2014, AER 104:3003"
+        add(f"decay after the end, across {k} prior draws (share of draws)", src,
+            "10-20% a year after 2 years of letters", _wilson(decays, k),
+            f"share of draws whose effect a year after the last report is < {DECAYS_BELOW} "
+            f"of the effect at it (a draw without an effect >= {MIN_RETAINED_PP:g} pp at the "
+            "end counts as not decaying); reproduced if its 95% interval is above 0.5 (most "
+            "draws)", _wilson(decays, k)[1] > 0.5)
+        add(f"decay within the published 0.80-0.90, across {k} prior draws (share of draws)",
+            src, "0.80-0.90 of the effect left a year after the end", _wilson(inside, k),
+            "share of draws with a retention in 0.80-0.90; reproduced if its 95% interval is "
+            "above 0.5 (most draws)", _wilson(inside, k)[1] > 0.5)
     return pd.DataFrame(rows)
+
+
+def _wilson(hits: int, n: int) -> tuple[float, float, float]:
+    """A share and its 95% Wilson score interval."""
+    z = float(stats.norm.ppf(0.5 + LEVEL / 2))
+    p = hits / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return p, centre - half, centre + half
+
