@@ -438,7 +438,7 @@ def replication_table(
                     "simulated_hi": float(hi), "within": inside,
                     "simulated_control": float(control.mean()), "n_emulated": em.size,
                     "replicates": b - a, "interval_covers": uncertainty,
-                    "reason": "" if inside else _why_not(rec.id, mean)}
+                    "reason": "" if inside else _why_not(rec.id, mean, sample is not None)}
         else:
             row["reason"] = f"not emulated: {rec.mapping}"
         table.append(row)
@@ -472,7 +472,12 @@ WHY_NOT = {
 }
 
 
-def _why_not(record_id: str, simulated: float) -> str:
+def _why_not(record_id: str, simulated: float, drawn: bool = False) -> str:
+    if drawn:  # the priors, not the defaults, set the interval
+        hint = {"liebe2021": ": it needs status-quo stickiness (default.lapse_reduction, "
+                "about 3) and a low opt_out (about 0.15) in the same draw; priors without "
+                "default.lapse_reduction leave it at 0"}.get(record_id, "")
+        return "the published effect is outside the predictive interval of the priors" + hint
     return WHY_NOT.get(record_id, "the emulated effect misses the published one with these "
                                   "parameters")
 
