@@ -273,31 +273,43 @@ def _last_level_cache_bytes() -> int:
 class _Floor:
     """The memory floor of one step on this graph: the least time in which a step that
     looks at every tie once can read them (the CSR row pointers and column indices, and
-    one float32 per resident) from memory, streamed on every thread. `cold()` first reads
-    a buffer of four times the largest cache, so the graph comes from memory, not cache:
-    this is the issue's ~1.5 ms at 10^6 residents and 10^7 tie ends. `read()` alone, back
-    to back, is partly served from cache."""
+    one float32 per resident) from memory, streamed on the threads the engine's kernels
+    would get now (kernels.thread_count: every CPU on a quiet machine). `cold()` first
+    reads a buffer of four times the largest cache, so the graph comes from memory, not
+    cache: this is the issue's ~1.5 ms at 10^6 residents and 10^7 tie ends. `read()`
+    alone, back to back, is partly served from cache.
+
+    Why the engine's thread count: on a busy machine a read on every thread waits for the
+    thread that lost its core (measured at load 4 on 2 cores: 25-68 ms instead of 1.5),
+    while the engine runs one thread; the ratio of the two then says nothing."""
 
     def __init__(self, eng: Engine) -> None:
         import numba
 
         x = eng.adopted.astype(np.float32)
         arrays = [eng.network.indptr, eng.network.indices, x]
+        self.n = eng.n
         self.nbytes = sum(a.nbytes for a in arrays)
         self.words = [a.view(np.uint8)[: a.nbytes // 8 * 8].view(np.uint64) for a in arrays]
         self.flush = np.ones(4 * _last_level_cache_bytes() // 8, dtype=np.uint64)
         self.stream = _stream_kernel()
         self.chunks = 4 * numba.get_num_threads()
+        self.threads: list[int] = []
         self.read()
 
     def read(self) -> float:
-        t0 = time.perf_counter()
-        for w in self.words:
-            self.stream(w, self.chunks)
-        return time.perf_counter() - t0
+        import numba
+
+        with kernels._Threads(self.n):
+            self.threads.append(numba.get_num_threads())
+            t0 = time.perf_counter()
+            for w in self.words:
+                self.stream(w, self.chunks)
+            return time.perf_counter() - t0
 
     def cold(self) -> float:
-        self.stream(self.flush, self.chunks)
+        with kernels._Threads(self.n):
+            self.stream(self.flush, self.chunks)
         return self.read()
 
 
@@ -307,10 +319,16 @@ def _time_floor(eng: Engine, repeats: int) -> tuple[Row, _Floor]:
     warm = float(np.median([floor.read() for _ in range(repeats)]))
     cold = float(np.median([floor.cold() for _ in range(repeats)]))
     row = Row("floor", eng.n, int(eng.network.indices.size), cold,
-              note=f"every tie read once from memory: {floor.nbytes / 1e6:.3g} MB, all "
-                   f"threads, median (back to back, partly cached: {warm * 1e3:.2f} ms)")
+              note=f"every tie read once from memory: {floor.nbytes / 1e6:.3g} MB, on "
+                   f"{_thread_range(floor.threads)} (the engine's choice), median (back to "
+                   f"back, partly cached: {warm * 1e3:.2f} ms)")
     row.extra["warm_sec"] = warm
     return row, floor
+
+
+def _thread_range(counts: list[int]) -> str:
+    lo, hi = min(counts), max(counts)
+    return f"{lo} thread{'s' if lo > 1 else ''}" if lo == hi else f"{lo}-{hi} threads"
 
 
 #: Paired engine/floor timings: pairs x steps engine steps beyond the timed ones.
@@ -504,7 +522,8 @@ def markdown(rows: list[Row], memory: list[dict], builds: list[dict], sweep: dic
              "runs on weighted graphs and for the cascade rule). Residents' part = the step "
              "after the nudges (Engine.respond: decide, update, record). `floor` = the memory "
              "floor measured in this run: a streaming read from memory (caches flushed first), on "
-             "every thread, of the graph's row pointers and column indices and a float32 per "
+             "the threads the engine gets (every CPU when the machine is quiet), of the graph's "
+             "row pointers and column indices and a float32 per "
              "resident (every tie read once); × floor is the issue's target ratio (≤ 3).", "",
              "| contender | residents | tie ends | s / step | residents' part | "
              "resident-steps / s | peak MB / step | × floor | × scipy A@x | × engine | note |",

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 
 from nudgesim import kernels
@@ -83,3 +84,27 @@ def test_kernels_target_says_when_numba_was_told_another_cpu(monkeypatch):
     monkeypatch.setenv("NUMBA_CPU_NAME", "haswell")
     assert kernels_target() == ("haswell, AVX2, 256-bit (no AVX-512) (set by NUMBA_CPU_NAME / "
                                 "NUMBA_CPU_FEATURES, not this CPU's own)")
+
+
+@pytest.mark.skipif(not kernels.AVAILABLE, reason="numba not installed or disabled")
+def test_the_floor_reads_on_the_threads_the_engine_would_get(monkeypatch):
+    # on a busy machine a read on every thread waits for the one that lost its core while
+    # the engine runs one: the floor takes the engine's thread count, whatever the load
+    from types import SimpleNamespace
+
+    from nudgesim.bench import _Floor
+
+    kernels.load()
+    monkeypatch.setattr(kernels, "ADAPTIVE_THREADS", True)
+    monkeypatch.setattr(kernels, "affinity", lambda: {0, 1})
+    monkeypatch.setattr(kernels, "_QUOTA", [None])
+    n = 10**6  # the size decides the team (PARALLEL_MIN_N); the arrays can stay small
+    indptr = np.arange(0, 4001, 4, dtype=np.int64)
+    net = SimpleNamespace(indptr=indptr, indices=np.zeros(4000, dtype=np.int32))
+    eng = SimpleNamespace(n=n, network=net, adopted=np.zeros(1000, dtype=bool))
+    full = min(2, kernels.numba.get_num_threads())
+    for others, expected in ((0.0, full), (1.0, 1)):
+        monkeypatch.setattr(kernels, "_METER", lambda cpus, o=others: o)
+        floor = _Floor(eng)  # type: ignore[arg-type]
+        assert floor.cold() > 0
+        assert floor.threads == [expected, expected]
