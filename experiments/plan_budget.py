@@ -5,6 +5,9 @@
 3. calibrate: (a) a one-off norm message moving 35% -> 44% (Goldstein et al. 2008) and
    (b) +1.4 pp at scale (DellaVigna & Linos 2022); (c) the logistic intercept from a
    monthly series (experiments/data/borough_monthly_synthetic.csv, synthetic).
+4. decide under uncertainty: the plan again with the top portfolios on parameter draws
+   from the at-scale priors (32 draws x 4 replicates; --quick: 8 x 2): p_best, regret,
+   robust choices, value of information and the pilot, with the decision figures.
 
 Run: .venv/bin/python experiments/plan_budget.py [--quick] [--out results/plan_budget]
 """
@@ -17,6 +20,8 @@ from pathlib import Path
 
 import nudgesim as ns
 from nudgesim.planning import Menu, ObservedSeries, TrialEffect, format_table
+from nudgesim.planning.budget import format_decision
+from nudgesim.planning.figures import decision_figures
 from nudgesim.report import write_report
 
 HERE = Path(__file__).parent
@@ -90,8 +95,23 @@ def main() -> None:
     cal.save(out / "calibrated_borough.toml")
     for w in cal.warnings:
         print(f"  warning: {w}")
-    (out / "summary.json").write_text(json.dumps({"plan_top": result.table.head(3)[
-        ["variant", "extra_cost", "extra_adopters"]].to_dict("records")}, indent=2))
+
+    # 4. the same question with what we do not know about the parameters
+    draws, ens_reps = (8, 2) if args.quick else (32, 4)
+    ens = ns.plan(borough, menu, 50_000, target="adoption", replicates=ens_reps, draws=draws,
+                  **kw)
+    ens.save(out / "plan_ensemble")
+    figures = decision_figures(out / "plan_ensemble")
+    print(f"\n{ens.meta['question']}")
+    print(format_table(ens.table, ens.meta, rows=5))
+    print(format_decision(ens))
+    print(f"  figures: {', '.join(p.name for p, _ in figures)}")
+    (out / "summary.json").write_text(json.dumps({
+        "plan_top": result.table.head(3)[
+            ["variant", "extra_cost", "extra_adopters"]].to_dict("records"),
+        "ensemble": {k: ens.meta["ensemble"][k] for k in (
+            "draws", "replicates", "evpi", "best_expected", "minimax_regret", "best_p10")},
+    }, indent=2, default=str))
 
 
 if __name__ == "__main__":

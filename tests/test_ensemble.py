@@ -210,14 +210,30 @@ def test_a_posterior_is_thinned_evenly():
     assert source["rows_used"] == [0, 3, 6, 9]
 
 
-def test_apply_draw_sets_every_nudge_of_a_kind_and_paths():
+def test_a_draw_sets_every_nudge_of_a_kind_and_paths_but_not_pins():
     sc = small(nudges=[{"kind": "reminder", "label": "a", "boost": 1.0},
                        {"kind": "reminder", "label": "b", "boost": 1.0},
-                       {"kind": "information", "label": "leaflet", "reach": 0.5}])
+                       {"kind": "information", "label": "leaflet", "reach": 0.5}],
+               uncertainty={"pin": ["rule.adopt_cost"]})
     out = ensemble.apply_draw(sc, {"reminder.boost": 2.0, "nudges[leaflet].reach": 0.25,
-                                   "rule.adopt_norm": 1.5, "pledge.strength": 9.0})
+                                   "rule.adopt_norm": 1.5, "pledge.boost": 9.0,
+                                   "rule.adopt_cost": 7.0})
     assert [n.boost for n in out.nudges[:2]] == [2.0, 2.0]
     assert out.nudges[2].reach == 0.25 and out.rule.adopt_norm == 1.5
+    assert out.rule.adopt_cost == sc.rule.adopt_cost
+
+
+def test_draws_from_the_priors_are_the_priors_sample_for_every_option():
+    from nudgesim.evidence.priors import priors
+
+    sc = small(initial_adopters=0.3, steps=6)
+    text = sc.replace(nudges=[{"kind": "reminder", "every": 2}])
+    comp = ns.compare(sc, {"text": text}, replicates=2, draws=3, **SERIAL)
+    expected = priors(ensemble.union([sc, text])).sample(3, sc.seed)
+    assert comp.draws.drop(columns="draw").equals(expected)
+    assert comp.meta["ensemble"]["source"] == "priors"
+    assert comp.meta["ensemble"]["evidence"] == "at_scale"
+    assert "reminder.boost" in comp.draws.columns
 
 
 # --------------------------------------------------------------------------- plan
@@ -252,8 +268,8 @@ def test_plan_ensemble_ranks_by_the_ensemble_and_writes_its_files(tmp_path, caps
     assert len(comp.ensemble) == 4 * 6 * 2 and set(comp.voi["parameter"]) == set(post.columns)
     out = tmp_path / "plan"
     result.save(out)
-    assert {"ensemble.csv", "draws.csv", "decision.csv", "voi.csv"} <= {p.name for p in
-                                                                       out.iterdir()}
+    assert {"ensemble.csv", "draws.csv", "decision.csv", "voi.csv", "ensemble.json"} <= {
+        p.name for p in out.iterdir()}
     # the command line reads a draws.csv back as a posterior and reaches the same table
     sc_path, menu_path = tmp_path / "s.toml", tmp_path / "m.toml"
     sc_path.write_text(sc.to_toml())
@@ -280,3 +296,25 @@ def test_the_ensemble_is_the_same_on_every_executor():
     b = ns.compare(sc, v, replicates=2, posterior=post, executor="processes", workers=2)
     assert a.table.equals(b.table) and a.ensemble.equals(b.ensemble)
     assert a.decision.equals(b.decision)
+
+
+def test_decision_figures_are_drawn_from_a_saved_ensemble_and_only_then(tmp_path):
+    from PIL import Image
+
+    from nudgesim.planning.figures import FILES, decision_figures
+
+    sc = small(rule=NEVER)
+    v = {"caddy": sc.replace(nudges=[CADDY]),
+         "half": sc.replace(nudges=[CADDY | {"targeting": {"adopted": False,
+                                                           "wards": ["W01", "W02"]}}])}
+    post = pd.DataFrame({"default.opt_out": [0.0, 0.2, 0.4, 0.6, 0.8, 1.0]})
+    comp = ns.compare(sc, v, replicates=2, posterior=post, value=3.0, **SERIAL)
+    comp.save(tmp_path / "ens")
+    drawn = decision_figures(tmp_path / "ens")
+    assert [p.name for p, _ in drawn] == list(FILES)
+    for path, alt in drawn:
+        with Image.open(path) as im:
+            assert im.size[0] > 400 and alt
+    plain = ns.compare(sc, v, replicates=2, **SERIAL)
+    plain.save(tmp_path / "plain")
+    assert decision_figures(tmp_path / "plain") == []

@@ -78,7 +78,8 @@ def test_a_saved_comparison_replaces_its_folder_whole_and_never_a_users_folder(t
     (out / "report_adoption.png").write_bytes(b"old")
     comp.save(out)
     assert sorted(p.name for p in out.iterdir()) == sorted(
-        pl.COMPARISON_FILES - {"ensemble.csv", "draws.csv", "decision.csv", "voi.csv"})
+        pl.COMPARISON_FILES - {"ensemble.csv", "draws.csv", "decision.csv", "voi.csv",
+                               "ensemble.json"})
     mine = tmp_path / "mine"
     mine.mkdir()
     (mine / "thesis.tex").write_text("years of work")

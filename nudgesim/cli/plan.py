@@ -69,7 +69,7 @@ def main(argv: list[str]) -> int:
         from ..report import write_report
 
         write_report(out)
-    extra = ", ensemble.csv, draws.csv, decision.csv, voi.csv" if "ensemble" in m else ""
+    extra = ", ensemble.csv, draws.csv, decision.csv, voi.csv, ensemble.json" if "ensemble" in m else ""
     print(f"  wrote {out}/ (plan.csv, plan.json, comparison.csv, runs.csv, curves.csv, "
           f"wards.csv, scenario.toml{extra}{', report.html, report.md' if args.report else ''})")
     return 0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -18,7 +19,7 @@ from ..rng import Streams
 from ..runs import Job, values
 from ..scenario import Scenario, ScenarioError
 from . import ensemble
-from .stats import paired_seeds, ratio_interval, t_interval
+from .stats import jsonable, paired_seeds, ratio_interval, t_interval
 
 ENSEMBLE_TARGETS = {"adoption": ("final_adopters", True), "impact": ("total_impact", True),
                     "equity": ("lowest_ward_adoption", False)}
@@ -67,13 +68,16 @@ class Comparison:
         write_atomic(folder / "curves.csv", self.curves.to_csv(index=False))
         write_atomic(folder / "wards.csv", self.wards.to_csv(index=False))
         write_atomic(folder / "scenario.toml", self.baseline.to_toml())
-        for name in ENSEMBLE_FILES:
+        for name in ENSEMBLE_FILES[:4]:
             table = getattr(self, name.removesuffix(".csv"))
             if table is not None:
                 write_atomic(folder / name, table.to_csv(index=False))
+        if "ensemble" in self.meta:
+            write_atomic(folder / "ensemble.json",
+                         json.dumps(jsonable(self.meta["ensemble"]), indent=2) + "\n")
 
 
-ENSEMBLE_FILES = ("ensemble.csv", "draws.csv", "decision.csv", "voi.csv")
+ENSEMBLE_FILES = ("ensemble.csv", "draws.csv", "decision.csv", "voi.csv", "ensemble.json")
 COMPARISON_FILES = frozenset({"comparison.csv", "runs.csv", "curves.csv", "wards.csv",
                               "scenario.toml", *ENSEMBLE_FILES})
 PLAN_FILES = COMPARISON_FILES | {"plan.csv", "plan.json"}

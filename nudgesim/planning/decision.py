@@ -31,6 +31,9 @@ from scipy import interpolate
 ROBUST_QUANTILE = 0.10  # "best 10th percentile": the option whose bad case is least bad (convention)
 MIN_DISTINCT = 5  # fewer distinct parameter values cannot carry a smoother (assumption)
 MAX_KNOTS = 8  # interior knots of the spline: enough for smooth dose-response (assumption)
+# GCV with each degree of freedom counted 1.4 times: less prone to fitting noise with few
+# draws (Kim & Gu 2004, J R Stat Soc B 66:337; mgcv's `gamma`)
+GCV_GAMMA = 1.4
 LAMBDAS = np.logspace(-6, 6, 25)  # roughness penalties tried by GCV (assumption: wide grid)
 
 
@@ -100,8 +103,8 @@ def summarise(values: np.ndarray, options: Sequence[str]) -> pd.DataFrame:
 def fit(x: np.ndarray, y: np.ndarray) -> Callable[[np.ndarray], np.ndarray]:
     """E[y | x] as a function: a penalised cubic regression spline (a P-spline, Eilers &
     Marx 1996, Stat Sci 11:89: B-spline basis, second-difference penalty), its smoothness
-    chosen by generalised cross-validation, and the constant fit (x says nothing about y)
-    kept when GCV prefers it. The constant option matters: without it the stiffest fit is
+    chosen by generalised cross-validation (GCV_GAMMA), and the constant fit (x says
+    nothing about y) kept when GCV prefers it. The constant option matters: without it the stiffest fit is
     a straight line, which reads a trend into pure noise and biases EVPPI upward. A
     parameter with fewer than MIN_DISTINCT values is a factor: E[y | x] is the mean of y at
     each value (joined by straight lines between them)."""
@@ -123,13 +126,13 @@ def fit(x: np.ndarray, y: np.ndarray) -> Callable[[np.ndarray], np.ndarray]:
     m = basis.shape[1]
     d2 = np.diff(np.eye(m), n=2, axis=0)
     btb, bty, pen = basis.T @ basis, basis.T @ y, d2.T @ d2
-    best_gcv, best_coef = n * rss0 / (n - 1) ** 2, None
+    best_gcv, best_coef = n * rss0 / (n - GCV_GAMMA) ** 2, None
     for lam in LAMBDAS:
         a = btb + lam * pen + 1e-10 * np.eye(m)
         coef = np.linalg.solve(a, bty)
         edf = float(np.trace(np.linalg.solve(a, btb)))
         rss = float(((y - basis @ coef) ** 2).sum())
-        gcv = n * rss / max(n - edf, 1e-9) ** 2
+        gcv = n * rss / max(n - GCV_GAMMA * edf, 1e-9) ** 2
         if gcv < best_gcv:
             best_gcv, best_coef = gcv, coef
     if best_coef is None:
@@ -143,14 +146,28 @@ def fit(x: np.ndarray, y: np.ndarray) -> Callable[[np.ndarray], np.ndarray]:
     return fitted
 
 
+def incremental(values: np.ndarray) -> np.ndarray:
+    """Each option's value minus the best-on-average option's, draw by draw."""
+    v = np.asarray(values, dtype=np.float64)
+    return v - v[int(np.argmax(v.mean(axis=1)))]
+
+
 def evppi(values: np.ndarray, parameter: np.ndarray) -> tuple[float, np.ndarray]:
     """(EVPPI of one parameter, fitted[o, d]) by the regression method (Strong, Oakley &
     Brennan 2014): with g_o(θ) the smoothed E[value_o | θ], EVPPI = mean_d max_o g_o(θ_d)
-    − max_o mean_d g_o(θ_d). Floored at 0 (a noisy estimate can dip below)."""
+    − max_o mean_d g_o(θ_d).
+
+    What is smoothed is each option's value minus that of the best option on average
+    (the incremental net benefit of Strong et al.): EVPPI is unchanged by subtracting
+    anything common to all options in a draw, and options that move together (a large
+    common swing, small differences) would otherwise be fitted with different smoothness
+    and show differences that are not in the data. The estimate is kept within [0, EVPI],
+    the bounds the true value obeys (noise can push an estimate outside them)."""
     v = np.asarray(values, dtype=np.float64)
-    fitted = np.vstack([fit(parameter, row)(parameter) for row in v])
+    centred = incremental(v)
+    fitted = np.vstack([fit(parameter, row)(parameter) for row in centred])
     value = float(fitted.max(axis=0).mean() - fitted.mean(axis=1).max())
-    return max(value, 0.0), fitted
+    return min(max(value, 0.0), evpi(v)), fitted
 
 
 def voi(values: np.ndarray, draws: pd.DataFrame) -> pd.DataFrame:
@@ -160,13 +177,12 @@ def voi(values: np.ndarray, draws: pd.DataFrame) -> pd.DataFrame:
     v = np.asarray(values, dtype=np.float64)
     total = evpi(v)
     rows = []
-    diff = v - v.mean(axis=0, keepdims=True)  # what separates the options, draw by draw
+    diff = incremental(v)  # what separates the options, draw by draw (as fitted)
+    den = float(((diff - diff.mean(axis=1, keepdims=True)) ** 2).sum())
     for name in draws.columns:
         theta = draws[name].to_numpy(dtype=np.float64)
         value, fitted = evppi(v, theta)
-        fdiff = fitted - fitted.mean(axis=0, keepdims=True)
-        den = float(((diff - diff.mean(axis=1, keepdims=True)) ** 2).sum())
-        num = float(((fdiff - fdiff.mean(axis=1, keepdims=True)) ** 2).sum())
+        num = float(((fitted - fitted.mean(axis=1, keepdims=True)) ** 2).sum())
         rows.append({"parameter": name, "evppi": value,
                      "share_of_evpi": value / total if total > 0 else math.nan,
                      "r2": num / den if den > 0 else math.nan})
@@ -185,7 +201,8 @@ def switch_point(values: np.ndarray, parameter: np.ndarray, grid: int = 512
     if len(ux) < 2:
         return None
     xs = np.linspace(ux[0], ux[-1], grid)
-    curves = np.vstack([fit(theta, row)(xs) for row in v])
+    centred = incremental(v)  # as in evppi
+    curves = np.vstack([fit(theta, row)(xs) for row in centred])
     arg = np.argmax(curves, axis=0)
     changes = np.flatnonzero(arg[1:] != arg[:-1])
     if len(changes) == 0:

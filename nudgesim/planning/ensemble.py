@@ -22,7 +22,7 @@ from scipy import stats
 from ..errors import UsageError
 from ..parallel import RunOptions
 from ..registry import NUDGES
-from ..runs import Job, parse_path, replicate_seeds, set_path, values
+from ..runs import Job, parse_path, replicate_seeds, values
 from ..scenario import Scenario
 from . import decision
 from .stats import LEVEL
@@ -36,26 +36,13 @@ FIELDS = ("final_adopters", "total_impact", "total_cost", "lowest_ward_adoption"
 
 
 def apply_draw(scenario: Scenario, draw: Mapping[str, float]) -> Scenario:
-    """The scenario with each named parameter set: ``<kind>.<field>`` on every nudge of
-    that kind (a kind the scenario lacks is skipped), any other name as a set_path path
-    (``rule.adopt_norm``, ``nudges[leaflet].reach``). Names the scenario pins in
-    ``[uncertainty] pin`` are left alone (see nudgesim.evidence.priors.apply_draw, the
-    reference this mirrors)."""
-    data = scenario.to_dict()
-    pinned = set(getattr(getattr(scenario, "uncertainty", None), "pin", None) or ())
-    kinds = set(NUDGES.names())
-    for name, value in draw.items():
-        if name in pinned:
-            continue
-        v = float(value)
-        (head_kind, head), *rest = parse_path(name, "parameter")
-        if head_kind == "key" and head in kinds and len(rest) == 1 and rest[0][0] == "key":
-            for nudge in data.get("nudges", []):
-                if nudge.get("kind") == head:
-                    nudge[str(rest[0][1])] = v
-            continue
-        set_path(data, name, v, create_missing=True, what="parameter")
-    return Scenario.from_dict(data, scenario.base_dir)
+    """The scenario with each named parameter set, pins respected: the one reading of the
+    parameter grammar, :func:`nudgesim.evidence.priors.apply_draw` (imported here, when a
+    draw is applied, so that planning and the evidence package never import each other
+    at load time)."""
+    from ..evidence.priors import apply_draw as apply
+
+    return apply(scenario, draw)
 
 
 def union(scenarios: Sequence[Scenario]) -> Scenario:
@@ -335,10 +322,14 @@ def pilot(
         "pilot_nudge": spec["kind"], "value_median": median, "value_switch": star,
         "effect_at_median": s50["estimate"], "effect_at_switch": sstar["estimate"],
         "se_full": se, "enrolled_full": enrolled, "pilot_households": need,
-        "pilot_feasible": need is not None and need <= baseline.population.size,
-        "pilot": (f"enrol {need:,} households, half offered the {spec['kind']} nudge, "
-                  f"for {baseline.steps} {baseline.step_unit}s"
-                  if need is not None else "the two values give the same emulated effect"),
+        "pilot_feasible": need is not None and need <= enrolled,
+        "pilot": (
+            "a resident-randomised pilot cannot see this parameter: the emulated effect is "
+            "the same at both values" if need is None else
+            f"enrol {need:,} households, half offered the {spec['kind']} nudge, for "
+            f"{baseline.steps} {baseline.step_unit}s" if need <= enrolled
+            else f"a pilot would need {need:,} households, more than the "
+                 f"{enrolled:,} here: no pilot in this area can settle it"),
     })
     return out
 
