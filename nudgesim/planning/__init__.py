@@ -11,6 +11,9 @@ Everything here turns many seeded runs into decisions, so two habits hold throug
 
 One module per question: :mod:`.comparison`, :mod:`.trials`, :mod:`.calibration` and
 :mod:`.budget` (the budget planner and its menus); :mod:`.stats` holds what they share.
+Decisions under uncertainty: :mod:`.ensemble` runs every option on the same parameter
+draws (``draws=`` / ``posterior=`` of compare and plan), :mod:`.decision` is the
+arithmetic (p_best, regret, EVPI, EVPPI) and :mod:`.figures` draws it.
 (The modules are not named after the functions, so `nudgesim.planning.compare` stays the
 function.) No Mesa or solara here: planning runs headless.
 """
