@@ -300,7 +300,7 @@ class _Floor:
     def read(self) -> float:
         import numba
 
-        with kernels._Threads(self.n):
+        with kernels.Threads(self.n):
             self.threads.append(numba.get_num_threads())
             t0 = time.perf_counter()
             for w in self.words:
@@ -308,7 +308,7 @@ class _Floor:
             return time.perf_counter() - t0
 
     def cold(self) -> float:
-        with kernels._Threads(self.n):
+        with kernels.Threads(self.n):
             self.stream(self.flush, self.chunks)
         return self.read()
 

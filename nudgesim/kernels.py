@@ -1357,7 +1357,7 @@ def thread_count(n: int) -> int:
     return choose_threads(n, cap, len(cpus), _QUOTA[0], _METER(cpus))
 
 
-class _Threads:
+class Threads:
     """Run a kernel on thread_count(n) threads; always hold the launch lock."""
 
     def __init__(self, n: int) -> None:
@@ -1447,7 +1447,7 @@ class Counts:
                 self.cnt_in, self.a_seen, self.f_seen)
         check_f = f_key is None or not _same_key(f_key, self.f_key)
         self.f_key = f_key
-        with _Threads(g.n):
+        with Threads(g.n):
             if self.fresh:
                 ids, work, fits = _changed(adopted_u8, self.a_seen, f, self.f_seen, has_f,
                                            check_f, _words(adopted_u8), _words(self.a_seen),
@@ -1585,7 +1585,7 @@ def perceived_norm(g: Graph, adopted: np.ndarray, fx, stamps: np.ndarray) -> np.
     if not prog.exact:
         return None
     out = np.empty(g.n)
-    with _Threads(g.n):
+    with Threads(g.n):
         _norm_kernel(g.indptr, g.indices, g.weights, g.unit, _u8(adopted), g.ward,
                      prog.ward_boost, prog.influence(g), *prog.messages(), prog.flags, out)
     return out
@@ -1595,7 +1595,7 @@ def neighbour_sum(g: Graph, x: np.ndarray, tie_boost: np.ndarray | None) -> np.n
     """Engine.neighbour_sum, bit for bit."""
     out = np.empty(g.n)
     x = np.ascontiguousarray(x, dtype=np.float64)
-    with _Threads(g.n):
+    with Threads(g.n):
         _neighbour_sum_kernel(g.indptr, g.indices, g.weights, g.unit, x, g.ward,
                               _EMPTY_F if tie_boost is None else tie_boost,
                               tie_boost is not None, out)
@@ -1625,7 +1625,7 @@ def apply(engine, adopt: np.ndarray, lapse: np.ndarray):
     lapsed, adopters per ward). Habits and ever-adopted are updated in place."""
     g: Graph = engine.backend.graph
     now = np.empty(g.n, dtype=np.bool_)
-    with _Threads(g.n):
+    with Threads(g.n):
         total, by_ward = _apply(engine.adopted, adopt, lapse, engine.ever_adopted, engine.habit,
                                 *_habit(engine.rule), g.ward, g.starts,
                                 engine.population.n_wards, _chunks(g.n), now)
@@ -1666,7 +1666,7 @@ def decide(engine, t: int, fx, update: bool = False) -> tuple | None:
     if by_counts:
         counts.sync(a8, prog.f8, prog.f_key)
     cnt, cnt_in = (counts.cnt, counts.cnt_in) if by_counts else (_NO_COUNTS, _NO_COUNTS)
-    with _Threads(g.n):
+    with Threads(g.n):
         near, total, by_ward = _decide(
             by_counts, cnt, cnt_in, g.indptr, g.indices, g.weights, g.unit, a8,
             _u8(engine.newly_adopted), g.ward, g.starts, prog.ward_boost, prog.influence(g),
