@@ -104,6 +104,14 @@ INTERVAL_WORDS = (
     "wrong, the numbers are wrong in ways no interval shows.",
 )
 
+ENSEMBLE_INTERVAL_WORDS = (
+    "Numbers in brackets are ranges that hold 95% of the results over many plausible sets "
+    "of the model's uncertain settings (drawn from what published trials and stated "
+    "assumptions allow), each simulated several times. They ", em("do"),
+    " include doubt about those settings as well as chance in the simulation; they do ",
+    em("not"), " include doubt about the model's structure.",
+)
+
 
 def money(x: float | None) -> str:
     return "–" if x is None or not np.isfinite(x) else f"£{x:,.0f}"
@@ -469,7 +477,8 @@ def plan_doc(folder: Path) -> Doc:
                   f"({unit_money(c['cost_per_extra_adopter'])} each).")
     else:
         doc.p("No option evaluated fitted the budget once its cost was simulated in full.")
-    doc.note(*INTERVAL_WORDS)
+    ensemble = _ensemble(folder)
+    doc.note(*(ENSEMBLE_INTERVAL_WORDS if ensemble else INTERVAL_WORDS))
     doc.h("The scenario in words")
     initial = curves.loc[(curves["scenario"] == "baseline") & (curves["step"] == 0), "mean"]
     doc.p(scenario_words(sc, float(initial.iloc[0]) if len(initial) else None, wards))
@@ -516,6 +525,8 @@ def plan_doc(folder: Path) -> Doc:
     ward_names = {"baseline": "no campaign"} | ({top[0]: f"#1: {_short(top[0])}"} if top else {})
     doc.img(plot_wards(wards, ward_names, folder / "report_wards.png"),
             "Households taking part at the end, ward by ward: who is left behind?")
+    if ensemble:
+        _uncertainty_section(doc, folder, ensemble)
     _assumption_section(doc, sc, meta["items"])
     doc.h("How this was worked out")
     doc.bullets([
@@ -534,6 +545,63 @@ def plan_doc(folder: Path) -> Doc:
         "data) before using the ranking to decide.",
     ])
     return doc
+
+
+def _ensemble(folder: Path) -> dict[str, Any] | None:
+    path = folder / "ensemble.json"
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def _uncertainty_section(doc: Doc, folder: Path, ens: dict[str, Any]) -> None:
+    """What we do not know, for a council officer: how often each option wins over the
+    plausible settings, what choosing it could give up, the robust choices, and which
+    unknown is worth a pilot (planning.decision; figures from planning.figures)."""
+    from .planning.figures import decision_figures
+
+    decision = pd.read_csv(folder / "decision.csv").set_index("option")
+    voi = pd.read_csv(folder / "voi.csv")
+    what = {"final_adopters": "households taking part", "total_impact": "impact"}.get(
+        str(ens.get("outcome")), str(ens.get("outcome", "result")).replace("_", " "))
+    source = ("a calibrated posterior" if ens.get("source") == "posterior" else
+              f"the priors at the '{ens.get('evidence')}' evidence level")
+    doc.h("What we do not know, and what it means for the choice")
+    doc.p(f"Each option was simulated on the same {ens['draws']} plausible sets of the "
+          f"model's uncertain settings, drawn from {source}, {ens['replicates']} times each "
+          "with the same random draws for every option. Ranges in this report therefore "
+          f"cover {ens['covers']}.")
+    choices = [("Best on average", ens["best_expected"]),
+               ("Smallest worst-case shortfall (minimax regret)", ens["minimax_regret"]),
+               ("Best in a bad case (10th percentile)", ens["best_p10"])]
+    rows = []
+    for label, option in choices:
+        d = decision.loc[option] if option in decision.index else None
+        rows.append([label, _short(str(option)),
+                     "" if d is None else pct(float(d["p_best"]), 0),
+                     "" if d is None else num(float(d["expected_regret"]), 1)])
+    doc.table(["Rule for choosing", "Option", "Chance it is the best",
+               f"Expected shortfall ({what})"], rows)
+    same = len({o for _, o in choices}) == 1
+    doc.p("The three rules agree: the choice does not depend on how much risk the council "
+          "is willing to take." if same else
+          "The rules disagree: choosing between them is choosing how much risk to take.",
+          f" If every uncertain setting were known exactly, the best choice would gain on "
+          f"average {num(float(ens['evpi']), 1)} ({what}) over the best choice today: the "
+          "expected value of perfect information, an upper limit on what any study could "
+          "add to this decision.")
+    if len(voi):
+        top = voi.sort_values("evppi", ascending=False).head(3)
+        doc.p("Which unknown matters most for the choice (expected value of partial perfect "
+              "information, by the regression method of Strong, Oakley & Brennan 2014): "
+              "what knowing that one setting exactly would add, on average.")
+        doc.table(["Uncertain setting", f"Value of knowing it ({what})", "Share of the most "
+                   "any study could add"],
+                  [[str(r["parameter"]), num(float(r["evppi"]), 1),
+                    pct(float(r["share_of_evpi"]), 0)] for _, r in top.iterrows()])
+        pilot = (ens.get("pilot") or {}).get("pilot")
+        if pilot:
+            doc.p(f"A pilot for {ens['pilot'].get('parameter')}: {pilot}")
+    for path, alt in decision_figures(folder):
+        doc.img(path, alt)
 
 
 def _nan(v: Any) -> float | None:

@@ -286,6 +286,34 @@ def test_plan_report_escapes_every_user_string(tmp_path):
     assert_inert_markdown(md_path.read_text(), texts, PLAN_HEADINGS, images=3)
 
 
+def test_ensemble_plan_report_explains_the_decision_and_stays_inert(tmp_path):
+    # an ensemble plan (draws from the priors) adds the section on what we do not know:
+    # three choices with p_best and regret, the EVPI, the value-of-information table and
+    # the four decision figures; user strings stay inert in it too
+    menu = {
+        "name": "ensemble <script>alert(7)</script>",
+        "items": [
+            {"label": IMG, "nudge": {"kind": "information", "cost_per_contact": 0.1}},
+            {"label": "a|b *c*", "nudge": {"kind": "reminder", "cost_per_contact": 0.01},
+             "levels": {"every": [1, 3]}, "level_labels": {"every": ["<b>often</b>", "rarely"]}},
+        ],
+    }
+    out = tmp_path / "plan"
+    pl.plan(poisoned_scenario(tmp_path), pl.Menu.from_dict(menu), budget=1000.0, replicates=2,
+            draws=6, executor="serial").save(out)
+    html_path, md_path = write_report(out)
+    headings = PLAN_HEADINGS[:5] + ["What we do not know, and what it means for the choice"] + \
+        PLAN_HEADINGS[5:]
+    html = html_path.read_text()
+    assert_inert_html(html, [IMG, "a|b *c* (<b>often</b>)"], headings, images=7)
+    assert_inert_markdown(md_path.read_text(), [IMG], headings, images=7)
+    for words in ("Best on average", "minimax regret", "10th percentile", "Chance it is the best",
+                  "expected value of perfect information", "Strong, Oakley", "do</em> include"):
+        assert words in html, words
+    ens = json.loads((out / "ensemble.json").read_text())
+    assert f"on the same {ens['draws']} plausible sets" in html
+
+
 def test_document_writers_escape_text_and_keep_their_own_markup():
     doc = Doc('"><script>alert(1)</script>')
     doc.h("1. <h3>#")
