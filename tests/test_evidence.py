@@ -222,8 +222,10 @@ def test_wilson_interval():
 
 def test_cli_writes_the_files(tmp_path, capsys):
     out = tmp_path / "ev"
-    assert cli_main(["evidence", "--out", str(out), "--replicates", "2",
+    assert cli_main(["evidence", "--out", str(out), "--replicates", "2", "--draws", "2",
                      "--pattern-draws", "2", "--executor", "serial"]) == 0
+    printed = capsys.readouterr().out
+    assert "parameters (priors, level published) and simulation noise" in printed
     assert (out / "decay_draws.csv").exists() and (out / "decay_region.csv").exists()
     assert len(pd.read_csv(out / "patterns.csv")) == 9
     table = pd.read_csv(out / "replication.csv")
@@ -233,6 +235,7 @@ def test_cli_writes_the_files(tmp_path, capsys):
     assert len(table) == len(ev.trials())
     assert (out / "replication.png").stat().st_size > 1000 and (out / "patterns.csv").exists()
     assert (table.loc[table["n_emulated"].isna(), "reason"].str.len() > 10).all()
+    assert (table.loc[table["n_emulated"].notna(), "replicates"] >= 4).all()  # 2 draws x 2
 
 
 @pytest.mark.parametrize("argv", [["--replicates", "1"], ["--evidence", "wishful"],

@@ -135,18 +135,66 @@ MESSAGES = ["norm_feedback", "reminder", "pledge", "information", "canvassing",
 def test_at_scale_is_narrower_and_closer_to_no_effect_for_messages(kind):
     lib = P.library()
     kf = lib.kinds[kind]
-    pub, at = (P.fitted_prior(lib, kind, lvl) for lvl in ("published", "at_scale"))
-    (p05, p50, p95), (a05, a50, a95) = pub.quantiles(), at.quantiles()
-    assert abs(a50 - kf.null) < abs(p50 - kf.null)
-    assert a95 - a05 < p95 - p05
-    # wide enough to include no effect: the null lies within 1.645 sd of the centre
-    assert abs(at.loc - kf.null) <= at.scale * P.Z90 + 1e-12
+    pub, at = (P.fitted_priors(lib, kind, lvl) for lvl in ("published", "at_scale"))
+    for name, null in zip(kf.names, kf.nulls):
+        (p05, p50, p95), (a05, a50, a95) = pub[name].quantiles(), at[name].quantiles()
+        assert abs(a50 - null) < abs(p50 - null)
+        assert a95 - a05 < p95 - p05
+        # wide enough to include no effect: the null lies within 1.645 sd of the centre
+        assert abs(at[name].loc - null) <= at[name].scale * P.Z90 + 1e-12
 
 
 def test_defaults_keep_their_effect_at_scale():
     lib = P.library()
-    assert P.fitted_prior(lib, "default", "at_scale") == P.fitted_prior(lib, "default",
-                                                                        "published")
+    pub, at = (P.fitted_priors(lib, "default", lvl) for lvl in ("published", "at_scale"))
+    assert set(pub) == {"default.opt_out", "default.lapse_reduction"} and pub == at
+
+
+def test_the_default_kind_is_fitted_on_two_parameters_jointly():
+    """Ebeling & Lotz (a choice at sign-up) is emulated on opt_out only, Liebe et al. on
+    both; the fit gives Liebe's four-year share status-quo stickiness (lapse_reduction well
+    above today's 0) and a median opt_out between the two records' own values."""
+    lib = P.library()
+    kf = lib.kinds["default"]
+    assert kf.names == ("default.opt_out", "default.lapse_reduction")
+    assert kf.informed("ebeling_lotz2015") == ("default.opt_out",)
+    assert kf.informed("liebe2021") == kf.names
+    emus = {e.record: e for e in lib.emulations if e.record in kf.records}
+    assert emus["liebe2021"].shape == tuple(len(d) for d in kf.designs)
+    pri = P.fitted_priors(lib, "default", "published")
+    assert pri["default.lapse_reduction"].quantiles()[0] > 0.5
+    # Ebeling & Lotz alone: opt_out 0.32; Liebe et al. at 77 pp needs opt_out <= 0.21
+    assert 0.15 < pri["default.opt_out"].quantiles()[1] < 0.32
+    assert "estimated from the records" in pri["default.opt_out"].reason
+    assert "one record informs it" in pri["default.lapse_reduction"].reason
+
+
+def test_a_sign_up_default_does_not_depend_on_stickiness():
+    """Why Ebeling & Lotz informs opt_out only: its one-decision trial is read before any
+    enrolled household could lapse (live emulation, same seed)."""
+    from nudgesim.evidence import replicate
+
+    a, b = (replicate.emulate("ebeling_lotz2015", {"default.opt_out": 0.3,
+                                                   "default.lapse_reduction": x},
+                              replicates=1, seed=7) for x in (0.0, 8.0))
+    assert a.simulated == b.simulated
+
+
+@pytest.mark.parametrize("kind", ["reminder", "norm_feedback", "default"])
+def test_published_priors_cover_the_spread_of_their_records(kind):
+    """Between-setting heterogeneity estimated from the records: at the published level
+    each record's effect lies between the emulated effects at the 5% and 95% points of the
+    prior (the other parameters at their medians; effects decrease in opt_out)."""
+    lib = P.library()
+    kf = lib.kinds[kind]
+    pri = P.fitted_priors(lib, kind, "published")
+    for e in lib.emulations:
+        if e.record not in kf.records:
+            continue
+        main = e.names[0]
+        rest = [pri[n].quantiles()[1] for n in e.names[1:]]
+        ends = [float(e.curve()(pri[main].quantiles()[i], *rest)) for i in (0, 2)]
+        assert min(ends) <= e.y <= max(ends), (e.record, ends)
 
 
 def _field_ok(name: str, value: float) -> bool:
@@ -187,22 +235,68 @@ def test_every_prior_stays_in_its_fields_allowed_range(item, u):
 def _fake(kind="reminder", slope=10.0, effects=(5.0,), se=0.5, at_scale=()):
     """A linear emulator: effect = slope × θ (pp), records with the given effects."""
     lib = P.library()
-    kf = P.KindFit(kind, "boost", 0.0, tuple(np.linspace(0, 1, 9)), True,
+    design = tuple(np.linspace(0, 1, 9))
+    kf = P.KindFit(kind, ("boost",), (0.0,), (design,), True,
                    tuple(f"r{i}" for i in range(len(effects))), tuple(at_scale))
-    emus = [P.Emulation(f"r{i}", kf.name, kf.design, tuple(slope * np.array(kf.design)),
+    emus = [P.Emulation(f"r{i}", kf.names, (design,), tuple(slope * np.array(design)),
                         (0.1,) * 9, 8, y, se, "test", f"r{i}" in at_scale)
             for i, y in enumerate(effects)]
-    hyper = P.Prior(kf.name, 0.5, 0.5, 0.0, 1.0)
+    hyper = {kf.name: P.Prior(kf.name, 0.5, 0.5, 0.0, 1.0)}
     return lib, kf, emus, hyper
 
 
 def test_fit_reproduces_its_record_through_the_emulator():
     lib, kf, emus, hyper = _fake(effects=(5.0, 5.0, 5.0))
-    pub = P.fit(kf, hyper, emus, omega_scale=0.5)
+    res = P.fit(kf, hyper, emus, floor=0.25)
+    pub = res.priors[kf.name]
     assert abs(10 * pub.quantiles()[1] - 5.0) < 0.5  # the emulated effect at the median
-    at = P.fit(kf, hyper, emus, omega_scale=0.5, ratio=lib.ratio)
+    at = P.fit(kf, hyper, emus, floor=0.25, ratio=lib.ratio).priors[kf.name]
     assert abs(10 * at.loc - 5.0 * lib.ratio) < 0.3
     assert abs(at.loc) <= at.scale * P.Z90 + 1e-12  # includes no effect
+    # records that agree: heterogeneity estimated near 0, the floor sets the spread
+    tau = res.tau[kf.name]
+    assert tau is not None and tau < 0.05
+    assert res.tau_range[kf.name][0] == 0.0
+
+
+def test_heterogeneity_is_estimated_from_records_that_disagree():
+    """Two precise records at θ = 0.4 and 0.6: the between-setting sd is estimated from
+    them (about √2 × their half-distance, 0.14, since the mean is estimated too: the n − 1
+    of REML), and the prior for a new setting spans both; one record alone leaves the
+    spread to the floor."""
+    lib, kf, emus, hyper = _fake(effects=(4.0, 6.0), se=0.05)
+    res = P.fit(kf, hyper, emus, floor=0.1)
+    tau = res.tau[kf.name]
+    assert tau is not None and 0.11 < tau < 0.18
+    lo_t, hi_t = res.tau_range[kf.name]
+    assert lo_t < tau < hi_t
+    lo, mid, hi = res.priors[kf.name].quantiles()
+    assert lo < 0.4 and hi > 0.6 and abs(mid - 0.5) < 0.02
+    one = P.fit(kf, hyper, emus[:1], floor=0.1)
+    assert one.tau[kf.name] is None and one.tau_range[kf.name] is None
+    lo1, mid1, hi1 = one.priors[kf.name].quantiles()
+    # floor: sd 0.1 x 0.4 for the record and for the new setting: 2 x 1.645 x √2 x 0.04
+    assert abs(mid1 - 0.4) < 0.02 and 0.16 < hi1 - lo1 < 0.21
+
+
+def test_a_two_parameter_fit_with_a_record_on_each_axis():
+    """a is informed by both records, b only by the second: effect_0 = 10a and
+    effect_1 = 10a + 5b; the records (3 and 6 pp) pin a = 0.3 and b = 0.6."""
+    da, db = tuple(np.linspace(0, 1, 9)), tuple(np.linspace(0, 2, 9))
+    kf = P.KindFit("k", ("a", "b"), (0.0, 0.0), (da, db), False, ("r0", "r1"), (),
+                   {"r0": ("a",)})
+    assert kf.informed("r0") == ("k.a",) and kf.informed("r1") == ("k.a", "k.b")
+    grid = 10 * np.array(da)[:, None] + 5 * np.array(db)[None, :]
+    emus = [P.Emulation("r0", ("k.a",), (da,), tuple(10 * np.array(da)), (0.1,) * 9, 8,
+                        3.0, 0.05, "test"),
+            P.Emulation("r1", kf.names, (da, db), tuple(grid.ravel()), (0.1,) * 81, 8,
+                        6.0, 0.05, "test")]
+    assert emus[1].curve()(da[3], db[5]) == pytest.approx(grid[3, 5])  # C order
+    hyper = {"k.a": P.Prior("k.a", 0.5, 1.0, 0.0, 1.0), "k.b": P.Prior("k.b", 1.0, 2.0, 0, 2)}
+    res = P.fit(kf, hyper, emus, floor=0.05)
+    assert res.tau["k.a"] is not None and res.tau["k.b"] is None
+    assert res.priors["k.a"].quantiles()[1] == pytest.approx(0.3, abs=0.05)
+    assert res.priors["k.b"].quantiles()[1] == pytest.approx(0.6, abs=0.15)
 
 
 def test_refit_with_a_fake_emulator_and_records():
@@ -211,20 +305,21 @@ def test_refit_with_a_fake_emulator_and_records():
 
     def emulate(record, draw, replicates, seed):
         calls.append(record)
-        (theta,) = draw.values()
+        theta = next(iter(draw.values()))  # the kind's main parameter
         return {"simulated": 20.0 * theta, "per_replicate": 20.0 * theta + np.array([-.1, .1])}
 
     records = pd.DataFrame([{"id": r, "effect": 6.0, "unit": "pp", "n": 4000,
                              "baseline": 0.3} for k in lib.kinds.values() for r in k.records])
     out = P.refit(lib, records, emulate, replicates=2)
-    assert len(calls) == sum(len(k.design) * len(k.records) for k in lib.kinds.values())
+    expected = sum(int(np.prod([len(k.designs[k.axis(n)]) for n in k.informed(r)]))
+                   for k in lib.kinds.values() for r in k.records)
+    assert len(calls) == expected
     for kind, kf in lib.kinds.items():
         if not kf.records:
             continue
+        assert {n for (_, n) in out.fitted if n.startswith(kind + ".")} == set(kf.names)
         lo, med, hi = out.fitted[("published", kf.name)].quantiles()
         assert 20.0 * lo <= 6.0 <= 20.0 * hi, kind  # each fitted prior reproduces its records
-        if len(kf.records) > 1:  # two records pin the centre; one leaves the spread to priors
-            assert abs(20.0 * med - 6.0) < 1.0, kind
 
 
 def test_shipped_priors_match_a_refit_from_the_shipped_emulator():
@@ -242,11 +337,19 @@ def test_shipped_emulator_matches_a_live_emulation():
     from nudgesim.evidence import replicate
 
     lib = P.library()
+    seed = int(lib.settings["emulator_seed"])
     e = next(x for x in lib.emulations if x.record == "ebeling_lotz2015")
     for i in (2, 6):
-        out = replicate.emulate(e.record, draw={e.name: e.theta[i]}, replicates=e.replicates,
-                                seed=int(lib.settings["emulator_seed"]))
+        out = replicate.emulate(e.record, draw={e.names[0]: e.theta[0][i]},
+                                replicates=e.replicates, seed=seed)
         assert out.simulated == pytest.approx(e.effect[i], abs=1e-9)
+    # one point of the two-parameter emulator (its layout: C order, opt_out first)
+    e = next(x for x in lib.emulations if x.record == "liebe2021")
+    i, j = 2, 3
+    out = replicate.emulate(e.record, draw={e.names[0]: e.theta[0][i],
+                                            e.names[1]: e.theta[1][j]},
+                            replicates=e.replicates, seed=seed)
+    assert out.simulated == pytest.approx(e.grid(e.effect)[i, j], abs=1e-9)
 
 
 # ------------------------------------------------------------------ prediction and LOO
@@ -304,8 +407,7 @@ def test_leave_one_out_with_a_live_emulator():
 
     def emulate(record, draw, replicates, seed):
         seen.append(record)
-        (theta,) = draw.values()
-        return {"simulated": float(theta)}
+        return {"simulated": float(sum(draw.values()))}
 
     loo = leave_one_out("at_scale", draws=5, emulate=emulate)
     assert len(seen) == 5 * len(loo.table) and 0.0 <= loo.rate <= 1.0

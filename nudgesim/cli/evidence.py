@@ -53,19 +53,21 @@ def main(argv: list[str]) -> int:
         "replication.png, and the decay across prior draws (decay_draws.csv, "
         "decay_region.csv)"))
     p.add_argument("--out", default="results/evidence", help="results folder")
-    p.add_argument("--evidence", default=None, metavar="{published,at_scale}",
-                   help="prior level for --draws (default at_scale)")
-    p.add_argument("--draws", type=int, default=0,
-                   help="parameter draws from the priors (0: the default parameters; the "
-                        "interval is then simulation noise only)")
+    p.add_argument("--evidence", default="published", metavar="{published,at_scale}",
+                   help="prior level the draws come from (default published: the level the "
+                        "replication is checked at)")
+    p.add_argument("--draws", type=int, default=32,
+                   help="parameter draws from the priors (default 32: predictive intervals, "
+                        "parameters and simulation noise; 0: nudgesim's default parameters, "
+                        "simulation noise only)")
     p.add_argument("--pattern-draws", type=int, default=32,
-                   help="prior draws (level --evidence, default published) the decay after "
-                        "a campaign's end is checked across (0: skip)")
+                   help="prior draws (level --evidence) the decay after a campaign's end is "
+                        "checked across (0: skip)")
     p.add_argument("--replicates", type=int, default=8)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--executor", default="processes", choices=["serial", "processes"])
     args = parse_args(p, argv)
-    if args.evidence not in (None, "published", "at_scale"):
+    if args.evidence not in ("published", "at_scale"):
         raise UsageError(f"--evidence: {args.evidence!r} is not allowed; allowed: "
                          "'published', 'at_scale'")
     if args.replicates < 2:
@@ -81,7 +83,7 @@ def main(argv: list[str]) -> int:
 
     table = replication_table(args.evidence, draws=args.draws, replicates=args.replicates,
                               seed=args.seed, executor=args.executor)
-    decays = (decay_draws(args.pattern_draws, args.evidence or "published", replicates=2,
+    decays = (decay_draws(args.pattern_draws, args.evidence, replicates=2,
                           seed=args.seed, executor=args.executor)
               if args.pattern_draws else None)
     pats = patterns(replicates=max(args.replicates, 3), seed=args.seed,
@@ -98,7 +100,8 @@ def main(argv: list[str]) -> int:
     emulated = table[table["n_emulated"].notna()]
     inside = int(emulated["within"].fillna(False).astype(bool).sum())
     print(f"{len(emulated)} of {len(table)} records emulated; published effect inside the "
-          f"simulated 95% interval for {inside} ({emulated['interval_covers'].iloc[0]})")
+          f"simulated 95% interval for {inside} of {len(emulated)} "
+          f"({inside / max(len(emulated), 1):.0%}; {emulated['interval_covers'].iloc[0]})")
     print(f"patterns reproduced: {int(pats['reproduced'].sum())} of {len(pats)}")
     written = sorted(f for f in FILES if (out / f).exists())
     print(f"  wrote {out}/ ({', '.join(written)})")

@@ -15,7 +15,7 @@ def main(argv: list[str]) -> int:
     from ..evidence import priors as prior_data
     from ..evidence import replicate, trials
     from ..evidence.predict import leave_one_out
-    from ..evidence.priors import LEVELS
+    from ..evidence.priors import Level
 
     p = argparse.ArgumentParser(prog="nudgesim priors",
                                 description="Priors of nudgesim's parameters: table, refit, "
@@ -26,15 +26,18 @@ def main(argv: list[str]) -> int:
     p.add_argument("--seed", type=int, default=2014)
     p.add_argument("--out", type=Path, default=prior_data.DATA, help="where --refit writes")
     args = parse_args(p, argv)
+    levels: tuple[Level, ...] = ("published", "at_scale")
     if args.refit:
         lib = prior_data.refit(prior_data.read(prior_data.DATA), trials(),
                                replicate.emulate, args.replicates, args.seed)
         prior_data.write(lib, args.out)
         print(f"wrote {args.out}")
     elif args.loo:
-        for level in LEVELS:
+        for level in levels:
             res = leave_one_out(level)
-            print(f"{level}: {res.rate:.0%} of published effects inside the 90% interval")
+            inside = int(res.table["inside"].sum())
+            print(f"{level}: {inside} of {len(res.table)} published effects ({res.rate:.0%}) "
+                  "inside the 90% predictive interval of a prior fitted without them")
             print(res.table.drop(columns=["prior"]).round(2).to_string(index=False))
     else:
         print(prior_data.library_table().to_string(index=False))

@@ -27,7 +27,7 @@ from ..parallel import Executor, RunOptions
 from ..planning.trials import trial_run, with_nudge
 from ..runs import Job, replicate_seeds, values
 from ..scenario import Scenario
-from .priors import LEVELS, Level, apply_draw, fitted_prior, library, priors
+from .priors import LEVELS, Level, apply_draw, fitted_priors, library, priors
 
 LEVEL = 0.90  # the predictive interval's coverage (convention of this module)
 _TAILS = (50 * (1 - LEVEL), 50 * (1 + LEVEL))
@@ -158,36 +158,42 @@ def leave_one_out(evidence: Level = "published", draws: int = 4000, seed: int = 
     """How often a record's published effect falls inside the 90% predictive interval of a
     prior fitted without it.
 
-    For record i of kind k: the prior of k's parameter is refitted without i; θ is drawn
-    from it (`draws` draws); the effect the trial would report is the record's emulated
-    effect at θ plus the published estimate's own sampling noise (its standard error) and
-    the emulator's. Without `emulate` the record's shipped emulator curve gives the
-    effect at θ (fast); with `emulate` (``replicate.emulate``) each of the `draws` values
-    is emulated afresh with `replicates` replicates (the full check, slow)."""
+    For record i of kind k: the priors of k's parameters are refitted without i; each
+    parameter the record informs is drawn from its prior (`draws` draws, independently,
+    as ``Priors.sample`` does); the effect the trial would report is the record's emulated
+    effect there plus the published estimate's own sampling noise (its standard error)
+    and the emulator's. Without `emulate` the record's shipped emulator gives the effect
+    (fast); with `emulate` (``replicate.emulate``) each draw is emulated afresh with
+    `replicates` replicates (the full check, slow). Parameters the kind does not fit
+    (e.g. rule.adopt_norm) stay at the emulator's values, so the interval covers the
+    fitted parameters' uncertainty and the trial's noise only."""
     if evidence not in LEVELS:
         raise ScenarioError(f"evidence: {evidence!r} is not allowed; allowed: {list(LEVELS)}")
     lib = library()
     rows: list[dict[str, Any]] = []
     for kind, kf in lib.kinds.items():
-        emus = [e for e in lib.emulations if e.name == kf.name and e.record in kf.records]
+        emus = [e for e in lib.emulations if e.names[0] in kf.names and e.record in kf.records]
         for e in emus:
-            prior = fitted_prior(lib, kind, evidence, exclude=[e.record])
-            rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(len(rows),)))
-            theta = prior.ppf(rng.random(draws))
+            pri = fitted_priors(lib, kind, evidence, exclude=[e.record])
+            ss = np.random.SeedSequence(seed, spawn_key=(len(rows),))
+            noise_rng, *param_rngs = (np.random.default_rng(c) for c in
+                                      ss.spawn(1 + len(e.names)))
+            thetas = [pri[n].ppf(r.random(draws)) for n, r in zip(e.names, param_rngs)]
             if emulate is None:
-                mean, var = e.curve()(theta), e.noise()(theta)
+                mean, var = e.curve()(*thetas), e.noise()(*thetas)
             else:
-                outs = [emulate(e.record, draw={kf.name: float(t)}, replicates=replicates,
-                                seed=seed) for t in theta]
+                outs = [emulate(e.record, draw={n: float(t) for n, t in zip(e.names, point)},
+                                replicates=replicates, seed=seed) for point in zip(*thetas)]
                 mean = np.array([float(_get(o, "simulated")) for o in outs])
-                var = np.zeros(len(theta))
-            pred = mean + rng.normal(0.0, 1.0, draws) * np.sqrt(e.se**2 + var)
+                var = np.zeros(draws)
+            pred = mean + noise_rng.normal(0.0, 1.0, draws) * np.sqrt(e.se**2 + var)
             lo, hi = np.percentile(pred, _TAILS)
-            rows.append({"id": e.record, "nudge": kind, "parameter": kf.name,
+            rows.append({"id": e.record, "nudge": kind, "parameter": ", ".join(e.names),
                          "published": e.y, "se": e.se, "lo": float(lo),
                          "median": float(np.median(pred)), "hi": float(hi),
                          "inside": bool(lo <= e.y <= hi),
-                         "fitted_to": len(emus) - 1, "prior": prior.describe()})
+                         "fitted_to": len(emus) - 1,
+                         "prior": "; ".join(pri[n].describe() for n in e.names)})
     table = pd.DataFrame(rows, columns=["id", "nudge", "parameter", "published", "se", "lo",
                                         "median", "hi", "inside", "fitted_to", "prior"])
     rate = float(table["inside"].mean()) if len(table) else float("nan")

@@ -475,8 +475,8 @@ WHY_NOT = {
 def _why_not(record_id: str, simulated: float, drawn: bool = False) -> str:
     if drawn:  # the priors, not the defaults, set the interval
         hint = {"liebe2021": ": it needs status-quo stickiness (default.lapse_reduction, "
-                "about 3) and a low opt_out (about 0.15) in the same draw; priors without "
-                "default.lapse_reduction leave it at 0"}.get(record_id, "")
+                "about 3 or more) and a low opt_out (about 0.2 or less) in the same draw, "
+                "and the priors draw the two independently"}.get(record_id, "")
         return "the published effect is outside the predictive interval of the priors" + hint
     return WHY_NOT.get(record_id, "the emulated effect misses the published one with these "
                                   "parameters")
