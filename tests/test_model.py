@@ -290,7 +290,7 @@ def nudge(kind: str, steps: int):
     payload = {
         "norm_feedback": {"scope": st.sampled_from(["ward", "borough"]), "weight": probability,
                           "injunctive": st.booleans(), "half_life": half_life},
-        "default": {"opt_out": probability},
+        "default": {"opt_out": probability, "lapse_reduction": st.floats(0, 4)},
         "pledge": {"uptake": probability, "boost": st.floats(-2, 3),
                    "lapse_reduction": st.floats(0, 3), "half_life": half_life},
         "reminder": {"boost": st.floats(-1, 3), "half_life": half_life},
