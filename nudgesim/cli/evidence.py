@@ -41,7 +41,10 @@ def forest_plot(table, path: Path) -> Path:
                       fontsize=8)
         ax.tick_params(axis="x", labelsize=8)
     axes[0, 0].legend(loc="upper right", fontsize=7, ncol=2)
-    axes[0, 0].set_title("Published effects vs nudgesim's emulated trials", fontsize=10)
+    covers = rows["interval_covers"].dropna()
+    axes[0, 0].set_title("Published effects vs nudgesim's emulated trials"
+                         + (f"\nsimulated interval: {covers.iloc[0]}" if len(covers) else ""),
+                         fontsize=10)
     fig.tight_layout()
     return save_figure(fig, path, dpi=110)
 

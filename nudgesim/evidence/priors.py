@@ -7,13 +7,14 @@ kind the scenario lacks is ignored) or a path into the scenario (``nudges[leafle
 as :func:`nudgesim.runs.set_path` reads it).
 
 The data live in ``priors.toml`` beside this module: hand-written *assumption* priors
-(each with its reason), one *fit* table per nudge kind (which parameter carries the
-evidence, its no-effect value, the records it is fitted to), the *emulator* (each
-record's emulated effect on a small design of that parameter, from
-:func:`nudgesim.evidence.replicate.emulate`) and the *fitted* priors at both levels.
-``nudgesim priors --refit`` re-emulates and rewrites the file; the
-fit itself (:func:`fit`) is a grid integration with scipy and reruns in milliseconds from
-the shipped emulator, which is how :func:`priors` leaves records out (``exclude``).
+(each with its reason), one *kinds* table per nudge kind (the parameters that carry the
+evidence, one or two fitted jointly, their no-effect values, the records fitted and which
+parameters each informs), the *emulator* (each record's emulated effect on a small design
+of those parameters, from :func:`nudgesim.evidence.replicate.emulate`) and the *fitted*
+priors at both levels. ``nudgesim priors --refit`` re-emulates and rewrites the file; the
+fit itself (:func:`fit`: a random-effects model on a grid, the between-setting spread
+estimated from the records, scipy) reruns in about a second per kind from the shipped
+emulator, which is how :func:`priors` leaves records out (``exclude``).
 
 Every prior is a normal truncated to [low, high] (scipy.stats.truncnorm): the mode is
 ``loc``, the support never leaves the field's allowed range.
