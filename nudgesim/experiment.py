@@ -551,7 +551,7 @@ class Experiment:
 
     def tasks(self) -> list[dict[str, Any]]:
         """One task per (point, replicate), with its run id."""
-        extra = {"per_step": self.per_step, "measure": _measure_name(self.measure)}
+        extra: dict[str, Any] = {"per_step": self.per_step, "measure": _measure_name(self.measure)}
         twin = needs_counterfactual(self.outcomes or ())
         if twin:  # only then: the run ids of every other experiment stay as they were
             extra["counterfactual"] = True
