@@ -19,7 +19,7 @@ from ..rng import Streams
 from ..runs import Job, values
 from ..scenario import Scenario, ScenarioError
 from . import ensemble
-from .stats import jsonable, paired_seeds, ratio_interval, t_interval
+from .stats import jsonable, paired_seeds, ratio_interval, run_row, t_interval
 
 ENSEMBLE_TARGETS = {"adoption": ("final_adopters", True), "impact": ("total_impact", True),
                     "equity": ("lowest_ward_adoption", False)}
@@ -142,22 +142,9 @@ def summarise(names: list[str], seeds: list[int], outs: list[dict], baseline: Sc
               ) -> Comparison:
     """The comparison's tables from the runs' summaries (variant-major, replicate-minor)."""
     r = len(seeds)
-    rows = []
-    for i, name in enumerate(names):
-        for j, seed in enumerate(seeds):
-            s = outs[i * r + j]["summary"]
-            low = s["lowest_ward_adoption"]
-            rows.append({
-                "scenario": name, "replicate": j, "seed": seed,
-                "residents": s["residents"],
-                "initial_adopters": s["final_adopters"] - s["adopters_gained"],
-                "final_adopters": s["final_adopters"],
-                "final_adoption": s["final_adopters"] / max(s["residents"], 1),
-                "total_cost": s["total_cost"], "total_impact": s["total_impact"],
-                "total_contacts": s["total_contacts"],
-                "lowest_ward_adoption": np.nan if low is None else low,
-            })
-    runs = pd.DataFrame(rows)
+    runs = pd.DataFrame([
+        {"scenario": name, "replicate": j, "seed": seed, **run_row(outs[i * r + j]["summary"])}
+        for i, name in enumerate(names) for j, seed in enumerate(seeds)])
     rng = Streams(baseline.seed).generator("compare:bootstrap")
     base = runs[runs["scenario"] == "baseline"].set_index("replicate")
     table = []
@@ -179,19 +166,25 @@ def summarise(names: list[str], seeds: list[int], outs: list[dict], baseline: Sc
             t_interval(d["lowest_ward_adoption"]))
         row["final_adoption"] = float(v["final_adoption"].mean())
         table.append(row)
+    curves, wards = curves_and_wards(names, outs, r)
+    return Comparison(table=pd.DataFrame(table), runs=runs, curves=curves, wards=wards,
+                      baseline=baseline, replicates=r)
+
+
+def curves_and_wards(names: Sequence[str], outs: Sequence[Mapping[str, Any]], per: int
+                     ) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """curves.csv (mean and 2.5–97.5% of the runs per step) and wards.csv (mean final
+    adoption per ward) from the `per` consecutive runs of each scenario in `outs`."""
     curves, wards = [], []
     for i, name in enumerate(names):
-        block = np.vstack([outs[i * r + j]["curve"] for j in range(r)])
+        block = np.vstack([outs[i * per + j]["curve"] for j in range(per)])
         lo, hi = np.percentile(block, [2.5, 97.5], axis=0)
         curves.append(pd.DataFrame({"scenario": name, "step": np.arange(block.shape[1]),
                                     "mean": block.mean(axis=0), "lo": lo, "hi": hi}))
-        wr = np.vstack([outs[i * r + j]["ward_rates"] for j in range(r)])
-        wards.append(pd.DataFrame({"scenario": name, "ward": outs[i * r]["wards"],
+        wr = np.vstack([outs[i * per + j]["ward_rates"] for j in range(per)])
+        wards.append(pd.DataFrame({"scenario": name, "ward": outs[i * per]["wards"],
                                    "final_adoption": wr.mean(axis=0)}))
-    return Comparison(
-        table=pd.DataFrame(table), runs=runs, curves=pd.concat(curves, ignore_index=True),
-        wards=pd.concat(wards, ignore_index=True), baseline=baseline, replicates=r,
-    )
+    return pd.concat(curves, ignore_index=True), pd.concat(wards, ignore_index=True)
 
 
 
@@ -233,16 +226,7 @@ def ensemble_comparison(
                              table, options)
         voi = voi.merge(pd.DataFrame([top]), on="parameter", how="left")
         summary["pilot"] = top
-    curves, wards = [], []
-    per = k * r
-    for i, name in enumerate(names):
-        block = np.vstack([outs[i * per + j]["curve"] for j in range(per)])
-        lo, hi = np.percentile(block, [2.5, 97.5], axis=0)
-        curves.append(pd.DataFrame({"scenario": name, "step": np.arange(block.shape[1]),
-                                    "mean": block.mean(axis=0), "lo": lo, "hi": hi}))
-        wr = np.vstack([outs[i * per + j]["ward_rates"] for j in range(per)])
-        wards.append(pd.DataFrame({"scenario": name, "ward": outs[i * per]["wards"],
-                                   "final_adoption": wr.mean(axis=0)}))
+    curves, wards = curves_and_wards(names, outs, k * r)
     draws_table = table.copy()
     draws_table.insert(0, "draw", np.arange(k))
     meta = {"ensemble": {
@@ -253,8 +237,8 @@ def ensemble_comparison(
         **summary,
     }}
     return Comparison(
-        table=ensemble.comparison_table(runs, names, k, r), runs=runs,
-        curves=pd.concat(curves, ignore_index=True), wards=pd.concat(wards, ignore_index=True),
+        table=ensemble.comparison_table(runs, names, k, r), runs=runs, curves=curves,
+        wards=wards,
         baseline=baseline, replicates=r, meta=meta,
         ensemble=ensemble.ensemble_table(runs, names, k, r, y), draws=draws_table,
         decision=dec, voi=voi,

@@ -25,7 +25,7 @@ from ..registry import NUDGES
 from ..runs import Job, parse_path, replicate_seeds, values
 from ..scenario import Scenario
 from . import decision
-from .stats import LEVEL
+from .stats import LEVEL, run_row
 
 PILOT_POWER = 0.80  # power a pilot should have (convention, Cohen 1988)
 PILOT_ALPHA = 1 - LEVEL  # two-sided significance level of the pilot's test (convention)
@@ -125,18 +125,8 @@ def run(
     for name in scenarios:
         for d in range(k):
             for j in range(r):
-                s = outs[i]["summary"]
-                low = s["lowest_ward_adoption"]
-                rows.append({
-                    "scenario": name, "draw": d, "replicate": j, "seed": seeds[d * r + j],
-                    "residents": s["residents"],
-                    "initial_adopters": s["final_adopters"] - s["adopters_gained"],
-                    "final_adopters": s["final_adopters"],
-                    "final_adoption": s["final_adopters"] / max(s["residents"], 1),
-                    "total_cost": s["total_cost"], "total_impact": s["total_impact"],
-                    "total_contacts": s["total_contacts"],
-                    "lowest_ward_adoption": np.nan if low is None else low,
-                })
+                rows.append({"scenario": name, "draw": d, "replicate": j,
+                             "seed": seeds[d * r + j], **run_row(outs[i]["summary"])})
                 i += 1
     return pd.DataFrame(rows), outs, seeds
 

@@ -10,7 +10,7 @@ than unpaired ones.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -83,3 +83,17 @@ def jsonable(obj: Any) -> Any:
     if isinstance(obj, np.bool_):
         return bool(obj)
     return obj
+
+
+def run_row(s: Mapping[str, Any]) -> dict[str, Any]:
+    """One run's row of runs.csv, from its summary."""
+    low = s["lowest_ward_adoption"]
+    return {
+        "residents": s["residents"],
+        "initial_adopters": s["final_adopters"] - s["adopters_gained"],
+        "final_adopters": s["final_adopters"],
+        "final_adoption": s["final_adopters"] / max(s["residents"], 1),
+        "total_cost": s["total_cost"], "total_impact": s["total_impact"],
+        "total_contacts": s["total_contacts"],
+        "lowest_ward_adoption": np.nan if low is None else low,
+    }
