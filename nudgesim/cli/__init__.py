@@ -97,6 +97,7 @@ DELEGATED_MODULES = {
     "report": "nudgesim.cli.report",
     "evidence": "nudgesim.cli.evidence",
     "priors": "nudgesim.cli.priors",
+    "init": "nudgesim.cli.init",
 }
 DELEGATED = {
     "sweep": "run an experiment (design x replicates) on serial, process or Dask executors",
@@ -107,6 +108,7 @@ DELEGATED = {
     "report": "write an HTML/Markdown report of a results folder",
     "evidence": "replicate the published nudge trials in silico (replication.csv, forest plot)",
     "priors": "the priors of the model's parameters; --refit, --loo (leave-one-out check)",
+    "init": "write a starting scenario from a council's ward table (and boundaries)",
 }
 
 
