@@ -29,9 +29,11 @@ from mesa.discrete_space import Network as MesaNetwork
 
 from . import rules
 from .engine import Engine
+from .errors import UsageError
 from .nudges import Effects
 from .registry import RULES
 from .result import Result
+from .runs import set_path
 from .scenario import Scenario
 
 STATES = ("never", "adopter", "lapsed", "ambassador")
@@ -74,7 +76,13 @@ def cumulative_impact(model: NudgeModel) -> float:
     return float(np.cumsum(model.engine.log["impact_step"])[-1])
 
 
+def seed(model: NudgeModel) -> int:
+    """The run's seed: with it (and the fields) the run is repeated bit for bit."""
+    return model.seed
+
+
 MODEL_REPORTERS: dict[str, Callable[[NudgeModel], Any]] = {
+    "seed": seed,
     "adoption_rate": adoption_rate,
     "adopters": adopters,
     "new_adopters": new_adopters,
@@ -90,6 +98,54 @@ def _ward_reporter(w: int) -> Callable[[NudgeModel], float]:
         return float(model.engine.ward_rates()[w])
 
     return ward_rate
+
+
+# ---------------------------------------------------------------------------------------
+# Seeds and scenario fields for mesa.batch_run
+# ---------------------------------------------------------------------------------------
+
+
+class _ScenarioSeed:
+    """Type of `SCENARIO_SEED`: `rng` left out (not None, which Mesa reads as "fresh")."""
+
+    def __repr__(self) -> str:
+        return "SCENARIO_SEED"
+
+
+SCENARIO_SEED = _ScenarioSeed()
+"""Default of ``NudgeModel(rng=...)``: run the scenario's own seed."""
+
+
+def fresh_seed() -> int:
+    """A seed from fresh OS entropy (``numpy.random.SeedSequence()``), at most `MAX_SEED`
+    (one bit dropped, as in `runs.replicate_seed`) so it fits the seed field and TOML."""
+    state = np.random.SeedSequence().generate_state(1, np.uint64)[0]
+    return int(state >> np.uint64(1))
+
+
+def _seed_from(rng: Any, explicit: int | None) -> int:
+    """The seed a model runs with, given Mesa's `rng` and a ``seed`` field if one was set."""
+    if rng is None:
+        return fresh_seed() if explicit is None else explicit
+    if isinstance(rng, bool) or not isinstance(rng, (int, np.integer)):
+        raise TypeError(f"rng must be an int seed or None, got {rng!r}")
+    if explicit is not None and explicit != int(rng):
+        raise UsageError(f"seed: the field says {explicit} and rng says {int(rng)}; give one")
+    return int(rng)
+
+
+def with_fields(scenario: Scenario, changes: Mapping[str, Any]) -> Scenario:
+    """A validated copy of `scenario` with fields set by path (``rule.adopt_norm``,
+    ``nudges[leaflet].reach``), the grammar sweeps use. Missing tables are made, as in a
+    sweep (a field may sit at its default); a misspelt name or a bad value fails the
+    scenario's validation, a ScenarioError naming it."""
+    data = scenario.to_dict()
+    for path, value in changes.items():
+        if not isinstance(path, str):
+            raise UsageError(f"scenario field {path!r}: a path must be a string such as "
+                             "'rule.adopt_norm'")
+        set_path(data, path, value, what="scenario field")
+    return Scenario.from_dict(data, scenario.base_dir)
 
 
 # ---------------------------------------------------------------------------------------
@@ -294,13 +350,21 @@ class NudgeModel(mesa.Model):
         *,
         vectorised: bool = True,
         graph: nx.Graph | None = None,
-        rng: int | None = None,
+        rng: int | None | _ScenarioSeed = SCENARIO_SEED,
         agent_reporters: Mapping[str, str | Callable] | None = None,
+        params: Mapping[str, Any] | None = None,
+        **fields: Any,
     ) -> None:
-        """`rng` (Mesa 3.5's seeding argument) overrides the scenario's seed when given.
+        """Seeding follows Mesa: an int `rng` is the seed; ``rng=None`` (what
+        ``mesa.batch_run`` passes for every replicate) draws a fresh seed from OS entropy;
+        leaving `rng` out runs the scenario's own seed. The seed used is ``model.seed`` and
+        the ``seed`` reporter column, so every run can be repeated. `rng` must be an int:
+        the engine derives every random stream from one integer seed.
 
-        It must be an int: the engine derives every random stream from one integer seed,
-        so a Generator could not reproduce a run.
+        `params` and keyword `fields` set scenario fields by path, in the grammar of
+        sweeps (``runs.set_path``): ``NudgeModel(sc, **{"rule.adopt_norm": 3.5})`` or
+        ``params={"nudges[leaflet].reach": 0.5}`` — so ``batch_run`` can vary them. A
+        ``seed`` field counts as an explicit seed (it wins over ``rng=None``).
         """
         if isinstance(scenario, (str, Path)):
             scenario = Scenario.from_toml(scenario)
@@ -308,12 +372,25 @@ class NudgeModel(mesa.Model):
             raise TypeError(
                 f"NudgeModel needs a nudgesim Scenario or a TOML path, got {type(scenario)!r}"
             )
-        if rng is not None:
-            if isinstance(rng, bool) or not isinstance(rng, (int, np.integer)):
-                raise TypeError(f"rng must be an int seed or None, got {rng!r}")
-            if int(rng) != scenario.seed:
-                scenario = scenario.replace(seed=int(rng))
+        changes = dict(params or {})
+        for path, value in fields.items():
+            if path in changes and changes[path] != value:
+                raise UsageError(
+                    f"scenario field {path!r}: given as {changes[path]!r} in params and as "
+                    f"{value!r} as a keyword; give it once"
+                )
+            changes[path] = value
+        if changes:
+            scenario = with_fields(scenario, changes)
+        if rng is not SCENARIO_SEED:
+            seed = _seed_from(rng, explicit=scenario.seed if "seed" in changes else None)
+            if seed != scenario.seed:
+                scenario = scenario.replace(seed=seed)
         super().__init__(rng=scenario.seed)
+        self.seed = scenario.seed
+        """The seed this run used (drawn from OS entropy when ``rng=None``)."""
+        self.fields = changes
+        """The scenario fields set by keyword or `params` (path -> value)."""
         self.nudge_scenario = scenario
         self.vectorised = vectorised
         self.engine = Engine(scenario, graph)

@@ -18,8 +18,11 @@ from hypothesis import strategies as st
 import nudgesim as ns
 from nudgesim import rules
 from nudgesim.engine import Engine
-from nudgesim.model import STATES, NudgeModel, Resident
+from nudgesim.errors import ScenarioError, UsageError
+from nudgesim.model import STATES, NudgeModel, Resident, fresh_seed
 from nudgesim.nudges import Effects, Stamps
+from nudgesim.runs import set_path
+from nudgesim.scenario import MAX_SEED
 
 SMALL = {
     "name": "small",
@@ -150,6 +153,96 @@ def test_rng_is_the_seed_and_overrides_the_scenario():
     assert m.random.random() == NudgeModel(sc, rng=11).random.random()
     with pytest.raises(TypeError, match="rng must be an int"):
         NudgeModel(sc, rng=np.random.default_rng(1))
+
+
+def test_leaving_rng_out_runs_the_scenario_seed_and_records_it():
+    sc = small(steps=5)
+    m = run(NudgeModel(sc))
+    assert m.seed == sc.seed == 3 and m.nudge_scenario is sc and m.fields == {}
+    assert m.datacollector.get_model_vars_dataframe()["seed"].tolist() == [3] * 6
+
+
+def test_rng_none_draws_a_fresh_recorded_seed_that_repeats_the_run():
+    sc = small(steps=5)
+    a, b = run(NudgeModel(sc, rng=None)), run(NudgeModel(sc, rng=None))
+    assert a.seed != b.seed  # two draws of 63 bits of OS entropy: equal with p = 2**-63
+    for m in (a, b):
+        assert 0 <= m.seed <= MAX_SEED and m.nudge_scenario.seed == m.seed
+        assert set(m.datacollector.get_model_vars_dataframe()["seed"]) == {m.seed}
+        again = run(NudgeModel(sc, rng=m.seed))
+        pd.testing.assert_frame_equal(again.result().timeseries, m.result().timeseries,
+                                      check_exact=True)
+
+
+def test_fresh_seed_comes_from_a_numpy_seed_sequence(monkeypatch):
+    real, fixed = np.random.SeedSequence, np.random.SeedSequence(12345)
+    # no argument = "entropy from the OS": that call is the one replaced
+    monkeypatch.setattr(np.random, "SeedSequence", lambda *a, **k: real(*a, **k) if a or k
+                        else fixed)
+    expected = int(fixed.generate_state(1, np.uint64)[0] >> np.uint64(1))
+    assert fresh_seed() == expected and NudgeModel(small(steps=4), rng=None).seed == expected
+
+
+def test_scenario_fields_are_keyword_parameters_in_the_sweep_path_grammar():
+    sc = small(steps=6)
+    data = sc.to_dict()
+    set_path(data, "rule.adopt_norm", 3.5)
+    set_path(data, "nudges[information].reach", 0.5)
+    expected = ns.simulate(ns.Scenario.from_dict(data)).timeseries
+    by_kw = run(NudgeModel(sc, **{"rule.adopt_norm": 3.5, "nudges[information].reach": 0.5}))
+    by_params = run(NudgeModel(sc, params={"rule.adopt_norm": 3.5},
+                               **{"nudges.0.reach": 0.5}))
+    for m in (by_kw, by_params):
+        assert m.nudge_scenario.rule.adopt_norm == 3.5 and m.seed == 3
+        assert m.nudge_scenario.nudges[0].reach == 0.5
+        pd.testing.assert_frame_equal(m.result().timeseries, expected, check_exact=True)
+    assert by_kw.fields == {"rule.adopt_norm": 3.5, "nudges[information].reach": 0.5}
+
+
+def test_bad_scenario_fields_are_one_line_user_errors():
+    sc = small(steps=4)
+    with pytest.raises(ScenarioError, match="adopt_nrom"):
+        NudgeModel(sc, **{"rule.adopt_nrom": 1.0})
+    with pytest.raises(ScenarioError, match="reach"):
+        NudgeModel(sc, **{"nudges[information].reach": 2.0})
+    with pytest.raises(ScenarioError, match="no item has"):
+        NudgeModel(sc, **{"nudges[leaflet].reach": 0.5})
+    with pytest.raises(UsageError, match="given as 1.0 in params and as 2.0"):
+        NudgeModel(sc, params={"rule.adopt_norm": 1.0}, **{"rule.adopt_norm": 2.0})
+
+
+def test_a_seed_field_is_an_explicit_seed():
+    sc = small(steps=4)
+    assert NudgeModel(sc, rng=None, seed=21).seed == 21  # wins over a fresh draw
+    assert NudgeModel(sc, rng=21, seed=21).seed == 21
+    with pytest.raises(UsageError, match="seed: the field says 21 and rng says 22"):
+        NudgeModel(sc, rng=22, seed=21)
+
+
+def test_batch_run_replicates_differ_repeat_from_their_seed_and_write_parquet(tmp_path):
+    from mesa.batchrunner import batch_run
+
+    path = tmp_path / "s.toml"
+    path.write_text(small(steps=6).to_toml())
+    rows = batch_run(NudgeModel, {"scenario": str(path), "rule.adopt_norm": [1.0, 4.0]},
+                     rng=[None] * 3, data_collection_period=-1, display_progress=False)
+    df = pd.DataFrame(rows)
+    assert len(df) == 6 and df["seed"].nunique() == 6  # every replicate its own seed
+    assert sorted(df["rule.adopt_norm"].unique()) == [1.0, 4.0]
+    for _, row in df.iterrows():  # the recorded seed and field repeat each run exactly
+        m = run(NudgeModel(path, rng=int(row["seed"]),
+                           **{"rule.adopt_norm": row["rule.adopt_norm"]}))
+        last = m.datacollector.get_model_vars_dataframe().iloc[-1]
+        assert last["adoption_rate"] == row["adoption_rate"] and last["cost"] == row["cost"]
+    df.to_parquet(tmp_path / "batch.parquet")
+    back = pd.read_parquet(tmp_path / "batch.parquet")
+    assert back["seed"].dtype == np.int64
+    pd.testing.assert_frame_equal(back.drop(columns="rng"), df.drop(columns="rng"),
+                                  check_dtype=False)
+    seeded = pd.DataFrame(batch_run(NudgeModel, {"scenario": str(path)}, rng=[5, 5],
+                                    display_progress=False))
+    assert seeded["seed"].tolist() == [5, 5]
+    assert seeded["adoption_rate"].nunique() == 1  # an int rng is the seed: identical
 
 
 def test_a_resident_decides_only_inside_the_per_agent_step():
