@@ -17,7 +17,7 @@ from __future__ import annotations
 import base64
 import json
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
@@ -32,6 +32,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from matplotlib.ticker import FuncFormatter  # noqa: E402
 
+from .errors import UserError  # noqa: E402
 from .files import save_figure, write_atomic  # noqa: E402
 from .network import WardClustered  # noqa: E402
 from .plots import plot_text  # noqa: E402
@@ -525,6 +526,11 @@ def plan_doc(folder: Path) -> Doc:
     ward_names = {"baseline": "no campaign"} | ({top[0]: f"#1: {_short(top[0])}"} if top else {})
     doc.img(plot_wards(wards, ward_names, folder / "report_wards.png"),
             "Households taking part at the end, ward by ward: who is left behind?")
+    best = top[0] if top else None
+    _map(doc, sc, lambda: _plan_map(folder, sc, wards, best, f"#1: {_short(best or '', 40)}"),
+         "Households taking part at the end, ward by ward on the map, with no campaign"
+         + (" and with the best option, and the difference (blue = more households, red = "
+            "fewer; averages of the simulations)." if best else "."))
     if ensemble:
         _uncertainty_section(doc, folder, ensemble)
     _assumption_section(doc, sc, meta["items"])
@@ -679,8 +685,58 @@ def run_doc(folder: Path) -> Doc:
         ward_names = {"baseline": "no campaign", **ward_names}
     doc.img(plot_wards(wards, ward_names, folder / "report_wards.png"),
             "Households taking part at the end, ward by ward.")
+    _map(doc, sc, lambda: _run_map(folder, sc, by_ward),
+         "Households taking part, ward by ward, on the map: at the start and at the end"
+         + (", and what the campaign added (with it minus without, same seed; blue = more "
+            "households, red = fewer)." if twin else
+            " (run with the no-campaign twin to map what the campaign itself added)."))
     _assumption_section(doc, sc, None)
     return doc
+
+
+def _run_map(folder: Path, sc: Scenario, by_ward: pd.DataFrame) -> Path | None:
+    """The run's own map.png, or drawn now when the run was saved without plots (map.png
+    belongs to the run folder's files, so drawing it later keeps the folder a run's)."""
+    path = folder / "map.png"
+    if path.exists():
+        return path
+    from .maps import run_map
+
+    return run_map(sc, by_ward, path)
+
+
+def _map(doc: Doc, sc: Scenario, draw: Callable[[], Path | None], alt: str) -> None:
+    """A ward map when the scenario has `[geography]` (nothing otherwise); a note saying why
+    there is none when its boundary file cannot be read from here: a report should still
+    say everything else."""
+    if getattr(sc, "geography", None) is None:
+        return
+    try:
+        path = draw()
+    except UserError as err:
+        doc.note(f"No ward map: {err}")
+        return
+    if path is not None:
+        doc.img(path, alt)
+
+
+def _plan_map(folder: Path, sc: Scenario, wards: pd.DataFrame, best: str | None,
+              label: str) -> Path | None:
+    """report_map.png of a plan: mean final adoption per ward with no campaign, with the
+    best option, and the difference (nudgesim.maps.plan_panels)."""
+    from .maps import Panel, boundaries, map_figure, plan_panels, save_map
+
+    gdf = boundaries(sc)
+    if gdf is None:
+        return None
+    if best is None:
+        base = wards[wards["scenario"] == "baseline"].set_index("ward")["final_adoption"]
+        panels = [Panel("At the end with no campaign", base)]
+    else:
+        panels = plan_panels(wards, best, label)
+    fig = map_figure(gdf, panels, f"{sc.name}: households taking part by ward after "
+                                  f"{sc.steps} {sc.step_unit}s (average of simulations)")
+    return save_map(fig, folder / "report_map.png")
 
 
 def _added_section(doc: Doc, s: dict[str, Any], sc: Scenario) -> None:

@@ -36,6 +36,7 @@ RUN_FILES = frozenset(
         "summary.json",
         "scenario.toml",
         "adoption.png",
+        "map.png",  # only when the scenario has [geography] (nudgesim.maps)
     }
 )
 
@@ -172,7 +173,8 @@ class Result:
         }
 
     def save(self, out_dir: str | Path, plot: bool = True) -> Path:
-        """Write tables, summary, the scenario as run and (optionally) the plot.
+        """Write tables, summary, the scenario as run and (optionally) the plot, plus the
+        ward maps (map.png) when the scenario has a `[geography]` table.
 
         The folder is written whole under a temporary name and swapped in
         (files.replace_folder): it always holds exactly one complete run, so a rerun
@@ -192,6 +194,10 @@ class Result:
                 from .plots import plot_run
 
                 plot_run(self, tmp / "adoption.png")
+                if getattr(self.scenario, "geography", None) is not None:
+                    from .maps import run_map  # geopandas only for a scenario with a map
+
+                    run_map(self.scenario, self.by_ward, tmp / "map.png")
         return out
 
 
