@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import numpy as np
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, PrivateAttr, field_validator, model_validator
 
 from .errors import UserError
 from .registry import GRAPHS, kind_of
@@ -38,6 +38,7 @@ if TYPE_CHECKING:  # imported where a path needs them: `import nudgesim` stays l
 __all__ = [
     "Network",
     "NetworkError",
+    "WardKernel",
     "from_edges",
     "from_networkx",
     "read_graph_file",
@@ -774,6 +775,18 @@ def _ward_clustered(spec: Any, ward: np.ndarray, rng: np.random.Generator):
         members = order[start : start + size]
         us.append(members[a])
         vs.append(members[b])
+    kernel = _attr(spec, "_ward_kernel")
+    if _attr(spec, "cross") not in (None, "uniform"):
+        if kernel is None:
+            raise NetworkError(
+                f"network.cross: {spec.cross!r} needs the ward geography, and none was "
+                "loaded; allowed: a scenario with a [geography] table (read with "
+                "Scenario.from_toml or from_dict), or cross = 'uniform'")
+        a, b = _kernel_cross_ties(kernel.weights, p_out_f * cross_pairs, order, starts,
+                                  sizes, ward, rng)
+        us.append(a)
+        vs.append(b)
+        return np.concatenate(us), np.concatenate(vs), True
     # Cross-ward ties: G(n, p_out) over all pairs, keeping only pairs in different wards
     # (exactly Bernoulli(p_out) on every cross pair; same-ward draws are discarded).
     a, b = _gnp_edges(n, p_out_f, rng)
@@ -781,6 +794,49 @@ def _ward_clustered(spec: Any, ward: np.ndarray, rng: np.random.Generator):
     us.append(a[cross])
     vs.append(b[cross])
     return np.concatenate(us), np.concatenate(vs), True
+
+
+def _kernel_cross_ties(
+    kernel: np.ndarray,
+    expected: float,
+    order: np.ndarray,
+    starts: np.ndarray,
+    sizes: np.ndarray,
+    ward: np.ndarray,
+    rng: np.random.Generator,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Cross-ward ties whose probability follows the ward kernel: every pair of residents
+    in wards u != v is tied with probability c * K[u, v], one c for the borough so the
+    expected number of ties is `expected` (what 'uniform' would make). One Bernoulli
+    block per pair of wards with K > 0 (a loop over ward pairs, not residents)."""
+    labels = np.unique(ward)
+    if kernel.shape[0] <= int(labels.max(initial=0)):
+        raise NetworkError(f"network.cross: the ward kernel covers {kernel.shape[0]} wards "
+                           f"but residents live in {int(labels.max()) + 1}")
+    k = kernel[np.ix_(labels, labels)].copy()
+    np.fill_diagonal(k, 0.0)
+    s = sizes.astype(np.float64)
+    mass = float(np.triu(np.outer(s, s) * k, 1).sum())
+    empty = np.empty(0, dtype=np.int64)
+    if expected <= 0:
+        return empty, empty
+    if mass <= 0:
+        raise NetworkError("network.cross: no two wards with residents are joined by the "
+                           "kernel (no shared borders); allowed: cross = 'distance' or "
+                           "'uniform', or boundaries with neighbouring wards")
+    scale = expected / mass
+    if scale * k.max() > 1:
+        raise NetworkError(f"network.cross: the cross-ward ties need a probability of "
+                           f"{scale * k.max():.3g} > 1 between the closest wards; allowed: a "
+                           "lower p_out / mean_degree_out or a larger distance_scale")
+    us, vs = [], []
+    for i, j in zip(*np.nonzero(np.triu(k, 1))):
+        pos = _bernoulli_positions(int(sizes[i] * sizes[j]), scale * k[i, j], rng)
+        us.append(order[starts[i] + pos // sizes[j]])
+        vs.append(order[starts[j] + pos % sizes[j]])
+    if not us:
+        return empty, empty
+    return np.concatenate(us), np.concatenate(vs)
 
 
 def _watts_strogatz(spec: Any, ward: np.ndarray, rng: np.random.Generator):
@@ -1055,14 +1111,48 @@ class ErdosRenyi(NetworkBase):
     mean_degree: Annotated[float, Field(gt=0.0)] = 10.0
 
 
+class WardKernel:
+    """Relative weight of a cross-ward tie for every pair of wards (W x W, symmetric, >= 0,
+    rows in the scenario's ward order), made from the ward geography (geography.py).
+    Compared by value, so specs holding one still compare equal when their kernels do."""
+
+    def __init__(self, weights: np.ndarray) -> None:
+        w = np.asarray(weights, dtype=np.float64)
+        if w.ndim != 2 or w.shape[0] != w.shape[1] or not np.all(np.isfinite(w)) or (w < 0).any():
+            raise NetworkError("a ward kernel must be a square matrix of finite weights >= 0")
+        self.weights = w
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, WardKernel) and np.array_equal(self.weights, other.weights)
+
+    __hash__ = None  # type: ignore[assignment]  # mutable array inside: not hashable
+
+
 class WardClustered(NetworkBase):
-    """Stochastic block model by ward: dense ties inside a ward, sparse across wards."""
+    """Stochastic block model by ward: dense ties inside a ward, sparse across wards.
+
+    `cross` says which pairs of wards the cross-ward ties join: "uniform" (every pair
+    alike), "adjacent" (only wards sharing a border) or "distance" (weight
+    exp(-d / distance_scale) for centroid distance d). The latter two need the scenario's
+    [geography]; the expected number of cross-ward ties is the same in all three."""
 
     kind: Literal["ward_clustered"] = "ward_clustered"
     p_in: Probability | None = None
-    p_out: Probability | None = None
+    p_out: Probability | None = Field(
+        None, description="probability of a tie between two residents of different wards "
+        "(with cross other than 'uniform': its average over those pairs)")
     mean_degree_in: NonNegative | None = None
     mean_degree_out: NonNegative | None = None
+    cross: Literal["uniform", "adjacent", "distance"] = Field(
+        "uniform", description="which wards cross-ward ties join: every pair alike, only "
+        "neighbours (shared border) or decaying with centroid distance; the last two need "
+        "[geography] (assumption: friendship falls off with distance, Liben-Nowell et al. "
+        "2005, PNAS 102:11623)")
+    distance_scale: Annotated[float, Field(gt=0.0)] = Field(
+        1000.0, description="metres over which the 'distance' kernel falls by a factor e "
+        "(assumption: about a ward's width in an English borough)")
+
+    _ward_kernel: WardKernel | None = PrivateAttr(None)
 
     @model_validator(mode="after")
     def _one_of_each(self) -> WardClustered:

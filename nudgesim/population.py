@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -15,11 +16,15 @@ import pandas as pd
 from .rng import Streams
 from .scenario import (
     TRAIT_RANGES,
+    WARD_COLUMN_HINTS,
+    WARD_TRAITS,
     PopulationSpec,
     ScenarioError,
     ScenarioWarning,
     describe_range,
     plain,
+    ward_table_columns,
+    with_mean,
 )
 
 TRAITS = tuple(TRAIT_RANGES)  # attitude, habit, cost, susceptibility, threshold
@@ -127,6 +132,12 @@ def _read_csv(csv_path: Any) -> pd.DataFrame:
         raise ScenarioError(f"population.csv: cannot read {csv_path}: {one_line}") from None
     allowed = {"id", "ward", *TRAITS}
     unknown = sorted(set(map(str, table.columns)) - allowed)
+    if unknown and set(unknown) & {"households", "baseline", *WARD_COLUMN_HINTS}:
+        raise ScenarioError(
+            f"population.csv: {csv_path} looks like a ward table (column(s) {unknown}), "
+            "but population.csv takes one row per resident; give it as population.wards = "
+            f"\"{Path(csv_path).name}\" with columns {', '.join(ward_table_columns())}"
+        )
     if unknown:
         raise ScenarioError(
             f"population.csv: unknown column(s) {unknown}; allowed: {sorted(allowed)}"
@@ -263,10 +274,30 @@ def build_population(
             traits[name] = _trait_values(overrides[name], name, source[name], ids)
         else:
             dist = threshold if name == "threshold" and threshold is not None else getattr(spec, name)
-            traits[name] = dist.sample(streams.generator(f"trait:{name}"), n)
+            traits[name] = _sample_trait(spec, name, dist, ward, streams)
     return Population(
         ward=ward, ward_names=list(names), ids=ids, ward_baseline=baseline, **traits
     )
+
+
+def _sample_trait(
+    spec: PopulationSpec, name: str, dist: Any, ward: np.ndarray, streams: Streams
+) -> np.ndarray:
+    """One trait for every resident from its stream. When some wards set the trait's mean
+    (`<trait>_mean`), each ward's residents are drawn in ward order from the distribution
+    moved to its mean (scenario.with_mean); otherwise one draw of n, as always."""
+    rng = streams.generator(f"trait:{name}")
+    wards = spec.wards if isinstance(spec.wards, list) else []
+    means = {i: m for i, w in enumerate(wards)
+             if name in WARD_TRAITS and (m := w.trait_means().get(name)) is not None}
+    if not means:
+        return dist.sample(rng, ward.size)
+    out = np.empty(ward.size, dtype=np.float64)
+    for i in range(len(wards)):
+        members = np.flatnonzero(ward == i)
+        ward_dist = with_mean(dist, means[i]) if i in means else dist
+        out[members] = ward_dist.sample(rng, members.size)
+    return out
 
 
 def _warn(message: str) -> None:

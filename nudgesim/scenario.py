@@ -38,6 +38,7 @@ from .network import (
     GraphFile,
     NetworkBase,
     WardClustered,
+    WardKernel,
     WattsStrogatz,
 )
 from .nudges import (
@@ -81,14 +82,14 @@ __all__ = [
     "CONTROL", "MAX_SEED", "MAX_STEPS", "NUDGE_KINDS", "TOO_DEEP", "TRAIT_RANGES",
     "WEIGHT_RANGE", "Ambassadors", "BarabasiAlbert", "BassRule", "Beta", "Canvassing",
     "CommunityPartnership", "Complete", "Default", "Distribution", "ErdosRenyi", "Fixed",
-    "GraphFile", "HalfLife", "ImpactSpec", "Incentive", "IndependentCascadeRule",
+    "GeographySpec", "GraphFile", "HalfLife", "ImpactSpec", "Incentive", "IndependentCascadeRule",
     "Information", "LogisticRule", "NetworkBase", "NetworkSpec", "NonNegative",
     "NormFeedback", "Normal", "NudgeBase", "NudgeSpec", "Pledge", "PopulationSpec",
     "Probability", "Reminder", "RuleBase", "RuleSpec", "Scenario", "ScenarioError",
     "ScenarioWarning", "Spec", "Targeting", "ThresholdRule", "UncertaintySpec", "Uniform",
     "WardClustered", "WardSpec", "WattsStrogatz", "check_nudge_wards", "check_support",
     "control_character", "describe_range", "error_lines", "explain", "load_toml_text",
-    "lookup", "plain",
+    "lookup", "plain", "read_ward_table", "WARD_COLUMN_HINTS", "ward_table_columns", "with_mean",
 ]
 
 #: Longest run a scenario may ask for. Every step adds a row per ward to the records and
@@ -103,8 +104,14 @@ MAX_SEED = 2**63 - 1
 # ---------------------------------------------------------------------------------------
 
 
+#: Traits a ward may set the mean of (`<trait>_mean` in a ward table or an inline ward):
+#: threshold is left out, since the rule's own threshold distribution replaces it.
+WARD_TRAITS = ("attitude", "habit", "cost", "susceptibility")
+
+
 class WardSpec(Spec):
-    """A neighbourhood: its name, number of residents and baseline adoption."""
+    """A neighbourhood: its name, number of residents, baseline adoption and, optionally,
+    the mean of some traits in it (the population's distribution, moved to that mean)."""
 
     name: str
     size: Annotated[int, Field(ge=1)] | None = Field(
@@ -113,6 +120,167 @@ class WardSpec(Spec):
     baseline: Probability | None = Field(
         None, description="share of the ward adopting at step 0 (overrides initial_adopters)"
     )
+    attitude_mean: float | None = Field(
+        None, description="mean attitude in the ward (z-score); None: the population's"
+    )
+    habit_mean: float | None = Field(
+        None, description="mean initial habit in the ward, in [0, 1]; None: the population's"
+    )
+    cost_mean: float | None = Field(
+        None, description="mean perceived cost in the ward, in [0, 1]; None: the population's"
+    )
+    susceptibility_mean: float | None = Field(
+        None, description="mean susceptibility in the ward, >= 0; None: the population's"
+    )
+
+    def trait_means(self) -> dict[str, float]:
+        """The trait means this ward sets, by trait name."""
+        return {t: m for t in WARD_TRAITS if (m := getattr(self, f"{t}_mean")) is not None}
+
+
+def with_mean(dist: Any, mean: float) -> Any:
+    """The distribution `dist` moved to have centre `mean`, keeping its spread and bounds:
+    a normal's mean, a beta's a/(a+b) at the same concentration a+b, a uniform shifted,
+    a fixed value replaced. Raises ValueError when `mean` is outside what it can reach."""
+    if isinstance(dist, Fixed):
+        return Fixed(value=mean)
+    if isinstance(dist, Normal):
+        lo, hi = dist.low, dist.high
+        if (lo is not None and mean < lo) or (hi is not None and mean > hi):
+            raise ValueError(f"outside the distribution's bounds {describe_range(lo, hi)}")
+        return dist.model_copy(update={"mean": mean})
+    if isinstance(dist, Beta):
+        if not dist.low < mean < dist.high:
+            raise ValueError(f"outside the open interval ({dist.low:g}, {dist.high:g}) of the "
+                             "beta distribution")
+        share = (mean - dist.low) / (dist.high - dist.low)
+        total = dist.a + dist.b
+        return dist.model_copy(update={"a": share * total, "b": (1.0 - share) * total})
+    if isinstance(dist, Uniform):
+        shift = mean - 0.5 * (dist.low + dist.high)
+        return dist.model_copy(update={"low": dist.low + shift, "high": dist.high + shift})
+    raise TypeError(f"no ward mean for distribution {dist!r}")
+
+
+#: Columns of a ward table (`population.wards = "wards.csv"`), beside `<trait>_mean`.
+WARD_TABLE_COLUMNS = ("name", "households", "baseline")
+#: Column names a council's table often has, and the one this reader expects instead.
+WARD_COLUMN_HINTS = {
+    "ward": "name", "ward_name": "name", "participation_rate": "baseline",
+    "participation": "baseline", "size": "households", "residents": "households",
+}
+_WARD_TABLES: dict[tuple[str, int, int], list[dict[str, Any]]] = {}
+
+
+def ward_table_columns() -> list[str]:
+    """Every column a ward table may have."""
+    return [*WARD_TABLE_COLUMNS, *(f"{t}_mean" for t in WARD_TRAITS)]
+
+
+def read_ward_table(path: str | Path, base_dir: Path | None = None) -> list[dict[str, Any]]:
+    """The wards of a ward table (CSV or Parquet, one row per ward) as inline ward dicts,
+    checked at the boundary: every problem is one ScenarioError naming the file, column,
+    row and ward, the value and what is allowed. Cached per file (path, size, mtime)."""
+    p = Path(path).expanduser()
+    if not p.is_absolute():
+        p = (base_dir or Path.cwd()) / p
+    where = f"population.wards: {path}"
+    try:
+        stat = p.stat()
+    except OSError:
+        raise ScenarioError(f"{where}: file not found ({p}); allowed: a CSV or Parquet ward "
+                            "table, relative to the scenario file's folder") from None
+    key = (str(p.resolve()), stat.st_size, stat.st_mtime_ns)
+    if key not in _WARD_TABLES:
+        _WARD_TABLES[key] = _ward_rows(_read_table(p, where), where)
+    return [dict(row) for row in _WARD_TABLES[key]]
+
+
+def _read_table(p: Path, where: str) -> Any:
+    import pandas as pd
+
+    suffix = p.suffix.lower()
+    if suffix not in (".csv", ".parquet", ".pq"):
+        raise ScenarioError(f"{where}: unknown file type {p.suffix!r}; allowed: .csv, .parquet")
+    try:
+        if suffix == ".csv":
+            return pd.read_csv(p, dtype={"name": str}, keep_default_na=False, na_values=[""])
+        return pd.read_parquet(p)
+    except Exception as err:  # pandas/pyarrow raise many kinds; all mean "not readable"
+        raise ScenarioError(f"{where}: cannot read it: {' '.join(str(err).split())}") from None
+
+
+def _ward_rows(table: Any, where: str) -> list[dict[str, Any]]:
+    """Rows of a ward table as WardSpec dicts; the first problem found, as one line."""
+    columns = [str(c) for c in table.columns]
+    allowed = ward_table_columns()
+    for col in columns:
+        if col not in allowed:
+            hint = (f" (rename it to {WARD_COLUMN_HINTS[col]!r})"
+                    if col in WARD_COLUMN_HINTS else "")
+            raise ScenarioError(f"{where}: unknown column {col!r}{hint}; allowed: "
+                                f"{', '.join(allowed)}")
+    for col in ("name", "households"):
+        if col not in columns:
+            raise ScenarioError(f"{where}: missing column {col!r}; required: name, households "
+                                f"(optional: {', '.join(allowed[2:])})")
+    if len(table) == 0:
+        raise ScenarioError(f"{where}: no rows; allowed: one row per ward")
+    rows: list[dict[str, Any]] = []
+    seen: dict[str, int] = {}
+    for i, rec in enumerate(table.to_dict("records")):
+        row_no = i + 2  # the header is line 1 of a CSV
+        raw_name = rec["name"]
+        name = "" if raw_name is None or raw_name != raw_name else str(raw_name).strip()
+        at = f"{where}: row {row_no}"
+        if not name:
+            raise ScenarioError(f"{at}, column 'name': empty; allowed: a ward name")
+        if name in seen:
+            raise ScenarioError(f"{at}, column 'name': ward {name!r} also on row {seen[name]}; "
+                                "allowed: each ward once")
+        seen[name] = row_no
+        at = f"{where}: row {row_no} (ward {name!r})"
+        row: dict[str, Any] = {"name": name}
+        for col in columns:
+            if col == "name":
+                continue
+            value = rec[col]
+            what = ("a whole number >= 1" if col == "households" else
+                    "a share in [0, 1]" if col == "baseline" else _mean_range(col))
+            try:
+                x = float(value)
+            except (TypeError, ValueError):
+                raise ScenarioError(f"{at}, column {col!r}: {plain(value)} is not allowed; "
+                                    f"allowed: {what}") from None
+            if x != x and col != "households":  # an empty cell: this ward keeps the default
+                continue
+            lo, hi = ((1.0, None) if col == "households" else (0.0, 1.0) if col == "baseline"
+                      else TRAIT_RANGES[col.removesuffix("_mean")])
+            if (not np.isfinite(x) or (lo is not None and x < lo) or (hi is not None and x > hi)
+                    or (col == "households" and x != int(x))):
+                raise ScenarioError(f"{at}, column {col!r}: {plain(value)} is not allowed; "
+                                    f"allowed: {what}")
+            row["size" if col == "households" else col] = int(x) if col == "households" else x
+        rows.append(row)
+    return rows
+
+
+def _mean_range(column: str) -> str:
+    lo, hi = TRAIT_RANGES[column.removesuffix("_mean")]
+    return "a finite number" if lo is None and hi is None else f"a number in {describe_range(lo, hi)}"
+
+
+def _ward_file(value: Any, info: ValidationInfo) -> Any:
+    """`wards = "wards.csv"`: the table's rows, read relative to the scenario's folder (the
+    validation context's base_dir), become the inline list; a saved scenario then holds its
+    wards, so its run id follows the table's content and it runs without the file."""
+    if isinstance(value, (str, Path)):
+        base = (info.context or {}).get("base_dir")
+        try:
+            return read_ward_table(value, base)
+        except ScenarioError as err:  # the validation error's path names the field
+            raise ValueError(str(err).removeprefix("population.wards: ")) from None
+    return value
 
 
 class PopulationSpec(Spec):
@@ -121,8 +289,13 @@ class PopulationSpec(Spec):
     size: Annotated[int, Field(ge=1)] | None = Field(
         None, description="number of residents (households); taken from csv/graph when None"
     )
-    wards: Annotated[int, Field(ge=1)] | list[WardSpec] = Field(
-        1, description="a ward count (equal sizes) or a list of wards with names and sizes"
+    wards: Annotated[
+        Annotated[int, Field(ge=1)] | list[WardSpec], BeforeValidator(_ward_file)
+    ] = Field(
+        1,
+        description="a ward count (equal sizes), a list of wards with names and sizes, or a "
+        "ward table file (CSV/Parquet: name, households, baseline, <trait>_mean) relative to "
+        "the scenario file",
     )
     csv: str | None = Field(
         None,
@@ -172,6 +345,15 @@ class PopulationSpec(Spec):
                     )
             elif any(w.size is not None for w in self.wards):
                 raise ValueError(".wards: give a size for every ward or for none")
+            for w in self.wards:
+                for trait, mean in w.trait_means().items():
+                    try:
+                        check_support(with_mean(getattr(self, trait), mean), TRAIT_RANGES[trait])
+                    except ValueError as err:
+                        raise ValueError(
+                            f".wards[{w.name}].{trait}_mean: {mean:g} is not allowed with "
+                            f"population.{trait} = {getattr(self, trait).dist}: {err}"
+                        ) from None
         return self
 
     def ward_sizes(self) -> list[int] | None:
@@ -240,6 +422,16 @@ class UncertaintySpec(Spec):
     )
 
 
+class GeographySpec(Spec):
+    """Where the wards are: a boundaries file whose features are the scenario's wards."""
+
+    boundaries: str = Field(
+        description="ward boundaries (GeoJSON, GeoPackage, shapefile: any file GDAL reads), "
+        "relative to the scenario file; one feature per ward"
+    )
+    name_field: str = Field("name", description="the file's attribute holding ward names")
+
+
 def _check_initial_adopters(value: Any) -> Any:
     """One clear message for the three accepted shapes instead of one per union member."""
     if value is None or isinstance(value, list):
@@ -283,6 +475,9 @@ class Scenario(Spec):
         default_factory=UncertaintySpec,
         description="evidence level of the parameter priors and the parameters pinned",
     )
+    geography: GeographySpec | None = Field(
+        None, description="ward boundaries: maps, and cross-ward ties by adjacency or distance"
+    )
 
     _base_dir: Path = PrivateAttr(default_factory=Path.cwd)
 
@@ -305,6 +500,12 @@ class Scenario(Spec):
         ):
             raise ValueError(
                 "initial_adopters: not allowed together with ward baselines; allowed: one of them"
+            )
+        cross = getattr(self.network, "cross", "uniform")
+        if cross != "uniform" and self.geography is None:
+            raise ValueError(
+                f"network.cross: {cross!r} needs ward boundaries; allowed: a [geography] "
+                "table (boundaries = \"wards.geojson\") or cross = \"uniform\""
             )
         for i, name in enumerate(self.uncertainty.pin):
             if (problem := self.parameter_problem(name)) is not None:
@@ -351,13 +552,26 @@ class Scenario(Spec):
     @classmethod
     def from_dict(cls, data: dict[str, Any], base_dir: Path | None = None) -> Scenario:
         try:
-            sc = cls.model_validate(data)
+            sc = cls.model_validate(data, context={"base_dir": base_dir})
         except ValidationError as err:
             raise ScenarioError(explain(err)) from None
         except RecursionError:
             raise ScenarioError(f"scenario: {TOO_DEEP}") from None
         sc._base_dir = Path(base_dir) if base_dir is not None else Path.cwd()
+        if sc.geography is not None:
+            sc._attach_geography()
         return sc
+
+    def _attach_geography(self) -> None:
+        """Read the boundaries now (validate and run then see the same problems, before any
+        step) and give a ward-clustered network its cross-ward kernel."""
+        from . import geography
+
+        gdf = geography.load_boundaries(self)
+        cross = getattr(self.network, "cross", "uniform")
+        if isinstance(self.network, WardClustered) and cross != "uniform":
+            kernel = geography.cross_kernel(gdf, cross, self.network.distance_scale)
+            self.network._ward_kernel = WardKernel(kernel)
 
     @classmethod
     def from_toml_str(cls, text: str, base_dir: Path | None = None) -> Scenario:
