@@ -4,8 +4,9 @@ drawn as "no data", the effect panel appears only with the no-campaign twin, map
 written by a run only when the scenario has geography (and geopandas is not even imported
 otherwise), and reports show the maps.
 
-Boundaries here are shapely boxes in a GeoDataFrame indexed by ward name: the form
-nudgesim.geography.load_boundaries returns."""
+Boundaries here are shapely boxes: in a GeoDataFrame indexed by ward name (the form
+nudgesim.geography.load_boundaries returns), or written to a GeoJSON file that a
+scenario's `[geography]` table names."""
 
 from __future__ import annotations
 
@@ -151,18 +152,21 @@ def test_plan_panels_compare_the_best_option_with_no_campaign():
 
 
 @pytest.fixture
-def geo(monkeypatch):
-    """Scenarios with a `[geography]` table whose boundaries are boxes: a stand-in for
-    geography.load_boundaries so these tests do not depend on a boundary file."""
+def geo(tmp_path) -> Path:
+    """small_town.toml with a `[geography]` table: its eight wards as 1 km boxes in a
+    GeoJSON file (WGS84, as councils publish them; read back in metres by geography)."""
     names = Scenario.from_toml(SMALL_TOWN).population.ward_names()
-    monkeypatch.setattr(Scenario, "geography", property(lambda self: {"boundaries": "boxes"}),
-                        raising=False)
-    monkeypatch.setattr(maps, "boundaries", lambda sc: boxes(names))
-    return names
+    boundaries = tmp_path / "wards.geojson"
+    boxes(names).reset_index(names="name").to_crs(4326).to_file(boundaries)
+    path = tmp_path / "town_geo.toml"
+    # an absolute path: the run folder's scenario.toml must still find the file
+    path.write_text(SMALL_TOWN.read_text()
+                    + f"\n[geography]\nboundaries = {json.dumps(str(boundaries))}\n")
+    return path
 
 
-def run(steps: int = 6) -> ns.Result:
-    sc = Scenario.from_toml(SMALL_TOWN).replace(steps=steps, nudges=[])
+def run(path: Path = SMALL_TOWN, steps: int = 6) -> ns.Result:
+    sc = Scenario.from_toml(path).replace(steps=steps, nudges=[])
     return ns.simulate(sc, counterfactual=True)
 
 
@@ -176,7 +180,7 @@ def test_a_run_writes_map_png_only_with_geography(tmp_path, monkeypatch):
 def test_a_run_with_geography_writes_its_map_and_the_report_shows_it(tmp_path, monkeypatch,
                                                                       geo):
     monkeypatch.setenv("NUDGESIM_NUMBA", "0")
-    out = run().save(tmp_path / "geo")
+    out = run(geo).save(tmp_path / "geo")
     assert {p.name for p in out.iterdir()} == RUN_FILES
     png = (out / "map.png").read_bytes()
     assert png.startswith(b"\x89PNG") and len(png) > 20_000
@@ -184,7 +188,7 @@ def test_a_run_with_geography_writes_its_map_and_the_report_shows_it(tmp_path, m
     assert "](map.png)" in md.read_text() and "what the campaign added" in md.read_text()
     assert html.read_text().count("data:image/png;base64,") == 3  # curves, wards, map
     # a run saved without plots gets its map drawn by the report, as a file of the run
-    out = run().save(tmp_path / "noplot", plot=False)
+    out = run(geo).save(tmp_path / "noplot", plot=False)
     assert not (out / "map.png").exists()
     report.write_report(out)
     assert (out / "map.png").exists()
@@ -192,7 +196,7 @@ def test_a_run_with_geography_writes_its_map_and_the_report_shows_it(tmp_path, m
 
 def test_the_report_says_why_there_is_no_map(tmp_path, monkeypatch, geo):
     monkeypatch.setenv("NUDGESIM_NUMBA", "0")
-    out = run().save(tmp_path / "geo", plot=False)
+    out = run(geo).save(tmp_path / "geo", plot=False)
 
     def lost(sc):
         raise ScenarioError("geography.boundaries: wards.geojson not found")
@@ -203,11 +207,11 @@ def test_the_report_says_why_there_is_no_map(tmp_path, monkeypatch, geo):
 
 
 def test_the_plan_report_maps_the_best_option(tmp_path, geo):
-    names = geo
+    sc = Scenario.from_toml(geo)
+    names = sc.population.ward_names()
     wards = pd.DataFrame({"scenario": ["baseline"] * len(names) + ["leaflets"] * len(names),
                           "ward": names * 2,
                           "final_adoption": [0.2] * len(names) + [0.3] * len(names)})
-    sc = Scenario.from_toml(SMALL_TOWN)
     path = report._plan_map(tmp_path, sc, wards, "leaflets", "#1: leaflets")
     assert path == tmp_path / "report_map.png" and path.stat().st_size > 20_000
     assert report._plan_map(tmp_path, sc, wards, None, "") == path  # no option: one panel
