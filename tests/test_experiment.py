@@ -567,3 +567,56 @@ def test_a_sweep_to_a_closed_scheduler_port_exits_2_within_its_time_out(tmp_path
     assert code == 2 and err.startswith("nudgesim: error: --scheduler") and "Traceback" not in err
     assert time.perf_counter() - t0 < 20
     assert cli_main(["sweep", str(tmp_path / "e.toml"), "--dask-timeout", "nan"]) == 2
+
+
+# -- the report of a sweep folder ------------------------------------------------------
+
+
+def test_sweep_report_has_the_design_a_row_per_point_with_intervals_and_figures(tmp_path):
+    from nudgesim.report import pct
+    from nudgesim.sweep_report import sweep_doc
+
+    exp = Experiment(small(), levers={"nudges[leaflet].reach": {
+                         "values": [0.2, 0.9], "labels": ["<b>low</b> & co", "high"]}},
+                     uncertainties={"rule.adopt_norm": [2.0, 3.0]}, replicates=3,
+                     outcomes=["final_adoption", "total_cost"], name="town")
+    res = exp.run(out=tmp_path / "sw", executor="serial", progress=False)
+    doc = sweep_doc(tmp_path / "sw")
+    md, html = doc.markdown(), doc.html()
+    # point 2 by hand: mean of three replicates, Student-t 95% interval of the mean
+    x = res.runs.loc[res.runs["point"] == 2, "final_adoption"].to_numpy()
+    half = stats.t.ppf(0.975, 2) * x.std(ddof=1) / np.sqrt(3)
+    cell = f"{pct(x.mean())} [{pct(x.mean() - half)}, {pct(x.mean() + half)}]"
+    table = next(b for b in doc.blocks if b["kind"] == "table" and len(b["rows"]) == 4)
+    row = ["".join(s.text for s in c) for c in table["rows"][2]]
+    assert row[:4] == ["2", "high", "2", "3"] and row[4] == cell
+    assert "".join(s.text for s in table["header"][4]) == "final_adoption (%)"
+    assert "simulation only" in md and "Student-t" in md
+    assert "&lt;b&gt;low&lt;/b&gt; &amp; co" in html and "<b>low" not in html
+    assert r"\<b\>low\</b\> \& co" in md
+    pngs = sorted(p.name for p in (tmp_path / "sw").glob("report_sweep_*.png"))
+    assert pngs == ["report_sweep_final_adoption.png", "report_sweep_total_cost.png"]
+    assert (tmp_path / "sw" / pngs[0]).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_sweep_report_without_named_outcomes_or_replicates_says_what_it_leaves_out(tmp_path):
+    from nudgesim.sweep_report import sweep_doc
+
+    exp = Experiment(small(), levers={"nudges[leaflet].reach": [0.2, 0.9]}, name="one")
+    exp.run(out=tmp_path / "sw", executor="serial", progress=False)
+    md = sweep_doc(tmp_path / "sw").markdown()
+    assert "One replicate per point" in md and "[" not in md.split("| Point")[1].split("\n")[2]
+    header = md.split("| Point")[1].split("\n")[0]
+    assert "final\\_adoption" in header and "residents" not in header  # info: left out
+    assert "Not shown" in md and "residents" in md
+
+
+def test_sweep_report_of_a_folder_that_is_no_sweep_is_one_line(tmp_path):
+    from nudgesim.sweep_report import sweep_doc
+
+    with pytest.raises(ScenarioError, match="no manifest.json and summary.parquet"):
+        sweep_doc(tmp_path)
+    (tmp_path / "manifest.json").write_text("{not json")
+    pd.DataFrame({"point": [0]}).to_parquet(tmp_path / "summary.parquet")
+    with pytest.raises(ScenarioError, match="cannot read the sweep's manifest.json"):
+        sweep_doc(tmp_path)
