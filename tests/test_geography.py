@@ -172,3 +172,22 @@ def test_without_geography_the_neighbour_is_no_closer(tmp_path):
     gap = eff[:, 1] - eff[:, 4:].mean(axis=1)
     se = gap.std(ddof=1) / np.sqrt(len(gap))
     assert abs(gap.mean()) < 3 * se + 1e-9, (gap.mean(), se)
+
+
+def test_the_shipped_borough_with_geography_fits_together():
+    """Ward table, boundaries and the ward-level observed series name the same 24 wards;
+    every ward has a neighbour; the series reads as a calibration target."""
+    from nudgesim import scenarios
+    from nudgesim.planning.calibration import ObservedSeries
+
+    folder = scenarios.folder() / "borough_geo"
+    sc = Scenario.from_toml(folder / "borough_geo.toml")
+    names = sc.population.ward_names()
+    assert len(names) == 24 and sum(sc.population.ward_sizes()) > 15_000
+    gdf = geography.load_boundaries(sc)
+    assert list(gdf.index) == names and gdf.crs.is_projected
+    assert geography.adjacency(gdf).sum(axis=1).min() >= 1
+    target = ObservedSeries.from_csv(folder / "observed_by_ward.csv", sc)
+    assert set(target.wards) == set(names) and target.n is not None
+    short = ns.simulate(sc.replace(steps=3), counterfactual=False)
+    assert short.by_ward["ward"].nunique() == 24
