@@ -189,5 +189,5 @@ def test_the_shipped_borough_with_geography_fits_together():
     assert geography.adjacency(gdf).sum(axis=1).min() >= 1
     target = ObservedSeries.from_csv(folder / "observed_by_ward.csv", sc)
     assert set(target.wards) == set(names) and target.n is not None
-    short = ns.simulate(sc.replace(steps=3), counterfactual=False)
+    short = ns.simulate(sc.replace(steps=3, nudges=[]), counterfactual=False)
     assert short.by_ward["ward"].nunique() == 24
