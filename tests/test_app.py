@@ -249,3 +249,77 @@ def test_trusted_hosts_refuses_other_host_headers_before_the_app_sees_them():
         assert (start["type"], start["status"]) == ("http.response.start", 400), host
         assert _asgi(guard, "websocket", host) == [{"type": "websocket.close", "code": 1008}]
     assert seen == ["http", "websocket", "lifespan"]
+
+
+@pytest.fixture
+def geo_town(tmp_path, monkeypatch):
+    """The page started on small_town.toml with a `[geography]` table: its eight wards as
+    1 km boxes, four to a row, in a GeoJSON file (test_maps.boxes)."""
+    from test_maps import boxes
+
+    names = Scenario.from_toml(SMALL_TOWN).population.ward_names()
+    boundaries = tmp_path / "wards.geojson"
+    boxes(names).reset_index(names="name").to_crs(4326).to_file(boundaries)
+    path = tmp_path / "town_geo.toml"
+    path.write_text(open(SMALL_TOWN).read() + '\n[geography]\nboundaries = "wards.geojson"\n')
+    monkeypatch.setenv(levers.ENV_SCENARIO, str(path))
+    return names
+
+
+def test_the_map_view_places_each_ward_and_recolours_it(geo_town):
+    import json
+
+    from matplotlib import colormaps
+    from matplotlib.colors import to_hex
+
+    m = levers.make_model(rng=4)
+    assert figures.has_map(m) and not figures.has_map(levers.VizModel(scenario_file=
+                                                                      "small_town.toml"))
+    frame, shapes, labels = figures.map_frame(m)
+    shapes = json.loads(shapes)
+    assert sorted(s["ward"] for s in shapes) == list(range(8))
+    # boxes: four corners (closed ring of five points), inside the picture; the first row
+    # of wards (Abbey..Docks, south) lies below the second and each row runs west to east
+    corners = {geo_town[s["ward"]]: np.array(s["rings"][0]).reshape(-1, 2) for s in shapes}
+    centres = {w: c[:-1].mean(axis=0) for w, c in corners.items()}
+    for c in corners.values():
+        assert len(c) == 5 and ((0 <= c) & (c <= 1)).all()
+    xs = [centres[w][0] for w in geo_town[:4]]
+    assert xs == sorted(xs)
+    # one box south of another (GeoJSON in degrees, read back in UTM metres: a slight tilt)
+    assert centres["Abbey"][0] == pytest.approx(centres["Elmwood"][0], abs=0.03)
+    assert centres["Abbey"][1] > centres["Elmwood"][1]  # picture y runs downwards
+    sides = np.ptp(corners["Abbey"], axis=0) * [1, frame.aspect]  # equal scale: squares
+    assert sides[0] == pytest.approx(sides[1], rel=0.02)
+    assert {t["text"] for t in json.loads(labels)["texts"]} == set(geo_town)
+    # the fills are the scale's colour of each ward's rate now, in the engine's ward order
+    green = colormaps[figures.MAP_CMAP]
+    assert json.loads(figures.map_fills(m)) == [to_hex(green(r)) for r in m.engine.ward_rates()]
+    assert figures.map_frame(levers.make_model(rng=4))[0] is frame  # drawn once
+
+
+def test_a_step_recolours_the_map_and_sends_only_fills(geo_town, monkeypatch):
+    import ipywidgets
+    from mesa.visualization.utils import force_update
+
+    made = []
+    monkeypatch.setattr(page, "make_model", lambda: made.append(levers.VizModel()) or made[-1])
+    box, rc = solara.render(page.Page(), handle_error=False)
+    try:
+        canvases = rc.find(page.PlotCanvas).widgets
+        assert len(canvases) == 3
+        (mapped,) = [c for c in canvases if c.shapes]
+        (model,) = made
+        image, shapes, marks, fills = mapped.image, mapped.shapes, mapped.marks, mapped.fills
+        assert any("adoption by ward on the map" in text for text in html_texts(rc))
+        created = []
+        ipywidgets.Widget.on_widget_constructed(lambda w: created.append(type(w).__name__))
+        for _ in range(8):
+            model.step()
+            force_update()
+        assert (mapped.image, mapped.shapes, mapped.marks) == (image, shapes, marks)
+        assert mapped.fills != fills and mapped.fills == figures.map_fills(model)
+        assert created == []
+    finally:
+        ipywidgets.Widget._widget_construction_callback = None
+        rc.close()

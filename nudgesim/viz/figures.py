@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import io
+import json
 import math
 from dataclasses import dataclass
 from typing import Any
@@ -295,6 +296,98 @@ def ward_overlay(model: NudgeModel, frame: Frame) -> dict[str, Any]:
              for x, t, b in zip(frame.fx(start), frame.fy(y - 0.3, *ylim),
                                 frame.fy(y + 0.3, *ylim), strict=True)]
     return {"rects": rects, "lines": ticks}
+
+
+# ---------------------------------------------------------------------------------------
+# The ward map (scenarios with [geography]): the polygons come from the boundary file
+# (nudgesim.geography through nudgesim.maps), drawn by the canvas; only fills change
+# ---------------------------------------------------------------------------------------
+
+MAP_SIZE = 6.4
+"""Width of the map's picture in inches (the page's column, like the other pictures)."""
+MAP_BOX = (0.02, 0.16, 0.96, 0.82)
+"""The map's axes in the picture (left, bottom, width, height); the colour bar below."""
+MAP_PIXELS = 1280
+"""Boundaries are simplified to 1/MAP_PIXELS of the map's extent, about half a pixel on a
+wide screen (assumption: finer detail is invisible and only lengthens the message)."""
+MAP_CMAP = "YlGn"
+"""The same scale as the ward view and nudgesim.maps: 0-100% fixed, so a colour keeps its
+meaning from step to step."""
+
+
+def has_map(model: NudgeModel) -> bool:
+    return getattr(model.nudge_scenario, "geography", None) is not None
+
+
+_MAPS: dict[tuple, tuple[Frame, str, str]] = {}
+
+
+def map_frame(model: NudgeModel) -> tuple[Frame, str, str]:
+    """The map's colour bar drawn once (the picture), each ward's polygon rings as
+    fractions of that picture (JSON: [{"ward": index in the engine's wards, "rings":
+    [[x0, y0, x1, y1, ...], ...]}, ...]; holes are rings too, filled even-odd) and the ward
+    names as canvas texts (drawn over the fills). Cached per boundary geometry and wards."""
+    from ..maps import boundaries
+
+    gdf = boundaries(model.nudge_scenario)
+    if gdf is None:
+        raise ValueError("this scenario has no [geography] table: no map to draw")
+    names = list(model.engine.population.ward_names)
+    h = hashlib.sha1()
+    for wkb in gdf.geometry.to_wkb():
+        h.update(wkb)
+    key = (h.hexdigest(), tuple(map(str, gdf.index)), tuple(names))
+    if key in _MAPS:
+        return _MAPS[key]
+    x0, y0, x1, y1 = (float(v) for v in gdf.total_bounds)
+    left, bottom, width, height = MAP_BOX
+    aspect = (y1 - y0) / max(x1 - x0, 1e-9)
+    fig = Figure(figsize=(MAP_SIZE, min(7.5, max(3.5, MAP_SIZE * width * aspect / height))),
+                 dpi=FRAME_DPI)
+    ax = fig.add_axes((left, bottom, width, height))
+    ax.set_axis_off()
+    # equal scale on both axes: widen the shorter span to the axes' own proportions
+    pad = 0.02 * max(x1 - x0, y1 - y0)
+    dx, dy = x1 - x0 + 2 * pad, y1 - y0 + 2 * pad
+    ratio = fig.get_figheight() * height / (MAP_SIZE * width)
+    dx, dy = max(dx, dy / ratio), max(dy, dx * ratio)
+    cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
+    ax.set_xlim(cx - dx / 2, cx + dx / 2)
+    ax.set_ylim(cy - dy / 2, cy + dy / 2)
+    cax = fig.add_axes((0.2, 0.07, 0.6, 0.03))
+    fig.colorbar(ScalarMappable(Normalize(0, 100), MAP_CMAP), cax=cax, orientation="horizontal",
+                 label="households adopting (%)")
+    frame = _frame(fig, ax)
+    ylo, yhi = ax.get_ylim()
+    index = {name: i for i, name in enumerate(names)}
+    simple = gdf.geometry.simplify(max(x1 - x0, y1 - y0) / MAP_PIXELS, preserve_topology=True)
+    shapes, texts = [], []
+    for name, geom, point in zip(gdf.index, simple, gdf.geometry.representative_point(),
+                                 strict=True):
+        if str(name) not in index:  # boundaries name wards the model lacks: outline only
+            continue
+        for poly in getattr(geom, "geoms", [geom]):
+            rings = [poly.exterior, *poly.interiors]
+            shapes.append({"ward": index[str(name)], "rings": [
+                np.column_stack([frame.fx(np.asarray(r.xy[0])),
+                                 frame.fy(np.asarray(r.xy[1]), ylo, yhi)]).ravel().round(4)
+                .tolist() for r in rings]})
+        texts.append({"x": frame.fx([point.x])[0], "y": frame.fy([point.y], ylo, yhi)[0],
+                      "text": str(name), "size": 7 * frame.pt, "align": "center",
+                      "color": "#202020", "halo": "#ffffff"})
+    entry = (frame, json.dumps(shapes, separators=(",", ":")),
+             json.dumps({"texts": texts}, separators=(",", ":")))
+    if len(_MAPS) >= _LAYOUT_CACHE_SIZE:
+        _MAPS.pop(next(iter(_MAPS)))
+    _MAPS[key] = entry
+    return entry
+
+
+def map_fills(model: NudgeModel) -> str:
+    """Each ward's fill now, in the engine's ward order (JSON list of hex colours): all the
+    map sends per step."""
+    rates = np.clip(model.engine.ward_rates(), 0.0, 1.0)
+    return json.dumps([to_hex(c) for c in colormaps[MAP_CMAP](rates)])
 
 
 def _shade_windows(ax: Any, model: NudgeModel) -> None:

@@ -2,7 +2,7 @@
 
 ``nudgesim viz`` serves :func:`Page` (see :mod:`nudgesim.viz.server`). The page shows the
 social graph coloured by resident state (up to :data:`GRAPH_LIMIT` residents; a ward view
-above that), the adoption curve with nudge windows shaded, cumulative cost and impact, and
+above that; the wards on a map when the scenario has ``[geography]``), the adoption curve with nudge windows shaded, cumulative cost and impact, and
 Mesa's controls plus the campaign's main levers. Nothing is built at import: each browser
 session builds its own model.
 
@@ -35,6 +35,9 @@ from .figures import (
     cost_overlay,
     encode_codes,
     graph_frame,
+    has_map,
+    map_fills,
+    map_frame,
     node_styles,
     state_counts,
     title,
@@ -75,6 +78,8 @@ module.exports = {
   },
   watch: {
     codes() { this.schedule(); },
+    shapes() { this.schedule(); },
+    fills() { this.schedule(); },
     node_xy() { this.schedule(); },
     marks() { this.schedule(); },
   },
@@ -97,6 +102,25 @@ module.exports = {
       const g = c.getContext("2d");
       g.setTransform(dpr, 0, 0, dpr, 0, 0);
       g.clearRect(0, 0, w, h);
+      if (this.shapeSource !== this.shapes) {  // polygons change only with the model
+        this.shapeSource = this.shapes;
+        this.parsed = this.shapes ? JSON.parse(this.shapes) : [];
+      }
+      const fills = this.fills ? JSON.parse(this.fills) : [];
+      g.lineJoin = "round";
+      for (const s of this.parsed) {
+        g.beginPath();
+        for (const ring of s.rings) {
+          g.moveTo(ring[0] * w, ring[1] * h);
+          for (let i = 2; i < ring.length; i += 2) g.lineTo(ring[i] * w, ring[i + 1] * h);
+          g.closePath();
+        }
+        g.fillStyle = fills[s.ward] || "#d9d9d9";
+        g.fill("evenodd");
+        g.strokeStyle = "#404040";
+        g.lineWidth = 0.6;
+        g.stroke();
+      }
       const marks = Object.assign({bands: [], rects: [], lines: [], texts: []},
                                   JSON.parse(this.marks || "{}"));
       for (const b of marks.bands) {
@@ -135,6 +159,11 @@ module.exports = {
       for (const s of marks.texts) {
         g.font = Math.max(8, s.size * w).toFixed(1) + "px 'DejaVu Sans', sans-serif";
         g.textAlign = s.align;
+        if (s.halo) {  // an outline keeps text legible on dark fills
+          g.strokeStyle = s.halo;
+          g.lineWidth = 3;
+          g.strokeText(s.text, s.x * w, s.y * h);
+        }
         g.fillStyle = s.color;
         g.fillText(s.text, s.x * w, s.y * h);
       }
@@ -187,6 +216,8 @@ class PlotCanvas(ipyvuetify.VuetifyTemplate):
     draw_order = traitlets.List(list(DRAW_ORDER)).tag(sync=True)
     codes = traitlets.Unicode("").tag(sync=True)
     marks = traitlets.Unicode("{}").tag(sync=True)  # JSON: lines, bands, rects, texts
+    shapes = traitlets.Unicode("").tag(sync=True)  # JSON: [{ward, rings}] (figures.map_frame)
+    fills = traitlets.Unicode("").tag(sync=True)  # JSON: one colour per ward
 
 
 CAPTION_STYLE = "font-size: 13px; margin: 4px 0 2px 0; color: inherit"
@@ -228,8 +259,25 @@ def WardView(model: NudgeModel, t: int = 0):
 
 
 @solara.component
+def MapView(model: NudgeModel, t: int = 0):
+    """Wards on the map coloured by adoption now: the polygons are sent once per model,
+    then only one colour per ward each step."""
+    frame, shapes, labels = solara.use_memo(lambda: map_frame(model), [model])
+    rates = model.engine.ward_rates()
+    names = model.engine.population.ward_names
+    low, high = int(np.argmin(rates)), int(np.argmax(rates))
+    _caption(f"{title(model)} — adoption by ward on the map ({model.engine.n:,} households); "
+             f"lowest {names[low]} {100 * rates[low]:.1f}%, highest {names[high]} "
+             f"{100 * rates[high]:.1f}%")
+    PlotCanvas.element(image=frame.image, aspect=frame.aspect, shapes=shapes,
+                       fills=map_fills(model), marks=labels)
+
+
+@solara.component
 def SpaceView(model: NudgeModel, t: int = 0):
-    if model.engine.n <= GRAPH_LIMIT:
+    if has_map(model):
+        MapView(model, t)
+    elif model.engine.n <= GRAPH_LIMIT:
         GraphView(model, t)
     else:
         WardView(model, t)
