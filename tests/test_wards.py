@@ -178,3 +178,42 @@ def test_read_ward_table_is_cached_and_follows_edits(tmp_path):
     assert read_ward_table(p) == [{"name": "A", "size": 10}]
     p.write_text("name,households\nA,10\nBee,20\n")
     assert [r["name"] for r in read_ward_table(p)] == ["A", "Bee"]
+
+
+# -- nudgesim init -------------------------------------------------------------------------
+
+
+def test_init_writes_a_scenario_that_loads_and_never_overwrites(tmp_path, capsys):
+    from nudgesim import scenarios
+
+    shipped = scenarios.folder() / "borough_geo"
+    out = tmp_path / "plans" / "ours.toml"
+    out.parent.mkdir()
+    argv = ["init", "--wards", str(shipped / "wards.csv"), "--boundaries",
+            str(shipped / "wards.geojson"), "--out", str(out)]
+    assert cli(argv) == 0
+    sc = Scenario.from_toml(out)
+    assert sc.name == "ours" and len(sc.population.ward_names()) == 24
+    assert sc.network.cross == "adjacent" and sc.geography is not None
+    text = out.read_text()
+    assert 'wards = "' in text and not Path(text.split('wards = "')[1].split('"')[0]).is_absolute()
+    capsys.readouterr()
+    out.write_text("# the council's edits\n")
+    assert cli(argv) == 2
+    assert "--out: " in capsys.readouterr().err and out.read_text() == "# the council's edits\n"
+    assert cli([*argv, "--force"]) == 0
+    assert Scenario.from_toml(out).name == "ours"
+
+
+def test_init_without_boundaries_and_with_a_bad_table(tmp_path, capsys):
+    (tmp_path / "w.csv").write_text(TABLE)
+    out = tmp_path / "s.toml"
+    assert cli(["init", "--wards", str(tmp_path / "w.csv"), "--out", str(out)]) == 0
+    sc = Scenario.from_toml(out)
+    assert sc.network.cross == "uniform" and sc.geography is None
+    (tmp_path / "bad.csv").write_text("name,households,baseline\nA,10,2\n")
+    bad = tmp_path / "bad.toml"
+    assert cli(["init", "--wards", str(tmp_path / "bad.csv"), "--out", str(bad)]) == 2
+    assert "column 'baseline': 2 is not allowed" in capsys.readouterr().err
+    assert not bad.exists()
+    assert cli(["init", "--wards", str(tmp_path / "w.csv"), "--out", str(tmp_path / "x.txt")]) == 2
