@@ -6,7 +6,9 @@ pictures with canvases, both columns filled, a value beside every slider), press
 Play, checks that the graph recolours and the curves grow, measures steps per second over
 10 s of Play and records it in results/benchmark/browser.json (measured, not asserted: speed
 belongs to benchmarks), moves a slider, resets, switches to the one-year small town and
-saves a screenshot to results/viz_screenshot.png. Skipped only when chromium is missing
+saves a screenshot to results/viz_screenshot.png. A second page serves the small town with
+ward boundaries (a GeoJSON of squares): the map view shows, Step recolours it, and a
+screenshot goes to results/viz_map_screenshot.png. Skipped only when chromium is missing
 outside CI; in CI (CI set) a missing browser fails.
 """
 
@@ -29,6 +31,7 @@ ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM = Path("/usr/bin/chromium")
 SCENARIO = ROOT / "experiments" / "scenarios" / "small_town.toml"
 SCREENSHOT = ROOT / "results" / "viz_screenshot.png"
+MAP_SCREENSHOT = ROOT / "results" / "viz_map_screenshot.png"
 RECORD = ROOT / "results" / "benchmark" / "browser.json"
 ARGS = ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
         "--disable-background-networking", "--disable-component-update", "--disable-sync"]
@@ -58,14 +61,43 @@ def long_small_town(folder: Path) -> Path:
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("viz")
+    yield from serve(long_small_town(folder), folder)
+
+
+def geo_town(folder: Path) -> Path:
+    """small_town.toml with a `[geography]` table: its eight wards as 1 km squares, four to
+    a row, in a GeoJSON file written with geopandas."""
+    import geopandas as gpd
+    import shapely
+
+    from nudgesim.scenario import Scenario
+
+    names = Scenario.from_toml(SCENARIO).population.ward_names()
+    squares = [shapely.box(1000 * (i % 4), 1000 * (i // 4), 1000 * (i % 4) + 1000,
+                           1000 * (i // 4) + 1000) for i in range(len(names))]
+    gpd.GeoDataFrame({"name": names}, geometry=squares, crs=27700).to_crs(4326).to_file(
+        folder / "wards.geojson")
+    path = folder / "small_town_geo.toml"
+    path.write_text(SCENARIO.read_text() + '\n[geography]\nboundaries = "wards.geojson"\n')
+    return path
+
+
+@pytest.fixture(scope="module")
+def geo_server(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("viz_geo")
+    yield from serve(geo_town(folder), folder)
+
+
+def serve(scenario: Path, folder: Path):
+    """`nudgesim viz scenario` on a free port until the test module ends: yields its URL."""
     # a no-op once solara's CDN cache is filled (.ci/run does it first)
     subprocess.run([sys.executable, str(ROOT / ".ci" / "prefetch_assets.py")], check=True)
     port = free_port()
-    folder = tmp_path_factory.mktemp("viz")
     log = folder / "server.log"
     with open(log, "w") as out:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "nudgesim.cli", "viz", str(long_small_town(folder)),
+            [sys.executable, "-m", "nudgesim.cli", "viz", str(scenario),
              "--port", str(port)],
             stdout=out, stderr=subprocess.STDOUT, cwd=ROOT, start_new_session=True,
         )
@@ -244,5 +276,37 @@ def test_page_lays_out_steps_plays_recolours_changes_a_slider_and_resets(server)
             SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
             page.screenshot(path=str(SCREENSHOT), full_page=True)
             assert SCREENSHOT.stat().st_size > 50_000
+        finally:
+            browser.close()
+
+
+def test_the_map_view_recolours_on_step(geo_server):
+    """A scenario with boundaries shows its wards on a map (three pictures still, both
+    columns filled) and Step recolours the wards."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1600, "height": 1150})
+            page.set_default_timeout(TIMEOUT_MS)
+            page.goto(geo_server, timeout=TIMEOUT_MS)
+            page.get_by_text("Time: 0.0", exact=True).wait_for()
+            canvases = page.locator(".nudgesim-plot canvas")
+            wait_until(lambda: canvases.count() == 3, what="the three pictures")
+            wait_until(lambda: "adoption by ward on the map" in page.inner_text("body"),
+                       what="the map view")
+            wait_until(lambda: page.evaluate(BOXES)["loaded"] == [True] * 3, what="pictures")
+            check_layout(page)
+            mapped = canvases.nth(0)
+            before = pixels(mapped)
+            for week in (1, 2, 3, 4):
+                page.get_by_role("button", name="Step").click()
+                page.get_by_text(f"Time: {week}.0", exact=True).wait_for()
+            wait_until(lambda: pixels(mapped) != before, what="the map to recolour")
+            page.wait_for_timeout(1000)  # let the last frame arrive
+            MAP_SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
+            page.screenshot(path=str(MAP_SCREENSHOT), full_page=True)
+            assert MAP_SCREENSHOT.stat().st_size > 50_000
         finally:
             browser.close()

@@ -303,8 +303,6 @@ def ward_overlay(model: NudgeModel, frame: Frame) -> dict[str, Any]:
 # (nudgesim.geography through nudgesim.maps), drawn by the canvas; only fills change
 # ---------------------------------------------------------------------------------------
 
-MAP_SIZE = 6.4
-"""Width of the map's picture in inches (the page's column, like the other pictures)."""
 MAP_BOX = (0.02, 0.16, 0.96, 0.82)
 """The map's axes in the picture (left, bottom, width, height); the colour bar below."""
 MAP_PIXELS = 1280
@@ -341,15 +339,14 @@ def map_frame(model: NudgeModel) -> tuple[Frame, str, str]:
         return _MAPS[key]
     x0, y0, x1, y1 = (float(v) for v in gdf.total_bounds)
     left, bottom, width, height = MAP_BOX
-    aspect = (y1 - y0) / max(x1 - x0, 1e-9)
-    fig = Figure(figsize=(MAP_SIZE, min(7.5, max(3.5, MAP_SIZE * width * aspect / height))),
-                 dpi=FRAME_DPI)
+    # the graph's picture size whatever the borough's shape: the page's columns stay level
+    fig = Figure(figsize=GRAPH_SIZE, dpi=FRAME_DPI)
     ax = fig.add_axes((left, bottom, width, height))
     ax.set_axis_off()
     # equal scale on both axes: widen the shorter span to the axes' own proportions
     pad = 0.02 * max(x1 - x0, y1 - y0)
     dx, dy = x1 - x0 + 2 * pad, y1 - y0 + 2 * pad
-    ratio = fig.get_figheight() * height / (MAP_SIZE * width)
+    ratio = fig.get_figheight() * height / (fig.get_figwidth() * width)
     dx, dy = max(dx, dy / ratio), max(dy, dx * ratio)
     cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
     ax.set_xlim(cx - dx / 2, cx + dx / 2)
