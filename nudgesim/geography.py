@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import warnings
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
@@ -20,8 +20,6 @@ from .spec import ScenarioWarning
 
 if TYPE_CHECKING:
     import geopandas as gpd
-
-    from .scenario import Scenario
 
 __all__ = [
     "MIN_BORDER",
@@ -40,6 +38,17 @@ MIN_BORDER = 10.0
 SNAP = 0.5
 
 _CACHE: dict[tuple[Any, ...], gpd.GeoDataFrame] = {}
+
+
+class Scenario(Protocol):
+    """What load_boundaries reads of a nudgesim.scenario.Scenario (named here so that
+    scenario.py, which reads the boundaries when it loads, is not imported back)."""
+
+    @property
+    def geography(self) -> Any: ...
+    @property
+    def population(self) -> Any: ...
+    def resolve(self, path: str) -> Path: ...
 
 
 def load_boundaries(scenario: Scenario) -> gpd.GeoDataFrame:
