@@ -34,6 +34,9 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.dataset as ds
+import pyarrow.fs as pafs
 
 from . import limits
 from .files import lock_folder, output_dir, safe_name, write_atomic, write_parquet_atomic
@@ -45,7 +48,7 @@ from .scenario import CONTROL, Scenario, ScenarioError, control_character, load_
 # the run pipeline's names, importable from here as before
 __all__ = [
     "DESIGNS", "Experiment", "ExperimentResult", "Factor", "check_finite", "parse_path",
-    "replicate_seed", "run_id", "set_path", "summarise",
+    "read_store", "replicate_seed", "run_id", "run_store", "set_path", "summarise",
 ]
 
 DESIGNS = ("grid", "lhs", "sobol", "morris")
@@ -683,15 +686,16 @@ class Experiment:
         finally:
             bar.close()
         elapsed = time.perf_counter() - t0
-        runs = self._consolidate(tasks, store)
+        stored = read_store(run_store(out, unique))  # one dataset read, not one per file
+        runs = self._consolidate(tasks, stored)
         summary = summarise(runs, self)
         manifest = self._manifest(
-            out,
             started,
             elapsed,
             computed,
             len(unique) - len(todo),
             runs,
+            stored,
             executor,
             workers,
             scheduler,
@@ -716,34 +720,32 @@ class Experiment:
             )
         return [o for o in self.outcomes if o in available]
 
-    def _consolidate(self, tasks: list[dict[str, Any]], store: Path) -> pd.DataFrame:
-        """One tidy table: design columns, replicate, seed, run id, outcomes, status."""
+    def _consolidate(self, tasks: list[dict[str, Any]], stored: pd.DataFrame) -> pd.DataFrame:
+        """One tidy table: design columns, replicate, seed, run id, outcomes, status.
+
+        `stored` is every task's run file as one frame with a ``run_id`` column
+        (:func:`read_store`); a run id shared by several tasks (duplicate design points)
+        gives its rows to each of them."""
         design = self.design_table().set_index("point")
-        frames = {}
-        for t in tasks:
-            rid = t["run_id"]
-            if rid not in frames:
-                frames[rid] = pd.read_parquet(store / f"{rid}.parquet")
-        available: dict[str, None] = {}
-        for f in frames.values():
-            if (f["status"] == "ok").any():
-                available.update(dict.fromkeys(f.columns))
+        has_ok = bool((stored["status"] == "ok").any()) if "status" in stored else False
+        available = [c for c in stored.columns if c != "run_id"] if has_ok else []
         outcomes = self._outcome_columns(available)
         keep = (["step"] if self.per_step else []) + self.per_step + outcomes + ["status", "error"]
-        pieces = []
-        for t in tasks:
-            f = frames[t["run_id"]].reindex(columns=keep).copy()
-            head = {
+        heads = pd.DataFrame([
+            {
                 "point": t["point"],
                 **design.loc[t["point"]].to_dict(),
                 "replicate": t["replicate"],
                 "seed": t["seed"],
                 "run_id": t["run_id"],
             }
-            for j, (k, v) in enumerate(head.items()):
-                f.insert(j, k, v)
-            pieces.append(f)
-        runs = pd.concat(pieces, ignore_index=True) if pieces else pd.DataFrame()
+            for t in tasks
+        ])
+        if heads.empty:
+            return pd.DataFrame()
+        body = stored.reindex(columns=["run_id", *keep])
+        # a left merge keeps the tasks' order and, within a run, the stored rows' order
+        runs = heads.merge(body, on="run_id", how="left", sort=False, validate="many_to_many")
         for c in ("point", "replicate"):
             if c in runs:
                 runs[c] = runs[c].astype(np.int64)
@@ -762,21 +764,18 @@ class Experiment:
 
     def _manifest(
         self,
-        out: Path,
         started: datetime,
         elapsed: float,
         computed: int,
         reused: int,
         runs: pd.DataFrame,
+        stored: pd.DataFrame,
         executor: str,
         workers: int | None,
         scheduler: str | None,
     ) -> dict[str, Any]:
-        store = out / "runs"
-        run_times = []
-        for rid in runs["run_id"].unique():
-            f = pd.read_parquet(store / f"{rid}.parquet", columns=["elapsed_s"])
-            run_times.append(float(f["elapsed_s"].iloc[0]))
+        first = stored.drop_duplicates("run_id").set_index("run_id")["elapsed_s"]
+        run_times = [float(first[rid]) for rid in runs["run_id"].unique()]
         per_run = runs.drop_duplicates(["point", "replicate"])
         return {
             "experiment": str(self.name),
@@ -821,6 +820,50 @@ class Experiment:
             "versions": versions(),
             "git_commit": git_commit(),
         }
+
+
+def run_store(out: str | Path, run_ids: Iterable[str] | None = None) -> ds.Dataset:
+    """A sweep folder's run store (``<out>/runs/<run id>.parquet``, one file per run) as
+    one pyarrow dataset: filter, project and aggregate it with pyarrow (or DuckDB, Polars)
+    without opening the files one by one. The schema is every file's schema unified with
+    permissive promotion (an error run's file has no outcome columns; they read as null).
+
+    run_ids: the runs to include, in this order (default: every file, sorted by name). The
+    order fixes the column order where files differ, so a sweep passes its tasks' order."""
+    store = Path(out) / "runs"
+    if run_ids is None:
+        paths = sorted(str(p) for p in store.glob("*.parquet"))
+    else:
+        paths = [str(store / f"{rid}.parquet") for rid in dict.fromkeys(run_ids)]
+        missing = [p for p in paths if not Path(p).is_file()]
+        if missing:
+            raise ScenarioError(f"run store {store}: {len(missing)} run file(s) missing, "
+                                f"e.g. {Path(missing[0]).name}; run the sweep again to redo them")
+    if not paths:
+        return ds.dataset(pa.table({"run_id": pa.array([], pa.string())}))
+    factory = ds.FileSystemDatasetFactory(pafs.LocalFileSystem(), paths, ds.ParquetFileFormat())
+    return factory.finish(factory.inspect(promote_options="permissive"))
+
+
+def read_store(dataset: ds.Dataset) -> pd.DataFrame:
+    """A run store dataset as one frame with a ``run_id`` column (the file's name), rows in
+    the dataset's file order and, within a run, in the file's order."""
+    batches, ids = [], []
+    for tagged in dataset.scanner().scan_batches():  # each batch knows its file
+        batch = tagged.record_batch
+        rid = Path(getattr(tagged.fragment, "path", "")).name.removesuffix(".parquet")
+        batches.append(batch)
+        ids.append(np.full(batch.num_rows, rid, dtype=object))
+    table = pa.Table.from_batches(batches, schema=dataset.schema)
+    order = {p: i for i, p in enumerate(getattr(dataset, "files", []))}
+    df = table.to_pandas()
+    if "run_id" not in df.columns:
+        df.insert(0, "run_id", np.concatenate(ids) if ids else np.array([], dtype=object))
+    if order and len(df):  # the scanner may interleave files when threaded: restore order
+        rank = df["run_id"].map({Path(p).name.removesuffix(".parquet"): i
+                                 for p, i in order.items()})
+        df = df.iloc[np.lexsort((np.arange(len(df)), rank.to_numpy()))].reset_index(drop=True)
+    return df
 
 
 def _say_waiting(out: Path) -> Callable[[int | None], None]:

@@ -620,3 +620,42 @@ def test_sweep_report_of_a_folder_that_is_no_sweep_is_one_line(tmp_path):
     pd.DataFrame({"point": [0]}).to_parquet(tmp_path / "summary.parquet")
     with pytest.raises(ScenarioError, match="cannot read the sweep's manifest.json"):
         sweep_doc(tmp_path)
+
+
+# -- the run store as one pyarrow dataset ----------------------------------------------
+
+
+def test_the_run_store_reads_as_one_dataset_with_every_files_rows(tmp_path):
+    import pyarrow.dataset as ds
+
+    from nudgesim.experiment import read_store, run_store
+
+    exp = Experiment(small(), levers={"nudges[leaflet].reach": [0.5, 1.0]}, replicates=2,
+                     per_step=["adoption_rate"], measure=boom_if_full_reach, name="store")
+    res = exp.run(out=tmp_path / "s", executor="serial", progress=False)
+    data = run_store(tmp_path / "s")
+    assert isinstance(data, ds.Dataset) and len(data.files) == 4
+    # error runs' files have no outcome columns: the unified schema has them all
+    assert {"final_adoption", "contacts_per_resident", "adoption_rate", "step", "status",
+            "error", "elapsed_s"} <= set(data.schema.names)
+    assert data.to_table(filter=ds.field("status") == "error").num_rows == 2
+    frame = read_store(data)
+    files = sorted((tmp_path / "s" / "runs").glob("*.parquet"))
+    assert frame["run_id"].drop_duplicates().tolist() == [f.stem for f in files]
+    for f in files:  # every file's rows, in its order, with nulls where it has no column
+        mine = frame[frame["run_id"] == f.stem].reset_index(drop=True)
+        one = pd.read_parquet(f)
+        pd.testing.assert_frame_equal(mine[one.columns], one, check_dtype=False,
+                                      check_exact=True)
+    assert set(frame["run_id"]) == set(res.runs["run_id"])
+    in_order = run_store(tmp_path / "s", res.runs["run_id"].tolist()[::-1])
+    assert [Path(p).stem for p in in_order.files] == res.runs["run_id"].unique()[::-1].tolist()
+
+
+def test_a_missing_run_file_and_an_empty_store_are_reported(tmp_path):
+    from nudgesim.experiment import read_store, run_store
+
+    with pytest.raises(ScenarioError, match="1 run file\\(s\\) missing, e.g. abc.parquet"):
+        run_store(tmp_path, ["abc"])
+    empty = read_store(run_store(tmp_path))
+    assert empty.empty and list(empty.columns) == ["run_id"]
