@@ -307,7 +307,8 @@ def _check_target(given: Path, what: str) -> Path:
 REPORT_FILES = frozenset(
     {"report.html", "report.md", "report_adoption.png", "report_wards.png", "report_frontier.png",
      # an ensemble plan's decision figures (nudgesim.planning.figures.FILES)
-     "report_pbest.png", "report_regret.png", "report_ensemble.png", "report_voi.png"}
+     "report_pbest.png", "report_regret.png", "report_ensemble.png", "report_voi.png",
+     "report_map.png"}  # a plan's ward map (nudgesim.maps), when the scenario has geography
 )
 """What `nudgesim report` adds to a run or plan folder."""
 _DEBRIS = re.compile(r"^\..+\.tmp(\.\w+)?$")  # half-written files of older versions

@@ -189,7 +189,7 @@ class Result:
             write_parquet_atomic(self.by_ward, tmp / "by_ward.parquet")
             summary = json.dumps(_jsonable(self.summary), indent=2) + "\n"
             write_atomic(tmp / "summary.json", summary)
-            write_atomic(tmp / "scenario.toml", self.scenario.to_toml())
+            write_atomic(tmp / "scenario.toml", self.scenario.to_toml_as_run())
             if plot:
                 from .plots import plot_run
 

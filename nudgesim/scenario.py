@@ -604,6 +604,21 @@ class Scenario(Spec):
     def to_toml(self) -> str:
         return tomli_w.dumps(self.to_dict())
 
+    #: the fields that name files, read relative to the scenario's folder
+    FILE_FIELDS: typing.ClassVar[tuple[tuple[str, str], ...]] = (
+        ("population", "csv"), ("network", "path"), ("geography", "boundaries"))
+
+    def to_toml_as_run(self) -> str:
+        """TOML for a results folder ("the scenario as run"): the files it names are written
+        as absolute paths, so the copy loads from its new folder (`nudgesim report`, a
+        re-run) as long as those files stay where they were."""
+        data = self.to_dict()
+        for table, key in self.FILE_FIELDS:
+            part = data.get(table)
+            if isinstance(part, dict) and isinstance(part.get(key), str):
+                part[key] = str(self.resolve(part[key]).resolve())
+        return tomli_w.dumps(data)
+
     def replace(self, **changes: Any) -> Scenario:
         """A validated copy with top-level fields changed (keeps the base folder).
 

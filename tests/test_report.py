@@ -314,6 +314,21 @@ def test_ensemble_plan_report_explains_the_decision_and_stays_inert(tmp_path):
     assert f"on the same {ens['draws']} plausible sets" in html
 
 
+def test_a_run_folder_with_geography_reports_with_its_map(tmp_path):
+    # the folder's scenario.toml names its files by absolute path, so the report (and a
+    # re-run) loads it from the results folder; the report shows the ward map
+    from nudgesim import scenarios
+
+    sc = ns.Scenario.from_toml(scenarios.path("borough_geo/borough_geo")).replace(steps=4)
+    out = tmp_path / "geo"
+    ns.simulate(sc, counterfactual=True).save(out)
+    saved = ns.Scenario.from_toml(out / "scenario.toml")
+    assert Path(saved.geography.boundaries).is_absolute()
+    assert saved.to_dict() | {"geography": None} == sc.to_dict() | {"geography": None}
+    html_path, _ = write_report(out)
+    assert (out / "map.png").exists() and "map" in html_path.read_text().lower()
+
+
 def test_document_writers_escape_text_and_keep_their_own_markup():
     doc = Doc('"><script>alert(1)</script>')
     doc.h("1. <h3>#")

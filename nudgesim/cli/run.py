@@ -42,8 +42,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     else:
         cpa = s["cost_per_adopter_gained"]
         print(f"  {cost}; £ per adopter gained {'n/a' if cpa is None else f'{cpa:,.2f}'}")
+    plots = "" if args.no_plot else ", adoption.png" + (", map.png" if sc.geography else "")
     print(f"  wrote {out}/ (timeseries.parquet/.csv, by_ward.parquet, summary.json, "
-          f"scenario.toml{'' if args.no_plot else ', adoption.png'})")
+          f"scenario.toml{plots})")
     return 0
 
 

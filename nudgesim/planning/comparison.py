@@ -67,7 +67,7 @@ class Comparison:
         write_atomic(folder / "runs.csv", self.runs.to_csv(index=False))
         write_atomic(folder / "curves.csv", self.curves.to_csv(index=False))
         write_atomic(folder / "wards.csv", self.wards.to_csv(index=False))
-        write_atomic(folder / "scenario.toml", self.baseline.to_toml())
+        write_atomic(folder / "scenario.toml", self.baseline.to_toml_as_run())
         for name in ENSEMBLE_FILES[:4]:
             table = getattr(self, name.removesuffix(".csv"))
             if table is not None:
