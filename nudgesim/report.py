@@ -794,11 +794,16 @@ def write_report(results_dir: str | Path) -> tuple[Path, Path]:
         raise ScenarioError(f"RESULTS_DIR: {folder} is not a folder")
     if (folder / "plan.json").exists():
         doc = plan_doc(folder)
+    elif (folder / "manifest.json").exists():
+        from .sweep_report import sweep_doc  # it builds on this module's Doc
+
+        doc = sweep_doc(folder)
     elif (folder / "summary.json").exists():
         doc = run_doc(folder)
     else:
-        raise ScenarioError(f"RESULTS_DIR: {folder} has neither plan.json nor summary.json; "
-                            "allowed: a folder written by 'nudgesim plan' or 'nudgesim run'")
+        raise ScenarioError(f"RESULTS_DIR: {folder} has no plan.json, manifest.json or "
+                            "summary.json; allowed: a folder written by 'nudgesim plan', "
+                            "'nudgesim sweep' or 'nudgesim run'")
     html_path, md_path = folder / "report.html", folder / "report.md"
     write_atomic(html_path, doc.html())
     write_atomic(md_path, doc.markdown())

@@ -179,7 +179,11 @@ class VizModel(NudgeModel):
             sc, notes = base, [f"levers not applied: {err}"]
         self.scenario_path = path
         self.notes = notes
-        super().__init__(sc, rng=None if rng is None else int(rng))
+        # no seed given: the file's own seed (NudgeModel's rng=None would draw a fresh one)
+        if rng is None:
+            super().__init__(sc)
+        else:
+            super().__init__(sc, rng=int(rng))
         self.twin = Engine(no_campaign(self.nudge_scenario), world=self.engine.world)
 
     def step(self) -> None:
