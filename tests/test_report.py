@@ -329,6 +329,21 @@ def test_a_run_folder_with_geography_reports_with_its_map(tmp_path):
     assert (out / "map.png").exists() and "map" in html_path.read_text().lower()
 
 
+def test_nudgesim_report_on_a_sweep_folder(tmp_path, capsys):
+    # the command reports a sweep folder too (sweep_report), not only plans and runs
+    from nudgesim.experiment import Experiment
+
+    sc = scenario().replace(nudges=[{"kind": "information", "label": "leaflet"}])
+    Experiment(sc, {"nudges[leaflet].reach": [0.2, 0.8]}, replicates=2, seed=3,
+               outcomes=["final_adoption"], name="tiny").run(
+        out=tmp_path / "sweep", executor="serial", progress=False)
+    assert main(["report", str(tmp_path / "sweep")]) == 0
+    html = (tmp_path / "sweep" / "report.html").read_text()
+    assert "nudges[leaflet].reach" in html and "final" in html
+    assert main(["report", str(tmp_path)]) == 2  # a folder of nothing nudgesim wrote
+    assert "'nudgesim sweep'" in capsys.readouterr().err
+
+
 def test_document_writers_escape_text_and_keep_their_own_markup():
     doc = Doc('"><script>alert(1)</script>')
     doc.h("1. <h3>#")
