@@ -4,7 +4,7 @@ against the first factor.
 
 Reads ``manifest.json`` and ``summary.parquet`` (both written by every sweep) and, when a
 sensitivity analysis wrote them, ``sensitivity_<method>_<outcome>.csv``. Builds a
-:class:`nudgesim.report.Doc`, so the HTML and Markdown writers (and their escaping of
+:class:`nudgesim.document.Doc`, so the HTML and Markdown writers (and their escaping of
 user text: factor paths, labels and names all come from an experiment file) are the
 report's own. Figures are PNG files beside the report (``report_sweep_<outcome>.png``).
 """
@@ -26,7 +26,7 @@ from .errors import ScenarioError  # noqa: E402
 from .files import safe_name, save_figure  # noqa: E402
 from .outcomes import IMPACT_UNIT, OUTCOMES  # noqa: E402
 from .plots import plot_text  # noqa: E402
-from .report import Doc, em, money, num, pct  # noqa: E402
+from .document import Doc, em, money, num, pct  # noqa: E402
 
 SHOWN_POINTS = 60  # design points in the report's table; all of them are in summary.parquet
 COLOURED = 8  # at most this many values of the second factor get their own colour

@@ -573,7 +573,7 @@ def test_a_sweep_to_a_closed_scheduler_port_exits_2_within_its_time_out(tmp_path
 
 
 def test_sweep_report_has_the_design_a_row_per_point_with_intervals_and_figures(tmp_path):
-    from nudgesim.report import pct
+    from nudgesim.document import pct
     from nudgesim.sweep_report import sweep_doc
 
     exp = Experiment(small(), levers={"nudges[leaflet].reach": {

@@ -18,7 +18,8 @@ import tomli_w
 import nudgesim as ns
 from nudgesim import planning as pl
 from nudgesim.cli import main
-from nudgesim.report import Doc, em, md_escape, plot_text, strong, write_report
+from nudgesim.document import Doc, em, md_escape, strong
+from nudgesim.report import plot_text, write_report
 
 CHROMIUM = "/usr/bin/chromium"
 NEVER = {"kind": "logistic", "adopt_intercept": -60.0, "lapse_intercept": -60.0}
