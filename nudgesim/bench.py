@@ -608,6 +608,25 @@ def _parser() -> argparse.ArgumentParser:
                         "default, 1 and all threads (--sizes default 100000)")
     p.add_argument("--loads", default=",".join(LOADS),
                    help=f"competing loads for --contended (default {','.join(LOADS)})")
+    p.add_argument("--scale", action="store_true",
+                   help="instead: national scale (issue 16): every set-up stage and the "
+                        "weekly steps of the borough's campaign scaled up, each size in a "
+                        "fresh process; sizes the memory estimate refuses are recorded")
+    p.add_argument("--scale-sizes", default=SCALE_SIZES,
+                   help=f"households for --scale (default {SCALE_SIZES})")
+    p.add_argument("--scale-steps", default="52",
+                   help="weekly steps for --scale: one number, or one per size (default 52)")
+    p.add_argument("--scale-ward-size", type=int, default=SCALE_WARD_SIZE,
+                   help=f"households per synthetic ward (default {SCALE_WARD_SIZE:,})")
+    p.add_argument("--scale-scores", default=",".join(SCALE_SCORES),
+                   help="targeting scores timed on their own, comma-separated subset of "
+                        f"{','.join(SCALE_SCORES)} (empty: none)")
+    p.add_argument("--scale-community-max", type=int, default=SCALE_COMMUNITY_MAX,
+                   help="largest size whose Leiden communities are timed "
+                        f"(default {SCALE_COMMUNITY_MAX:,})")
+    p.add_argument("--max-memory", default=None, metavar="SIZE",
+                   help="--scale: refuse sizes estimated to need more than SIZE (default: "
+                        "the memory available now)")
     return p
 
 
@@ -626,6 +645,8 @@ def bench_main(argv: list[str] | None = None) -> int:
         return first_run_main(args, argv)
     if args.contended:
         return contended_main(args, argv)
+    if args.scale:
+        return scale_main(args, argv)
     try:
         sizes = [int(s) for s in args.sizes.split(",") if s.strip()]
     except ValueError:
@@ -986,6 +1007,375 @@ def contended_main(args: argparse.Namespace, argv: list[str] | None) -> int:
     print(text)
     return 0
 
+
+
+# --------------------------------------------------------------------------- national scale
+
+#: Households per synthetic ward at --scale. Assumption (issue 16's "realistic ward sizes"):
+#: English and Welsh electoral wards hold from under a thousand to over ten thousand
+#: households; 8,000 is a round figure inside that range, not a census average.
+SCALE_WARD_SIZE = 8_000
+SCALE_SIZES = "1e6,1e7,2.5e7"
+#: Targeting scores timed on their own at --scale (the campaign itself targets by degree).
+SCALE_SCORES = ("degree", "kcore", "betweenness", "community")
+#: Betweenness sources timed at --scale; the table also gives the time scaled to the
+#: 256 a scenario uses by default (the cost is linear in the sources: one BFS each).
+SCALE_BETWEENNESS_SOURCES = 4
+#: Largest size whose communities (Leiden, igraph) are timed: its edge list goes to
+#: igraph as a Python list, ~100 B per tie, so 10^7 households would need ~5 GB for it.
+SCALE_COMMUNITY_MAX = 1_000_000
+_SCALE_MARK = "@@nudgesim-scale@@"
+#: The borough's campaign runs a year of weekly steps; --scale-steps below it times the
+#: first weeks of that campaign (later nudges start at weeks 8, 13 and 20).
+CAMPAIGN_WEEKS = 52
+
+
+def national_scenario(n: int, steps: int = 52, ward_size: int = SCALE_WARD_SIZE,
+                      seed: int = 42) -> Scenario:
+    """The shipped borough's campaign on `n` households in round(n / ward_size) wards.
+
+    Ward k copies the borough's ward k mod 24 (name + number, the same baseline); the
+    nudges that name wards name every copy of them; ambassadors stay 1% of households
+    (200 of 20,000). Ties are ward-clustered as in the borough (8 in-ward, 2 cross-ward
+    on average), so ward size, not n, sets how local the graph is."""
+    import tomllib
+
+    from .scenarios import BOROUGH, path
+
+    data = tomllib.loads(path(BOROUGH).read_text())
+    base = data["population"]["wards"]
+    count = max(1, min(n, round(n / ward_size)))
+    wards = [{"name": f"{base[k % len(base)]['name']} {k // len(base) + 1}",
+              "baseline": base[k % len(base)]["baseline"]} for k in range(count)]
+    copies: dict[str, list[str]] = {}
+    for k, w in enumerate(wards):
+        copies.setdefault(base[k % len(base)]["name"], []).append(w["name"])
+
+    def scaled(names: list[str]) -> list[str]:
+        return [c for name in names for c in copies.get(name, [])] or [wards[0]["name"]]
+
+    data.update(name=f"national-{n}", steps=steps, seed=seed,
+                description=f"Synthetic nation: the borough's campaign on {n:,} households "
+                            f"in {count:,} wards")
+    data["population"].update(size=n, wards=wards)
+    for nudge in data["nudges"]:
+        if "wards" in nudge:
+            nudge["wards"] = scaled(nudge["wards"])
+        targeting = nudge.get("targeting", {})
+        if "wards" in targeting:
+            targeting["wards"] = scaled(targeting["wards"])
+        if "count" in targeting:
+            targeting["count"] = max(1, round(targeting["count"] * n / 20_000))
+    return Scenario.from_dict(data)
+
+
+def _memory_status() -> dict[str, int]:
+    """VmHWM and VmRSS of this process in bytes (Linux; empty elsewhere)."""
+    out = {}
+    try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith(("VmHWM:", "VmRSS:")):
+                    key, value = line.split(":", 1)
+                    out[key] = int(value.split()[0]) * 1024
+    except OSError:
+        pass
+    return out
+
+
+def _reset_peak() -> bool:
+    """Reset VmHWM to the current RSS (Linux >= 4.0: write 5 to clear_refs), so the next
+    reading is the peak of one stage."""
+    try:
+        with open("/proc/self/clear_refs", "w") as fh:
+            fh.write("5")
+        return True
+    except OSError:
+        return False
+
+
+def scale_one(n: int, steps: int, ward_size: int = SCALE_WARD_SIZE, seed: int = 42,
+              scores: tuple[str, ...] = SCALE_SCORES,
+              betweenness_sources: int = SCALE_BETWEENNESS_SOURCES,
+              community_max: int = SCALE_COMMUNITY_MAX) -> dict[str, Any]:
+    """Every set-up stage and `steps` steps of national_scenario(n), timed in this process
+    (run it in a fresh one: the peaks are this process's). Each stage gets its own peak
+    resident memory (VmHWM reset before it) and the resident memory after it."""
+    import sys
+
+    from . import network as netmod
+    from .engine import initial_adopters
+    from .nudges import Targeting, strategy_scores
+    from .population import build_population
+    from .registry import RULES
+    from .rng import Streams
+    from .world import World
+
+    kernels.load()
+    stages: list[dict[str, Any]] = []
+    resettable = _reset_peak()
+
+    def stage(name: str, fn: Any) -> Any:
+        gc.collect()
+        before = _memory_status().get("VmRSS", 0)
+        _reset_peak()
+        t0 = time.perf_counter()
+        value = fn()
+        dt = time.perf_counter() - t0
+        mem = _memory_status()
+        stages.append({"stage": name, "seconds": dt, "rss_before": before,
+                       "peak": mem.get("VmHWM", 0), "rss_after": mem.get("VmRSS", 0)})
+        print(f"  n={n:,} {name}: {dt:.2f} s, peak {mem.get('VmHWM', 0) / 1e9:.2f} GB",
+              file=sys.stderr, flush=True)
+        return value
+
+    start = _memory_status().get("VmRSS", 0)
+    # the year-long campaign whatever `steps`: a shorter run times its first weeks
+    sc = stage("scenario", lambda: national_scenario(n, max(steps, CAMPAIGN_WEEKS),
+                                                     ward_size, seed))
+    streams = Streams(sc.seed)
+    pop = stage("traits and wards", lambda: build_population(sc.population, streams))
+    net = stage("graph", lambda: netmod.build_network(sc.network, pop.ward,
+                                                      streams.generator("network")))
+    if not RULES[sc.rule.kind].reads_threshold:  # as build_world
+        pop.threshold = np.broadcast_to(np.float64(np.nan), (pop.n,))
+    stage("initial adopters", lambda: initial_adopters(sc, pop, Streams(sc.seed)))
+    eng = stage("engine set-up", lambda: Engine(sc, world=World(pop, net)))
+    skipped: dict[str, str] = {}
+    for kind in scores:
+        if kind == "community" and n > community_max:
+            skipped[kind] = f"not timed above {community_max:,} households"
+            continue
+        samples = betweenness_sources if kind == "betweenness" else 256
+        targeting = Targeting(strategy=kind, count=1, betweenness_samples=samples)
+        label = f"betweenness, {samples} sources" if kind == "betweenness" else kind
+        if kind == "community":
+            label = "community (Leiden, igraph)"
+        stage(f"score: {label}", lambda t=targeting: strategy_scores(t, eng, "scale"))
+    eng.score_cache.clear()  # the run computes the degree scores it needs itself
+    times = []
+    gc.collect()
+    _reset_peak()
+    for _ in range(steps):
+        t0 = time.perf_counter()
+        eng.step()
+        times.append(time.perf_counter() - t0)
+    mem = _memory_status()
+    print(f"  n={n:,} {steps} steps: {sum(times):.2f} s, peak {mem.get('VmHWM', 0) / 1e9:.2f} GB",
+          file=sys.stderr, flush=True)
+    stages.append({"stage": f"{steps} steps", "seconds": float(sum(times)),
+                   "rss_before": stages[-1]["rss_after"], "peak": mem.get("VmHWM", 0),
+                   "rss_after": mem.get("VmRSS", 0)})
+    result = stage("result tables", eng.result)
+    floor_sec = floor_threads = None
+    if eng.backend.graph is not None:
+        floor = _Floor(eng)
+        floor_sec = float(np.median([floor.cold() for _ in range(5)]))
+        floor_threads = _thread_range(floor.threads)
+        del floor
+    per_res, per_tie = state_bytes(eng)
+    tie_ends = int(net.indices.size)
+    graph_stage = next(s for s in stages if s["stage"] == "graph")
+    out = {
+        "n": n, "wards": pop.n_wards, "tie_ends": tie_ends, "steps": steps,
+        "ward_size": ward_size, "stages": stages, "skipped": skipped,
+        "step_seconds": times, "step_mean": float(np.mean(times)),
+        "step_median": float(np.median(times)), "step_max": float(np.max(times)),
+        "floor_seconds": floor_sec, "floor_threads": floor_threads,
+        "x_floor": float(np.median(times)) / floor_sec if floor_sec else None,
+        "backend": eng.backend.reason, "compiled": eng.backend.compiled,
+        "peak": max(s["peak"] for s in stages), "rss_start": start,
+        "peak_per_stage": resettable,
+        "build_bytes_per_tie_end": (graph_stage["peak"] - graph_stage["rss_before"])
+        / max(tie_ends, 1),
+        "state_bytes_per_resident": per_res / n, "state_bytes_per_tie_end":
+        per_tie / max(tie_ends, 1),
+        "final_adoption": float(result.timeseries["adoption_rate"].iloc[-1]),
+        "networkx_imported": "networkx" in sys.modules,  # issue 16: none goes through it
+    }
+    return out
+
+
+def _scale_child(params: dict[str, Any], env: dict[str, str]) -> dict[str, Any]:
+    """scale_one(**params) in a fresh Python process; a crash becomes a row, not an error."""
+    import subprocess
+    import sys
+
+    code = ("import json, sys\nfrom nudgesim.bench import scale_one, _SCALE_MARK\n"
+            "p = json.loads(sys.argv[1]); p['scores'] = tuple(p['scores'])\n"
+            "print(_SCALE_MARK + json.dumps(scale_one(**p)))\n")
+    t0 = time.perf_counter()
+    proc = subprocess.run([sys.executable, "-c", code, json.dumps(params)], env=env,
+                          stdout=subprocess.PIPE, stderr=None, text=True)
+    wall = time.perf_counter() - t0
+    for line in proc.stdout.splitlines():
+        if line.startswith(_SCALE_MARK):
+            return json.loads(line[len(_SCALE_MARK):]) | {"status": "measured",
+                                                          "wall_seconds": wall}
+    return {"n": params["n"], "status": f"failed: the process exited {proc.returncode}"
+            + (" (killed: out of memory?)" if proc.returncode in (-9, 137) else ""),
+            "wall_seconds": wall}
+
+
+def _load() -> str:
+    return ", ".join(f"{x:.2f}" for x in os.getloadavg()) if hasattr(os, "getloadavg") else "–"
+
+
+def scale(sizes: list[int], steps: list[int], ward_size: int = SCALE_WARD_SIZE,
+          scores: tuple[str, ...] = SCALE_SCORES,
+          betweenness_sources: int = SCALE_BETWEENNESS_SOURCES,
+          community_max: int = SCALE_COMMUNITY_MAX,
+          max_memory: str | None = None) -> list[dict[str, Any]]:
+    """One row per size: refused by limits' estimate (before anything is built), or
+    measured by scale_one in a fresh process (so each size's peak memory is its own)."""
+    from . import limits
+
+    limit, source = limits.memory_limit(max_memory)
+    env = dict(os.environ)
+    if max_memory is not None:
+        env[limits.ENV_MAX_MEMORY] = str(limits.parse_size(max_memory))
+    rows = []
+    for n, k in zip(sizes, steps):
+        sc = national_scenario(n, max(k, CAMPAIGN_WEEKS), ward_size)
+        est = limits.estimate_memory(sc)
+        row: dict[str, Any] = {"n": n, "steps": k, "estimate": est.total,
+                               "estimate_text": est.describe(), "limit": limit,
+                               "limit_source": source, "load_before": _load()}
+        if est.total > limit:
+            row["status"] = (f"refused: needs {est.total / 1e9:.1f} GB (estimate), limit "
+                             f"{limit / 1e9:.1f} GB ({source})")
+            row["wards"] = len(sc.population.wards)  # a list: national_scenario names them
+            print(f"n={n:,}: {row['status']}", flush=True)
+        else:
+            print(f"n={n:,}: estimate {est.describe()}; measuring in a fresh process",
+                  flush=True)
+            params = {"n": n, "steps": k, "ward_size": ward_size, "scores": list(scores),
+                      "betweenness_sources": betweenness_sources,
+                      "community_max": community_max}
+            row |= _scale_child(params, env)
+        row["load_after"] = _load()
+        rows.append(row)
+    return rows
+
+
+def _gb(x: float | None) -> str:
+    return "–" if x is None else f"{x / 1e9:.2f}"
+
+
+def scale_markdown(rows: list[dict[str, Any]], info: dict, command: str) -> str:
+    lines = ["# nudgesim at national scale", "",
+             "The shipped borough's campaign (leaflet, bin-day texts, ward feedback cards, "
+             "ambassadors, a community group, caddy delivery) on synthetic households in "
+             "wards of ~8,000 with ward-clustered ties (8 in-ward, 2 cross-ward on average), "
+             "each size in a fresh process. Peak = the process's peak resident memory "
+             "(VmHWM), interpreter and imports included. × floor = median step ÷ the "
+             "memory floor measured in the same process (a streaming read of the graph's "
+             "CSR arrays and one float32 per resident, caches flushed first). Load = the "
+             "1/5/15-minute load averages before and after the size ran (2 cores here: "
+             "other work on the machine slows every figure).", "",
+             "Issue 16's targets at 2.5×10^7: graph ≤ 30 s, 52 steps ≤ 60 s, peak ≤ 8 GB; "
+             "at 10^7 a step ≤ 3× the floor.", "",
+             "| households | wards | tie ends | estimate GB | status | set-up s | graph s | "
+             "steps | median step | steps total s | × floor | peak GB | load before → after |",
+             "|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---|"]
+    for r in rows:
+        if r["status"] != "measured":
+            wards = f"{r['wards']:,}" if r.get("wards") else "–"
+            lines.append(f"| {r['n']:,} | {wards} | – | {_gb(r['estimate'])} | "
+                         f"{r['status']} | – | – | {r['steps']} | – | – | – | – | "
+                         f"{r['load_before']} → {r['load_after']} |")
+            continue
+        st = {s["stage"]: s for s in r["stages"]}
+        setup = sum(s["seconds"] for s in r["stages"]
+                    if s["stage"] in ("scenario", "traits and wards", "graph",
+                                      "engine set-up"))
+        xf = "–" if r["x_floor"] is None else f"{r['x_floor']:.2f}"
+        lines.append(
+            f"| {r['n']:,} | {r['wards']:,} | {r['tie_ends']:,} | {_gb(r['estimate'])} | "
+            f"measured | {setup:.1f} | {st['graph']['seconds']:.1f} | {r['steps']} | "
+            f"{_fmt(r['step_median'], 's')} | {sum(r['step_seconds']):.1f} | {xf} | "
+            f"{_gb(r['peak'])} | {r['load_before']} → {r['load_after']} |")
+    measured = [r for r in rows if r["status"] == "measured"]
+    if measured:
+        names = list(dict.fromkeys(s["stage"] for r in measured for s in r["stages"]))
+        lines += ["", "## Stages: seconds (peak GB during the stage)", "",
+                  "Set-up stages as a run does them (`initial adopters` is also inside "
+                  "`engine set-up`: timed alone here). The `score:` rows time each targeting "
+                  "score on its own; the campaign itself uses degree only.", "",
+                  "| stage | " + " | ".join(f"{r['n']:,}" for r in measured) + " |",
+                  "|---|" + "---:|" * len(measured)]
+        for name in names:
+            cells = []
+            for r in measured:
+                s = next((s for s in r["stages"] if s["stage"] == name), None)
+                cells.append("–" if s is None else f"{s['seconds']:.2f} ({_gb(s['peak'])})")
+            lines.append(f"| {name} | " + " | ".join(cells) + " |")
+        lines += ["", "## Memory and the floor", "",
+                  "| households | graph build: bytes / tie end | engine state: bytes / "
+                  "resident | bytes / tie end | floor | step mean / max | backend |",
+                  "|---:|---:|---:|---:|---:|---:|---|"]
+        for r in measured:
+            fl = ("–" if r["floor_seconds"] is None else
+                  f"{_fmt(r['floor_seconds'], 's')} ({r['floor_threads']})")
+            lines.append(f"| {r['n']:,} | {r['build_bytes_per_tie_end']:.0f} | "
+                         f"{r['state_bytes_per_resident']:.0f} | "
+                         f"{r['state_bytes_per_tie_end']:.1f} | {fl} | "
+                         f"{_fmt(r['step_mean'], 's')} / {_fmt(r['step_max'], 's')} | "
+                         f"{r['backend']} |")
+        skipped = [(r["n"], k, v) for r in measured for k, v in r["skipped"].items()]
+        if skipped:
+            lines += [""] + [f"- {n:,}: score {k} {v}" for n, k, v in skipped]
+    lines += ["", "## Machine", ""] + [f"- {k}: {v}" for k, v in info.items()]
+    lines += ["", f"Reproduce: `{command}`", ""]
+    return "\n".join(lines)
+
+
+def _size(text: str, option: str) -> int:
+    try:
+        value = float(text)
+    except ValueError:
+        raise _usage(f"{option}: {text!r} is not a number; allowed: e.g. 1e6 or 2500000") from None
+    if not np.isfinite(value) or value < 100 or value != int(value):
+        raise _usage(f"{option}: {text!r}; allowed: whole numbers >= 100")
+    return int(value)
+
+
+def scale_main(args: argparse.Namespace, argv: list[str] | None) -> int:
+    sizes = [_size(x.strip(), "--scale-sizes") for x in args.scale_sizes.split(",") if x.strip()]
+    if not sizes:
+        raise _usage("--scale-sizes: empty; allowed: comma-separated sizes such as 1e6,1e7")
+    try:
+        steps = [int(x) for x in args.scale_steps.split(",") if x.strip()]
+    except ValueError:
+        raise _usage(f"--scale-steps: {args.scale_steps!r}; allowed: one integer >= 1 or "
+                     "one per size") from None
+    if len(steps) == 1:
+        steps *= len(sizes)
+    if len(steps) != len(sizes) or min(steps) < 1:
+        raise _usage(f"--scale-steps: {args.scale_steps!r}; allowed: one integer >= 1 or "
+                     f"one per size ({len(sizes)})")
+    scores = tuple(x.strip() for x in args.scale_scores.split(",") if x.strip())
+    bad = [x for x in scores if x not in SCALE_SCORES]
+    if bad:
+        raise _usage(f"--scale-scores: unknown {bad}; allowed: {', '.join(SCALE_SCORES)}")
+    if args.scale_ward_size < 2:
+        raise _usage(f"--scale-ward-size: {args.scale_ward_size}; allowed: an integer >= 2")
+    if args.max_memory is not None:
+        from . import limits
+
+        limits.parse_size(args.max_memory)  # a bad size is named before anything runs
+    rows = scale(sizes, steps, args.scale_ward_size, scores,
+                 community_max=args.scale_community_max, max_memory=args.max_memory)
+    info = machine()
+    command = ("nudgesim bench " + " ".join(argv if argv is not None else [])).strip()
+    text = scale_markdown(rows, info, command)
+    out = Path(args.out)
+    write_atomic(out / "scale.md", text)
+    write_atomic(out / "scale.json", json.dumps({"rows": rows, "machine": info,
+                                                 "command": command}, indent=2,
+                                                default=str) + "\n")
+    print(text)
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -108,3 +108,52 @@ def test_the_floor_reads_on_the_threads_the_engine_would_get(monkeypatch):
         floor = _Floor(eng)  # type: ignore[arg-type]
         assert floor.cold() > 0
         assert floor.threads == [expected, expected]
+
+
+def test_national_scenario_scales_the_borough_ward_by_ward():
+    from nudgesim.bench import national_scenario
+
+    sc = national_scenario(100_000, steps=52, ward_size=2_000)
+    wards = sc.population.wards
+    assert sc.population.size == 100_000 and len(wards) == 50
+    assert [w.name for w in wards[:2]] == ["Abbey Fields 1", "Brook Green 1"]
+    assert wards[24].name == "Abbey Fields 2" and wards[24].baseline == wards[0].baseline
+    by_kind = {n.kind: n for n in sc.nudges}
+    # Dockside, Gasworks, Tannery are wards 3, 6, 19 of 24: copies at k and k + 24 (< 50)
+    assert sorted(by_kind["community_partnership"].wards) == [
+        "Dockside 1", "Dockside 2", "Gasworks 1", "Gasworks 2", "Tannery 1", "Tannery 2"]
+    assert by_kind["ambassadors"].targeting.count == 1_000  # 200 per 20,000 households
+    assert len(by_kind["default"].targeting.wards) == 8  # 4 borough wards x 2 copies
+
+
+def test_scale_measures_a_small_size_and_records_a_refused_one(tmp_path):
+    # 10^7 households need ~5.8 GB by the estimate: refused under a 1 GB limit, not raised
+    assert bench_main(["--scale", "--scale-sizes", "2e4,1e7", "--scale-steps", "2",
+                       "--scale-scores", "degree,kcore", "--max-memory", "1G",
+                       "--out", str(tmp_path)]) == 0
+    text = (tmp_path / "scale.md").read_text()
+    assert ("| households | wards | tie ends | estimate GB | status | set-up s | graph s | steps "
+            "| median step | steps total s | × floor | peak GB | load before → after |") in text
+    assert "| 20,000 | 2 |" in text and "| 10,000,000 | 1,250 | – |" in text
+    assert "refused: needs 5.8 GB (estimate), limit 1.0 GB (--max-memory)" in text
+    data = json.loads((tmp_path / "scale.json").read_text())
+    small, big = data["rows"]
+    assert small["status"] == "measured" and len(small["step_seconds"]) == 2
+    stages = [s["stage"] for s in small["stages"]]
+    assert stages == ["scenario", "traits and wards", "graph", "initial adopters",
+                      "engine set-up", "score: degree", "score: kcore", "2 steps",
+                      "result tables"]
+    assert all(s["seconds"] >= 0 and s["peak"] > 0 for s in small["stages"])
+    assert small["tie_ends"] > 0 and small["peak"] >= small["rss_start"]
+    assert big["status"].startswith("refused") and "stages" not in big
+    assert big["estimate"] > 10**9
+
+
+def test_scale_options_name_the_field(tmp_path):
+    for argv, field in ((["--scale-sizes", "1e6,lots"], "--scale-sizes"),
+                        (["--scale-sizes", "50"], "--scale-sizes"),
+                        (["--scale-sizes", "1e4,2e4", "--scale-steps", "2,3,4"], "--scale-steps"),
+                        (["--scale-scores", "degree,pagerank"], "--scale-scores"),
+                        (["--max-memory", "plenty"], "--max-memory")):
+        with pytest.raises(UsageError, match=field):
+            bench_main(["--scale", *argv, "--out", str(tmp_path)])
