@@ -1244,7 +1244,8 @@ def scale(sizes: list[int], steps: list[int], ward_size: int = SCALE_WARD_SIZE,
         if est.total > limit:
             row["status"] = (f"refused: needs {est.total / 1e9:.1f} GB (estimate), limit "
                              f"{limit / 1e9:.1f} GB ({source})")
-            row["wards"] = len(sc.population.wards)  # a list: national_scenario names them
+            wards = sc.population.wards  # a list: national_scenario names every ward
+            row["wards"] = len(wards) if isinstance(wards, list) else wards
             print(f"n={n:,}: {row['status']}", flush=True)
         else:
             print(f"n={n:,}: estimate {est.describe()}; measuring in a fresh process",
