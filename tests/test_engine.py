@@ -710,3 +710,31 @@ def test_the_engine_backend_holds_what_the_kernels_read():
         assert b.graph is None and b.counts is None and b.params is None
     eng.step()
     assert eng.backend.effects is b.effects
+
+
+@settings(max_examples=30, deadline=None)
+@given(wards=st.lists(st.integers(0, 5), min_size=1, max_size=60),
+       shares=st.lists(st.one_of(st.floats(0, 1), st.just(float("nan"))), min_size=6,
+                       max_size=6), seed=st.integers(0, 2**32 - 1))
+def test_ward_baseline_adopters_are_each_wards_members_drawn_in_order(wards, shares, seed):
+    # the members of each ward are found once by a stable sort, not by a scan per ward:
+    # the same members in the same order, so the same draws as the scan
+    from types import SimpleNamespace
+
+    from nudgesim.engine import initial_adopters
+    from nudgesim.rng import Streams
+
+    ward = np.asarray(wards, dtype=np.int64)
+    baseline = np.asarray(shares)
+    pop = SimpleNamespace(n=len(ward), ward=ward, ward_baseline=baseline, ids=None)
+    sc = SimpleNamespace(initial_adopters=None)
+    got = initial_adopters(sc, pop, Streams(seed))
+    rng = Streams(seed).generator("initial_adopters")
+    expected = np.zeros(len(ward), dtype=bool)
+    for w, share in enumerate(baseline):
+        if np.isnan(share):
+            continue
+        members = np.flatnonzero(ward == w)
+        expected[rng.choice(members, round(share * len(members)), replace=False)] = True
+    if not np.isnan(baseline).all():
+        assert np.array_equal(got, expected)
