@@ -54,8 +54,8 @@ SHOWN = 10  # rows of the ranked table in the report (the rest are in plan.csv)
 
 INTERVAL_WORDS = (
     "Numbers in brackets are 95% intervals. They show how much the answer moves because "
-    "of chance in the simulation (which households happen to act each week): re-running "
-    "with new random draws would land inside them about 95 times in 100. They do ",
+    "of chance in the simulation (which households happen to act each week): the average "
+    "of endlessly many re-runs would lie inside them about 95 times in 100. They do ",
     em("not"),
     " include doubt about the assumptions listed at the end; if those are "
     "wrong, the numbers are wrong in ways no interval shows.",

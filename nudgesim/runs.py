@@ -25,7 +25,6 @@ import copy
 import hashlib
 import importlib
 import json
-import re
 import time
 import traceback
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -37,6 +36,7 @@ import numpy as np
 
 from .errors import ScenarioError, UserError
 from .parallel import RunOptions, imap_unordered
+from .spec import parse_path
 
 if TYPE_CHECKING:
     from .scenario import Scenario
@@ -69,46 +69,6 @@ def run_id(scenario: dict[str, Any], extra: dict[str, Any]) -> str:
 # ---------------------------------------------------------------------------------------
 # Paths into a scenario: "nudges[peer ambassadors].targeting.count", "nudges.2.reach"
 # ---------------------------------------------------------------------------------------
-
-_TOKEN = re.compile(r"([^.\[\]]+)|\[([^\]]*)\]|(\.)")
-
-
-def parse_path(path: str, what: str = "factor path") -> list[tuple[str, str | int]]:
-    """Split ``a.b[2].c[label with spaces]`` into ("key", name) and ("item", index or label).
-
-    A bracket holds an index (``[0]``) or the ``label`` of a list item (a nudge's label, a
-    ward's name, or a nudge kind when only one nudge has it). A key of digits only
-    (``nudges.2``) is an index when it meets a list.
-    """
-    if not isinstance(path, str) or not path.strip():
-        raise ScenarioError(f"{what} {path!r}: empty; write e.g. 'nudges[leaflet].reach'")
-    parts: list[tuple[str, str | int]] = []
-    pos, expect_key = 0, True
-    while pos < len(path):
-        m = _TOKEN.match(path, pos)
-        if m is None or m.end() == pos:
-            raise ScenarioError(f"{what} {path!r}: cannot read it at character {pos}")
-        key, sel, dot = m.groups()
-        if dot:
-            if expect_key:
-                raise ScenarioError(f"{what} {path!r}: empty name before '.' at {pos}")
-            expect_key = True
-        elif key is not None:
-            if not expect_key:
-                raise ScenarioError(f"{what} {path!r}: missing '.' before {key!r}")
-            parts.append(("key", key.strip()))
-            expect_key = False
-        else:
-            if expect_key:
-                raise ScenarioError(f"{what} {path!r}: '[' must follow a name, not '.'")
-            sel = sel.strip()
-            parts.append(("item", int(sel) if re.fullmatch(r"\d+", sel) else sel))
-            expect_key = False
-        pos = m.end()
-    if expect_key:
-        raise ScenarioError(f"{what} {path!r}: must not end in '.'")
-    return parts
-
 
 def _list_item(items: list, sel: str | int, where: str) -> int:
     """Index of the list item a selector names."""

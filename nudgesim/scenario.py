@@ -74,6 +74,7 @@ from .spec import (
     check_support,
     control_character,
     describe_range,
+    parse_path,
 )
 
 # The spec classes live beside their behaviour (spec.py, rules.py, nudges.py,
@@ -508,15 +509,18 @@ class Scenario(Spec):
                 "table (boundaries = \"wards.geojson\") or cross = \"uniform\""
             )
         for i, name in enumerate(self.uncertainty.pin):
-            if (problem := self.parameter_problem(name)) is not None:
+            # the form only: the no-campaign twin, a menu's options and an ensemble's
+            # renamed nudges keep the pins of a scenario whose nudges they change
+            if (problem := self.parameter_problem(name, present=False)) is not None:
                 raise ValueError(f"uncertainty.pin[{i}]: {name!r} {problem}")
         return self
 
-    def parameter_problem(self, name: str) -> str | None:
+    def parameter_problem(self, name: str, present: bool = True) -> str | None:
         """Why `name` is not a parameter of this scenario (None: it is one), in the grammar
         priors, posteriors and ensembles share: 'rule.<field>' (a field of this rule),
         '<nudge kind>.<field>' (a field of a kind this scenario has) or a path into the
-        scenario (lookup)."""
+        scenario (lookup). present=False checks the form only: a known kind's field, or a
+        path that parses, whether or not this scenario has that nudge."""
         head, dot, field = name.partition(".")
         if head == "rule" and dot and "[" not in field and "." not in field:
             fields = [f for f in type(self.rule).model_fields if f != "kind"]
@@ -525,7 +529,7 @@ class Scenario(Spec):
             return None
         if head in NUDGE_KINDS and dot and "[" not in field and "." not in field:
             kinds = sorted({n.kind for n in self.nudges})
-            if head not in kinds:
+            if present and head not in kinds:
                 return f"names nudge kind {head!r}, which this scenario has no nudge of; " \
                        f"allowed kinds: {kinds}"
             fields = [f for f in NUDGES[head].spec.model_fields if f != "kind"]
@@ -533,7 +537,13 @@ class Scenario(Spec):
                 return f"is not a field of {head!r} nudges; allowed: {fields}"
             return None
         try:
-            lookup(self.to_dict(), name)
+            if present:
+                lookup(self.to_dict(), name)
+            else:
+                first = parse_path(name, "parameter")[0][1]
+                if first not in type(self).model_fields:
+                    return (f"is not a parameter of a scenario ({first!r} is not a scenario "
+                            f"table; allowed: {sorted(type(self).model_fields)})")
         except ScenarioError as err:
             return f"is not a parameter of this scenario ({err})"
         return None

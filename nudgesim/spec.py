@@ -25,6 +25,8 @@ from pydantic import (
     model_validator,
 )
 
+from .errors import ScenarioError
+
 #: Control characters (NUL, escape, ...) have no place in names, labels, units or paths:
 #: they break file names and terminals. Free text (description) may hold tabs and newlines.
 CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
@@ -229,3 +231,44 @@ def check_support(dist: Any, allowed: tuple[float | None, float | None]) -> Any:
             f"{dist.dist}({shown}) {gives}; allowed: values in {describe_range(a, b)}"
         )
     return dist
+
+
+# Paths into a scenario (runs.set_path, scenario.lookup, parameter names)
+_TOKEN = re.compile(r"([^.\[\]]+)|\[([^\]]*)\]|(\.)")
+
+
+def parse_path(path: str, what: str = "factor path") -> list[tuple[str, str | int]]:
+    """Split ``a.b[2].c[label with spaces]`` into ("key", name) and ("item", index or label).
+
+    A bracket holds an index (``[0]``) or the ``label`` of a list item (a nudge's label, a
+    ward's name, or a nudge kind when only one nudge has it). A key of digits only
+    (``nudges.2``) is an index when it meets a list.
+    """
+    if not isinstance(path, str) or not path.strip():
+        raise ScenarioError(f"{what} {path!r}: empty; write e.g. 'nudges[leaflet].reach'")
+    parts: list[tuple[str, str | int]] = []
+    pos, expect_key = 0, True
+    while pos < len(path):
+        m = _TOKEN.match(path, pos)
+        if m is None or m.end() == pos:
+            raise ScenarioError(f"{what} {path!r}: cannot read it at character {pos}")
+        key, sel, dot = m.groups()
+        if dot:
+            if expect_key:
+                raise ScenarioError(f"{what} {path!r}: empty name before '.' at {pos}")
+            expect_key = True
+        elif key is not None:
+            if not expect_key:
+                raise ScenarioError(f"{what} {path!r}: missing '.' before {key!r}")
+            parts.append(("key", key.strip()))
+            expect_key = False
+        else:
+            if expect_key:
+                raise ScenarioError(f"{what} {path!r}: '[' must follow a name, not '.'")
+            sel = sel.strip()
+            parts.append(("item", int(sel) if re.fullmatch(r"\d+", sel) else sel))
+            expect_key = False
+        pos = m.end()
+    if expect_key:
+        raise ScenarioError(f"{what} {path!r}: must not end in '.'")
+    return parts

@@ -22,11 +22,11 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
+from .document import Doc, em, money, num, pct  # noqa: E402
 from .errors import ScenarioError  # noqa: E402
 from .files import safe_name, save_figure  # noqa: E402
 from .outcomes import IMPACT_UNIT, OUTCOMES  # noqa: E402
 from .plots import plot_text  # noqa: E402
-from .document import Doc, em, money, num, pct  # noqa: E402
 
 SHOWN_POINTS = 60  # design points in the report's table; all of them are in summary.parquet
 COLOURED = 8  # at most this many values of the second factor get their own colour
@@ -35,8 +35,8 @@ SWEEP_INTERVAL_WORDS = (
     "Numbers in brackets are 95% Student-t intervals of the mean over the replicates of "
     "each design point. They cover ", em("chance in the simulation only"), " (which "
     "households happen to act each week, with the settings of that point held fixed): "
-    "re-running the point with new seeds would give a mean inside them about 95 times in "
-    "100. They do ", em("not"), " include doubt about the settings the sweep did not vary, "
+    "the mean of endlessly many replicates of the point would lie inside them about 95 "
+    "times in 100. They do ", em("not"), " include doubt about the settings the sweep did not vary, "
     "nor about the model's structure. Replicate r has the same seed at every point "
     "(common random numbers), so differences between points are sharper than the "
     "intervals suggest.",

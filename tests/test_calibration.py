@@ -177,3 +177,18 @@ def test_credible_interval_covers_the_truth_in_at_least_85_percent_of_data_sets(
         inside += lo <= t <= hi
     print(f"coverage: {inside}/{len(truths)} inside")
     assert inside / len(truths) >= 0.85, f"{inside}/{len(truths)} inside"
+
+
+@pytest.mark.parametrize("rows, words", [
+    ("0,0.1,100\n4,,100\n8,0.2,100\n", "adoption_rate (empty)"),
+    ("0,0.1,100\n4,abc,100\n", "adoption_rate 'abc'"),
+    ("0,0.1,100\n2.5,0.2,100\n", "step 2.5"),
+    ("0,0.1,100\n-1,0.2,100\n", "step -1"),
+])
+def test_an_observed_series_with_a_missing_or_bad_cell_is_refused(tmp_path, rows, words):
+    path = tmp_path / "obs.csv"
+    path.write_text("step,adoption_rate,n\n" + rows)
+    with pytest.raises(ScenarioError) as err:
+        pl.ObservedSeries.from_csv(path)
+    msg = str(err.value)
+    assert "\n" not in msg and words in msg and "row" in msg

@@ -318,3 +318,17 @@ def test_decision_figures_are_drawn_from_a_saved_ensemble_and_only_then(tmp_path
     plain = ns.compare(sc, v, replicates=2, **SERIAL)
     plain.save(tmp_path / "plain")
     assert decision_figures(tmp_path / "plain") == []
+
+
+def test_a_posterior_column_no_option_has_is_refused_before_any_run(monkeypatch):
+    # a typo in a posterior's column would change nothing: the plan refuses it up front
+    from nudgesim.planning import budget
+
+    def no_runs(*args, **kwargs):
+        raise AssertionError("a run started before the posterior was checked")
+
+    monkeypatch.setattr(budget, "compare", no_runs)
+    post = pd.DataFrame({"nudges[poster].reach": [0.2, 0.8], "rule.adopt_norm": [2.0, 3.0]})
+    with pytest.raises(UsageError, match=r"posterior column 'nudges\[poster\]\.reach'"):
+        ns.plan(small(), pl.Menu.from_dict(MENU), budget=400.0, replicates=2, posterior=post,
+                **SERIAL)

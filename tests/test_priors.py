@@ -46,9 +46,10 @@ def test_uncertainty_table_defaults_are_left_out_and_pins_round_trip():
 
 @pytest.mark.parametrize("pin, words", [
     ("rule.p", "is not a field of rule 'logistic'"),
-    ("pledge.boost", "which this scenario has no nudge of"),
+    ("pledge.bost", "is not a field of 'pledge' nudges"),
     ("reminder.bost", "is not a field of 'reminder' nudges"),
-    ("nudges[poster].reach", "is not a parameter of this scenario"),
+    ("nope.reach", "is not a scenario table"),
+    ("nudges[poster.reach", "cannot read it"),
 ])
 def test_a_pin_must_be_a_parameter_of_the_scenario(pin, words):
     with pytest.raises(ns.ScenarioError) as err:
@@ -78,8 +79,24 @@ def test_apply_draw_keeps_pinned_names_and_paths():
     assert "rule.adopt_norm" not in P.priors(sc).names
 
 
+def test_pins_are_checked_for_form_so_the_twin_and_menu_options_keep_them(tmp_path):
+    # a pin on a kind or nudge the scenario lacks is well formed: the no-campaign twin and
+    # a plan's options (which change the nudges) keep the scenario's pins
+    pins = ["reminder.boost", "nudges[leaflet].attitude_boost", "pledge.boost"]
+    sc = small(uncertainty={"pin": pins})
+    res = ns.simulate(sc, counterfactual=True)
+    assert res.counterfactual is not None and res.counterfactual.scenario.nudges == []
+    assert P.apply_draw(sc.replace(nudges=[]), {"reminder.boost": 2.0}).nudges == []
+
+
+def test_a_draw_of_a_path_the_scenario_lacks_changes_nothing():
+    # a posterior's nudges[leaflet].reach on an option without the leaflet
+    sc = small().replace(nudges=[SMALL["nudges"][0]])
+    assert P.apply_draw(sc, {"nudges[leaflet].reach": 0.2}).to_dict() == sc.to_dict()
+
+
 @pytest.mark.parametrize("draw", [{"reminder.bost": 1.0}, {"rule.q": 0.1},
-                                  {"nudges[nope].reach": 0.1}])
+                                  {"nope.reach": 0.1}])
 def test_apply_draw_refuses_unknown_fields(draw):
     with pytest.raises(ns.ScenarioError):
         P.apply_draw(small(), draw)

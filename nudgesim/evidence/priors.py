@@ -65,7 +65,8 @@ def apply_draw(scenario: Scenario, draw: Mapping[str, float]) -> Scenario:
     ``scenario.uncertainty.pin`` keep the scenario's values (a pinned path such as
     ``nudges[leaflet].attitude_boost`` keeps that one nudge's value while a draw of
     ``information.attitude_boost`` sets every other information nudge). A draw of a kind
-    the scenario has no nudge of changes nothing; an unknown field is a ScenarioError."""
+    the scenario has no nudge of, or a path to a nudge it does not have, changes nothing;
+    an unknown field or a malformed path is a ScenarioError."""
     pins = set(scenario.uncertainty.pin)
     data = scenario.to_dict()
     original = scenario.to_dict()
@@ -86,10 +87,16 @@ def apply_draw(scenario: Scenario, draw: Mapping[str, float]) -> Scenario:
             for nudge in data.get("nudges", []):
                 if nudge["kind"] == kind:
                     nudge[fld] = v
-        else:
+        elif scenario.parameter_problem(name) is None:
             set_path(data, name, v, create_missing=False, what="draw")
+        elif (problem := scenario.parameter_problem(name, present=False)) is not None:
+            raise ScenarioError(f"draw {name!r} {problem}")
+        # else: a well-formed path this scenario does not have (a posterior's
+        # nudges[leaflet].reach on an option without the leaflet): nothing to set, as for
+        # a kind it has no nudge of
     for pin in pins:  # a pinned path keeps its value whatever kind-level draw reached it
-        if not pin.startswith("rule.") and not _is_kind_name(pin):
+        if (not pin.startswith("rule.") and not _is_kind_name(pin)
+                and scenario.parameter_problem(pin) is None):
             set_path(data, pin, lookup(original, pin), create_missing=False, what="pin")
     return Scenario.from_dict(data, scenario.base_dir)
 

@@ -279,6 +279,10 @@ def plan(
     base = Scenario.from_dict(data | {"nudges": committed}, scenario.base_dir)
     options = menu.options()
     flat = [(i, name, spec) for i, opts in enumerate(options) for name, spec in opts]
+    if posterior is not None and isinstance(posterior, pd.DataFrame):
+        # a column no option has is a typo: say so before any run, not after the search
+        ensemble.check_columns([base.replace(nudges=[*committed, spec]) for _, _, spec in flat]
+                               + [base], posterior.columns)
     run_kw: dict[str, Any] = {"executor": executor, "workers": workers,
                               "scheduler": scheduler, "dask_timeout": dask_timeout}
     aim = TARGETS[target]

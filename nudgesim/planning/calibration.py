@@ -40,6 +40,13 @@ def set_parameter(data: dict[str, Any], path: str, value: float) -> None:
     is a typo, not a table to make)."""
     set_path(data, path, value, create_missing=False, what="parameters:")
 
+def _cell(value: Any) -> str:
+    """A CSV cell as a message shows it: text quoted, numbers plain, nothing said so."""
+    if isinstance(value, str):
+        return repr(value)
+    return "(empty)" if pd.isna(value) else f"{float(value):g}"
+
+
 @dataclass
 class ObservedSeries:
     """Observed adoption rate at some steps (e.g. monthly participation from a survey),
@@ -69,10 +76,18 @@ class ObservedSeries:
         if missing:
             raise ScenarioError(f"target: {path} lacks column(s) {sorted(missing)}; allowed "
                                 "columns: step, adoption_rate, n, ward")
-        bad = df[(df["adoption_rate"] < 0) | (df["adoption_rate"] > 1)]
+        rate = pd.to_numeric(df["adoption_rate"], errors="coerce")
+        bad = df[~rate.between(0, 1)]  # an empty or non-numeric cell fails too (NaN)
         if len(bad):
-            raise ScenarioError(f"target: adoption_rate {bad['adoption_rate'].iloc[0]} in {path} "
-                                "is not allowed; allowed: a share in [0, 1]")
+            raise ScenarioError(f"target: adoption_rate {_cell(bad['adoption_rate'].iloc[0])} in "
+                                f"{path} (row {bad.index[0] + 1}) is not allowed; allowed: a share "
+                                "in [0, 1]")
+        step = pd.to_numeric(df["step"], errors="coerce")
+        bad = df[~(step.notna() & (step == step.round()) & (step >= 0))]
+        if len(bad):
+            raise ScenarioError(f"target: step {_cell(bad['step'].iloc[0])} in {path} (row "
+                                f"{bad.index[0] + 1}) is not allowed; allowed: a whole step >= 0")
+        df = df.assign(adoption_rate=rate, step=step)
         n = df["n"].to_numpy(dtype=np.float64) if "n" in df.columns else None
         if n is not None and not (n >= 1).all():
             raise ScenarioError(f"target: n {n[~(n >= 1)][0]} in {path} is not allowed; "

@@ -58,6 +58,16 @@ def union(scenarios: Sequence[Scenario]) -> Scenario:
     return Scenario.from_dict(data, first.base_dir)
 
 
+def check_columns(scenarios: Sequence[Scenario], columns: Sequence[Any]) -> None:
+    """Refuse a posterior column that is malformed or a parameter of none of the options
+    (a typo would otherwise change nothing and pass unnoticed)."""
+    for name in map(str, columns):
+        parse_path(name, "posterior column")  # one grammar: a malformed name fails here
+        problems = [sc.parameter_problem(name) for sc in scenarios]
+        if all(p is not None for p in problems):
+            raise UsageError(f"posterior column {name!r} {problems[0]}")
+
+
 def parameter_draws(
     scenarios: Sequence[Scenario],
     draws: int | None,
@@ -87,8 +97,7 @@ def parameter_draws(
                              f"allowed: 2..{n}")
         rows = np.unique(np.round(np.linspace(0, n - 1, k)).astype(np.int64))
         table = posterior.iloc[rows].reset_index(drop=True).astype(np.float64)
-        for name in table.columns:
-            parse_path(str(name), "posterior column")  # one grammar: a typo fails here
+        check_columns(scenarios, table.columns)
         return table, {"source": "posterior", "posterior_rows": n, "rows_used": rows.tolist()}
     if draws is None or draws < 2:
         raise UsageError(f"draws: {draws} is not allowed; allowed: 2 or more parameter draws")
