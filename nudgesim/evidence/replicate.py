@@ -170,12 +170,12 @@ EMULATIONS: dict[str, Emulation] = {
             "allcott_rogers2014_persistence",
             {"kind": "reminder", "label": "energy report", "start": 1, "every": 4,
              "end": 105},
-            baseline=0.30, steps=157, read=157, measure="retention", end=104, size=5000,
+            baseline=0.30, steps=156, read=156, measure="retention", end=104, size=5000,
             baseline_note="30% (assumption: a participation share is not defined for "
                           "electricity use; near the shipped borough's)",
-            design="a report every 4 weeks for 104 weeks, each a cue that fades (a reminder: "
-                   "'action and backsliding'), then none; effect 52 weeks after the last "
-                   "report / effect at the last report",
+            design="a report every 4 weeks for 104 weeks (the last in week 101), each a cue "
+                   "that fades (a reminder: 'action and backsliding'), then none; effect 52 "
+                   "weeks after the programme's last week (156) / effect in that week (104)",
         ),
     ]
 }
@@ -329,7 +329,9 @@ def _reduce(em: Emulation, outs: Sequence[Any]) -> tuple[np.ndarray, ...]:
         for w, wo in zip(outs[::2], outs[1::2]):
             a, b = (np.asarray(o["steps"]["adoption_rate"]) for o in (w, wo))
             gap = a - b  # the effect at each step, paired
-            effects.append(gap[em.read] / gap[em.end] if gap[em.end] > 0 else math.nan)
+            # a ratio to an effect under MIN_RETAINED_PP is mostly noise (as in decay_draws)
+            effects.append(gap[em.read] / gap[em.end] if 100 * gap[em.end] >= MIN_RETAINED_PP
+                           else math.nan)
             control.append(float(b[em.read]))
             treated.append(float(a[em.read]))
         return np.array(effects), np.array(control), np.array(treated)
