@@ -200,14 +200,19 @@ class Engine:
 
     @cached_property
     def in_ward(self) -> sp.csr_array:
-        """Ties within a ward only (built on first use, by community partnerships)."""
+        """Ties within a ward only (built on first use, by community partnerships).
+
+        Filtered from the CSR's own arrays (rows keep their sorted order; the new row
+        starts are the kept counts at the old ones): no COO copy and re-sort of every tie."""
         import scipy.sparse as sp
 
-        a = self.adjacency.tocoo()
+        a = self.adjacency
         ward = self.population.ward
-        keep = ward[a.row] == ward[a.col]
-        in_ward = sp.csr_array((a.data[keep], (a.row[keep], a.col[keep])), shape=a.shape)
-        in_ward.sort_indices()
+        keep = np.repeat(ward, np.diff(a.indptr)) == ward[a.indices]
+        starts = np.concatenate(([0], np.cumsum(keep)))[a.indptr]
+        in_ward = sp.csr_array((a.data[keep], a.indices[keep], starts.astype(a.indptr.dtype)),
+                               shape=a.shape)
+        in_ward.has_sorted_indices = True
         return in_ward
 
     def neighbour_sum(self, x: np.ndarray, tie_boost: np.ndarray | None) -> np.ndarray:

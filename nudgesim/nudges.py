@@ -568,9 +568,30 @@ def select(targeting: Targeting, engine: Host, stream: str) -> np.ndarray:
     else:
         return ids
     scores = strategy_scores(targeting, engine, stream)[ids]
-    tiebreak = engine.streams.uniform(f"{stream}:tiebreak", 0, ids)
-    order = np.lexsort((-tiebreak, -scores))  # highest score first, random among equals
-    return np.sort(ids[order[:k]])
+    return np.sort(ids[top_k(scores, ids, k, engine.streams, f"{stream}:tiebreak")])
+
+
+def top_k(scores: np.ndarray, ids: np.ndarray, k: int, streams: Streams,
+          tiebreak_stream: str) -> np.ndarray:
+    """Positions of the first k of `ids` ranked by score descending, then by a uniform
+    tiebreak descending, then by position (a stable lexsort of all of them).
+
+    Only the candidates scoring at least the k-th score can be among the first k, so the
+    stable lexsort runs on them alone (kept in position order, it ranks them exactly as
+    the full sort does) and the tiebreak, counter-based per resident, is drawn for them
+    alone: the same residents as the full sort at O(n) instead of O(n log n) (a 1% pick
+    of 2.5e7 households: 18 s -> well under 1 s)."""
+    if k <= 0:
+        return np.zeros(0, dtype=np.int64)
+    neg = -scores  # ascending with NaN last, as lexsort orders it
+    kth = np.partition(neg, k - 1)[k - 1]
+    if np.isnan(kth):  # fewer than k numbers: the full sort
+        cand = np.arange(len(ids))
+    else:
+        cand = np.flatnonzero(neg <= kth)
+    tiebreak = streams.uniform(tiebreak_stream, 0, ids[cand])
+    order = np.lexsort((-tiebreak, neg[cand]))  # highest score first, random among equals
+    return cand[order[:k]]
 
 
 # ---------------------------------------------------------------------------------------
@@ -820,11 +841,15 @@ class CommunityPartnershipNudge(Nudge):
         pop = engine.population
         wanted = [pop.ward_names.index(w) for w in spec.wards]
         self.wards = np.unique(np.array(wanted, dtype=np.int64))
-        self.members = np.flatnonzero(np.isin(pop.ward, wanted))
+        # the group's wards as a ward-indexed mask: no n-sized member list to keep
+        self.in_group = np.zeros(pop.n_wards, dtype=bool)
+        self.in_group[self.wards] = True
 
     def targets(self, engine) -> np.ndarray:
+        """The base targets living in the group's wards, in the same (ascending) order.
+        A ward lookup per target: intersect1d's two hash-uniques cost 51 s at 2.5e7."""
         base = super().targets(engine)
-        return np.intersect1d(base, self.members)
+        return base[self.in_group[engine.population.ward[base]]]
 
     def act(self, t, engine, fx) -> None:
         if not self.active(t):
