@@ -561,8 +561,7 @@ class Experiment:
         out = []
         for i, sc in enumerate(self.scenarios()):
             base = sc.to_dict()
-            uses_files = (sc.network.kind == "file" or sc.population.csv is not None
-                          or sc.geography is not None)
+            uses_files = bool(sc.named_files())
             for r, seed in enumerate(self.seeds()):
                 d = base | {"seed": seed}
                 rid = run_id(d, extra | ({"base_dir": str(sc.base_dir)} if uses_files else {}))

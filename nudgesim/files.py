@@ -37,6 +37,17 @@ NAME_MAX_CHARS = 100  # a folder name well inside every filesystem's 255-byte li
 LOCK_NAME = ".nudgesim-lock"
 
 
+def file_version(path: Path, where: str, allowed: str) -> tuple[str, int, int]:
+    """(resolved path, size, mtime in ns): the key of a cache of a user's file, which any
+    change to the file invalidates. A missing file is one ScenarioError: `where` names
+    the field, `allowed` what it may name."""
+    try:
+        stat = path.stat()
+    except OSError:
+        raise ScenarioError(f"{where}: file not found ({path}); allowed: {allowed}") from None
+    return str(path.resolve()), stat.st_size, stat.st_mtime_ns
+
+
 # ---------------------------------------------------------------------------------------
 # Modes
 # ---------------------------------------------------------------------------------------

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 import numpy as np
 
 from .errors import ScenarioError
+from .files import file_version
 from .spec import ScenarioWarning
 
 if TYPE_CHECKING:
@@ -70,12 +71,8 @@ def read_boundaries(
     size, mtime), names and field: a sweep reads the file once per process."""
     p = Path(path)
     where = f"geography.boundaries: {label or p}"
-    try:
-        stat = p.stat()
-    except OSError:
-        raise ScenarioError(f"{where}: file not found ({p}); allowed: a boundaries file "
-                            "(GeoJSON, GeoPackage, shapefile) relative to the scenario") from None
-    key = (str(p.resolve()), stat.st_size, stat.st_mtime_ns, tuple(names), name_field)
+    key = (*file_version(p, where, "a boundaries file (GeoJSON, GeoPackage, shapefile) "
+                         "relative to the scenario"), tuple(names), name_field)
     if key not in _CACHE:
         _CACHE[key] = _read(p, names, name_field, where)
     return _CACHE[key].copy()

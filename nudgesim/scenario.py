@@ -31,6 +31,7 @@ from pydantic import (
 )
 
 from .errors import ScenarioError
+from .files import file_version
 from .network import (
     BarabasiAlbert,
     Complete,
@@ -186,12 +187,8 @@ def read_ward_table(path: str | Path, base_dir: Path | None = None) -> list[dict
     if not p.is_absolute():
         p = (base_dir or Path.cwd()) / p
     where = f"population.wards: {path}"
-    try:
-        stat = p.stat()
-    except OSError:
-        raise ScenarioError(f"{where}: file not found ({p}); allowed: a CSV or Parquet ward "
-                            "table, relative to the scenario file's folder") from None
-    key = (str(p.resolve()), stat.st_size, stat.st_mtime_ns)
+    key = file_version(p, where, "a CSV or Parquet ward table, relative to the scenario "
+                       "file's folder")
     if key not in _WARD_TABLES:
         _WARD_TABLES[key] = _ward_rows(_read_table(p, where), where)
     return [dict(row) for row in _WARD_TABLES[key]]
@@ -618,15 +615,19 @@ class Scenario(Spec):
     FILE_FIELDS: typing.ClassVar[tuple[tuple[str, str], ...]] = (
         ("population", "csv"), ("network", "path"), ("geography", "boundaries"))
 
+    def named_files(self) -> list[tuple[str, str]]:
+        """(table, key) of each FILE_FIELDS entry this scenario sets: the files it reads."""
+        data = self.to_dict()
+        return [(table, key) for table, key in self.FILE_FIELDS
+                if isinstance(data.get(table), dict) and isinstance(data[table].get(key), str)]
+
     def to_toml_as_run(self) -> str:
         """TOML for a results folder ("the scenario as run"): the files it names are written
         as absolute paths, so the copy loads from its new folder (`nudgesim report`, a
         re-run) as long as those files stay where they were."""
         data = self.to_dict()
-        for table, key in self.FILE_FIELDS:
-            part = data.get(table)
-            if isinstance(part, dict) and isinstance(part.get(key), str):
-                part[key] = str(self.resolve(part[key]).resolve())
+        for table, key in self.named_files():
+            data[table][key] = str(self.resolve(data[table][key]).resolve())
         return tomli_w.dumps(data)
 
     def replace(self, **changes: Any) -> Scenario:

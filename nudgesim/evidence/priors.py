@@ -87,17 +87,22 @@ def apply_draw(scenario: Scenario, draw: Mapping[str, float]) -> Scenario:
             for nudge in data.get("nudges", []):
                 if nudge["kind"] == kind:
                     nudge[fld] = v
-        elif scenario.parameter_problem(name) is None:
-            set_path(data, name, v, create_missing=False, what="draw")
-        elif (problem := scenario.parameter_problem(name, present=False)) is not None:
-            raise ScenarioError(f"draw {name!r} {problem}")
-        # else: a well-formed path this scenario does not have (a posterior's
-        # nudges[leaflet].reach on an option without the leaflet): nothing to set, as for
-        # a kind it has no nudge of
+        else:
+            try:
+                set_path(data, name, v, create_missing=False, what="draw")
+            except ScenarioError:
+                if (problem := scenario.parameter_problem(name, present=False)) is not None:
+                    raise ScenarioError(f"draw {name!r} {problem}") from None
+                # a well-formed path this scenario does not have (a posterior's
+                # nudges[leaflet].reach on an option without the leaflet): nothing to set,
+                # as for a kind it has no nudge of
     for pin in pins:  # a pinned path keeps its value whatever kind-level draw reached it
-        if (not pin.startswith("rule.") and not _is_kind_name(pin)
-                and scenario.parameter_problem(pin) is None):
-            set_path(data, pin, lookup(original, pin), create_missing=False, what="pin")
+        if not pin.startswith("rule.") and not _is_kind_name(pin):
+            try:
+                kept = lookup(original, pin)
+            except ScenarioError:
+                continue  # a pin on a nudge this scenario does not have
+            set_path(data, pin, kept, create_missing=False, what="pin")
     return Scenario.from_dict(data, scenario.base_dir)
 
 
