@@ -23,6 +23,7 @@ from . import network as netmod
 from .errors import ScenarioError
 from .registry import NUDGES, kind_of
 from .rules import CHANNELS
+from .scores import betweenness_scores, community_labels, degree_scores, kcore_scores
 from .spec import HalfLife, NonNegative, Probability, Spec
 
 if TYPE_CHECKING:
@@ -539,14 +540,14 @@ def strategy_scores(targeting: Targeting, engine: Host, stream: str) -> np.ndarr
     if key not in engine.score_cache:
         net, rng = engine.network, engine.streams.generator(f"score:{strategy}")
         if strategy == "degree":
-            s = netmod.degree_scores(net)
+            s = degree_scores(net)
         elif strategy == "betweenness":
-            s = netmod.betweenness_scores(net, rng, samples=targeting.betweenness_samples)
+            s = betweenness_scores(net, rng, samples=targeting.betweenness_samples)
         elif strategy == "kcore":
-            s = netmod.kcore_scores(net)
+            s = kcore_scores(net)
         else:  # community: spread targets across communities, best-connected first in each
-            labels = netmod.community_labels(net, targeting.community_method, rng)
-            deg = netmod.degree_scores(net)
+            labels = community_labels(net, targeting.community_method, rng)
+            deg = degree_scores(net)
             order = np.lexsort((-deg, labels))  # by community, then degree descending
             rank = np.empty(net.n, dtype=np.int64)
             starts = np.searchsorted(labels[order], np.arange(labels.max() + 1))

@@ -16,16 +16,18 @@ from nudgesim.network import (
     NetworkError,
     _edge_table_arrow,
     _edge_table_lines,
-    betweenness_scores,
     build_network,
-    community_labels,
-    degree_scores,
     from_edges,
     from_networkx,
-    kcore_scores,
-    modularity,
     read_graph_file,
     read_network_file,
+)
+from nudgesim.scores import (
+    betweenness_scores,
+    community_labels,
+    degree_scores,
+    kcore_scores,
+    modularity,
 )
 
 N = 2000  # small enough for networkx, large enough for stable graph statistics
