@@ -8,6 +8,9 @@ exception, kill -9): pool workers watch a pipe only their parent holds open (the
 closes it when the parent dies, even by SIGKILL), and Dask's own worker processes do the
 same. A Dask scheduler that does not answer, answers but is not Dask, or has no workers
 for too long ends the map with :class:`~nudgesim.errors.ResourceError` after a time-out.
+A job whose Dask workers all died while running it (a worker's memory limit, say) is a
+ResourceError too, or, given `on_lost`, that job's own result, so the others go on.
+Data every job needs (`shared`) goes to a Dask cluster once, not once per job.
 """
 
 from __future__ import annotations
@@ -17,9 +20,11 @@ import functools
 import math
 import multiprocessing
 import os
+import re
 import signal
 import threading
 import time
+import warnings
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from concurrent.futures.process import BrokenProcessPool
@@ -107,19 +112,26 @@ class RunOptions:
 
 
 def imap_unordered(
-    fn: Callable[[Any], Any],
+    fn: Callable[..., Any],
     items: Iterable[Any],
     options: RunOptions | str | None = None,
+    *,
+    shared: Any = None,
+    on_lost: Callable[[Any, str], Any] | None = None,
     **loose: Any,
 ) -> Iterator[tuple[int, Any]]:
     """Yield (index, fn(item)) as jobs finish. `fn` must be a picklable top-level function.
 
     options: a :class:`RunOptions` (or an executor name, or executor=/workers=/scheduler=/
-    dask_timeout= keywords).
+    dask_timeout= keywords). shared: when not None, jobs run fn(item, shared=shared); a Dask
+    cluster receives it once, not once per job. on_lost(item, message): the
+    result of a job whose Dask workers all died running it (default: ResourceError).
     """
     opts = RunOptions.of(options, **loose)
     items = list(items)
     executor, workers, scheduler = opts.executor, opts.workers, opts.scheduler
+    if shared is not None and executor != "dask":
+        fn = functools.partial(fn, shared=shared)
     if executor == "serial" or (executor == "processes" and (workers == 1 or len(items) <= 1)):
         for i, item in enumerate(items):
             yield i, fn(item)
@@ -128,7 +140,7 @@ def imap_unordered(
         yield from pool_imap(fn, items, workers or default_workers())
         return
     timeout = resolve_dask_timeout(opts.dask_timeout)
-    yield from _dask_imap(fn, items, workers, scheduler, timeout)
+    yield from _dask_imap(fn, items, workers, scheduler, timeout, shared, on_lost)
 
 
 # ---------------------------------------------------------------------------------------
@@ -211,14 +223,14 @@ def _threads_each(workers: int) -> int:
     return max(1, default_workers() // workers)
 
 
-def _with_threads(fn: Callable[[Any], Any], threads: int, item: Any) -> Any:
+def _with_threads(fn: Callable[..., Any], threads: int, item: Any, **kwargs: Any) -> Any:
     """fn(item) with the compiled kernels on `threads` threads: workers that share this
     machine share its cores, rather than each running a thread per core (two processes
     of two threads on two cores fight over them). Results do not depend on it."""
     from . import kernels
 
     with kernels.threads(threads):
-        return fn(item)
+        return fn(item, **kwargs)
 
 
 # ---------------------------------------------------------------------------------------
@@ -232,6 +244,8 @@ def _dask_imap(
     workers: int | None,
     scheduler: str | None,
     timeout: float,
+    shared: Any = None,
+    on_lost: Callable[[Any, str], Any] | None = None,
 ) -> Iterator[tuple[int, Any]]:
     """(index, fn(item)) from a Dask cluster; each future is released as soon as its
     result is here, so a worker that dies later does not make the scheduler recompute
@@ -266,7 +280,15 @@ def _dask_imap(
             f"({_reason(err)}); check the address, or wait longer with --dask-timeout"
         ) from None
     try:
-        futures = client.map(fn, items, pure=False)
+        extra: dict[str, Any] = {}
+        if shared is not None:
+            # a task that returns it, not scattered data: the scheduler keeps the task, so
+            # when the worker holding `shared` dies (a job over its memory limit) another
+            # worker recomputes it; lost scattered data would cancel every job
+            with warnings.catch_warnings():  # its size is the files' size: known, wanted
+                warnings.filterwarnings("ignore", "Sending large graph", UserWarning)
+                extra["shared"] = client.submit(_same, shared, pure=False)
+        futures = client.map(fn, items, pure=False, **extra)
         index = {f.key: i for i, f in enumerate(futures)}
         pending = dask_completed(futures, loop=client.loop)
         del futures  # `pending` holds each future until it is handed out, then nothing does
@@ -275,10 +297,16 @@ def _dask_imap(
         while not pending.is_empty():
             if pending.has_ready():
                 fut = next(pending)
-                value = _dask_result(fut, address)
+                i = index.pop(fut.key)
+                try:
+                    value = _dask_result(fut, address)
+                except _JobLost as lost:
+                    if on_lost is None:
+                        raise ResourceError(str(lost)) from None
+                    value = on_lost(items[i], str(lost))
                 fut.release()
                 done += 1
-                yield index.pop(fut.key), value
+                yield i, value
                 continue
             now = time.monotonic()
             if now - last_check >= min(_WORKER_CHECK_EVERY, timeout / 4):
@@ -313,9 +341,18 @@ def dask_setup(worker: Any) -> None:
         signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
+def _same(value: Any) -> Any:
+    return value
+
+
+class _JobLost(Exception):
+    """Every worker that ran this job died while running it (Dask's KilledWorker)."""
+
+
 def _dask_result(fut: Any, address: str) -> Any:
-    """The future's value; a cancelled one (the client lost the scheduler) or a task that
-    killed its workers (e.g. out of memory) is a ResourceError, not a traceback."""
+    """The future's value; a cancelled one (the client lost the scheduler) is a
+    ResourceError, a task that killed its workers (e.g. out of memory) a _JobLost: both
+    one line, not a traceback."""
     from distributed import KilledWorker
 
     if fut.status == "cancelled":
@@ -326,7 +363,15 @@ def _dask_result(fut: Any, address: str) -> Any:
     try:
         return fut.result()
     except KilledWorker as err:
-        raise ResourceError(f"dask: a job killed its workers at {address} ({err})") from None
+        # Dask's message: "Attempted to run task '<key>' on <k> different workers, but all
+        # those workers died while computing it. ..."; keep the count, drop the key
+        tries = re.search(r"on (\d+) different workers", str(err))
+        times = f"{tries.group(1)} times" if tries else "each time it ran"
+        raise _JobLost(
+            f"dask: the worker running this job died {times} at {address} (killed at "
+            "its --memory-limit, or out of memory?); give each worker more memory than "
+            "one run needs, and one thread (--nthreads 1)"
+        ) from None
 
 
 def _dask_workers(client: Any) -> int:

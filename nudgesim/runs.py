@@ -14,6 +14,10 @@ that make results comparable exist once:
   ``nudges[2].reach`` or ``nudges.2.reach`` into a scenario dict.
 * **One executor entry.** :func:`iter_jobs` / :func:`run_jobs` over
   :func:`nudgesim.parallel.imap_unordered` with one :class:`~nudgesim.parallel.RunOptions`.
+* **Files travel with the jobs.** For a Dask scheduler (possibly other machines, with no
+  disk in common) the files a scenario names are read here once (:func:`pack_jobs`), sent
+  to the cluster once, and written by each worker into its own folder, where the run reads
+  them. A ward table needs nothing: it is part of the scenario once validated.
 
 :func:`run_job` never raises: a failed run is recorded with its error, so one bad run
 cannot stop a sweep; callers that must stop (planning) call :func:`raise_first_error`.
@@ -25,16 +29,20 @@ import copy
 import hashlib
 import importlib
 import json
+import os
+import shutil
+import tempfile
 import time
 import traceback
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from dataclasses import replace as dataclass_replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .errors import ScenarioError, UserError
+from .errors import ResourceError, ScenarioError, UserError
 from .parallel import RunOptions, imap_unordered
 from .spec import parse_path
 
@@ -202,13 +210,16 @@ Measure = Callable[["Scenario", Mapping[str, Any]], Any]
 class Job:
     """One run: the scenario as plain data (seed included), where its files are, and the
     measure that reduces it. `measure` must be a top-level function (it is pickled by
-    name); `options` are the measure's. `run_id` names the run in a store ("" if none)."""
+    name); `options` are the measure's. `run_id` names the run in a store ("" if none).
+    `files`: (table, key, digest, name) of each file the scenario names, once packed
+    (:func:`pack_jobs`): the run then reads the packed copy, not `base_dir`."""
 
     scenario: dict[str, Any]
     base_dir: str
     measure: Measure = summary
     options: Mapping[str, Any] = field(default_factory=dict)
     run_id: str = ""
+    files: tuple[tuple[str, str, str, str], ...] = ()
 
     @classmethod
     def of(cls, scenario: Scenario, seed: int, measure: Measure = summary, **options: Any) -> Job:
@@ -220,21 +231,134 @@ class Job:
             options=options,
         )
 
-    def build(self) -> Scenario:
+    def build(self, files: Mapping[str, Sequence[tuple[str, bytes]]] | None = None) -> Scenario:
+        """The scenario; with `files` (packed jobs), the files it names are this process's
+        copies of them (:func:`unpack_files`)."""
         from .scenario import Scenario
 
-        return Scenario.from_dict(self.scenario, Path(self.base_dir))
+        data = self.scenario
+        if self.files:
+            data = copy.deepcopy(data)
+            for (table, key, _, _), path in zip(self.files, unpack_files(self.files, files),
+                                                strict=True):
+                data[table][key] = str(path)
+        return Scenario.from_dict(data, Path(self.base_dir))
 
 
-def run_job(job: Job) -> dict[str, Any]:
+# ---------------------------------------------------------------------------------------
+# Files for machines without this one's disk
+# ---------------------------------------------------------------------------------------
+
+Bundle = tuple[tuple[str, bytes], ...]  # (file name, content) of a file and its sidecars
+FILES_FOLDER = "nudgesim-files"
+
+
+def _bundle(path: Path) -> Bundle:
+    """The file at `path`, and for a shapefile the files beside it with the same stem
+    (.shx, .dbf, .prj, .cpg: GDAL reads them with it)."""
+    paths = [path]
+    if path.suffix.lower() == ".shp":
+        paths += sorted(q for q in path.parent.iterdir()
+                        if q.stem == path.stem and q != path and q.is_file())
+    return tuple((q.name, q.read_bytes()) for q in paths)
+
+
+def _digest(bundle: Bundle) -> str:
+    h = hashlib.sha256()
+    for name, data in bundle:
+        h.update(name.encode("utf-8") + b"\0" + len(data).to_bytes(8, "little") + data)
+    return h.hexdigest()[:32]
+
+
+def pack_jobs(jobs: Sequence[Job]) -> tuple[list[Job], dict[str, Bundle]]:
+    """Jobs that carry what their files are, and the files' contents by digest: read here,
+    once per file however many jobs name it, for workers that cannot see this disk. A
+    file that cannot be read is a ScenarioError naming the field and the file."""
+    from .scenario import Scenario
+
+    bundles: dict[str, Bundle] = {}
+    by_path: dict[Path, tuple[str, str]] = {}
+    out = []
+    for job in jobs:
+        if job.files:
+            out.append(job)
+            continue
+        base = Path(job.base_dir)
+        files = []
+        for table, key in Scenario.FILE_FIELDS:
+            value = (job.scenario.get(table) or {}).get(key)
+            if not isinstance(value, str):
+                continue
+            path = Path(value).expanduser()
+            path = (path if path.is_absolute() else base / path).resolve()
+            if path not in by_path:
+                try:
+                    bundle = _bundle(path)
+                except OSError as err:
+                    raise ScenarioError(
+                        f"{table}.{key}: cannot read {value!r} ({path}) to send it to the "
+                        f"cluster: {err.strerror or err}; allowed: a readable file, relative "
+                        "to the scenario file"
+                    ) from None
+                digest = _digest(bundle)
+                bundles[digest] = bundle
+                by_path[path] = (digest, path.name)
+            digest, name = by_path[path]
+            files.append((table, key, digest, name))
+        out.append(dataclass_replace(job, files=tuple(files)))
+    return out, bundles
+
+
+def unpack_files(
+    files: Sequence[tuple[str, str, str, str]],
+    bundles: Mapping[str, Sequence[tuple[str, bytes]]] | None,
+) -> list[Path]:
+    """Where this process holds each packed file: <folder>/nudgesim-files/<digest>/<name>,
+    written once per digest (into a temporary folder, then renamed: workers sharing a
+    disk never read half a file). The folder is the Dask worker's own (removed with it),
+    else the system's temporary folder."""
+    root = _files_root() / FILES_FOLDER
+    out = []
+    for _, _, digest, name in files:
+        folder = root / digest
+        if not (folder / name).is_file():
+            if bundles is None or digest not in bundles:
+                raise ResourceError(f"{name}: this job's file was not sent with it; "
+                                    "run packed jobs with their files (runs.iter_jobs)")
+            root.mkdir(parents=True, exist_ok=True)
+            tmp = Path(tempfile.mkdtemp(prefix=f".{digest}.", dir=root))
+            try:
+                for fname, data in bundles[digest]:
+                    (tmp / fname).write_bytes(data)
+                os.rename(tmp, folder)
+            except OSError:
+                if not (folder / name).is_file():  # not another worker's copy: a real error
+                    shutil.rmtree(tmp, ignore_errors=True)
+                    raise
+            shutil.rmtree(tmp, ignore_errors=True)
+        out.append(folder / name)
+    return out
+
+
+def _files_root() -> Path:
+    try:
+        from distributed import get_worker
+
+        return Path(get_worker().local_directory)
+    except (ImportError, ValueError):  # not inside a Dask worker
+        return Path(tempfile.gettempdir())
+
+
+def run_job(job: Job, shared: Mapping[str, Bundle] | None = None) -> dict[str, Any]:
     """Run one job; never raises (Exception), so one bad run cannot stop a sweep.
 
+    shared: the packed files' contents by digest (:func:`pack_jobs`), for packed jobs.
     Returns {run_id, status ("ok" or "error"), error (one line), error_type,
     error_message, traceback, value (the measure's result, None on error), elapsed_s}.
     """
     t0 = time.perf_counter()
     try:
-        value = job.measure(job.build(), job.options)
+        value = job.measure(job.build(shared), job.options)
         return {
             "run_id": job.run_id,
             "status": "ok",
@@ -278,11 +402,34 @@ def raise_first_error(outcomes: Iterable[Mapping[str, Any]]) -> None:
         raise RunError(f"a run failed: {out['error']}\n{out['traceback']}")
 
 
+def lost_job(job: Job, message: str) -> dict[str, Any]:
+    """The error record of a job whose Dask workers died running it (run_job's form; its
+    time is not known here, so 0)."""
+    return {
+        "run_id": job.run_id,
+        "status": "error",
+        "error": f"ResourceError: {message}",
+        "error_type": f"{ResourceError.__module__}:{ResourceError.__qualname__}",
+        "error_message": message,
+        "traceback": "",
+        "value": None,
+        "elapsed_s": 0.0,
+    }
+
+
 def iter_jobs(
     jobs: Sequence[Job], options: RunOptions | None = None
 ) -> Iterator[tuple[int, dict[str, Any]]]:
-    """(index, run_job(job)) as runs finish, on the executor `options` names."""
-    yield from imap_unordered(run_job, jobs, options or RunOptions())
+    """(index, run_job(job)) as runs finish, on the executor `options` names. For a Dask
+    scheduler the jobs' files are packed and sent along (the workers may not share this
+    disk), and a job whose workers died running it comes back as an error record."""
+    options = options or RunOptions()
+    if options.scheduler is None:
+        yield from imap_unordered(run_job, jobs, options, on_lost=lost_job)
+        return
+    packed, bundles = pack_jobs(jobs)
+    yield from imap_unordered(run_job, packed, options, shared=bundles or None,
+                              on_lost=lost_job)
 
 
 def run_jobs(jobs: Sequence[Job], options: RunOptions | None = None) -> list[dict[str, Any]]:
