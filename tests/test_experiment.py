@@ -659,3 +659,34 @@ def test_a_missing_run_file_and_an_empty_store_are_reported(tmp_path):
         run_store(tmp_path, ["abc"])
     empty = read_store(run_store(tmp_path))
     assert empty.empty and list(empty.columns) == ["run_id"]
+
+
+def test_cli_sweep_says_which_runs_failed_and_how_to_run_them_again(
+    tmp_path, capsys, monkeypatch
+):
+    """A run that fails is a row; the command names the first error and --retry-errors."""
+    import nudgesim.engine
+
+    (tmp_path / "small.toml").write_text(SMALL)
+    exp = tmp_path / "exp.toml"
+    exp.write_text('scenario = "small.toml"\n[levers]\n"nudges[leaflet].reach" = [0.3, 0.6]\n')
+    real = nudgesim.engine.simulate
+
+    def fails_at_06(scenario, **kw):
+        if scenario.nudges[0].reach == 0.6:
+            raise MemoryError("no room")
+        return real(scenario, **kw)
+
+    monkeypatch.setattr(nudgesim.engine, "simulate", fails_at_06)
+    argv = ["sweep", str(exp), "--out", str(tmp_path / "o"), "--executor", "serial",
+            "--no-progress"]
+    assert cli_main(argv) == 0
+    out, err = capsys.readouterr()
+    assert "2 runs (2 computed now, 0 reused, 1 errors)" in out
+    assert err == ("  1 run(s) failed, e.g.: MemoryError: no room\n  their rows say why "
+                   "(runs.parquet: status, error); the same command with --retry-errors "
+                   "runs them again\n")
+    monkeypatch.setattr(nudgesim.engine, "simulate", real)
+    assert cli_main([*argv, "--retry-errors"]) == 0
+    out, err = capsys.readouterr()
+    assert "(1 computed now, 1 reused, 0 errors)" in out and err == ""

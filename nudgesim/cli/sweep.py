@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
 from ..experiment import Experiment
 from .options import add_run_options, parse_run_args
@@ -47,4 +48,9 @@ def main(argv: list[str]) -> int:
         f"{r['errors']} errors) in {m['timings']['wall_s']:.1f} s"
     )
     print(f"  wrote {res.out}/ (runs.parquet, summary.parquet, manifest.json, runs/)")
+    if r["errors"]:
+        first = res.runs.loc[res.runs["status"] == "error", "error"].iloc[0]
+        print(f"  {r['errors']} run(s) failed, e.g.: {first}\n  their rows say why (runs.parquet: "
+              "status, error); the same command with --retry-errors runs them again",
+              file=sys.stderr)
     return 0
