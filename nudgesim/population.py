@@ -75,6 +75,12 @@ def _ward_blocks(spec: PopulationSpec, n: int) -> tuple[np.ndarray, list[str], n
     return ward, names, baseline
 
 
+def ward_blocks(spec: PopulationSpec, n: int) -> np.ndarray:
+    """Each of `n` residents' ward when the scenario places them itself (contiguous blocks
+    of the ward sizes): the wards build_population gives when no file names them."""
+    return _ward_blocks(spec, n)[0]
+
+
 def _written_size(spec: PopulationSpec) -> int | None:
     """The number of residents the population spec names: its size, else its ward sizes."""
     if spec.size is not None:

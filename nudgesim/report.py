@@ -51,6 +51,12 @@ NUDGE_WORDS = {
 }
 
 SHOWN = 10  # rows of the ranked table in the report (the rest are in plan.csv)
+#: Wards a ward plot draws one bar each; above it, the lowest and highest half of this
+#: many (a national run's 3,100 bars would be a 700-inch picture nobody can read)
+WARD_BARS = 40
+#: Wards listed at each end (lowest, highest) of a run report's ward table when the run
+#: has more wards than WARD_BARS (all wards are in by_ward.parquet)
+WARD_ROWS = 10
 
 INTERVAL_WORDS = (
     "Numbers in brackets are 95% intervals. They show how much the answer moves because "
@@ -111,7 +117,12 @@ def rule_words(sc: Scenario) -> str:
 def scenario_words(sc: Scenario, initial: float | None, wards: pd.DataFrame | None) -> str:
     names = sc.population.ward_names()
     size = sc.population.size
-    who = (f"{size:,} households" if size else "the households") + f" in {len(names)} wards"
+    sizes = sc.population.ward_sizes()
+    if size is None and sizes:
+        size = sum(sizes)
+    regions = sc.population.ward_regions()
+    who = ((f"{size:,} households" if size else "the households") + f" in {len(names):,} wards"
+           + (f" of {len(set(regions))} regions" if regions else ""))
     parts = [f"The simulated area has {who}."]
     if sc.description:
         parts.append(f"({sc.description}.)")
@@ -231,10 +242,15 @@ def _target_axis(meta: dict[str, Any]) -> str:
 
 
 def plot_wards(wards: pd.DataFrame, names: dict[str, str], path: Path) -> Path:
-    """Final adoption per ward, baseline against the chosen option, lowest wards first."""
+    """Final adoption per ward, baseline against the chosen option, lowest wards first;
+    with more than WARD_BARS wards, only the lowest and highest WARD_BARS / 2 of them
+    (the title says so), so the picture stays readable at any number of wards."""
     keys = list(names)
     base = wards[wards["scenario"] == keys[0]].set_index("ward")["final_adoption"]
-    order = base.sort_values().index
+    order = base.sort_values(kind="stable").index
+    total = len(order)
+    if total > WARD_BARS:
+        order = order[: WARD_BARS // 2].append(order[-(WARD_BARS // 2):])
     fig, ax = plt.subplots(figsize=(8.5, max(3.5, 0.22 * len(order) + 1.2)))
     ypos = np.arange(len(order))
     h = 0.8 / len(keys)
@@ -246,7 +262,12 @@ def plot_wards(wards: pd.DataFrame, names: dict[str, str], path: Path) -> Path:
     ax.set_yticks(ypos + h * (len(keys) - 1) / 2, [plot_text(w) for w in order], fontsize=8)
     ax.invert_yaxis()
     ax.set_xlabel("households taking part at the end (%)")
-    ax.set_title("By ward, lowest first" + ("" if "run" in names else " (average of simulations)"),
+    if total > WARD_BARS:
+        ax.axhline(WARD_BARS // 2 - 0.5 + h * (len(keys) - 1) / 2, color="black", lw=0.8,
+                   ls=":")
+    shown = (f"the lowest and highest {WARD_BARS // 2} of {total:,} wards"
+             if total > WARD_BARS else "lowest first")
+    ax.set_title(f"By ward, {shown}" + ("" if "run" in names else " (average of simulations)"),
                  fontsize=10)
     ax.grid(axis="x", alpha=0.3)
     ax.legend(fontsize=8, frameon=True, loc="upper right")
@@ -476,7 +497,9 @@ def run_doc(folder: Path) -> Doc:
           f"campaign costs {money(s['total_cost'])} ({money(cpa)} per household gained "
           f"since the start) and the households taking part achieve "
           f"{num(s['total_impact'], 1)} {s['impact_unit']} in total. The lowest ward "
-          f"is {s['lowest_ward']} at {pct(s['lowest_ward_adoption'])}.")
+          f"is {s['lowest_ward']} at {pct(s['lowest_ward_adoption'])}"
+          + (f"; the lowest region is {s['lowest_region']} at "
+             f"{pct(s['lowest_region_adoption'])}." if s.get("lowest_region") else "."))
     if not twin:
         doc.note("This run has no no-campaign twin ('nudgesim run --no-counterfactual', or "
                  "ns.simulate without counterfactual=True), so these totals include what "
@@ -509,8 +532,15 @@ def run_doc(folder: Path) -> Doc:
         wards = pd.concat([pd.DataFrame({"scenario": "baseline", "ward": last["ward"],
                                          "final_adoption": last["counterfactual_rate"]}), wards])
         ward_names = {"baseline": "no campaign", **ward_names}
+    n_wards = last["ward"].nunique()
     doc.img(plot_wards(wards, ward_names, folder / "report_wards.png"),
-            "Households taking part at the end, ward by ward.")
+            "Households taking part at the end, ward by ward"
+            + (f" (the lowest and highest {WARD_BARS // 2} of {n_wards:,} wards)."
+               if n_wards > WARD_BARS else "."))
+    if (folder / "by_region.parquet").exists():
+        _region_section(doc, _table(folder, "by_region"), twin)
+    if n_wards > WARD_BARS:
+        _ward_extremes(doc, last, sc, twin)
     _map(doc, sc, lambda: _run_map(folder, sc, by_ward),
          "Households taking part, ward by ward, on the map: at the start and at the end"
          + (", and what the campaign added (with it minus without, same seed; blue = more "
@@ -518,6 +548,53 @@ def run_doc(folder: Path) -> Doc:
             " (run with the no-campaign twin to map what the campaign itself added)."))
     _assumption_section(doc, sc, None)
     return doc
+
+
+def _region_section(doc: Doc, by_region: pd.DataFrame, twin: bool) -> None:
+    """One row per region: its size, the share taking part at the start and the end and,
+    with the twin, with no campaign and what the campaign added (by_region.parquet)."""
+    first = by_region[by_region["step"] == by_region["step"].min()].set_index("region")
+    last = by_region[by_region["step"] == by_region["step"].max()]
+    twin = twin and "counterfactual_rate" in last
+    doc.h("By region")
+    header = ["Region", "Wards", "Households", "At the start", "At the end"]
+    if twin:
+        header += ["With no campaign", "Added by the campaign"]
+    rows = []
+    for r in last.sort_values("adoption_rate", kind="stable").itertuples(index=False):
+        row = [str(r.region), num(r.wards), num(r.residents),
+               pct(first.loc[r.region, "adoption_rate"]), pct(r.adoption_rate)]
+        if twin:
+            row += [pct(r.counterfactual_rate),
+                    f"{100 * (r.adoption_rate - r.counterfactual_rate):+.1f} pp"]
+        rows.append(row)
+    doc.p("Households taking part, region by region, lowest at the end first (every step "
+          "is in by_region.parquet).")
+    doc.table(header, rows)
+
+
+def _ward_extremes(doc: Doc, last: pd.DataFrame, sc: Scenario, twin: bool) -> None:
+    """The WARD_ROWS lowest and highest wards at the end, with their region: a run with
+    thousands of wards lists its extremes, not every ward (all are in by_ward.parquet)."""
+    regions = sc.population.ward_regions()
+    region_of = dict(zip(sc.population.ward_names(), regions, strict=True)) if regions else {}
+    twin = twin and "counterfactual_rate" in last
+    ranked = last.sort_values("adoption_rate", kind="stable")
+    header = ["", "Ward", *(["Region"] if region_of else []), "Households", "At the end",
+              *(["With no campaign"] if twin else [])]
+    rows = []
+    for label, part in (("lowest", ranked.head(WARD_ROWS)), ("highest", ranked.tail(WARD_ROWS))):
+        for i, r in enumerate(part.itertuples(index=False)):
+            rank = i + 1 if label == "lowest" else len(ranked) - len(part) + i + 1
+            rows.append([f"{label} ({rank:,})" if i == 0 else f"{rank:,}", str(r.ward),
+                         *([region_of.get(str(r.ward), "")] if region_of else []),
+                         num(r.residents), pct(r.adoption_rate),
+                         *([pct(r.counterfactual_rate)] if twin else [])])
+    doc.h("Lowest and highest wards")
+    doc.p(f"The {WARD_ROWS} wards with the lowest and the {WARD_ROWS} with the highest share "
+          f"taking part at the end, of {len(ranked):,} (ranked 1 = lowest; every ward and "
+          "step is in by_ward.parquet).")
+    doc.table(header, rows)
 
 
 def _run_map(folder: Path, sc: Scenario, by_ward: pd.DataFrame) -> Path | None:

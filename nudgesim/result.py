@@ -37,8 +37,16 @@ RUN_FILES = frozenset(
         "scenario.toml",
         "adoption.png",
         "map.png",  # only when the scenario has [geography] (nudgesim.maps)
+        "by_region.parquet",  # only when the scenario's wards have regions
+        "residents.parquet",  # only when asked (`nudgesim run --residents`)
     }
 )
+
+#: Rows per row group of residents.parquet: each group is built from slices of the run's
+#: arrays and written before the next, so the file never needs a second copy of the
+#: residents in memory (2^20 rows of a few columns: ~10 MB per group; assumption: large
+#: enough for fast scans, small enough to stay far below the run's own arrays).
+RESIDENT_ROW_GROUP = 1 << 20
 
 
 def not_a_run_folder(folder: Path) -> str | None:
@@ -74,6 +82,9 @@ class Result:
         "cost_per_extra_adopter", "cost_per_extra_impact",
     )
 
+    #: keys the summary adds, after SUMMARY_KEYS, when the scenario's wards have regions
+    REGION_KEYS = ("lowest_region", "lowest_region_adoption")
+
     #: keys of `summary`, in order: what experiments may name as outcomes
     SUMMARY_KEYS = (
         "scenario", "seed", "residents", "ties", "steps", "initial_adoption", "final_adoption",
@@ -97,6 +108,9 @@ class Result:
     #: the same scenario run with no nudges on the same world and seed (engine.simulate
     #: with counterfactual=True), or None
     counterfactual: Result | None = field(default=None, repr=False)
+    #: each resident's ward (an index into the wards of `by_ward`, in their order), for
+    #: residents.parquet; None: taken from the scenario's ward sizes (`resident_wards`)
+    ward: np.ndarray | None = field(default=None, repr=False)
 
     def with_counterfactual(self, twin: Result) -> Result:
         """This run with its no-campaign twin attached: the twin's adopters, rate and
@@ -114,6 +128,32 @@ class Result:
         wards["counterfactual_adopters"] = twin.by_ward["adopters"].to_numpy()
         wards["counterfactual_rate"] = twin.by_ward["adoption_rate"].to_numpy()
         return replace(self, timeseries=ts, by_ward=wards, counterfactual=twin)
+
+    @property
+    def by_region(self) -> pd.DataFrame | None:
+        """Adopters by region and step, summed over each region's wards (None when the
+        scenario's wards have no regions): step, region, wards, residents, adopters,
+        adoption_rate, and the twin's counterfactual_adopters and counterfactual_rate
+        when it ran. Regions in the order they first appear in the ward list."""
+        regions = self.scenario.population.ward_regions()
+        if regions is None:
+            return None
+        of_ward = dict(zip(self.scenario.population.ward_names(), regions, strict=True))
+        order = list(dict.fromkeys(regions))
+        bw = self.by_ward
+        region = pd.Categorical(bw["ward"].map(of_ward), categories=order)
+        sums = ["residents", "adopters"] + (
+            ["counterfactual_adopters"] if "counterfactual_adopters" in bw else [])
+        table = bw[["step", *sums]].assign(region=region, wards=1)
+        out = (table.groupby(["step", "region"], observed=True, sort=True)[["wards", *sums]]
+               .sum().reset_index())
+        out["region"] = out["region"].astype(str)
+        out = out[["step", "region", "wards", "residents", "adopters", *sums[2:]]]
+        size = out["residents"].clip(lower=1)
+        out.insert(5, "adoption_rate", out["adopters"] / size)
+        if "counterfactual_adopters" in out:
+            out["counterfactual_rate"] = out["counterfactual_adopters"] / size
+        return out
 
     @property
     def summary(self) -> dict[str, Any]:
@@ -152,7 +192,19 @@ class Result:
             "lowest_ward": None if low is None else str(low["ward"]),
             "lowest_ward_adoption": None if low is None else float(low["adoption_rate"]),
             **self._campaign_effect(final, total_cost, total_impact),
+            **self._lowest_region(ts["step"].iloc[-1]),
         }
+
+    def _lowest_region(self, step: int) -> dict[str, Any]:
+        """The region with the lowest share taking part at the end (first of equals), only
+        when the wards have regions: a summary without them keeps exactly its keys."""
+        regions = self.by_region
+        if regions is None:
+            return {}
+        last = regions[regions["step"] == step]
+        low = last.loc[last["adoption_rate"].idxmin()]
+        return {"lowest_region": str(low["region"]),
+                "lowest_region_adoption": float(low["adoption_rate"])}
 
     def _campaign_effect(self, final: int, total_cost: float,
                          total_impact: float) -> dict[str, Any]:
@@ -172,9 +224,11 @@ class Result:
             "cost_per_extra_impact": total_cost / extra_impact if extra_impact > 0 else None,
         }
 
-    def save(self, out_dir: str | Path, plot: bool = True) -> Path:
+    def save(self, out_dir: str | Path, plot: bool = True, residents: bool = False) -> Path:
         """Write tables, summary, the scenario as run and (optionally) the plot, plus the
-        ward maps (map.png) when the scenario has a `[geography]` table.
+        ward maps (map.png) when the scenario has a `[geography]` table, by_region.parquet
+        when its wards have regions, and residents.parquet only when `residents` is asked
+        (write_residents: one row per resident, in row groups).
 
         The folder is written whole under a temporary name and swapped in
         (files.replace_folder): it always holds exactly one complete run, so a rerun
@@ -187,6 +241,11 @@ class Result:
             write_parquet_atomic(self.timeseries, tmp / "timeseries.parquet")
             write_atomic(tmp / "timeseries.csv", self.timeseries.to_csv(index=False))
             write_parquet_atomic(self.by_ward, tmp / "by_ward.parquet")
+            regions = self.by_region
+            if regions is not None:
+                write_parquet_atomic(regions, tmp / "by_region.parquet")
+            if residents:
+                self.write_residents(tmp / "residents.parquet")
             summary = json.dumps(_jsonable(self.summary), indent=2) + "\n"
             write_atomic(tmp / "summary.json", summary)
             write_atomic(tmp / "scenario.toml", self.scenario.to_toml_as_run())
@@ -199,6 +258,90 @@ class Result:
 
                     run_map(self.scenario, self.by_ward, tmp / "map.png")
         return out
+
+    def write_residents(self, path: str | Path, row_group: int = RESIDENT_ROW_GROUP) -> Path:
+        """residents.parquet: resident (the id, else 0..n-1), ward, region (when the wards
+        have regions), adopted at the end and, with the twin, counterfactual_adopted.
+
+        Written like files.write_atomic (a temporary file beside `path`, renamed when
+        complete) in row groups of `row_group` rows, each built from slices of the run's
+        arrays and written before the next: ward and region are dictionary columns (an
+        index per resident into the names), so no per-resident strings and no second full
+        copy of any column is ever made."""
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        from .files import _finish, _temp_beside
+
+        if row_group < 1:
+            raise ValueError(f"row_group: {row_group}; allowed: a whole number >= 1")
+        path = Path(path)
+        n = len(self.adopted)
+        ward = self.ward if self.ward is not None else resident_wards(self.scenario, n)
+        if len(ward) != n:
+            raise ValueError(f"ward: {len(ward)} residents' wards for {n} residents")
+        n_wards = len(self.by_ward) // max(len(self.timeseries), 1)
+        names = pa.array(self.by_ward["ward"].iloc[:n_wards].astype(str), pa.string())
+        regions = self.scenario.population.ward_regions()
+        region_of = region_names = None
+        if regions is not None:
+            order = list(dict.fromkeys(regions))
+            code = {r: i for i, r in enumerate(order)}
+            region_of = np.array([code[r] for r in regions], dtype=np.int32)
+            region_names = pa.array(order, pa.string())
+        ids = self.ids
+        id_type = (pa.int64() if ids is None or all(isinstance(v, (int, np.integer))
+                                                  for v in ids) else pa.string())
+        twin = self.counterfactual.adopted if self.counterfactual is not None else None
+        fields = [pa.field("resident", id_type),
+                  pa.field("ward", pa.dictionary(pa.int32(), pa.string()))]
+        if region_names is not None:
+            fields.append(pa.field("region", pa.dictionary(pa.int32(), pa.string())))
+        fields.append(pa.field("adopted", pa.bool_()))
+        if twin is not None:
+            fields.append(pa.field("counterfactual_adopted", pa.bool_()))
+        schema = pa.schema(fields)
+
+        def group(lo: int, hi: int) -> pa.RecordBatch:
+            w = np.asarray(ward[lo:hi], dtype=np.int32)
+            if ids is None:
+                rid = pa.array(np.arange(lo, hi, dtype=np.int64))
+            else:
+                rid = pa.array([v if id_type == pa.int64() else str(v) for v in ids[lo:hi]],
+                               id_type)
+            cols = [rid, pa.DictionaryArray.from_arrays(pa.array(w), names)]
+            if region_of is not None:
+                cols.append(pa.DictionaryArray.from_arrays(pa.array(region_of[w]),
+                                                           region_names))
+            cols.append(pa.array(np.asarray(self.adopted[lo:hi], dtype=bool)))
+            if twin is not None:
+                cols.append(pa.array(np.asarray(twin[lo:hi], dtype=bool)))
+            return pa.RecordBatch.from_arrays(cols, schema=schema)
+
+        tmp = _temp_beside(path)
+        try:
+            with pq.ParquetWriter(tmp, schema) as writer:
+                for lo in range(0, n, row_group):
+                    writer.write_batch(group(lo, min(n, lo + row_group)),
+                                       row_group_size=row_group)
+            _finish(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        return path
+
+
+def resident_wards(scenario: Scenario, n: int) -> np.ndarray:
+    """Each resident's ward when the scenario itself places them (ward sizes or a size,
+    in contiguous blocks: population.ward_blocks), for a Result that does not carry its
+    residents' wards. A residents CSV or a graph file places them itself: refused."""
+    from .network import GraphFile
+    from .population import ward_blocks
+
+    if scenario.population.csv is not None or isinstance(scenario.network, GraphFile):
+        raise ValueError("this Result does not carry its residents' wards (Result.ward), and "
+                         "its scenario reads them from a file")
+    return ward_blocks(scenario.population, n)
 
 
 def _jsonable(d: dict[str, Any]) -> dict[str, Any]:

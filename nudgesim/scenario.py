@@ -134,6 +134,17 @@ class WardSpec(Spec):
     susceptibility_mean: float | None = Field(
         None, description="mean susceptibility in the ward, >= 0; None: the population's"
     )
+    region: str | None = Field(
+        None, description="the region the ward belongs to (text): a run then also writes "
+        "by_region.parquet and names the lowest region; every ward has one or none does"
+    )
+
+    @field_validator("region", mode="after")
+    @classmethod
+    def _region_named(cls, region: str | None) -> str | None:
+        if region is not None and not region.strip():
+            raise ValueError("empty; allowed: a region name, or no region for every ward")
+        return None if region is None else region.strip()
 
     def trait_means(self) -> dict[str, float]:
         """The trait means this ward sets, by trait name."""
@@ -165,7 +176,7 @@ def with_mean(dist: Any, mean: float) -> Any:
 
 
 #: Columns of a ward table (`population.wards = "wards.csv"`), beside `<trait>_mean`.
-WARD_TABLE_COLUMNS = ("name", "households", "baseline")
+WARD_TABLE_COLUMNS = ("name", "households", "baseline", "region")
 #: Column names a council's table often has, and the one this reader expects instead.
 WARD_COLUMN_HINTS = {
     "ward": "name", "ward_name": "name", "participation_rate": "baseline",
@@ -202,7 +213,8 @@ def _read_table(p: Path, where: str) -> Any:
         raise ScenarioError(f"{where}: unknown file type {p.suffix!r}; allowed: .csv, .parquet")
     try:
         if suffix == ".csv":
-            return pd.read_csv(p, dtype={"name": str}, keep_default_na=False, na_values=[""])
+            return pd.read_csv(p, dtype={"name": str, "region": str}, keep_default_na=False,
+                               na_values=[""])
         return pd.read_parquet(p)
     except Exception as err:  # pandas/pyarrow raise many kinds; all mean "not readable"
         raise ScenarioError(f"{where}: cannot read it: {' '.join(str(err).split())}") from None
@@ -243,6 +255,16 @@ def _ward_rows(table: Any, where: str) -> list[dict[str, Any]]:
             if col == "name":
                 continue
             value = rec[col]
+            if col == "region":  # text; a ward without one would drop out of its region
+                if not isinstance(value, str) or not value.strip():
+                    blank = value is None or value != value or (isinstance(value, str)
+                                                                 and not value.strip())
+                    shown = "empty" if blank else plain(value)
+                    raise ScenarioError(f"{at}, column 'region': {shown} is not allowed; "
+                                        "allowed: a region name for every ward (or no "
+                                        "region column)")
+                row["region"] = value.strip()
+                continue
             what = ("a whole number >= 1" if col == "households" else
                     "a share in [0, 1]" if col == "baseline" else _mean_range(col))
             try:
@@ -292,7 +314,8 @@ class PopulationSpec(Spec):
     ] = Field(
         1,
         description="a ward count (equal sizes), a list of wards with names and sizes, or a "
-        "ward table file (CSV/Parquet: name, households, baseline, <trait>_mean) relative to "
+        "ward table file (CSV/Parquet: name, households, baseline, region, <trait>_mean) "
+        "relative to "
         "the scenario file",
     )
     csv: str | None = Field(
@@ -343,6 +366,10 @@ class PopulationSpec(Spec):
                     )
             elif any(w.size is not None for w in self.wards):
                 raise ValueError(".wards: give a size for every ward or for none")
+            missing = [w.name for w in self.wards if w.region is None]
+            if missing and len(missing) < len(self.wards):
+                raise ValueError(f".wards[{missing[0]}].region: missing; allowed: a region "
+                                 "for every ward or for none")
             for w in self.wards:
                 for trait, mean in w.trait_means().items():
                     try:
@@ -366,6 +393,12 @@ class PopulationSpec(Spec):
         if isinstance(self.wards, list):
             return [w.name for w in self.wards]
         return [f"W{i + 1:02d}" for i in range(self.wards)]
+
+    def ward_regions(self) -> list[str] | None:
+        """Each ward's region, in ward order, or None when the wards have no regions."""
+        if isinstance(self.wards, list) and self.wards and self.wards[0].region is not None:
+            return [str(w.region) for w in self.wards]
+        return None
 
 
 # ---------------------------------------------------------------------------------------

@@ -388,3 +388,77 @@ def test_report_template_ships_with_the_package():
     files = [p.relative_to(root / "nudgesim").as_posix()
              for p in (root / "nudgesim" / "templates").iterdir()]
     assert files and all(any(fnmatch(f, g) for g in globs) for f in files)
+
+
+def _national_folder(folder: Path, wards: int = 3_000, regions: int = 10) -> Path:
+    """A run folder of `wards` wards in `regions` regions, written by Result.save from
+    tables made by hand (no 25M simulation): ward i ends at i / wards taking part, so the
+    lowest wards are W0000, W0001, ... and the highest the last ones."""
+    import numpy as np
+    import pandas as pd
+
+    from nudgesim.result import Result
+
+    size = 8_000
+    names = [f"W{i:04d}" for i in range(wards)]
+    sc = ns.Scenario.from_dict({"name": "nation", "steps": 2, "population": {"wards": [
+        {"name": w, "size": size, "region": f"Region {i % regions}"}
+        for i, w in enumerate(names)]}})
+    share = np.arange(wards) / wards
+    steps = np.arange(3)
+    by_ward = pd.DataFrame({
+        "step": np.repeat(steps, wards), "ward": np.tile(names, 3), "residents": size,
+        "adopters": np.concatenate([np.round(share * size * s / 2) for s in steps]).astype(int)})
+    by_ward["adoption_rate"] = by_ward["adopters"] / size
+    by_ward["counterfactual_adopters"] = by_ward["adopters"] // 2
+    by_ward["counterfactual_rate"] = by_ward["counterfactual_adopters"] / size
+    totals = by_ward.groupby("step")[["adopters", "counterfactual_adopters"]].sum()
+    n = wards * size
+    ts = pd.DataFrame({c: 0 for c in Result.LOG_COLUMNS}, index=steps).assign(
+        step=steps, adopters=totals["adopters"].to_numpy(), cost=0.0, impact=0.0,
+        counterfactual_adopters=totals["counterfactual_adopters"].to_numpy(),
+        counterfactual_impact=0.0)
+    ts["adoption_rate"] = ts["adopters"] / n
+    ts["counterfactual_rate"] = ts["counterfactual_adopters"] / n
+    res = Result(scenario=sc, timeseries=ts, by_ward=by_ward, adopted=np.zeros(n, bool))
+    return res.save(folder, plot=False)
+
+
+def test_report_of_a_national_run_stays_readable_and_fast(tmp_path):
+    """3,000 wards: the ward picture shows the lowest and highest 20, the tables the 10
+    lowest and 10 highest wards and every region; nothing lists all wards."""
+    import time
+
+    from PIL import Image
+
+    folder = _national_folder(tmp_path / "run")
+    t0 = time.perf_counter()
+    html_path, md_path = write_report(folder)
+    elapsed = time.perf_counter() - t0
+    assert elapsed < 30, elapsed  # ~3 s here; generous for 2 shared cores
+    md, html = md_path.read_text(), html_path.read_text()
+    assert "24,000,000 households in 3,000 wards of 10 regions" in md
+    assert "## By region" in md and "## Lowest and highest wards" in md
+    for w in ("W0000", "W0009", "W2990", "W2999"):  # the 10 lowest and the 10 highest
+        assert f"| {w} |" in md
+    for w in ("W0010", "W1500", "W2989"):  # a middle ward is in by_ward.parquet only
+        assert f"| {w} |" not in md
+    assert "lowest (1)" in md and "highest (2,991)" in md
+    for r in range(10):
+        assert md.count(f"| Region {r} |") == 3  # its row, one lowest and one highest ward
+    assert "the lowest region is Region 0" in md
+    assert "the lowest and highest 20 of 3,000 wards" in md
+    with Image.open(folder / "report_wards.png") as png:
+        assert png.height < 1_200, png.size  # 40 bars, not 3,000
+    assert len(html) < 1_000_000
+
+
+def test_region_table_of_a_small_run_and_no_ward_extremes(tmp_path):
+    """24 wards: every ward has its bar and no extremes table; the region table's numbers
+    are the regions' own sums."""
+    folder = _national_folder(tmp_path / "run", wards=24, regions=2)
+    _, md_path = write_report(folder)
+    md = md_path.read_text()
+    assert "Lowest and highest wards" not in md and "By region" in md
+    # Region 0 holds the even wards: at the end sum(i / 24 for even i) / 12 = 11/24 = 45.8%
+    assert "| Region 0 | 12 | 96,000 | 0.0% | 45.8% | 22.9% | +22.9 pp |" in md

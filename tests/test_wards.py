@@ -61,7 +61,7 @@ def test_parquet_and_relative_to_the_scenario_folder(tmp_path, monkeypatch):
 @pytest.mark.parametrize(("table", "expected"), [
     ("ward,households,participation_rate\nA,10,0.2\n",
      "unknown column 'ward' (rename it to 'name'); allowed: name, households, baseline, "
-     "attitude_mean, habit_mean, cost_mean, susceptibility_mean"),
+     "region, attitude_mean, habit_mean, cost_mean, susceptibility_mean"),
     ("name,baseline\nA,0.2\n", "missing column 'households'"),
     ("name,households\n", "no rows; allowed: one row per ward"),
     ("name,households,baseline\nA,10,0.2\nB,10,1.3\n",
@@ -217,3 +217,87 @@ def test_init_without_boundaries_and_with_a_bad_table(tmp_path, capsys):
     assert "column 'baseline': 2 is not allowed" in capsys.readouterr().err
     assert not bad.exists()
     assert cli(["init", "--wards", str(tmp_path / "w.csv"), "--out", str(tmp_path / "x.txt")]) == 2
+
+
+# ---------------------------------------------------------------------------------------
+# Regions (issue 16): an optional `region` column; by_region.parquet and the lowest region
+# ---------------------------------------------------------------------------------------
+
+REGIONS = ("name,households,baseline,region\nAbbey,120,0.2,North\nBrook,80,0.35, South \n"
+           "Castle,100,0.1,North\n")
+
+
+def test_regions_sum_their_wards_step_by_step(tmp_path):
+    """by_region is by_ward summed over each region's wards, exactly; rates are the sums'
+    ratio (not a mean of ward rates); regions keep the table's order; names are stripped."""
+    sc = Scenario.from_toml(_scenario(tmp_path, REGIONS))
+    assert sc.population.ward_regions() == ["North", "South", "North"]
+    res = ns.simulate(sc, counterfactual=True)
+    reg, bw = res.by_region, res.by_ward
+    assert list(reg.columns) == ["step", "region", "wards", "residents", "adopters",
+                                 "adoption_rate", "counterfactual_adopters",
+                                 "counterfactual_rate"]
+    assert list(reg["region"].iloc[:2]) == ["North", "South"]
+    assert len(reg) == 2 * (sc.steps + 1)
+    for step in range(sc.steps + 1):
+        w = bw[bw["step"] == step].set_index("ward")
+        r = reg[reg["step"] == step].set_index("region")
+        north = w.loc[["Abbey", "Castle"]]
+        assert r.loc["North", "adopters"] == north["adopters"].sum()
+        assert r.loc["North", "counterfactual_adopters"] == north["counterfactual_adopters"].sum()
+        assert r.loc["North", "residents"] == 220 and r.loc["North", "wards"] == 2
+        assert r.loc["South", "adopters"] == w.loc["Brook", "adopters"]
+        assert r.loc["North", "adoption_rate"] == north["adopters"].sum() / 220
+    last = reg[reg["step"] == sc.steps].set_index("region")["adoption_rate"]
+    s = res.summary
+    assert s["lowest_region"] == last.idxmin()
+    assert s["lowest_region_adoption"] == last.min()
+    assert tuple(s)[-2:] == ns.Result.REGION_KEYS
+
+
+def test_without_regions_nothing_changes(tmp_path):
+    """No region column: no by_region table or file, and exactly the summary's usual keys."""
+    res = ns.simulate(Scenario.from_toml(_scenario(tmp_path)), counterfactual=True)
+    assert res.by_region is None
+    assert tuple(res.summary) == ns.Result.SUMMARY_KEYS
+    out = res.save(tmp_path / "run", plot=False)
+    assert not (out / "by_region.parquet").exists()
+    assert "lowest_region" not in (out / "summary.json").read_text()
+
+
+def test_a_run_with_regions_writes_by_region(tmp_path):
+    res = ns.simulate(Scenario.from_toml(_scenario(tmp_path, REGIONS)))
+    out = res.save(tmp_path / "run", plot=False)
+    pd.testing.assert_frame_equal(pd.read_parquet(out / "by_region.parquet"), res.by_region)
+    again = Scenario.from_toml(out / "scenario.toml")  # the saved scenario keeps regions
+    assert again.population.ward_regions() == ["North", "South", "North"]
+
+
+@pytest.mark.parametrize("cell", ["", "   "])
+def test_an_empty_region_cell_is_refused_naming_the_row(tmp_path, cell):
+    """A ward without a region would drop out of its region's totals: refused, not
+    guessed; drop the column to run without regions."""
+    (tmp_path / "w.csv").write_text(REGIONS.replace(" South ", cell))
+    with pytest.raises(ns.ScenarioError, match=r"row 3 \(ward 'Brook'\), column 'region': "
+                       r"empty is not allowed; allowed: a region name for every ward"):
+        read_ward_table(tmp_path / "w.csv")
+
+
+def test_inline_wards_need_a_region_for_every_ward_or_none():
+    with pytest.raises(ns.ScenarioError, match=r"wards\[B\]\.region: missing"):
+        Scenario.from_toml_str('[population]\nwards = [{ name = "A", region = "N" }, '
+                               '{ name = "B" }]\n')
+    with pytest.raises(ns.ScenarioError, match=r"region"):
+        Scenario.from_toml_str('[population]\nwards = [{ name = "A", region = " " }]\n')
+
+
+def test_a_numeric_region_in_parquet_is_refused(tmp_path):
+    pd.DataFrame({"name": ["A"], "households": [10], "region": [3]}).to_parquet(
+        tmp_path / "w.parquet")
+    with pytest.raises(ns.ScenarioError, match=r"column 'region': 3 is not allowed"):
+        read_ward_table(tmp_path / "w.parquet")
+
+
+def test_a_region_in_a_csv_may_look_like_a_number(tmp_path):
+    (tmp_path / "w.csv").write_text("name,households,region\nA,10,01\nB,5,E12000007\n")
+    assert [r["region"] for r in read_ward_table(tmp_path / "w.csv")] == ["01", "E12000007"]

@@ -24,7 +24,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
     res = simulate(sc, counterfactual=twin)
     elapsed = time.perf_counter() - t0
-    res.save(out, plot=not args.no_plot)
+    residents = bool(getattr(args, "residents", False))
+    res.save(out, plot=not args.no_plot, residents=residents)
     s = res.summary
     print(f"{sc.name}: {s['residents']:,} residents, {s['ties']:,} ties, {s['steps']} "
           f"{sc.step_unit}s in {elapsed:.2f} s ("
@@ -33,7 +34,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     print(f"{totals}adoption {100 * s['initial_adoption']:.1f}% -> "
           f"{100 * s['final_adoption']:.1f}% (peak {100 * s['peak_adoption']:.1f}% at step "
           f"{s['peak_step']}); lowest ward {s['lowest_ward']} at "
-          f"{100 * (s['lowest_ward_adoption'] or 0):.1f}%")
+          f"{100 * (s['lowest_ward_adoption'] or 0):.1f}%"
+          + (f"; lowest region {s['lowest_region']} at {100 * s['lowest_region_adoption']:.1f}%"
+             if "lowest_region" in s else ""))
     cost = f"cost £{s['total_cost']:,.0f}; impact {s['total_impact']:,.2f} {s['impact_unit']}"
     if twin:
         print(f"          {cost}")
@@ -43,7 +46,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         cpa = s["cost_per_adopter_gained"]
         print(f"  {cost}; £ per adopter gained {'n/a' if cpa is None else f'{cpa:,.2f}'}")
     plots = "" if args.no_plot else ", adoption.png" + (", map.png" if sc.geography else "")
-    print(f"  wrote {out}/ (timeseries.parquet/.csv, by_ward.parquet, summary.json, "
+    tables = ("by_ward.parquet" + (", by_region.parquet" if "lowest_region" in s else "")
+              + (", residents.parquet" if residents else ""))
+    print(f"  wrote {out}/ (timeseries.parquet/.csv, {tables}, summary.json, "
           f"scenario.toml{plots})")
     return 0
 
