@@ -7,7 +7,7 @@ import importlib
 import sys
 import types
 
-from .scenario import Scenario, ScenarioError
+from .errors import ScenarioError
 
 __all__ = [
     "Engine",
@@ -33,8 +33,11 @@ __version__ = "0.1.0"
 
 # Imported on first use, so each command loads only what it needs: `nudgesim run` never
 # loads Mesa, solara, Dask or planning's scipy.stats, and `import nudgesim.cli` loads
-# neither the engine (pandas, networkx, scipy.sparse) nor numba (see kernels.py).
+# neither the engine (pandas, networkx, scipy.sparse) nor numba (see kernels.py), nor even
+# the scenario models (pydantic, numpy): the command line starts its drawing helper
+# (plots.start_worker) before those imports, so the helper's start overlaps them.
 _LAZY = {
+    "Scenario": "scenario",
     "Engine": "engine",
     "simulate": "engine",
     "Experiment": "experiment",

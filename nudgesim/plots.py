@@ -1,26 +1,37 @@
-"""Figures of a run: the adoption curve with nudge windows shaded, cost and impact below."""
+"""Figures of a run: the adoption curve with nudge windows shaded, cost and impact below.
+
+Drawing is split in two: `figure_data` reads a run into plain numbers and strings, and
+`draw_figure` turns those into a matplotlib Figure. The split lets `nudgesim run` draw in a
+helper process (`start_worker`) that imports matplotlib on another core while the run
+imports its own libraries and simulates: that import alone costs about as much as the
+borough's whole simulation (~0.45 s), and none of it depends on the results.
+The helper draws exactly what this process would draw (same code, same data), and any
+failure of the helper falls back to drawing here.
+"""
 
 from __future__ import annotations
 
+import atexit
 import io
+import os
+import pickle
+import selectors
+import struct
+import subprocess
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
-
-# Matplotlib's object API, not pyplot: a figure drawn straight onto an Agg canvas needs no
-# backend selection, no global figure registry to close, and skips importing pyplot
-# (~0.2 s of every `nudgesim run`). Headless by construction: sweeps and CI have no screen.
-import matplotlib
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.figure import Figure
-from matplotlib.ticker import FuncFormatter
 
 from .files import write_atomic
 
 if TYPE_CHECKING:
     import numpy as np
     import pandas as pd
+    from matplotlib.figure import Figure
 
     from .scenario import Scenario
+
+DPI = 110  # adoption.png: 9 x 7.5 inches -> 990 x 825 pixels
 
 
 class RunRecord(Protocol):
@@ -40,22 +51,81 @@ def plot_text(text: object) -> str:
 
 
 def plot_run(result: RunRecord, path: str | Path) -> Path:
-    """Draw `run_figure` and write it as a PNG (atomically: readers never see half a PNG)."""
-    png = io.BytesIO()
-    run_figure(result).savefig(png, format="png", dpi=110)
+    """Draw `run_figure` and write it as a PNG (atomically: readers never see half a PNG);
+    drawn by the helper process when `start_worker` started one, else here."""
+    data = figure_data(result)
+    png = _WORKER.draw(data) if _WORKER is not None else None
+    if png is None:
+        png = figure_png(data)
     path = Path(path)
-    write_atomic(path, png.getvalue())
+    write_atomic(path, png)
     return path
 
 
 def run_figure(result: RunRecord) -> Figure:
+    """The run's figure (see `draw_figure`)."""
+    return draw_figure(figure_data(result))
+
+
+def figure_png(data: dict[str, Any]) -> bytes:
+    """`draw_figure(data)` as PNG bytes."""
+    png = io.BytesIO()
+    draw_figure(data).savefig(png, format="png", dpi=DPI)
+    return png.getvalue()
+
+
+def figure_data(result: RunRecord) -> dict[str, Any]:
+    """Everything `draw_figure` shows, as numpy arrays, numbers and strings: no pandas and
+    no Result, so another process can draw it from a pickle. The ward range is the min and
+    max adoption rate across wards at each step; `twin_*` are None without the no-campaign
+    twin (`counterfactual_*` columns of a run from simulate(counterfactual=True))."""
+    ts, wards, sc = result.timeseries, result.by_ward, result.scenario
+    spread = wards.groupby("step")["adoption_rate"].agg(["min", "max"])
+    twin = "counterfactual_rate" in ts
+    peak = float(spread["max"].max())
+    if twin:
+        peak = max(peak, float(ts["counterfactual_rate"].max()))
+    return {
+        "windows": [
+            {"name": plot_text(w["name"]), "start": w["start"], "stop": w["stop"],
+             "contacts": list(w["contacts"])}
+            for w in result.nudge_windows
+        ],
+        "step": ts["step"].to_numpy(),
+        "rate": ts["adoption_rate"].to_numpy(),
+        "cost": ts["cost"].to_numpy(),
+        "impact": ts["impact"].to_numpy(),
+        "twin_rate": ts["counterfactual_rate"].to_numpy() if twin else None,
+        "twin_impact": ts["counterfactual_impact"].to_numpy() if twin else None,
+        "ward_range": (
+            (spread.index.to_numpy(), spread["min"].to_numpy(), spread["max"].to_numpy())
+            if wards["ward"].nunique() > 1 else None
+        ),
+        "peak": peak,
+        "title": plot_text(f"{sc.name}: {len(result.adopted):,} residents over {len(ts) - 1} "
+                           f"{sc.step_unit}s (seed {sc.seed}); dashed = a nudge starts"),
+        "xlabel": plot_text(f"step ({sc.step_unit})"),
+        "impact_label": plot_text(f"cumulative impact\n({sc.impact.unit})"),
+    }
+
+
+def draw_figure(data: dict[str, Any]) -> Figure:
     """Three panels sharing the time axis: adoption (borough line, ward range, nudge starts),
     one shaded bar per nudge window with its contact days, and cumulative cost and impact.
     Windows get their own rows because overlapping shading over the curve is unreadable.
-    A run with its no-campaign twin (`counterfactual_*` columns) also draws the twin's
-    adoption and impact, dotted: the gap between the lines is what the campaign added."""
-    ts, wards, sc = result.timeseries, result.by_ward, result.scenario
-    windows = result.nudge_windows
+    A run with its no-campaign twin also draws the twin's adoption and impact, dotted: the
+    gap between the lines is what the campaign added.
+
+    Matplotlib's object API, not pyplot: a figure drawn straight onto an Agg canvas needs no
+    backend selection and no global figure registry to close, and skips importing pyplot.
+    Headless by construction: sweeps and CI have no screen."""
+    import matplotlib
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+    from matplotlib.ticker import FuncFormatter
+
+    windows, step = data["windows"], data["step"]
+    twin = data["twin_rate"] is not None
     fig = Figure(figsize=(9, 7.5))
     FigureCanvasAgg(fig)
     top, mid, bottom = fig.subplots(
@@ -68,44 +138,156 @@ def run_figure(result: RunRecord) -> Figure:
         mid.barh(i, w["stop"] - w["start"], left=w["start"] - 0.5, height=0.6,
                  color=colours(i % 10), alpha=0.35)
         mid.plot(w["contacts"], [i] * len(w["contacts"]), "|", color=colours(i % 10), ms=9, mew=2)
-    mid.set_yticks(range(len(windows)), [plot_text(w["name"]) for w in windows], fontsize=8)
+    mid.set_yticks(range(len(windows)), [w["name"] for w in windows], fontsize=8)
     mid.set_ylim(max(len(windows), 1) - 0.5, -0.5)
     mid.set_ylabel("nudges\n(| = contact)", fontsize=8)
     mid.grid(axis="x", alpha=0.3)
 
-    spread = wards.groupby("step")["adoption_rate"].agg(["min", "max"])
-    if wards["ward"].nunique() > 1:
-        top.fill_between(spread.index, 100 * spread["min"], 100 * spread["max"], color="grey",
-                         alpha=0.2, lw=0, label="range across wards")
-    twin = "counterfactual_rate" in ts  # the no-campaign twin (simulate(counterfactual=True))
-    top.plot(ts["step"], 100 * ts["adoption_rate"], color="black", lw=2,
+    if data["ward_range"] is not None:
+        steps, low, high = data["ward_range"]
+        top.fill_between(steps, 100 * low, 100 * high, color="grey", alpha=0.2, lw=0,
+                         label="range across wards")
+    top.plot(step, 100 * data["rate"], color="black", lw=2,
              label="whole borough, with the campaign" if twin else "whole borough")
     if twin:
-        top.plot(ts["step"], 100 * ts["counterfactual_rate"], color="black", lw=1.5, ls=":",
+        top.plot(step, 100 * data["twin_rate"], color="black", lw=1.5, ls=":",
                  label="whole borough, no campaign (same seed)")
     top.set_ylabel("households adopting (%)")
-    peak = float(spread["max"].max())
-    if twin:
-        peak = max(peak, float(ts["counterfactual_rate"].max()))
-    top.set_ylim(0, min(100.0, max(5.0, 100 * peak * 1.15)))
-    top.set_title(plot_text(f"{sc.name}: {len(result.adopted):,} residents over {len(ts) - 1} "
-                            f"{sc.step_unit}s (seed {sc.seed}); dashed = a nudge starts"),
-                  fontsize=10)
+    top.set_ylim(0, min(100.0, max(5.0, 100 * data["peak"] * 1.15)))
+    top.set_title(data["title"], fontsize=10)
     top.legend(loc="upper left", fontsize=8, frameon=False)
     top.grid(alpha=0.3)
 
-    bottom.plot(ts["step"], ts["cost"], color="tab:red", lw=2)
+    bottom.plot(step, data["cost"], color="tab:red", lw=2)
     bottom.set_ylabel("cumulative cost (£)", color="tab:red")
     bottom.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"£{v:,.0f}"))
-    bottom.set_xlabel(plot_text(f"step ({sc.step_unit})"))
+    bottom.set_xlabel(data["xlabel"])
     bottom.grid(alpha=0.3)
     right = bottom.twinx()
-    right.plot(ts["step"], ts["impact"], color="tab:green", lw=2, label="impact, with the campaign")
+    right.plot(step, data["impact"], color="tab:green", lw=2, label="impact, with the campaign")
     if twin:
-        right.plot(ts["step"], ts["counterfactual_impact"], color="tab:green", lw=1.5, ls=":",
+        right.plot(step, data["twin_impact"], color="tab:green", lw=1.5, ls=":",
                    label="impact, no campaign")
         right.legend(loc="upper left", fontsize=8, frameon=False)
-    right.set_ylabel(plot_text(f"cumulative impact\n({sc.impact.unit})"), color="tab:green",
-                     fontsize=9)
+    right.set_ylabel(data["impact_label"], color="tab:green", fontsize=9)
     fig.tight_layout()
     return fig
+
+
+# ---------------------------------------------------------------------------------------
+# The drawing helper process
+# ---------------------------------------------------------------------------------------
+
+WORKER_ENV = "NUDGESIM_PLOT_WORKER"  # "0": always draw in this process
+WORKER_TIMEOUT = 60.0  # seconds a drawing may take before this process draws it itself
+_HEADER = struct.Struct("!Q")  # every message: its length, then a pickle
+
+
+def _send(stream: Any, obj: object) -> None:
+    body = pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
+    stream.write(_HEADER.pack(len(body)) + body)
+    stream.flush()
+
+
+def _receive(stream: Any) -> Any:
+    head = stream.read(_HEADER.size)
+    if len(head) < _HEADER.size:
+        raise EOFError("the other process closed the pipe")
+    (size,) = _HEADER.unpack(head)
+    body = stream.read(size)
+    if len(body) < size:
+        raise EOFError("the other process closed the pipe")
+    return pickle.loads(body)
+
+
+def serve() -> None:
+    """The helper's main: import matplotlib, then draw the one figure it is sent and answer
+    with ("png", bytes) or ("error", message). A closed pipe (the run failed or finished
+    without a plot) ends it quietly. No warm-up drawing: measured, a first drawing in a
+    fresh process costs no more than the next (matplotlib loads its fonts on import), so
+    one would only take CPU from the run on a busy machine."""
+    import matplotlib.figure  # noqa: F401  (the import this helper exists to do early)
+    from matplotlib.backends import backend_agg  # noqa: F401
+
+    try:
+        data = _receive(sys.stdin.buffer)
+    except EOFError:
+        return
+    try:
+        answer: tuple[str, Any] = ("png", figure_png(data))
+    except Exception as err:  # reported to the parent, which draws (and raises) itself
+        answer = ("error", f"{type(err).__name__}: {err}")
+    try:
+        _send(sys.stdout.buffer, answer)
+    except BrokenPipeError:
+        pass
+
+
+class _Worker:
+    """The parent's handle on one helper process: one figure, then it exits."""
+
+    def __init__(self) -> None:
+        root = str(Path(__file__).resolve().parents[1])  # this copy of nudgesim, not another
+        code = f"import sys; sys.path.insert(0, {root!r}); from nudgesim.plots import serve; serve()"
+        self.proc = subprocess.Popen(
+            [sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL, close_fds=True,
+        )
+        atexit.register(self.close)
+
+    def draw(self, data: dict[str, Any]) -> bytes | None:
+        """The PNG of `data` drawn by the helper, or None if it could not (then the caller
+        draws it): a helper that died, failed or took over WORKER_TIMEOUT seconds."""
+        global _WORKER
+        _WORKER = None  # one figure per helper
+        proc = self.proc
+        try:
+            assert proc.stdin is not None and proc.stdout is not None
+            _send(proc.stdin, data)
+            proc.stdin.close()
+            with selectors.DefaultSelector() as sel:
+                sel.register(proc.stdout, selectors.EVENT_READ)
+                if not sel.select(WORKER_TIMEOUT):
+                    return None
+            kind, value = _receive(proc.stdout)
+        except (OSError, EOFError, pickle.UnpicklingError, ValueError):
+            return None
+        finally:
+            self.close()
+        return value if kind == "png" else None
+
+    def close(self) -> None:
+        """Stop the helper (if still running) and reap it."""
+        proc = self.proc
+        if proc.poll() is None:
+            proc.kill()
+        for stream in (proc.stdin, proc.stdout):
+            if stream is not None:
+                try:
+                    stream.close()
+                except OSError:
+                    pass
+        proc.wait()
+        atexit.unregister(self.close)
+
+
+_WORKER: _Worker | None = None
+
+
+def start_worker() -> bool:
+    """Start the drawing helper for the next `plot_run` of this process, when it saves time:
+    matplotlib not yet imported here (otherwise drawing here costs only the draw), at least
+    two CPUs to run on, and NUDGESIM_PLOT_WORKER not "0". True if one is running."""
+    global _WORKER
+    if _WORKER is not None:
+        return True
+    if os.environ.get(WORKER_ENV, "1") == "0" or "matplotlib.figure" in sys.modules:
+        return False
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    if (cpus or 1) < 2:
+        return False
+    try:
+        _WORKER = _Worker()
+    except OSError:
+        return False
+    return True

@@ -1,5 +1,7 @@
 """Start-up stays light: each command imports only what it needs (checked in fresh
-processes, since this test process has imported everything already)."""
+processes, since this test process has imported everything already), and `nudgesim run`
+draws adoption.png in a helper process (nudgesim.plots.start_worker) that gives the same
+PNG, byte for byte, as drawing it here, and falls back to drawing here when it fails."""
 
 from __future__ import annotations
 
@@ -7,22 +9,32 @@ import os
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
+from nudgesim import plots
+from nudgesim.cli import _draws_run_figure
+
 HEAVY = ("numba", "networkx", "scipy.sparse", "matplotlib", "pandas", "mesa")
+# what `import nudgesim.cli` must not load either: the command line starts the drawing
+# helper before these imports, so that the helper's start overlaps them
+SCENARIO_MODELS = ("numpy", "pydantic", "nudgesim.scenario")
+TWO_CPUS = len(os.sched_getaffinity(0)) >= 2 if hasattr(os, "sched_getaffinity") else False
+TOWN = 'name = "town"\nsteps = 4\n[population]\nsize = 300\n'
 
 
-def _modules_after(code: str, cwd) -> set[str]:
-    env = {k: v for k, v in os.environ.items() if k != "NUDGESIM_NUMBA"}
+def _modules_after(code: str, cwd, **env_extra: str) -> set[str]:
+    env = {k: v for k, v in os.environ.items() if k not in ("NUDGESIM_NUMBA", plots.WORKER_ENV)}
+    env.update(env_extra)
     out = subprocess.run([sys.executable, "-c", code + "\nimport sys\nprint(' '.join(sys.modules))"],
                          env=env, capture_output=True, text=True, check=True, cwd=cwd)
     return set(out.stdout.split())
 
 
-@pytest.mark.parametrize("module", ["nudgesim", "nudgesim.cli"])
+@pytest.mark.parametrize("module", ["nudgesim", "nudgesim.cli", "nudgesim.plots"])
 def test_importing_loads_no_heavy_library(module, tmp_path):
     loaded = _modules_after(f"import {module}", tmp_path)
-    assert not loaded & set(HEAVY)
+    assert not loaded & set(HEAVY + SCENARIO_MODELS), loaded & set(HEAVY + SCENARIO_MODELS)
 
 
 def test_the_public_names_still_resolve(tmp_path):
@@ -30,14 +42,125 @@ def test_the_public_names_still_resolve(tmp_path):
             "assert callable(ns.simulate) and callable(ns.sensitivity)\n"
             "import nudgesim.sensitivity\n"
             "assert callable(ns.sensitivity)  # the function, not the submodule\n"
-            "assert ns.Engine and ns.Experiment and ns.Network and ns.Result and ns.Population\n")
+            "assert ns.Engine and ns.Experiment and ns.Network and ns.Result and ns.Population\n"
+            "from nudgesim import Scenario, ScenarioError\n"
+            "from nudgesim.scenario import Scenario as S, ScenarioError as E\n"
+            "assert Scenario is S and ScenarioError is E\n")
     _modules_after(code, tmp_path)
 
 
 def test_a_small_run_with_its_plot_needs_neither_numba_nor_pyplot(tmp_path):
-    (tmp_path / "town.toml").write_text('name = "town"\nsteps = 4\n[population]\nsize = 300\n')
+    (tmp_path / "town.toml").write_text(TOWN)
     code = ("from nudgesim.cli import main\n"
             "assert main(['run', 'town.toml', '--out', 'out']) == 0\n")
-    loaded = _modules_after(code, tmp_path)
+    loaded = _modules_after(code, tmp_path, **{plots.WORKER_ENV: "0"})
     assert (tmp_path / "out" / "adoption.png").stat().st_size > 1000
     assert "numba" not in loaded and "matplotlib.pyplot" not in loaded
+    assert "matplotlib.figure" in loaded  # drawn here: the helper was switched off
+
+
+@pytest.mark.skipif(not TWO_CPUS, reason="the helper runs only with two CPUs or more")
+def test_the_helper_draws_the_same_png_and_the_run_never_imports_matplotlib(tmp_path):
+    (tmp_path / "town.toml").write_text(TOWN)
+    code = ("from nudgesim.cli import main\n"
+            "assert main(['run', 'town.toml', '--out', '{out}']) == 0\n")
+    here = _modules_after(code.format(out="here"), tmp_path, **{plots.WORKER_ENV: "0"})
+    helped = _modules_after(code.format(out="helped"), tmp_path)
+    assert "matplotlib.figure" in here
+    assert not {m for m in helped if m.split(".")[0] == "matplotlib"}  # drawn by the helper
+    for name in ("adoption.png", "timeseries.csv", "summary.json"):
+        assert (tmp_path / "helped" / name).read_bytes() == (tmp_path / "here" / name).read_bytes()
+
+
+def test_python_m_nudgesim_runs_with_the_helper(tmp_path):
+    (tmp_path / "town.toml").write_text(TOWN)
+    done = subprocess.run([sys.executable, "-m", "nudgesim", "run", "town.toml", "--out", "o"],
+                          cwd=tmp_path, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert done.stderr == ""  # the helper prints nothing
+    assert (tmp_path / "o" / "adoption.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.mark.parametrize(("argv", "draws"), [
+    (["run"], True), (["run", "b.toml", "--out", "x"], True), (["run", "--seed", "3"], True),
+    (["run", "--no-plot"], False), (["run", "--no-p"], False), (["run", "x.toml", "-h"], False),
+    (["run", "--help"], False), (["validate", "x.toml"], False), (["sweep", "run"], False),
+    ([], False),
+])
+def test_the_helper_starts_only_for_a_run_that_draws(argv, draws):
+    assert _draws_run_figure(argv) is draws
+
+
+# -- the helper itself, driven from this process ------------------------------------------
+
+def _data() -> dict:
+    """A run-shaped figure with every kind of element draw_figure uses (ward range, twin
+    lines, legends, £ ticks, two windows with contacts, a `$` in a name)."""
+    step = np.arange(53)
+    rate = 0.3 + 0.002 * step
+    return {
+        "windows": [{"name": plots.plot_text("leaflet $5"), "start": 4, "stop": 9,
+                     "contacts": [4, 6, 8]},
+                    {"name": "ambassadors", "start": 13, "stop": 40, "contacts": [13, 26]}],
+        "step": step, "rate": rate, "cost": 1000.0 * step, "impact": 2.5 * step,
+        "twin_rate": rate - 0.001 * step, "twin_impact": 2.0 * step,
+        "ward_range": (step, rate - 0.05, rate + 0.05), "peak": float(rate[-1] + 0.05),
+        "title": "a test figure: 20,000 residents over 52 weeks (seed 1)",
+        "xlabel": "step (week)", "impact_label": "cumulative impact\n(t food waste diverted)",
+    }
+
+
+@pytest.fixture
+def worker():
+    w = plots._Worker()
+    yield w
+    w.close()
+    plots._WORKER = None
+
+
+def test_the_helpers_png_is_this_processs_png(worker):
+    assert worker.draw(_data()) == plots.figure_png(_data())
+    assert worker.proc.returncode is not None  # one figure, then it is reaped
+
+
+def test_a_failed_drawing_is_drawn_here(worker, tmp_path, monkeypatch):
+    assert worker.draw({"windows": []}) is None  # a KeyError in the helper, reported
+    assert worker.proc.returncode is not None
+    dead = plots._Worker()
+    dead.proc.kill()
+    dead.proc.wait()
+    monkeypatch.setattr(plots, "_WORKER", dead)
+    monkeypatch.setattr(plots, "figure_data", lambda result: _data())
+    path = plots.plot_run(None, tmp_path / "a.png")  # type: ignore[arg-type]
+    assert path.read_bytes() == plots.figure_png(_data())
+    assert plots._WORKER is None
+
+
+def test_a_slow_helper_is_stopped_and_the_figure_drawn_here(worker, monkeypatch):
+    monkeypatch.setattr(plots, "WORKER_TIMEOUT", 0.001)  # the helper is still importing
+    assert worker.draw(_data()) is None
+    assert worker.proc.returncode is not None
+
+
+def test_the_helper_is_not_started_when_it_cannot_help(monkeypatch):
+    monkeypatch.setattr(plots, "_WORKER", None)
+    monkeypatch.setenv(plots.WORKER_ENV, "0")
+    assert plots.start_worker() is False
+    monkeypatch.delenv(plots.WORKER_ENV)
+    import matplotlib.figure  # noqa: F401  (already here: drawing here costs only the draw)
+
+    assert plots.start_worker() is False and plots._WORKER is None
+
+
+def test_figure_data_is_plain_data():
+    """What crosses to the helper: arrays, numbers and strings, nothing of pandas."""
+    import nudgesim as ns
+    from nudgesim import scenarios
+
+    town = ns.Scenario.from_toml(scenarios.path(scenarios.SMALL_TOWN))
+    res = ns.simulate(town.replace(steps=30), counterfactual=True)
+    data = plots.figure_data(res)
+    for value in data.values():
+        assert isinstance(value, (np.ndarray, list, tuple, float, str, type(None)))
+    assert np.array_equal(data["rate"], res.timeseries["adoption_rate"].to_numpy())
+    assert data["twin_rate"] is not None and data["ward_range"] is not None

@@ -14,10 +14,16 @@ import os
 import sys
 import warnings
 from contextlib import contextmanager
+from typing import TYPE_CHECKING
 
-from .. import limits
 from ..errors import UsageError, UserError
-from ..scenario import Scenario, ScenarioWarning
+
+if TYPE_CHECKING:
+    from ..scenario import Scenario
+
+# Nothing heavier than the standard library is imported above: `main` starts the drawing
+# helper of `nudgesim run` (plots.start_worker) first, so that the helper's matplotlib
+# import overlaps this process's imports (scenario models, engine) and simulation.
 
 
 def parse_args(parser: argparse.ArgumentParser, argv: list[str] | None) -> argparse.Namespace:
@@ -33,6 +39,8 @@ def parse_args(parser: argparse.ArgumentParser, argv: list[str] | None) -> argpa
 
 def load_scenario(path: str, seed: int | None = None, steps: int | None = None) -> Scenario:
     """A scenario file with the command line's --seed / --steps applied (validated again)."""
+    from ..scenario import Scenario
+
     sc = Scenario.from_toml(path)
     changes = {k: v for k, v in (("seed", seed), ("steps", steps)) if v is not None}
     return sc.replace(**changes) if changes else sc
@@ -54,6 +62,7 @@ def _environment_kept(*names: str):
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from .. import limits
     from . import run as run_command
 
     p = argparse.ArgumentParser(prog="nudgesim", description=__doc__)
@@ -129,6 +138,8 @@ def _delegate(name: str):
 
 def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
     """Scenario warnings as one line for people; other warnings keep their usual form."""
+    from ..spec import ScenarioWarning
+
     if issubclass(category, ScenarioWarning):
         print(f"nudgesim: warning: {message}", file=sys.stderr)
     else:
@@ -138,8 +149,24 @@ def _show_warning(message, category, filename, lineno, file=None, line=None) -> 
 _DEFAULT_SHOW = warnings.showwarning
 
 
+def _draws_run_figure(argv: list[str]) -> bool:
+    """Whether `argv` is a `nudgesim run` that will draw adoption.png: read from the words
+    before parsing, so the drawing helper starts before the parser's imports. A guess wrong
+    either way costs only time (an idle helper, or a drawing here)."""
+    return bool(argv) and argv[0] == "run" and not any(
+        a in ("-h", "--help") or (len(a) > 4 and "--no-plot".startswith(a)) for a in argv[1:]
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
+    if _draws_run_figure(argv):
+        from .. import plots
+
+        plots.start_worker()
+    from .. import limits
+    from ..spec import ScenarioWarning
+
     if argv and argv[0] in DELEGATED:  # pass everything, --help included, to the module
         args = argparse.Namespace(rest=argv[1:], func=_delegate(argv[0]))
     else:
