@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
+from .errors import UsageError
 from .files import (
     check_replaceable,
     foreign_files,
@@ -277,7 +278,13 @@ class Result:
             raise ValueError(f"row_group: {row_group}; allowed: a whole number >= 1")
         path = Path(path)
         n = len(self.adopted)
-        ward = self.ward if self.ward is not None else resident_wards(self.scenario, n)
+        ward = self.ward
+        if ward is None:
+            if self.ids is not None:  # residents from a graph or a CSV with ids
+                raise UsageError("--residents: this run's residents came from a file, and "
+                                 "its Result does not carry their wards (Result.ward); "
+                                 "allowed: a scenario whose wards place the residents")
+            ward = resident_wards(self.scenario, n)
         if len(ward) != n:
             raise ValueError(f"ward: {len(ward)} residents' wards for {n} residents")
         n_wards = len(self.by_ward) // max(len(self.timeseries), 1)
@@ -339,8 +346,9 @@ def resident_wards(scenario: Scenario, n: int) -> np.ndarray:
     from .population import ward_blocks
 
     if scenario.population.csv is not None or isinstance(scenario.network, GraphFile):
-        raise ValueError("this Result does not carry its residents' wards (Result.ward), and "
-                         "its scenario reads them from a file")
+        raise UsageError("--residents: this run's residents came from a file, and its "
+                         "Result does not carry their wards (Result.ward); allowed: a "
+                         "scenario whose wards place the residents")
     return ward_blocks(scenario.population, n)
 
 

@@ -18,6 +18,7 @@ import nudgesim as ns
 from nudgesim.cli import build_parser
 from nudgesim.cli import main as cli
 from nudgesim.cli.run import cmd_run
+from nudgesim.errors import UsageError
 from nudgesim.population import ward_blocks
 from nudgesim.result import Result
 
@@ -103,6 +104,15 @@ def test_run_writes_residents_when_asked(tiny, tmp_path, capsys):
     assert len(table) == 20_000
     assert list(table.columns) == ["resident", "ward", "region", "adopted",
                                    "counterfactual_adopted"]
+    # each resident's row agrees with the run's own ward records at the end
+    wards = pd.read_parquet(tmp_path / "run" / "by_ward.parquet")
+    last = wards[wards["step"] == wards["step"].max()].set_index("ward")
+    counts = table.groupby("ward", observed=True)[["adopted", "counterfactual_adopted"]].sum()
+    assert (counts["adopted"] == last["adopters"].reindex(counts.index)).all()
+    assert (counts["counterfactual_adopted"]
+            == last["counterfactual_adopters"].reindex(counts.index)).all()
+    assert (table.groupby("ward", observed=True).size()
+            == last["residents"].reindex(counts.index)).all()
 
 
 def _result(n: int, wards: int = 30, twin: bool = True, seed: int = 1) -> Result:
@@ -187,3 +197,14 @@ def test_a_save_without_residents_writes_none_and_with_them_replaces_the_folder(
     assert len(pd.read_parquet(out / "residents.parquet")) == 100
     res.save(out, plot=False)  # a rerun without them leaves no old file behind
     assert not (out / "residents.parquet").exists()
+
+
+def test_residents_from_a_file_without_their_wards_are_refused_in_one_line(tmp_path):
+    """Until a Result carries its residents' wards, residents read from a graph or CSV
+    (ids known) are refused with a UsageError, never written with guessed wards."""
+    res = _result(6, wards=3, twin=False)
+    res.ids = list("abcdef")
+    with pytest.raises(UsageError, match=r"^--residents: this run's residents came from a "
+                       r"file"):
+        res.write_residents(tmp_path / "r.parquet")
+    assert not list(tmp_path.iterdir())
