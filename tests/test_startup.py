@@ -164,3 +164,26 @@ def test_figure_data_is_plain_data():
         assert isinstance(value, (np.ndarray, list, tuple, float, str, type(None)))
     assert np.array_equal(data["rate"], res.timeseries["adoption_rate"].to_numpy())
     assert data["twin_rate"] is not None and data["ward_range"] is not None
+
+
+# -- the garbage collector during a command's imports ---------------------------------------
+
+def test_the_process_command_freezes_its_imports_and_a_call_from_python_does_not(tmp_path):
+    """`nudgesim run` (main() reading the process's command line) freezes what its imports
+    created, so later collections skip them; main([...]) called from Python leaves the host
+    process's collector as it was (enabled, nothing frozen), and a disabled one disabled."""
+    (tmp_path / "town.toml").write_text(TOWN)
+    code = ("import gc, sys\nfrom nudgesim.cli import main\n"
+            "before = gc.get_freeze_count()\n"
+            "assert main(['run', 'town.toml', '--no-plot', '--out', 'a']) == 0\n"
+            "assert gc.isenabled() and gc.get_freeze_count() == before\n"
+            "gc.disable()\n"
+            "assert main(['run', 'town.toml', '--no-plot', '--out', 'b']) == 0\n"
+            "assert not gc.isenabled() and gc.get_freeze_count() == before\n"
+            "gc.enable()\n"
+            "sys.argv = ['nudgesim', 'run', 'town.toml', '--no-plot', '--out', 'c']\n"
+            "assert main() == 0\n"
+            "assert gc.isenabled() and gc.get_freeze_count() > before + 50_000\n")
+    _modules_after(code, tmp_path)
+    for out in "abc":
+        assert (tmp_path / out / "summary.json").read_bytes() == (tmp_path / "a" / "summary.json").read_bytes()
