@@ -228,7 +228,10 @@ class _Worker:
 
     def __init__(self) -> None:
         root = str(Path(__file__).resolve().parents[1])  # this copy of nudgesim, not another
-        code = f"import sys; sys.path.insert(0, {root!r}); from nudgesim.plots import serve; serve()"
+        # no garbage collection in the helper: it imports, draws one figure and exits, and
+        # the collector's passes over matplotlib's ~10^5 new objects would only cost time
+        code = (f"import gc, sys; gc.disable(); sys.path.insert(0, {root!r}); "
+                "from nudgesim.plots import serve; serve()")
         self.proc = subprocess.Popen(
             [sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
             stderr=subprocess.DEVNULL, close_fds=True,
