@@ -235,12 +235,9 @@ def from_edges(
 
 
 #: Ties handled per vectorised pass while a CSR is built: bounds every temporary (a few
-#: int64 arrays of this length, 8 MB each, reused by the allocator from pass to pass
-#: instead of freshly mapped: page faults cost more than the arithmetic on them).
+#: int64 buffers of this length, 8 MB each, allocated once per pass over the ties and
+#: reused: fresh arrays would cost a page fault per 4 kB, more than the arithmetic).
 _CSR_CHUNK = 1 << 20
-#: Degree counts take the ties in at most this many passes: each pass allocates a count
-#: per resident (np.bincount), so many short passes would cost O(n) each.
-_COUNT_PASSES = 4
 
 
 def _index_dtype(n: int) -> type[np.signedinteger]:
@@ -296,15 +293,19 @@ def _from_edges(
 def _pair_keys(n: int, u: np.ndarray, v: np.ndarray) -> np.ndarray:
     """``min * n + max`` of every tie (int64): one number per tie that sorts like the
     pair (lower end, higher end); made chunk by chunk, so no int64 copy of all ends."""
-    keys = np.empty(u.size, dtype=np.int64)
-    for s in range(0, u.size, _CSR_CHUNK):
-        a = u[s : s + _CSR_CHUNK].astype(np.int64)
-        b = v[s : s + _CSR_CHUNK].astype(np.int64)
-        lo = np.minimum(a, b)
-        np.maximum(a, b, out=b)
-        lo *= n
-        lo += b
-        keys[s : s + lo.size] = lo
+    m = u.size
+    keys = np.empty(m, dtype=np.int64)
+    a = np.empty(min(m, _CSR_CHUNK), dtype=np.int64)
+    b = np.empty_like(a)
+    for s in range(0, m, _CSR_CHUNK):
+        out = keys[s : s + _CSR_CHUNK]
+        k = out.size
+        a[:k] = u[s : s + k]
+        b[:k] = v[s : s + k]
+        np.minimum(a[:k], b[:k], out=out)
+        np.maximum(a[:k], b[:k], out=b[:k])
+        out *= n
+        out += b[:k]
     return keys
 
 
@@ -325,12 +326,30 @@ def _drop_repeats(keys: np.ndarray) -> np.ndarray:
     return keys[:out]
 
 
-def _split_keys(keys: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
-    """(row, col) of keys ``row * n + col``, as int64 (one division, no divmod)."""
-    row = keys // n
-    col = row * n
-    np.subtract(keys, col, out=col)
-    return row, col
+class _KeyChunks:
+    """Chunks of sorted keys ``row * n + col`` split into (start, row, col), with the
+    row counts added to ``counts`` (rows ascend, so counting is by runs, not a random
+    bincount over every resident); row and col live in two buffers reused chunk to
+    chunk, so each is valid until the next chunk."""
+
+    def __init__(self, keys: np.ndarray, n: int, counts: np.ndarray | None = None) -> None:
+        self.keys, self.n, self.counts = keys, n, counts
+        size = min(keys.size, _CSR_CHUNK)
+        self.row = np.empty(size, dtype=np.int64)
+        self.col = np.empty(size, dtype=np.int64)
+
+    def __iter__(self) -> Any:
+        for s in range(0, self.keys.size, _CSR_CHUNK):
+            chunk = self.keys[s : s + _CSR_CHUNK]
+            row, col = self.row[: chunk.size], self.col[: chunk.size]
+            np.floor_divide(chunk, self.n, out=row)
+            np.multiply(row, self.n, out=col)
+            np.subtract(chunk, col, out=col)
+            if self.counts is not None:
+                first = np.flatnonzero(row[1:] != row[:-1]) + 1
+                runs = np.diff(first, prepend=0, append=row.size)
+                self.counts[row[np.concatenate(([0], first))]] += runs
+            yield s, row, col
 
 
 def _csr_from_keys(
@@ -340,76 +359,75 @@ def _csr_from_keys(
     and weights ``w`` aligned with them (None: unit weights). ``keys`` is reused.
 
     Row i holds its lower neighbours (ties (j, i), j < i) and then its upper ones (ties
-    (i, j), j > i), each ascending. The upper parts are the keys in their order; the lower
-    parts are the same keys re-keyed ``hi * n + lo`` in place and sorted again. So the
-    build holds one int64 per tie (the keys) and one int32 per tie end (the output):
-    8 bytes per tie end plus two int64 per resident, where scipy's COO->CSR conversion
-    held ~40 (row, column and float64 data arrays for both directions, its output and
-    the copies made on the way). numpy's vectorised sort of one int64 per tie is also
-    faster than that conversion's row-by-row sort."""
+    (i, j), j > i), each ascending. The upper parts are the keys in their order: they are
+    parked in the second half of the output while the row counts are not yet known. The
+    lower parts are the same keys re-keyed ``hi * n + lo`` in place and sorted again;
+    counting that order gives the lower counts, hence the row pointers; the upper parts
+    then move forward to their rows (never past a part still parked) and the lower parts
+    fill the gaps. So the build holds one int64 per tie (the keys) and one int32 per tie
+    end (the output), 8 bytes per tie end plus two int64 per resident, where scipy's
+    COO->CSR conversion held ~40 (row, column and float64 data arrays for both directions,
+    its output and the copies made on the way); numpy's vectorised sort of one int64 per
+    tie is also faster than that conversion's row-by-row sorts."""
     m = keys.size
-    up = np.zeros(n, dtype=np.int64)  # ties to higher ids, per resident
-    down = np.zeros(n, dtype=np.int64)  # ties to lower ids
-    count_chunk = max(_CSR_CHUNK, -(-m // _COUNT_PASSES))
-    for s in range(0, m, count_chunk):
-        row, col = _split_keys(keys[s : s + count_chunk], n)
-        up += np.bincount(row, minlength=n)
-        del row
-        down += np.bincount(col, minlength=n)
-        del col
-    indptr = np.zeros(n + 1, dtype=np.int64)
-    np.add(up, down, out=indptr[1:])
-    np.cumsum(indptr, out=indptr)
-    del up
     indices = np.empty(2 * m, dtype=_index_dtype(n))
     data = None if w is None else np.empty(2 * m, dtype=np.float64)
-    # The key at position k of row i's upper part goes to indptr[i] + down[i] + (k - the
-    # position of row i's first key) = k + (lower ends of rows 0..i) = k + cumsum(down)[i].
-    shift = np.cumsum(down, out=down)
-    _fill_rows(keys, n, shift, indices, data, w)
-    for s in range(0, m, _CSR_CHUNK):  # re-key (lo, hi) -> (hi, lo) in place
-        chunk = keys[s : s + _CSR_CHUNK]
-        row, col = _split_keys(chunk, n)
-        col *= n
-        col += row
-        chunk[:] = col
-        del row, col
+    # per resident, counts of ties to higher / lower ids at [1:], then their cumsums
+    up = np.zeros(n + 1, dtype=np.int64)
+    for s, _, col in _KeyChunks(keys, n, up[1:]):  # park the upper parts at [m, 2m)
+        indices[m + s : m + s + col.size] = col
+        if data is not None and w is not None:
+            data[m + s : m + s + col.size] = w[s : s + col.size]
+    for s, row, col in _KeyChunks(keys, n):  # re-key (lo, hi) -> (hi, lo) in place
+        np.multiply(col, n, out=col)
+        np.add(col, row, out=keys[s : s + col.size])
     if w is None:
         keys.sort()
+        w_down = None
     else:
         order = np.argsort(keys)  # keys are unique: any sort gives this order
-        keys, w = keys[order], w[order]
+        keys, w_down = keys[order], w[order]
         del order
-    # ...and the lower part's key at k goes to indptr[i] + (k - lower ends of rows < i).
-    shift[1:] = shift[:-1]
-    if n:
-        shift[0] = 0
-    np.subtract(indptr[:-1], shift, out=shift)
-    _fill_rows(keys, n, shift, indices, data, w)
+    down = np.zeros(n + 1, dtype=np.int64)
+    for _ in _KeyChunks(keys, n, down[1:]):
+        pass
+    np.cumsum(up, out=up)  # up[i]: upper entries of rows < i; up[i + 1]: of rows <= i
+    np.cumsum(down, out=down)
+    # Upper entry j of row i goes to indptr[i] + down_i + (j - up[i]) = j + down[i + 1]
+    # (indptr[i] = up[i] + down[i]), which is <= its parked place m + j.
+    _unpark_upper(indices, data, m, up[1:], down[1:])
+    # Lower entry j of row i goes to indptr[i] + (j - down[i]) = j + up[i].
+    for s, row, col in _KeyChunks(keys, n):
+        dest = up[row]
+        dest += np.arange(s, s + dest.size, dtype=np.int64)
+        indices[dest] = col
+        if data is not None and w_down is not None:
+            data[dest] = w_down[s : s + dest.size]
+    indptr = up
+    indptr += down
+    del down
     return Network(indptr, indices, data, node_ids)
 
 
-def _fill_rows(
-    keys: np.ndarray,
-    n: int,
-    shift: np.ndarray,
-    indices: np.ndarray,
-    data: np.ndarray | None,
-    w: np.ndarray | None,
+def _unpark_upper(
+    indices: np.ndarray, data: np.ndarray | None, m: int, up_end: np.ndarray, shift: np.ndarray
 ) -> None:
-    """Write the sorted keys ``row * n + col`` as ``indices[k + shift[row]] = col`` (k =
-    the key's position) and their weights into ``data``: a counting-sort scatter."""
-    step = np.arange(min(_CSR_CHUNK, keys.size), dtype=np.int64)
-    for s in range(0, keys.size, _CSR_CHUNK):
-        row, col = _split_keys(keys[s : s + _CSR_CHUNK], n)
-        dest = shift[row]
-        del row
-        dest += step[: dest.size]
-        dest += s
-        indices[dest] = col
-        if data is not None and w is not None:
-            data[dest] = w[s : s + dest.size]
-        del dest, col
+    """Move parked upper entry j (at m + j, rows in order, row i's ending at up_end[i])
+    to j + shift[i]. Chunks go front to back and every entry moves forward or stays, so
+    no entry is overwritten before it has moved."""
+    r0 = 0
+    for s in range(0, m, _CSR_CHUNK):
+        e = min(m, s + _CSR_CHUNK)
+        r1 = int(np.searchsorted(up_end, e - 1, side="right")) + 1  # rows r0..r1-1
+        ends = np.minimum(up_end[r0:r1], e)
+        starts = np.maximum(np.concatenate(([up_end[r0 - 1] if r0 else 0], up_end[r0 : r1 - 1])), s)
+        rows = np.repeat(np.arange(r0, r1, dtype=np.int64), np.maximum(ends - starts, 0))
+        dest = shift[rows]
+        dest += np.arange(s, e, dtype=np.int64)
+        indices[dest] = indices[m + s : m + e].copy()
+        if data is not None:
+            data[dest] = data[m + s : m + e].copy()
+        r0 = r1 - 1
 
 
 def _as_weight(value: Any, edge: tuple, attr: str) -> float:
@@ -1171,8 +1189,16 @@ def _barabasi_albert(spec: Any, ward: np.ndarray, rng: np.random.Generator):
 
 
 def _complete_edges(n: int) -> tuple[np.ndarray, np.ndarray]:
-    i, j = np.triu_indices(n, k=1)
-    return i.astype(np.int64), j.astype(np.int64)
+    """Every pair i < j in np.triu_indices's order, made row by row as int32 while n
+    fits (triu_indices's int64 pairs and a copy of them held 16 bytes per tie end)."""
+    idx = _index_dtype(n)
+    i = np.repeat(np.arange(n, dtype=idx), np.arange(n - 1, -1, -1))
+    j = np.empty(i.size, dtype=idx)
+    pos = 0
+    for r in range(n - 1):  # n <= MAX_COMPLETE_N rows
+        j[pos : pos + n - 1 - r] = np.arange(r + 1, n, dtype=idx)
+        pos += n - 1 - r
+    return i, j
 
 
 def _complete(spec: Any, ward: np.ndarray, rng: np.random.Generator):
