@@ -709,7 +709,9 @@ class Experiment:
 
     def _outcome_columns(self, available: Iterable[str]) -> list[str]:
         available = list(available)
-        skip = {"scenario", "seed", "status", "error", "elapsed_s", "step", *self.per_step}
+        # a summary number named as a factor (a lever on "steps") is that factor's column
+        skip = {"scenario", "seed", "status", "error", "elapsed_s", "step", *self.per_step,
+                *(f.path for f in self.factors)}
         if self.outcomes is None:
             return [c for c in available if c not in skip]
         missing = [o for o in self.outcomes if o not in available]

@@ -690,3 +690,12 @@ def test_cli_sweep_says_which_runs_failed_and_how_to_run_them_again(
     assert cli_main([*argv, "--retry-errors"]) == 0
     out, err = capsys.readouterr()
     assert "(1 computed now, 1 reused, 0 errors)" in out and err == ""
+
+
+def test_a_lever_named_like_a_summary_number_is_one_column(tmp_path):
+    """A lever on `steps` (also a number of the run summary) gave two clashing columns."""
+    sc = Scenario.from_toml_str(SMALL)
+    res = Experiment(sc, levers={"steps": [3, 5]}).run(out=tmp_path / "o", executor="serial",
+                                                        progress=False)
+    assert list(res.runs["steps"]) == [3, 5]
+    assert "steps_x" not in res.runs and list(res.summary["steps"]) == [3, 5]
