@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 import random
 import threading
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -30,9 +30,14 @@ __all__ = [
     "COMMUNITY_METHODS",
 ]
 
-#: Above this size betweenness leaves networkx (pure Python Brandes, ~minutes) for the
-#: C-speed BFS-tree approximation in `betweenness_scores`.
-BETWEENNESS_BATCH_CELLS = 4_000_000  # residents x sources per batch: ~100 MB of work arrays
+#: The numpy path advances a batch of searches with one sparse-times-dense product per
+#: BFS level; a batch holds this many residents x sources (~100 MB of work arrays).
+BETWEENNESS_BATCH_CELLS = 4_000_000
+#: With NUDGESIM_NUMBA unset, betweenness takes the compiled searches once n x sources
+#: reaches this (numpy needs ~0.5 us per cell, so ~10 s here, against ~1 s to load the
+#: kernel from numba's cache and ~3 s to compile it on an empty one; assumption, measured
+#: on the 2-core reference machine).
+BETWEENNESS_COMPILED_MIN_CELLS = 20_000_000
 #: Largest n for networkx's greedy modularity (Clauset-Newman-Moore, pure Python).
 NX_COMMUNITY_MAX_N = 20_000
 #: Leiden runs one iteration at a time from the previous partition and stops when an
@@ -41,8 +46,9 @@ NX_COMMUNITY_MAX_N = 20_000
 LEIDEN_TOL = 1e-4
 LEIDEN_MAX_ITERATIONS = 10
 _IGRAPH_RNG_LOCK = threading.Lock()
-
-
+_KERNEL_LOCK = threading.Lock()
+_KERNEL: list[Any] = []  # the compiled _many_sources, once built
+prange = range  # numba.prange once the kernel is built
 
 
 def _seed_from(rng: np.random.Generator | None) -> int:
@@ -59,14 +65,14 @@ def degree_scores(net: Network) -> np.ndarray:
     return net.matrix() @ np.ones(net.n)
 
 
-def _gather_rows(net: Network, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(row of each entry, neighbour) for all ties of ``rows``, without a Python loop."""
-    starts = net.indptr[rows]
+def _neighbours_of(net: Network, rows: np.ndarray) -> np.ndarray:
+    """The neighbours over all ties of ``rows`` (row after row, stored order), without a
+    Python loop: each entry's position is its row's start plus its offset in the row,
+    built in place (three arrays of 8 bytes per tie end, not five)."""
     lens = net.degree[rows]
-    total = int(lens.sum())
-    owner = np.repeat(rows, lens)
-    offs = np.arange(total, dtype=np.int64) - np.repeat(np.cumsum(lens) - lens, lens)
-    return owner, net.indices[np.repeat(starts, lens) + offs]
+    pos = np.arange(int(lens.sum()), dtype=np.int64)
+    pos += np.repeat(net.indptr[rows] - (np.cumsum(lens) - lens), lens)
+    return net.indices[pos]
 
 
 def betweenness_scores(
@@ -75,22 +81,23 @@ def betweenness_scores(
     """Shortest-path (hop count, weights ignored) betweenness, normalised like networkx.
 
     Exact Brandes path counting from every node when n <= samples, otherwise from
-    `samples` sources drawn from rng (networkx's ``k=`` estimator). Sources are processed
-    in batches: one sparse-times-dense product per BFS level advances all of a batch's
-    searches at once, so the cost is a few sparse products per level instead of Python
-    work per node (measured: borough, 20,000 residents, 256 sources, well under a second).
+    `samples` sources drawn from rng (networkx's ``k=`` estimator). Each source's
+    dependencies are computed by one of two paths that give bit-identical results: a
+    compiled breadth-first search per source (O(n) work arrays per thread, sources
+    shared among threads; national scale) or batched sparse products (numpy; the
+    reference, and the path for small graphs). Either way the sources' dependencies are
+    added in source order, so the scores depend on neither the path, the batch size
+    nor the thread count.
     """
     n = net.n
     if n <= 2:
         return np.zeros(n)
     exact = n <= samples
     sources = np.arange(n) if exact else np.sort(rng.choice(n, size=samples, replace=False))
-    A = net.matrix().copy()
-    A.data[:] = 1.0  # hop counts: weights play no part in shortest paths here
-    batch = int(max(1, min(64, BETWEENNESS_BATCH_CELLS // n)))
-    score = np.zeros(n)
-    for lo in range(0, len(sources), batch):
-        score += _brandes_dependencies(A, sources[lo : lo + batch])
+    if _compiled_betweenness(n, len(sources)):
+        score = _dependencies_compiled(net, sources)
+    else:
+        score = _dependencies_numpy(net, sources)
     # networkx (endpoints=False): exact -> 1/((n-1)(n-2)); sampled k -> sources
     # 1/((k-1)(n-2)), others 1/(k(n-2))
     if exact:
@@ -101,8 +108,75 @@ def betweenness_scores(
     return score * np.where(is_src, 1.0 / ((k - 1) * (n - 2)), 1.0 / (k * (n - 2)))
 
 
+def _compiled_betweenness(n: int, n_sources: int) -> bool:
+    """Whether betweenness takes the compiled searches: NUDGESIM_NUMBA=1/0 decide outright
+    (as for the engine); unset, only work large enough to pay for loading numba does."""
+    from . import kernels
+
+    if not kernels.AVAILABLE or kernels.ENABLED is False:
+        return False
+    return kernels.ENABLED is True or n * n_sources >= BETWEENNESS_COMPILED_MIN_CELLS
+
+
+def _dependencies_numpy(net: Network, sources: np.ndarray) -> np.ndarray:
+    """Sum over `sources` (in order) of Brandes' dependencies, batch by batch."""
+    n = net.n
+    A = net.matrix().copy()
+    A.data[:] = 1.0  # hop counts: weights play no part in shortest paths here
+    batch = int(max(1, min(64, BETWEENNESS_BATCH_CELLS // n)))
+    score = np.zeros(n)
+    for lo in range(0, len(sources), batch):
+        delta = _brandes_dependencies(A, sources[lo : lo + batch])
+        for j in range(delta.shape[1]):  # source order, as the compiled path adds them
+            score += delta[:, j]
+    return score
+
+
+def _kernel() -> Any:
+    """`_sources` compiled with numba (from numba's on-disk cache after the first build).
+    As in kernels.py, the module's names are rebound to dispatchers before anything is
+    compiled, so `_sources` calls the compiled `_one_source`."""
+    with _KERNEL_LOCK:
+        if not _KERNEL:
+            import numba
+
+            global prange
+            prange = numba.prange
+            names = globals()
+            names["_one_source"] = numba.njit(cache=True, error_model="numpy")(_one_source)
+            _KERNEL.append(numba.njit(parallel=True, cache=True, error_model="numpy")(_sources))
+    return _KERNEL[0]
+
+
+def _dependencies_compiled(net: Network, sources: np.ndarray) -> np.ndarray:
+    """Sum over `sources` (in order) of Brandes' dependencies: one search per thread at a
+    time (kernels.Threads, re-read for every round, so a busy machine gets fewer), each
+    with 20 bytes of work arrays per resident."""
+    from . import kernels
+
+    many = _kernel()
+    n = net.n
+    with kernels.Threads(n):
+        slots = int(max(1, min(kernels.numba.get_num_threads(), len(sources))))
+    depth = np.full((slots, n), -1, dtype=np.int32)
+    sigma = np.zeros((slots, n))
+    delta = np.zeros((slots, n))
+    score = np.zeros(n)
+    lo = 0
+    while lo < len(sources):
+        with kernels.Threads(n):
+            k = min(slots, kernels.numba.get_num_threads())
+            many(net.indptr, net.indices, sources[lo : lo + k], depth, sigma, delta, score)
+        lo += k
+    return score
+
+
 def _brandes_dependencies(A: sp.csr_array, sources: np.ndarray) -> np.ndarray:
-    """Sum over `sources` of Brandes' dependencies delta_s(v), all searches in lock step."""
+    """Brandes' dependencies delta_s(v) of each of `sources` (column s), searches in lock step.
+
+    Sums over a row run in stored order from 0.0 (scipy's csr product), and adding the
+    0.0 of a resident outside the level changes nothing: so path counts and dependencies
+    are exactly those of `_one_source`, which visits the same terms in the same order."""
     n, b = A.shape[0], len(sources)
     cols = np.arange(b)
     depth = np.full((n, b), -1, dtype=np.int32)
@@ -127,7 +201,72 @@ def _brandes_dependencies(A: sp.csr_array, sources: np.ndarray) -> np.ndarray:
         parents = depth == lvl - 1
         delta += np.where(parents, sigma * (A @ coeff), 0.0)
     delta[sources, cols] = 0.0
-    return delta.sum(axis=1)
+    return delta
+
+
+def _one_source(indptr, indices, s, depth, sigma, delta):  # pragma: no cover - numba
+    """Brandes' dependencies of source `s` into `delta` (compiled; `_brandes_dependencies`
+    is its numpy twin). On entry depth is -1 and sigma, delta are 0 everywhere; on exit
+    depth is -1 and sigma 0 again, and `delta` holds the dependencies (the caller adds
+    and clears them).
+
+    Level by level, each pass scans residents in index order (rows are read in storage
+    order and ward-mates sit together, so a pass streams through memory rather than
+    jumping to residents in the order they were found: measured 0.9 s against 1.2 s per
+    source at 10^6). A resident at level d sums its parents' path counts over its row,
+    in stored order as the numpy twin's product does, and in the same sweep marks unseen
+    neighbours as level d + 1. Backwards, deepest level first, each resident sums
+    (1 + delta_w) / sigma_w over the children in its row.
+    """
+    n = depth.size
+    depth[s] = 0
+    sigma[s] = 1.0
+    d = 0
+    found = True
+    while found:
+        found = False
+        for u in range(n):
+            if depth[u] != d:
+                continue
+            acc = 0.0
+            for p in range(indptr[u], indptr[u + 1]):
+                w = indices[p]
+                dw = depth[w]
+                if dw < 0:
+                    depth[w] = d + 1
+                    found = True
+                elif dw == d - 1:
+                    acc += sigma[w]
+            if d > 0:
+                sigma[u] = acc
+        d += 1
+    for lvl in range(d - 2, 0, -1):  # the deepest level (d - 1) has no children
+        for v in range(n):
+            if depth[v] != lvl:
+                continue
+            acc = 0.0
+            for p in range(indptr[v], indptr[v + 1]):
+                w = indices[p]
+                if depth[w] == lvl + 1:
+                    acc += (1.0 + delta[w]) / sigma[w]
+            delta[v] = sigma[v] * acc
+    for v in range(n):
+        depth[v] = -1
+        sigma[v] = 0.0
+
+
+def _sources(indptr, indices, sources, depth, sigma, delta, score):  # pragma: no cover
+    """Source j's search on thread-private work row j (prange); then every resident adds
+    the dependencies in source order, so the sum does not depend on the thread count."""
+    k = len(sources)
+    for j in prange(k):
+        _one_source(indptr, indices, sources[j], depth[j], sigma[j], delta[j])
+    for v in prange(score.size):
+        total = score[v]
+        for j in range(k):
+            total += delta[j, v]
+            delta[j, v] = 0.0
+        score[v] = total
 
 
 def kcore_scores(net: Network) -> np.ndarray:
@@ -150,7 +289,7 @@ def kcore_scores(net: Network) -> np.ndarray:
         removed[cand] = True
         core[cand] = k
         remaining -= cand.size
-        _, nbr = _gather_rows(net, cand)
+        nbr = _neighbours_of(net, cand)
         nbr = nbr[~removed[nbr]]
         hit, cnt = np.unique(nbr, return_counts=True)
         deg[hit] -= cnt
@@ -197,18 +336,23 @@ def modularity(net: Network, labels: np.ndarray) -> float:
     return inside / two_m - float(share @ share)
 
 
-def _igraph_graph(net: Network):
-    """The network as an igraph Graph: one (m, 2) edge array handed over in one call."""
+def _igraph_graph(net: Network) -> tuple[Any, np.ndarray | None]:
+    """The network as an igraph Graph, and its tie weights (None: every tie weighs 1).
+
+    Each tie once (row < neighbour, in CSR order: the order igraph numbers edges in, which
+    the partition depends on), handed over as one (m, 2) int64 array: python-igraph reads
+    a numpy array through the buffer protocol, so no Python object is made per tie (a
+    nested list cost ~140 bytes per tie: ~7 GB at 10^7 households)."""
     import igraph
 
-    rows = np.repeat(np.arange(net.n, dtype=np.int64), net.degree)
+    rows = np.repeat(np.arange(net.n, dtype=net.indices.dtype), net.degree)
     upper = rows < net.indices
-    edges = np.empty((int(upper.sum()), 2), dtype=np.int64)
+    edges = np.empty((int(np.count_nonzero(upper)), 2), dtype=np.int64)
     edges[:, 0] = rows[upper]
+    del rows
     edges[:, 1] = net.indices[upper]
-    # igraph converts a nested list in C; a numpy array would be read row by row
-    graph = igraph.Graph(n=net.n, edges=edges.tolist())
-    weights = None if net.weights is None else net.weights[upper].tolist()  # None: net.unit
+    graph = igraph.Graph(n=net.n, edges=edges)
+    weights = None if net.weights is None else net.weights[upper]
     return graph, weights
 
 
