@@ -269,7 +269,11 @@ def build_population(
 
     traits: dict[str, np.ndarray] = {}
     for name in TRAITS:
-        given = [f"population.{name}"] if name in spec.model_fields_set else []
+        # written and not the default: a scenario rebuilt from to_dict() (sweeps, results
+        # folders) has every field "set", and warning about a default helps no one
+        written = name in spec.model_fields_set and getattr(spec, name) != type(
+            spec).model_fields[name].get_default(call_default_factory=True)
+        given = [f"population.{name}"] if written else []
         if name == "threshold" and threshold is not None:
             if given:
                 _warn("population.threshold: rule.threshold overrides it")

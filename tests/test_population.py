@@ -85,3 +85,18 @@ def test_an_empty_ward_list_without_a_size_is_refused_in_one_line():
     sc = ns.Scenario.from_dict({"steps": 2, "population": {"wards": []}})
     with pytest.raises(ScenarioError, match="population.size: required"):
         ns.simulate(sc)
+
+
+def test_a_residents_csv_warns_only_about_traits_the_scenario_wrote(tmp_path):
+    """A scenario rebuilt from to_dict() (sweeps, results folders) has every field 'set';
+    only a trait written with a value other than the default is worth a warning."""
+    (tmp_path / "r.csv").write_text("attitude\n" + "\n".join(["0.1", "-0.2"] * 50) + "\n")
+    sc = ns.Scenario.from_dict({"steps": 2, "population": {"csv": str(tmp_path / "r.csv")}})
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        ns.simulate(sc)
+        ns.simulate(ns.Scenario.from_dict(sc.to_dict()))
+    written = sc.to_dict()
+    written["population"]["attitude"] = {"dist": "normal", "mean": 0.5, "sd": 1.0}
+    with pytest.warns(ScenarioWarning, match="population.attitude: the population.csv"):
+        ns.simulate(ns.Scenario.from_dict(written))
