@@ -402,3 +402,63 @@ def test_the_fused_step_equals_decide_then_apply(rule, band, monkeypatch):
     if band == 0.5:
         assert fused.near_ties > 0
     assert_same(fused.result(), split.result())
+
+
+def _run_tie_sums(sc, graph=None):
+    """Engine.run on the kernels with every tie summed each step (what weighted graphs and
+    the cascade rule take), even on a unit-weight graph the counts would serve."""
+    eng = Engine(sc, graph)
+    eng.backend.counts = None
+    return eng.run()
+
+
+@pytest.mark.parametrize("nudges", [
+    [NUDGES[0]],  # no influence: the adoption bytes themselves
+    [NUDGES[7], NUDGES[2]],  # integer influence: influence x adoption, cached totals
+    [NUDGES[7] | {"start": 3, "duration": 2}, NUDGES[8] | {"influence": 2.0, "start": 4}],
+])
+@pytest.mark.parametrize("rule", RULES[:3])
+def test_summing_every_tie_matches_numpy_on_unit_graphs(rule, nudges, monkeypatch):
+    # the integer tie sums of _norms_from_graph (one byte per tie, one running sum per
+    # block, denominators recounted only when the influence terms change) against numpy;
+    # several blocks and chunks, and influence that starts, stops and changes
+    monkeypatch.setattr(kernels, "PARALLEL_MIN_N", 0)
+    sc = small(7, rule, NETWORKS[0], nudges, steps=8, n=3 * kernels.BLOCK + 17)
+    fast = _run_tie_sums(sc)
+    with monkeypatch.context() as m:
+        m.setattr(kernels, "ENABLED", False)
+        slow = ns.simulate(sc)
+    assert_same(fast, slow)
+
+
+def test_summing_every_tie_row_by_row_when_a_block_has_too_many_ties(monkeypatch):
+    # a complete graph of 300 has 89,700 tie ends in one block: more than the running
+    # sum's scratch, so the rows are summed one by one
+    graph = nx.complete_graph(300)
+    assert 300 * 299 > kernels.TIE_SCRATCH
+    sc = small(2, RULES[0], NETWORKS[0], [NUDGES[7], NUDGES[0]], steps=5, n=300)
+    fast = _run_tie_sums(sc, graph)
+    with monkeypatch.context() as m:
+        m.setattr(kernels, "ENABLED", False)
+        slow = ns.simulate(sc, graph=graph)
+    assert_same(fast, slow)
+
+
+def test_tie_totals_follow_the_influence_terms():
+    # the cached denominators are recounted when the influence terms change, not before
+    sc = small(4, RULES[0], NETWORKS[0], [NUDGES[7] | {"start": 2, "duration": 2}], n=400)
+    eng = Engine(sc)
+    eng.backend.counts = None
+    keys = []
+    while eng.t < eng.steps:
+        eng.step()
+        keys.append(eng.backend.effects.get("ties:key"))
+    assert keys[0] is None  # no influence at step 1: no totals needed
+    assert keys[1] is not None and keys[2] is keys[1]  # steps 2-3: counted once
+    den = eng.backend.effects["ties:den"]
+    f = np.ones(eng.n, dtype=np.int64)
+    for ids, factor in keys[1]:
+        f[ids] *= int(factor)
+    net = eng.network
+    expected = np.add.reduceat(f[net.indices], net.indptr[:-1])
+    assert np.array_equal(den, expected)
