@@ -240,6 +240,12 @@ def from_edges(
 _CSR_CHUNK = 1 << 20
 
 
+def _chunk(m: int) -> int:
+    """Items per pass over ``m``: _CSR_CHUNK, or a sixteenth of a small graph, so the
+    chunk buffers (a few int64 each) never outweigh the graph itself."""
+    return max(1, min(_CSR_CHUNK, -(-m // 16)))
+
+
 def _index_dtype(n: int) -> type[np.signedinteger]:
     """int32 node ids while they fit (half the memory of int64), else int64."""
     return np.int32 if n <= np.iinfo(np.int32).max else np.int64
@@ -295,10 +301,11 @@ def _pair_keys(n: int, u: np.ndarray, v: np.ndarray) -> np.ndarray:
     pair (lower end, higher end); made chunk by chunk, so no int64 copy of all ends."""
     m = u.size
     keys = np.empty(m, dtype=np.int64)
-    a = np.empty(min(m, _CSR_CHUNK), dtype=np.int64)
+    step = _chunk(m)
+    a = np.empty(min(m, step), dtype=np.int64)
     b = np.empty_like(a)
-    for s in range(0, m, _CSR_CHUNK):
-        out = keys[s : s + _CSR_CHUNK]
+    for s in range(0, m, step):
+        out = keys[s : s + step]
         k = out.size
         a[:k] = u[s : s + k]
         b[:k] = v[s : s + k]
@@ -314,8 +321,9 @@ def _drop_repeats(keys: np.ndarray) -> np.ndarray:
     the same buffer: no second full-length array)."""
     out = 0
     prev = None
-    for s in range(0, keys.size, _CSR_CHUNK):
-        chunk = keys[s : s + _CSR_CHUNK]
+    step = _chunk(keys.size)
+    for s in range(0, keys.size, step):
+        chunk = keys[s : s + step]
         fresh = np.empty(chunk.size, dtype=bool)
         fresh[0] = prev is None or chunk[0] != prev
         np.not_equal(chunk[1:], chunk[:-1], out=fresh[1:])
@@ -334,13 +342,14 @@ class _KeyChunks:
 
     def __init__(self, keys: np.ndarray, n: int, counts: np.ndarray | None = None) -> None:
         self.keys, self.n, self.counts = keys, n, counts
-        size = min(keys.size, _CSR_CHUNK)
+        self.step = _chunk(keys.size)
+        size = min(keys.size, self.step)
         self.row = np.empty(size, dtype=np.int64)
         self.col = np.empty(size, dtype=np.int64)
 
     def __iter__(self) -> Any:
-        for s in range(0, self.keys.size, _CSR_CHUNK):
-            chunk = self.keys[s : s + _CSR_CHUNK]
+        for s in range(0, self.keys.size, self.step):
+            chunk = self.keys[s : s + self.step]
             row, col = self.row[: chunk.size], self.col[: chunk.size]
             np.floor_divide(chunk, self.n, out=row)
             np.multiply(row, self.n, out=col)
@@ -416,8 +425,9 @@ def _unpark_upper(
     to j + shift[i]. Chunks go front to back and every entry moves forward or stays, so
     no entry is overwritten before it has moved."""
     r0 = 0
-    for s in range(0, m, _CSR_CHUNK):
-        e = min(m, s + _CSR_CHUNK)
+    step = _chunk(m)
+    for s in range(0, m, step):
+        e = min(m, s + step)
         r1 = int(np.searchsorted(up_end, e - 1, side="right")) + 1  # rows r0..r1-1
         ends = np.minimum(up_end[r0:r1], e)
         starts = np.maximum(np.concatenate(([up_end[r0 - 1] if r0 else 0], up_end[r0 : r1 - 1])), s)
@@ -817,8 +827,9 @@ def _gnp_edges(n: int, p: float, rng: np.random.Generator) -> tuple[np.ndarray, 
     idx = _index_dtype(n)
     lo = np.empty(pos.size, dtype=idx)
     hi = np.empty(pos.size, dtype=idx)
-    for s in range(0, pos.size, _CSR_CHUNK):
-        i, j = _lower_pair(pos[s : s + _CSR_CHUNK])
+    step = _chunk(pos.size)
+    for s in range(0, pos.size, step):
+        i, j = _lower_pair(pos[s : s + step])
         lo[s : s + i.size] = j
         hi[s : s + i.size] = i
     return lo, hi
@@ -959,8 +970,9 @@ def _cross_ward_ties(
     are decoded chunk by chunk (_gnp_edges's float64 and int64 temporaries for all of
     them at once would outweigh the ties themselves)."""
     pos = _bernoulli_positions(n * (n - 1) // 2, p, rng)
-    for s in range(0, pos.size, _CSR_CHUNK):
-        i, j = _lower_pair(pos[s : s + _CSR_CHUNK])
+    step = _chunk(pos.size)
+    for s in range(0, pos.size, step):
+        i, j = _lower_pair(pos[s : s + step])
         cross = ward[j] != ward[i]
         edges.add(j[cross], i[cross])
 
