@@ -215,3 +215,6 @@ def main(argv: list[str] | None = None) -> int:
     except BrokenPipeError:  # e.g. `nudgesim run | head`: the reader left, nothing is wrong
         sys.stderr.close()
         return 0
+    finally:
+        if own_process:  # the process ends next: its exit need not walk what is left either
+            gc.freeze()
