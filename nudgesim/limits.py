@@ -5,13 +5,21 @@ after minutes of swapping or a numpy MemoryError. The estimate reads only the sc
 the sizes of its input files), never builds anything.
 
 The coefficients are measured peaks of ``simulate`` in a fresh process (VmHWM above the
-imported baseline; ``experiments/benchmark.py`` prints the engine's steady state beside them):
+imported baseline, 20 steps with a weekly reminder; ``experiments/benchmark.py`` prints the
+engine's steady state beside them):
 
-- 52 B per resident and 41 B per tie end across Watts–Strogatz (k = 2…40), Erdős–Rényi,
-  Barabási–Albert, ward-clustered and complete graphs from 2·10^5 to 10^6 residents and
-  up to 3.6·10^7 tie ends. The tie cost is set by building the graph (edge arrays,
-  de-duplication and the CSR conversion hold a few copies at once), not by the engine's
-  4 B per tie end while stepping.
+- 200 B per resident and 14 B per tie end bound the peaks of Watts–Strogatz (k = 2…40),
+  Erdős–Rényi, Barabási–Albert, ward-clustered and complete graphs from 10^5 to 2·10^6
+  residents and up to 2.5·10^7 tie ends (measured 2026-12-02 at commit 5d04710, on the
+  graph build of network._csr_from_keys): the largest need 193 B per resident (k = 2,
+  10^6 residents: 221 MB) and 12–13 B per tie end (complete, 5,000 residents: 301 MB;
+  k = 40: 349 MB at 5·10^5). The graph build no longer sets the tie cost: it holds ~10 B
+  per tie end (its edge arrays or its output, 4 B, plus one int64 key per tie, 4 B, and
+  two int64 per resident), measured 9.9 B for the national scenario at 2.5·10^7
+  households (peak 3.7 GB with the traits, against 41 B and 11.5 GB for the scipy build
+  it replaced); the Watts–Strogatz and Barabási–Albert builders, with int64 edge arrays,
+  peak at 16–22 B. The engine's set-up and steps peak at ~12.5 B per tie end and, at up to 10^6
+  residents, ~190 B per resident, which the build's 41 B per tie end used to hide.
 - A graph read from a file peaks at ~29× the file's size, edge list or GraphML alike (5·10^5
   edges: a 5.9 MB edge list read by pyarrow into arrays, 168 MB; the same graph as a
   23.8 MB GraphML file read through networkx, 687 MB); a residents CSV at ~10×.
@@ -39,8 +47,8 @@ from .registry import GRAPHS
 if TYPE_CHECKING:
     from .scenario import Scenario
 
-PER_RESIDENT = 64
-PER_TIE_END = 44
+PER_RESIDENT = 200
+PER_TIE_END = 14
 PER_WARD_STEP = 100
 PER_STEP = 1_000
 GRAPH_FILE_FACTOR = 32

@@ -44,9 +44,10 @@ __all__ = [
     "read_network_file",
 ]
 
-#: Largest n for which the complete graph is built: its n(n-1) tie ends peak at ~44 bytes
-#: each while the graph is built (limits.py), ~1.1 GB at n = 5,000 and ~18 GB at 20,000.
-#: The complete graph is the mean-field case; large towns want a sparse graph.
+#: Largest n for which the complete graph is built: a run on its n(n-1) tie ends peaks at
+#: ~12 bytes each (limits.py), 0.3 GB at n = 5,000 and ~5 GB at 20,000, and every step
+#: reads all of them. The complete graph is the mean-field case; large towns want a
+#: sparse graph.
 MAX_COMPLETE_N = 5_000
 #: Safety cap on redraw rounds when resolving rewiring / preferential-attachment
 #: collisions; real graphs need a handful, the cap only guards degenerate tiny graphs.

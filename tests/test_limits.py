@@ -63,34 +63,37 @@ def test_ward_clustered_with_probabilities_counts_pairs_inside_and_across_wards(
     assert expected_tie_ends(sc, 100) == pytest.approx(0.5 * inside + 0.1 * across, abs=1)
 
 
-def test_measured_peak_lies_under_the_estimate_and_within_twice_of_it():
-    """A fresh process runs 10^5 residents on a small world; its peak above the imported
-    baseline (VmHWM) must not exceed the estimate, and the estimate must not be more than
-    twice the peak (else the check would refuse runs that fit)."""
+@pytest.mark.parametrize(
+    "n, wards, network",
+    [(100_000, 8, {"kind": "watts_strogatz", "k": 12}),
+     # the national scenario's graph: wards of 8,000, 8 ties inside and 2 across
+     (200_000, 25, {"kind": "ward_clustered", "mean_degree_in": 8.0, "mean_degree_out": 2.0})],
+    ids=["small_world", "ward_clustered"],
+)
+def test_measured_peak_lies_under_the_estimate_and_within_twice_of_it(n, wards, network):
+    """A fresh process runs the scenario; its peak above the imported baseline (VmHWM)
+    must not exceed the estimate, and the estimate must not be more than twice the peak
+    (else the check would refuse runs that fit)."""
+    spec = {"steps": 20, "population": {"size": n, "wards": wards}, "network": network}
     code = textwrap.dedent(
-        """
+        f"""
         import json, nudgesim as ns
-        ns.simulate(ns.Scenario.from_dict({"steps": 2, "population": {"size": 200}}))
+        ns.simulate(ns.Scenario.from_dict({{"steps": 2, "population": {{"size": 200}}}}))
         def status(key):
             for line in open("/proc/self/status"):
                 if line.startswith(key):
                     return int(line.split()[1]) * 1024
         base = status("VmRSS")
         open("/proc/self/clear_refs", "w").write("5")  # reset the peak
-        sc = ns.Scenario.from_dict({"steps": 20, "population": {"size": 100000, "wards": 8},
-            "network": {"kind": "watts_strogatz", "k": 12},
-            "nudges": [{"kind": "reminder", "every": 1}]})
-        ns.simulate(sc)
+        spec = json.loads({json.dumps(json.dumps(spec))})
+        spec["nudges"] = [{{"kind": "reminder", "every": 1}}]
+        ns.simulate(ns.Scenario.from_dict(spec))
         print(json.dumps(status("VmHWM") - base))
         """
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     peak = json.loads(out.stdout.strip().splitlines()[-1])
-    sc = Scenario.from_dict(
-        {"steps": 20, "population": {"size": 100000, "wards": 8},
-         "network": {"kind": "watts_strogatz", "k": 12}}
-    )
-    est = estimate_memory(sc).total
+    est = estimate_memory(Scenario.from_dict(spec)).total
     assert peak <= est <= 2 * peak, (format_bytes(peak), format_bytes(est))
 
 
