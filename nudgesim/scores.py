@@ -4,7 +4,8 @@ Why a module of its own: `network.py` builds and holds the graph; these read it 
 residents for a nudge's targeting (``nudges.py``), and their cost at national scale
 (10^7 households and more) is its own concern, measured by ``nudgesim bench --scale``.
 None goes through networkx except greedy modularity, which is capped at
-`NX_COMMUNITY_MAX_N`.
+`NX_COMMUNITY_MAX_N`. Betweenness has a numpy form and a compiled (numba) twin that give
+identical scores; Leiden communities come from igraph, handed the edges as one array.
 """
 
 from __future__ import annotations
@@ -35,8 +36,8 @@ __all__ = [
 BETWEENNESS_BATCH_CELLS = 4_000_000
 #: With NUDGESIM_NUMBA unset, betweenness takes the compiled searches once n x sources
 #: reaches this (numpy needs ~0.5 us per cell, so ~10 s here, against ~1 s to load the
-#: kernel from numba's cache and ~3 s to compile it on an empty one; assumption, measured
-#: on the 2-core reference machine).
+#: kernel from numba's cache and ~5 s to compile it on an empty one; assumption, measured
+#: on the 2-core reference machine under load). Both paths give identical scores.
 BETWEENNESS_COMPILED_MIN_CELLS = 20_000_000
 #: Largest n for networkx's greedy modularity (Clauset-Newman-Moore, pure Python).
 NX_COMMUNITY_MAX_N = 20_000
