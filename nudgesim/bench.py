@@ -1021,8 +1021,8 @@ SCALE_SCORES = ("degree", "kcore", "betweenness", "community")
 #: Betweenness sources timed at --scale; the table also gives the time scaled to the
 #: 256 a scenario uses by default (the cost is linear in the sources: one BFS each).
 SCALE_BETWEENNESS_SOURCES = 4
-#: Largest size whose communities (Leiden, igraph) are timed: its edge list goes to
-#: igraph as a Python list, ~100 B per tie, so 10^7 households would need ~5 GB for it.
+#: Largest size whose communities (Leiden, igraph) are timed: Leiden itself takes ~80 s
+#: at 10^6, and igraph's own graph build alone peaks at 9.7 GB at 10^7 (52 s, measured).
 SCALE_COMMUNITY_MAX = 1_000_000
 _SCALE_MARK = "@@nudgesim-scale@@"
 #: The borough's campaign runs a year of weekly steps; --scale-steps below it times the
@@ -1109,6 +1109,7 @@ def scale_one(n: int, steps: int, ward_size: int = SCALE_WARD_SIZE, seed: int = 
     from .population import build_population
     from .registry import RULES
     from .rng import Streams
+    from .scores import betweenness_scores, compiled_betweenness
     from .world import World
 
     kernels.load()
@@ -1146,11 +1147,17 @@ def scale_one(n: int, steps: int, ward_size: int = SCALE_WARD_SIZE, seed: int = 
         if kind == "community" and n > community_max:
             skipped[kind] = f"not timed above {community_max:,} households"
             continue
-        samples = betweenness_sources if kind == "betweenness" else 256
-        targeting = Targeting(strategy=kind, count=1, betweenness_samples=samples)
-        label = f"betweenness, {samples} sources" if kind == "betweenness" else kind
-        if kind == "community":
-            label = "community (Leiden, igraph)"
+        if kind == "betweenness":
+            # a few sources, on the path a scenario's default 256 would take at this size
+            compiled = compiled_betweenness(n, 256)
+            stage(f"score: betweenness, {betweenness_sources} sources"
+                  + (" (compiled)" if compiled else " (numpy)"),
+                  lambda c=compiled: betweenness_scores(
+                      net, eng.streams.generator("score:betweenness"), betweenness_sources,
+                      compiled=c))
+            continue
+        targeting = Targeting(strategy=kind, count=1)
+        label = "community (Leiden, igraph)" if kind == "community" else kind
         stage(f"score: {label}", lambda t=targeting: strategy_scores(t, eng, "scale"))
     eng.score_cache.clear()  # the run computes the degree scores it needs itself
     times = []

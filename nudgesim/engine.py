@@ -393,6 +393,7 @@ class Engine:
             ids=pop.ids,
             nudge_windows=windows,
             n_ties=self.network.n_ties,
+            ward=pop.ward,  # not a copy: residents.parquet reads it only when asked
         )
 
 

@@ -110,7 +110,8 @@ class Result:
     #: with counterfactual=True), or None
     counterfactual: Result | None = field(default=None, repr=False)
     #: each resident's ward (an index into the wards of `by_ward`, in their order), for
-    #: residents.parquet; None: taken from the scenario's ward sizes (`resident_wards`)
+    #: residents.parquet (the engine always sets it); None: taken from the scenario's
+    #: ward sizes (`resident_wards`), which a residents CSV or graph file cannot give
     ward: np.ndarray | None = field(default=None, repr=False)
 
     def with_counterfactual(self, twin: Result) -> Result:

@@ -25,6 +25,7 @@ if TYPE_CHECKING:
 __all__ = [
     "degree_scores",
     "betweenness_scores",
+    "compiled_betweenness",
     "kcore_scores",
     "community_labels",
     "modularity",
@@ -77,7 +78,7 @@ def _neighbours_of(net: Network, rows: np.ndarray) -> np.ndarray:
 
 
 def betweenness_scores(
-    net: Network, rng: np.random.Generator, samples: int = 256
+    net: Network, rng: np.random.Generator, samples: int = 256, compiled: bool | None = None
 ) -> np.ndarray:
     """Shortest-path (hop count, weights ignored) betweenness, normalised like networkx.
 
@@ -88,14 +89,18 @@ def betweenness_scores(
     shared among threads; national scale) or batched sparse products (numpy; the
     reference, and the path for small graphs). Either way the sources' dependencies are
     added in source order, so the scores depend on neither the path, the batch size
-    nor the thread count.
+    nor the thread count. ``compiled``: None picks the path by size
+    (`compiled_betweenness`); True or False forces it (True needs numba), e.g. for a
+    benchmark that times a few sources the way a scenario's 256 would run.
     """
     n = net.n
     if n <= 2:
         return np.zeros(n)
     exact = n <= samples
     sources = np.arange(n) if exact else np.sort(rng.choice(n, size=samples, replace=False))
-    if _compiled_betweenness(n, len(sources)):
+    if compiled is None:
+        compiled = compiled_betweenness(n, len(sources))
+    if compiled:
         score = _dependencies_compiled(net, sources)
     else:
         score = _dependencies_numpy(net, sources)
@@ -109,7 +114,7 @@ def betweenness_scores(
     return score * np.where(is_src, 1.0 / ((k - 1) * (n - 2)), 1.0 / (k * (n - 2)))
 
 
-def _compiled_betweenness(n: int, n_sources: int) -> bool:
+def compiled_betweenness(n: int, n_sources: int) -> bool:
     """Whether betweenness takes the compiled searches: NUDGESIM_NUMBA=1/0 decide outright
     (as for the engine); unset, only work large enough to pay for loading numba does."""
     from . import kernels

@@ -200,11 +200,29 @@ def test_a_save_without_residents_writes_none_and_with_them_replaces_the_folder(
 
 
 def test_residents_from_a_file_without_their_wards_are_refused_in_one_line(tmp_path):
-    """Until a Result carries its residents' wards, residents read from a graph or CSV
-    (ids known) are refused with a UsageError, never written with guessed wards."""
+    """A Result made without its residents' wards (the engine always gives them) whose
+    residents came from a graph or CSV (ids known) is refused with a UsageError, never
+    written with guessed wards."""
     res = _result(6, wards=3, twin=False)
     res.ids = list("abcdef")
     with pytest.raises(UsageError, match=r"^--residents: this run's residents came from a "
                        r"file"):
         res.write_residents(tmp_path / "r.parquet")
     assert not list(tmp_path.iterdir())
+
+
+def test_a_run_on_a_graph_writes_its_residents_ids_and_wards(tmp_path):
+    """The engine's Result carries each resident's ward, so residents read from a graph
+    are written with their own ids and the wards the run used."""
+    import networkx as nx
+
+    G = nx.relabel_nodes(nx.path_graph(40), {i: f"h{i}" for i in range(40)})
+    sc = ns.Scenario.from_dict({"steps": 2, "population": {"wards": [
+        {"name": "North", "size": 10, "region": "A"}, {"name": "South", "size": 30,
+                                                       "region": "B"}]}})
+    res = ns.simulate(sc, graph=G)
+    table = pd.read_parquet(res.write_residents(tmp_path / "r.parquet"))
+    assert table["resident"].tolist() == [f"h{i}" for i in range(40)]
+    assert table["ward"].astype(str).tolist() == ["North"] * 10 + ["South"] * 30
+    assert table["region"].astype(str).tolist() == ["A"] * 10 + ["B"] * 30
+    assert table["adopted"].tolist() == res.adopted.tolist()

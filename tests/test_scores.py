@@ -133,15 +133,25 @@ def test_path_choice(monkeypatch):
     monkeypatch.setattr(kernels, "AVAILABLE", True)
     monkeypatch.setattr(kernels, "ENABLED", None)
     cells = scores.BETWEENNESS_COMPILED_MIN_CELLS
-    assert not scores._compiled_betweenness(cells // 256 - 1, 256)
-    assert scores._compiled_betweenness(cells // 256 + 1, 256)
+    assert not scores.compiled_betweenness(cells // 256 - 1, 256)
+    assert scores.compiled_betweenness(cells // 256 + 1, 256)
     monkeypatch.setattr(kernels, "ENABLED", True)
-    assert scores._compiled_betweenness(10, 5)
+    assert scores.compiled_betweenness(10, 5)
     monkeypatch.setattr(kernels, "ENABLED", False)
-    assert not scores._compiled_betweenness(10**8, 256)
+    assert not scores.compiled_betweenness(10**8, 256)
     monkeypatch.setattr(kernels, "AVAILABLE", False)
     monkeypatch.setattr(kernels, "ENABLED", None)
-    assert not scores._compiled_betweenness(10**8, 256)
+    assert not scores.compiled_betweenness(10**8, 256)
+
+
+def test_a_forced_path_gives_the_same_scores():
+    """compiled=True/False (a benchmark timing a few sources as 256 would run) changes
+    the path, never the scores."""
+    pytest.importorskip("numba")
+    net = build_network(WardClustered(mean_degree_in=6.0, mean_degree_out=1.0), np.repeat(np.arange(4), 50), np.random.default_rng(3))
+    a = betweenness_scores(net, np.random.default_rng(4), samples=6, compiled=False)
+    b = betweenness_scores(net, np.random.default_rng(4), samples=6, compiled=True)
+    assert np.array_equal(a, b)
 
 
 # --------------------------------------------------------------------------- Leiden
