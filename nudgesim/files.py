@@ -110,43 +110,41 @@ def _temp_beside(path: Path, suffix: str = ".tmp") -> str:
 # ---------------------------------------------------------------------------------------
 
 
-def write_atomic(path: str | Path, data: bytes | str) -> None:
-    """Write to a temporary file in the same folder, then rename: readers never see half."""
+@contextlib.contextmanager
+def atomic_path(path: str | Path, suffix: str = ".tmp") -> Iterator[str]:
+    """A temporary file's name beside `path` for a writer that wants a path (Parquet,
+    savefig, a ParquetWriter fed in row groups): renamed onto `path`, with the user's
+    mode and flushed to disk, when the block ends; removed if it raises."""
     path = Path(path)
-    tmp = _temp_beside(path)
+    tmp = _temp_beside(path, suffix)
     try:
-        raw = data if isinstance(data, bytes) else data.encode("utf-8")
-        with open(tmp, "wb") as fh:
-            fh.write(raw)
+        yield tmp
         _finish(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def write_atomic(path: str | Path, data: bytes | str) -> None:
+    """Write to a temporary file in the same folder, then rename: readers never see half."""
+    raw = data if isinstance(data, bytes) else data.encode("utf-8")
+    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
+        fh.write(raw)
 
 
 def write_parquet_atomic(df: Any, path: str | Path) -> None:
     """A DataFrame as Parquet (no index), written like :func:`write_atomic`."""
-    path = Path(path)
-    tmp = _temp_beside(path)
-    try:
+    with atomic_path(path) as tmp:
         df.to_parquet(tmp, index=False)
-        _finish(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def save_figure(fig: Any, path: str | Path, **savefig_kw: Any) -> Path:
     """Save a matplotlib figure like :func:`write_atomic` and close it."""
     path = Path(path)
-    # the temporary keeps the real suffix: matplotlib picks the format from it
-    tmp = _temp_beside(path, suffix=f".tmp{path.suffix}")
     try:
-        fig.savefig(tmp, **savefig_kw)
-        _finish(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+        # the temporary keeps the real suffix: matplotlib picks the format from it
+        with atomic_path(path, suffix=f".tmp{path.suffix}") as tmp:
+            fig.savefig(tmp, **savefig_kw)
     finally:
         import matplotlib.pyplot as plt
 

@@ -273,7 +273,7 @@ class Result:
         import pyarrow as pa
         import pyarrow.parquet as pq
 
-        from .files import _finish, _temp_beside
+        from .files import atomic_path
 
         if row_group < 1:
             raise ValueError(f"row_group: {row_group}; allowed: a whole number >= 1")
@@ -326,16 +326,9 @@ class Result:
                 cols.append(pa.array(np.asarray(twin[lo:hi], dtype=bool)))
             return pa.RecordBatch.from_arrays(cols, schema=schema)
 
-        tmp = _temp_beside(path)
-        try:
-            with pq.ParquetWriter(tmp, schema) as writer:
-                for lo in range(0, n, row_group):
-                    writer.write_batch(group(lo, min(n, lo + row_group)),
-                                       row_group_size=row_group)
-            _finish(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        with atomic_path(path) as tmp, pq.ParquetWriter(tmp, schema) as writer:
+            for lo in range(0, n, row_group):
+                writer.write_batch(group(lo, min(n, lo + row_group)), row_group_size=row_group)
         return path
 
 

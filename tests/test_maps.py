@@ -173,7 +173,8 @@ def run(path: Path = SMALL_TOWN, steps: int = 6) -> ns.Result:
 def test_a_run_writes_map_png_only_with_geography(tmp_path, monkeypatch):
     monkeypatch.setenv("NUDGESIM_NUMBA", "0")
     plain = run().save(tmp_path / "plain")
-    assert {p.name for p in plain.iterdir()} == RUN_FILES - {"map.png"}
+    optional = {"by_region.parquet", "residents.parquet"}  # regions, --residents
+    assert {p.name for p in plain.iterdir()} == RUN_FILES - {"map.png"} - optional
     assert getattr(Scenario.from_toml(SMALL_TOWN), "geography", None) is None
 
 
@@ -181,7 +182,7 @@ def test_a_run_with_geography_writes_its_map_and_the_report_shows_it(tmp_path, m
                                                                       geo):
     monkeypatch.setenv("NUDGESIM_NUMBA", "0")
     out = run(geo).save(tmp_path / "geo")
-    assert {p.name for p in out.iterdir()} == RUN_FILES
+    assert {p.name for p in out.iterdir()} == RUN_FILES - {"by_region.parquet", "residents.parquet"}
     png = (out / "map.png").read_bytes()
     assert png.startswith(b"\x89PNG") and len(png) > 20_000
     html, md = report.write_report(out)

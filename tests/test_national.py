@@ -95,9 +95,8 @@ def test_a_tiny_national_scenario_validates_and_runs(tiny, tmp_path, capsys):
 
 
 def test_run_writes_residents_when_asked(tiny, tmp_path, capsys):
-    args = build_parser().parse_args(["run", str(tiny), "--no-plot",
+    args = build_parser().parse_args(["run", str(tiny), "--no-plot", "--residents",
                                       "--out", str(tmp_path / "run")])
-    args.residents = True  # what `nudgesim run --residents` sets
     assert cmd_run(args) == 0
     assert "residents.parquet" in capsys.readouterr().out
     table = pd.read_parquet(tmp_path / "run" / "residents.parquet")

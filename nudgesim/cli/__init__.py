@@ -80,6 +80,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--no-counterfactual", action="store_true",
                      help="skip the no-campaign twin (same seed, no nudges) that the "
                           "campaign's effect is measured against")
+    run.add_argument("--residents", action="store_true",
+                     help="also write residents.parquet: one row per resident (id, ward, "
+                          "region, adopted at the end), in row groups")
     limits.add_memory_option(run)
     run.set_defaults(func=run_command.cmd_run)
 

@@ -24,7 +24,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
     res = simulate(sc, counterfactual=twin)
     elapsed = time.perf_counter() - t0
-    residents = bool(getattr(args, "residents", False))
+    residents = args.residents
     res.save(out, plot=not args.no_plot, residents=residents)
     s = res.summary
     print(f"{sc.name}: {s['residents']:,} residents, {s['ties']:,} ties, {s['steps']} "
