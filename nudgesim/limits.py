@@ -8,7 +8,7 @@ The coefficients are measured peaks of ``simulate`` in a fresh process (VmHWM ab
 imported baseline, 20 steps with a weekly reminder; ``experiments/benchmark.py`` prints the
 engine's steady state beside them):
 
-- 200 B per resident and 14 B per tie end bound the peaks of Watts–Strogatz (k = 2…40),
+- On the numpy engine (small runs), 200 B per resident and 14 B per tie end bound the peaks of Watts–Strogatz (k = 2…40),
   Erdős–Rényi, Barabási–Albert, ward-clustered and complete graphs from 10^5 to 2·10^6
   residents and up to 2.5·10^7 tie ends (measured 2026-12-02 at commit 5d04710, on the
   graph build of network._csr_from_keys): the largest need 193 B per resident (k = 2,
@@ -20,6 +20,11 @@ engine's steady state beside them):
   it replaced); the Watts–Strogatz and Barabási–Albert builders, with int64 edge arrays,
   peak at 16–22 B. The engine's set-up and steps peak at ~12.5 B per tie end and, at up to 10^6
   residents, ~190 B per resident, which the build's 41 B per tie end used to hide.
+- On the compiled engine (the runs `kernels.backend_for` gives it), 150 MB + 75 B per
+  resident (fitted to a 10^6-resident run, 221 MB, and the national scenario's 2.5·10^7
+  households over 52 weeks, 5.32 GB, each with 14 B per tie end), or 400 MB + 75 B per
+  resident when numba must first compile the kernels (a cold cache): 6.4 GB with the
+  margin for the national run that peaked at 5.44 GB.
 - A graph read from a file peaks at ~29× the file's size, edge list or GraphML alike (5·10^5
   edges: a 5.9 MB edge list read by pyarrow into arrays, 168 MB; the same graph as a
   23.8 MB GraphML file read through networkx, 687 MB); a residents CSV at ~10×.
@@ -41,6 +46,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .errors import ResourceError, UsageError
+from .kernels import backend_for, cache_is_warm
 from .network import GraphFile
 from .registry import GRAPHS
 
@@ -48,6 +54,16 @@ if TYPE_CHECKING:
     from .scenario import Scenario
 
 PER_RESIDENT = 200
+#: The compiled engine: a fixed part and a part per resident, fitted to two measured
+#: whole-run peaks above the imports (2026-12-02): Watts-Strogatz k = 2 at 10^6 residents,
+#: 221 MB, and the national scenario at 2.5e7 households over 52 weeks, 5.32 GB; minus
+#: 14 B per tie end, that is 124 MB + 69 B per resident (a Dask worker at 1e7 fits it:
+#: 2.26 GB measured). Rounded up to 150 MB and 75 B.
+PER_RESIDENT_COMPILED = 75
+KERNELS_LOADED = 150_000_000
+#: numba compiling the kernels on a cold cache peaked ~300 MB above the imports, against
+#: ~56 MB to load them from the cache (measured 2026-12-02): 250 MB more.
+KERNELS_COMPILING = 400_000_000
 PER_TIE_END = 14
 PER_WARD_STEP = 100
 PER_STEP = 1_000
@@ -190,7 +206,10 @@ def estimate_memory(
     if tie_ends is None:
         tie_ends = 0 if graph_file is not None else expected_tie_ends(scenario, n)
     wards = len(_ward_sizes(scenario, n)) if n else 1
-    parts["residents"] = PER_RESIDENT * n
+    compiled = bool(n) and backend_for(n, scenario.steps).compiled
+    if compiled:
+        parts["kernels"] = KERNELS_LOADED if cache_is_warm() else KERNELS_COMPILING
+    parts["residents"] = (PER_RESIDENT_COMPILED if compiled else PER_RESIDENT) * n
     parts["ties"] = PER_TIE_END * tie_ends
     parts["records"] = (scenario.steps + 1) * (PER_STEP + PER_WARD_STEP * wards)
     return MemoryEstimate(parts=parts, residents=n, tie_ends=tie_ends)

@@ -162,3 +162,35 @@ def test_a_sweep_is_refused_before_any_worker_starts_when_its_workers_cannot_fit
     assert err.startswith("nudgesim: error: memory: 'scenario' needs ~") and "x 2 workers" in err
     assert not (tmp_path / "out").exists()
     assert main([*argv, "--max-memory", "2G", "--executor", "serial"]) == 0
+
+
+@pytest.mark.parametrize("warm", [True, False])
+def test_a_compiled_run_is_costed_as_the_compiled_engine(monkeypatch, warm):
+    """Runs the kernels take are costed per resident as the compiled engine (75 B), plus
+    the kernels (150 MB loaded, 400 MB while numba compiles them on a cold cache); runs
+    the numpy engine takes keep 200 B per resident and no kernels part."""
+    from nudgesim.kernels import Backend
+
+    sc = Scenario.from_dict({"steps": 52, "population": {"size": 10**7, "wards": 1250}})
+    monkeypatch.setattr(limits, "cache_is_warm", lambda: warm)
+    monkeypatch.setattr(limits, "backend_for", lambda n, steps: Backend(True, "test"))
+    est = estimate_memory(sc)
+    assert est.parts["residents"] == 75 * 10**7
+    assert est.parts["kernels"] == (150_000_000 if warm else 400_000_000)
+    monkeypatch.setattr(limits, "backend_for", lambda n, steps: Backend(False, "test"))
+    est = estimate_memory(sc)
+    assert est.parts["residents"] == 200 * 10**7 and "kernels" not in est.parts
+
+
+def test_the_national_scenario_fits_the_8_gb_it_was_measured_under(monkeypatch):
+    """24.8 million households, 52 weeks on the compiled engine: measured peak 5.44 GB
+    (docs/national.md); the estimate must neither refuse it under 8 GB nor fall below
+    what it used."""
+    from nudgesim import scenarios
+    from nudgesim.kernels import Backend
+
+    monkeypatch.setattr(limits, "backend_for", lambda n, steps: Backend(True, "test"))
+    monkeypatch.setattr(limits, "cache_is_warm", lambda: True)
+    sc = Scenario.from_toml(scenarios.path("national/national"))
+    est = check_memory(sc, "8G").total
+    assert 5.44e9 <= est <= 8e9, format_bytes(est)
