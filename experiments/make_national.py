@@ -6,9 +6,9 @@ What is measured and what is invented:
 - The total, 24,782,800 households (England 23,435,700 and Wales 1,347,100), is the
   Census 2021 count (Office for National Statistics, 2022, "Population and household
   estimates, England and Wales: Census 2021", released 28 June 2022).
-- The split of England's households among its nine regions is APPROXIMATE: shares taken
-  from the ONS Census 2021 regional household estimates to about +-0.05 million per
-  region (not copied from the table; check ONS table TS041 before quoting a region).
+- The split of England's households among its nine regions is APPROXIMATE and UNCHECKED:
+  shares recalled from the ONS Census 2021 regional household estimates, not copied from
+  the table nor checked against it (check ONS table TS041 before quoting a region).
 - The wards are SYNTHETIC (assumption): 3,100 units whose sizes are lognormal draws
   (sigma 0.45) scaled to each region's total, ~8,000 households on average like
   nudgesim.bench.SCALE_WARD_SIZE. Real electoral wards are smaller and more numerous;
@@ -46,8 +46,8 @@ WARDS = 3_100
 #: England and Wales, Census 2021 (ONS 2022): exact.
 ENGLAND, WALES = 23_435_700, 1_347_100
 HOUSEHOLDS = ENGLAND + WALES
-#: England's regions, households in millions: APPROXIMATE (about +-0.05 M each), used
-#: only as shares of ENGLAND; Wales is exact.
+#: England's regions, households in millions: APPROXIMATE and unchecked (recalled, not
+#: copied from ONS table TS041), used only as shares of ENGLAND; Wales is exact.
 ENGLISH_REGIONS_M = {
     "North East": 1.17,
     "North West": 3.15,
@@ -121,7 +121,8 @@ HEADER = """\
 # 9 English regions (APPROXIMATE shares) and Wales, in SYNTHETIC wards (lognormal sizes,
 # an assumption; seeded). The campaign is the synthetic borough's, scaled up as
 # nudgesim.bench.national_scenario does; its unit costs are the borough's assumptions.
-# Needs ~10-12 GB of memory and about two minutes: see docs/national.md.
+# Needs ~6 GB of memory and 1-3 minutes on 2 cores (the no-campaign twin doubles the
+# steps; --no-counterfactual skips it): see docs/national.md.
 """
 
 
@@ -143,6 +144,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=SEED, help="seed of the ward sizes")
     p.add_argument("--out", type=Path, default=OUT, help="folder (default the shipped one)")
     a = p.parse_args(argv)
+    if a.wards < 1 or a.households < a.wards:  # every ward holds a household
+        p.error(f"--households {a.households} and --wards {a.wards}: need "
+                "1 <= wards <= households")
+    if a.steps < 1:
+        p.error(f"--steps {a.steps}: allowed: a whole number >= 1")
     path = write(a.out, a.households, a.wards, a.steps, a.seed)
     print(f"wrote {path} and {path.parent / 'wards.csv'}")
     return 0

@@ -23,8 +23,8 @@ engine's steady state beside them):
 - On the compiled engine (the runs `kernels.backend_for` gives it), 150 MB + 75 B per
   resident (fitted to a 10^6-resident run, 221 MB, and the national scenario's 2.5·10^7
   households over 52 weeks, 5.32 GB, each with 14 B per tie end), or 400 MB + 75 B per
-  resident when numba must first compile the kernels (a cold cache): 6.4 GB with the
-  margin for the national run that peaked at 5.44 GB.
+  resident when numba must first compile the kernels (a cold cache): 6.6 GB with the
+  margin for the national run that peaked at 5.44 GB (6.3 GB when the cache is warm).
 - A graph read from a file peaks at ~29× the file's size, edge list or GraphML alike (5·10^5
   edges: a 5.9 MB edge list read by pyarrow into arrays, 168 MB; the same graph as a
   23.8 MB GraphML file read through networkx, 687 MB); a residents CSV at ~10×.

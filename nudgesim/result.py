@@ -282,7 +282,7 @@ class Result:
         ward = self.ward
         if ward is None:
             if self.ids is not None:  # residents from a graph or a CSV with ids
-                raise UsageError("--residents: this run's residents came from a file, and "
+                raise UsageError("residents.parquet: this run's residents came from a file, and "
                                  "its Result does not carry their wards (Result.ward); "
                                  "allowed: a scenario whose wards place the residents")
             ward = resident_wards(self.scenario, n)
@@ -340,7 +340,7 @@ def resident_wards(scenario: Scenario, n: int) -> np.ndarray:
     from .population import ward_blocks
 
     if scenario.population.csv is not None or isinstance(scenario.network, GraphFile):
-        raise UsageError("--residents: this run's residents came from a file, and its "
+        raise UsageError("residents.parquet: this run's residents came from a file, and its "
                          "Result does not carry their wards (Result.ward); allowed: a "
                          "scenario whose wards place the residents")
     return ward_blocks(scenario.population, n)

@@ -8,6 +8,7 @@ field, the bad value and what is allowed, so the CLI can print it without a trac
 
 from __future__ import annotations
 
+import numbers
 import re
 import tomllib
 import types
@@ -256,6 +257,8 @@ def _ward_rows(table: Any, where: str) -> list[dict[str, Any]]:
                 continue
             value = rec[col]
             if col == "region":  # text; a ward without one would drop out of its region
+                if isinstance(value, numbers.Integral) and not isinstance(value, bool):
+                    value = str(int(value))  # a Parquet column of region codes: as a CSV's
                 if not isinstance(value, str) or not value.strip():
                     blank = value is None or value != value or (isinstance(value, str)
                                                                  and not value.strip())

@@ -204,7 +204,7 @@ def test_residents_from_a_file_without_their_wards_are_refused_in_one_line(tmp_p
     written with guessed wards."""
     res = _result(6, wards=3, twin=False)
     res.ids = list("abcdef")
-    with pytest.raises(UsageError, match=r"^--residents: this run's residents came from a "
+    with pytest.raises(UsageError, match=r"^residents.parquet: this run's residents came from a "
                        r"file"):
         res.write_residents(tmp_path / "r.parquet")
     assert not list(tmp_path.iterdir())

@@ -291,11 +291,14 @@ def test_inline_wards_need_a_region_for_every_ward_or_none():
         Scenario.from_toml_str('[population]\nwards = [{ name = "A", region = " " }]\n')
 
 
-def test_a_numeric_region_in_parquet_is_refused(tmp_path):
-    pd.DataFrame({"name": ["A"], "households": [10], "region": [3]}).to_parquet(
+def test_whole_number_region_codes_in_parquet_are_text_and_fractions_are_refused(tmp_path):
+    pd.DataFrame({"name": ["A", "B"], "households": [10, 5], "region": [3, 12]}).to_parquet(
         tmp_path / "w.parquet")
-    with pytest.raises(ns.ScenarioError, match=r"column 'region': 3 is not allowed"):
-        read_ward_table(tmp_path / "w.parquet")
+    assert [r["region"] for r in read_ward_table(tmp_path / "w.parquet")] == ["3", "12"]
+    pd.DataFrame({"name": ["A"], "households": [10], "region": [3.5]}).to_parquet(
+        tmp_path / "f.parquet")
+    with pytest.raises(ns.ScenarioError, match=r"column 'region': 3.5 is not allowed"):
+        read_ward_table(tmp_path / "f.parquet")
 
 
 def test_a_region_in_a_csv_may_look_like_a_number(tmp_path):
