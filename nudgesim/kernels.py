@@ -165,10 +165,48 @@ def load() -> None:
 
         numba, prange = nb, nb.prange
         names = globals()
+        names["_prefetch"] = _prefetch_intrinsic()
         for name, obj in list(names.items()):
             if isinstance(obj, _Kernel):
                 names[name] = nb.njit(**obj.options)(obj.fn)
         LOADED = True
+
+
+def _prefetch(arr: np.ndarray, i: int) -> None:
+    """Ask the CPU to fetch arr[i]'s cache line (no effect on any value). load() replaces
+    this with a numba intrinsic; the kernels only run after load()."""
+
+
+def _prefetch_intrinsic() -> Any:
+    """_prefetch as LLVM's prefetch instruction (read, keep in every cache level): a loop
+    that visits scattered residents asks for the lines it needs a few steps ahead, so
+    their cache misses overlap instead of following one another."""
+    ir: Any = importlib.import_module("llvmlite.ir")  # untyped package
+    from numba.core import cgutils, types
+    from numba.extending import intrinsic
+
+    @intrinsic
+    def prefetch(typingctx, arr, i):
+        if not isinstance(arr, types.Array) or arr.ndim != 1:
+            return None  # one-dimensional arrays only
+
+        def codegen(context, builder, signature, args):
+            aryty = signature.args[0]
+            ary = context.make_array(aryty)(context, builder, args[0])
+            index = context.cast(builder, args[1], signature.args[1], types.intp)
+            ptr = cgutils.get_item_pointer(context, builder, aryty, ary, [index],
+                                           wraparound=False)
+            i8p = ir.IntType(8).as_pointer()
+            i32 = ir.IntType(32)
+            fn = cgutils.get_or_insert_function(
+                builder.module, ir.FunctionType(ir.VoidType(), [i8p, i32, i32, i32]),
+                "llvm.prefetch.p0")
+            builder.call(fn, [builder.bitcast(ptr, i8p), i32(0), i32(3), i32(1)])
+            return context.get_dummy_value()
+
+        return types.void(arr, i), codegen
+
+    return prefetch
 
 
 _U64 = np.uint64
@@ -776,28 +814,74 @@ def _changed(a, a_seen, f, f_seen, has_f, check_f, aw, asw, fw, fsw, chunks, ind
         k += per[c]
     work = 0
     for q in range(ids.shape[0]):
+        if q + AHEAD < ids.shape[0]:  # scattered rows: see _push_in
+            _prefetch(indptr, ids[q + AHEAD])
         work += indptr[ids[q] + 1] - indptr[ids[q]]
     return ids, work, fits
 
 @njit(inline="always", cache=True, error_model="numpy")
-def _add(i, j, dx, df, ward, inward, cnt, cnt_in):
+def _ward_run(j, starts, n):
+    """[lo, hi): the run of equal wards that holds resident j (starts: Graph.starts)."""
+    k = np.searchsorted(starts, j, side="right")
+    lo = starts[k - 1] if k > 0 else 0
+    hi = starts[k] if k < starts.shape[0] else n
+    return lo, hi
+
+@njit(inline="always", cache=True, error_model="numpy")
+def _add(i, dx, df, same, cnt, cnt_in):
     cnt[i, 0] += dx
     cnt[i, 1] += df
-    if inward and ward[i] == ward[j]:
+    if same:
         cnt_in[i, 0] += dx
         cnt_in[i, 1] += df
 
+@njit(inline="always", cache=True, error_model="numpy")
+def _same_ward(i, k, runs, bounds, ward, ids):
+    """Whether neighbour i shares changed resident ids[k]'s ward. With one run per ward
+    (runs: Graph.runs) that is i inside ids[k]'s run (bounds[k]), known without reading
+    ward[i]: a cross-ward neighbour's ward is a cache miss, and a branch on it stalled
+    the push (at 10^7 residents most of a push's time)."""
+    if runs:
+        return i >= bounds[k, 0] and i < bounds[k, 1]
+    return ward[i] == ward[ids[k]]
+
+#: How many changed residents ahead _push_in asks for their row pointers (the row and
+#: the neighbours' counts follow at half and a quarter of that): enough misses in flight
+#: to overlap, few enough that the lines are still cached when used (assumption).
+AHEAD = 16
+
 @njit(cache=True, error_model="numpy")
-def _push_in(k0, k1, lo, hi, ids, diff, indptr, indices, ward, inward, cnt, cnt_in, far):
+def _push_in(k0, k1, lo, hi, ids, diff, bounds, runs, indptr, indices, ward, inward, cnt,
+             cnt_in, far):
     """Push the changes ids[k0:k1] (residents of lo..hi-1) to their neighbours in the
-    same range; the others go to far as (neighbour, k). Returns how many went there."""
+    same range; the others go to far as (neighbour, k). Returns how many went there.
+
+    Changed residents are scattered, so each one's row pointers, row and neighbours'
+    counts are cache misses; they are requested AHEAD, AHEAD/2 and AHEAD/4 residents
+    before use (_prefetch), so the misses overlap."""
     m = 0
+    flat = cnt.reshape(cnt.shape[0] * 2)
+    flat_in = cnt_in.reshape(cnt_in.shape[0] * 2)
     for k in range(k0, k1):
+        if k + AHEAD < k1:
+            _prefetch(indptr, ids[k + AHEAD])
+        if k + AHEAD // 2 < k1:
+            _prefetch(indices, indptr[ids[k + AHEAD // 2]])
+        if k + AHEAD // 4 < k1:
+            jn = ids[k + AHEAD // 4]
+            for jj in range(indptr[jn], indptr[jn + 1]):
+                i = indices[jj]
+                _prefetch(flat, 2 * i)
+                if inward:
+                    _prefetch(flat_in, 2 * i)
         j = ids[k]
+        dx = diff[k, 0]
+        df = diff[k, 1]
         for jj in range(indptr[j], indptr[j + 1]):
             i = indices[jj]
             if i >= lo and i < hi:
-                _add(i, j, diff[k, 0], diff[k, 1], ward, inward, cnt, cnt_in)
+                _add(i, dx, df, inward and _same_ward(i, k, runs, bounds, ward, ids), cnt,
+                     cnt_in)
             else:
                 far[m, 0] = i
                 far[m, 1] = k
@@ -806,7 +890,7 @@ def _push_in(k0, k1, lo, hi, ids, diff, indptr, indices, ward, inward, cnt, cnt_
 
 @njit(parallel=True, cache=True, error_model="numpy")
 def _push(ids, indptr, indices, ward, a, f, has_f, inward, cnt, cnt_in, a_seen, f_seen,
-          chunks):
+          starts, runs, chunks):
     """Add each changed resident's differences to its neighbours' counts. The graph is
     symmetric, so j's row lists exactly the residents whose rows list j. Each chunk of
     residents pushes its own changes to neighbours in the same chunk, in parallel (most
@@ -815,12 +899,22 @@ def _push(ids, indptr, indices, ward, a, f, has_f, inward, cnt, cnt_in, a_seen, 
     n = cnt.shape[0]
     q = ids.shape[0]
     diff = np.empty((q, 2), dtype=np.int32)
+    bounds = np.empty((q if inward and runs else 0, 2), dtype=np.int64)
     for k in prange(q):
+        if k + AHEAD < q:  # scattered residents: see _push_in
+            jn = ids[k + AHEAD]
+            _prefetch(a, jn)
+            _prefetch(a_seen, jn)
+            _prefetch(f_seen, jn)
+            if has_f:
+                _prefetch(f, jn)
         j = ids[k]
         fn = np.int32(f[j]) if has_f else np.int32(1)
         fo = np.int32(f_seen[j])
         diff[k, 0] = fn * np.int32(a[j]) - fo * np.int32(a_seen[j])
         diff[k, 1] = fn - fo
+        if inward and runs:
+            bounds[k, 0], bounds[k, 1] = _ward_run(j, starts, n)
     size = (n + chunks - 1) // chunks
     start = np.searchsorted(ids, np.arange(chunks + 1) * size)
     room = np.zeros(chunks + 1, dtype=np.int64)  # each chunk's share of far: its tie ends
@@ -833,13 +927,25 @@ def _push(ids, indptr, indices, ward, a, f, has_f, inward, cnt, cnt_in, a_seen, 
     nfar = np.zeros(chunks, dtype=np.int64)
     for c in prange(chunks):
         nfar[c] = _push_in(start[c], start[c + 1], c * size, min(n, (c + 1) * size), ids,
-                           diff, indptr, indices, ward, inward, cnt, cnt_in,
+                           diff, bounds, runs, indptr, indices, ward, inward, cnt, cnt_in,
                            far[room[c]:room[c + 1]])
+    flat = cnt.reshape(cnt.shape[0] * 2)
+    flat_in = cnt_in.reshape(cnt_in.shape[0] * 2)
     for c in range(chunks):
-        for m in range(room[c], room[c] + nfar[c]):
+        end = room[c] + nfar[c]
+        for m in range(room[c], end):
+            if m + AHEAD < end:
+                _prefetch(flat, 2 * far[m + AHEAD, 0])
+                if inward:
+                    _prefetch(flat_in, 2 * far[m + AHEAD, 0])
+            i = far[m, 0]
             k = far[m, 1]
-            _add(far[m, 0], ids[k], diff[k, 0], diff[k, 1], ward, inward, cnt, cnt_in)
+            _add(i, diff[k, 0], diff[k, 1],
+                 inward and _same_ward(i, k, runs, bounds, ward, ids), cnt, cnt_in)
     for k in range(q):
+        if k + AHEAD < q:
+            _prefetch(a_seen, ids[k + AHEAD])
+            _prefetch(f_seen, ids[k + AHEAD])
         j = ids[k]
         a_seen[j] = a[j]
         f_seen[j] = f[j] if has_f else np.int8(1)
@@ -1463,6 +1569,10 @@ class Graph:
         self.ward = np.ascontiguousarray(ward, dtype=np.int32)
         #: where each run of equal wards starts (after the first): see _one_ward
         self.starts = np.flatnonzero(np.diff(self.ward)).astype(np.int64) + 1
+        #: every ward is one run of residents (generated populations): two residents
+        #: share a ward exactly when they share a run (see _same_ward)
+        self.runs = bool(self.ward.size == 0 or self.starts.size + 1 == np.count_nonzero(
+            np.bincount(self.ward)))
         self.n = network.n
 
 
@@ -1511,7 +1621,7 @@ class Counts:
                                            _words(f), _words(self.f_seen), _chunks(g.n),
                                            g.indptr)
                 if fits and work <= PUSH_MAX_SHARE * g.indices.size:
-                    _push(ids, *args, _chunks(g.n))
+                    _push(ids, *args, g.starts, g.runs, _chunks(g.n))
                     self.pushed += int(work)
                     return
             _recount(*args)

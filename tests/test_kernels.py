@@ -308,6 +308,80 @@ def test_counts_push_few_changes_and_recount_many():
     assert np.array_equal(counts.cnt, _expected_counts(eng.backend.graph, a, None)[0])
 
 
+def _path_graph(ward):
+    """0-1-2-...: each resident tied to the next (CSR, unit weights)."""
+    from types import SimpleNamespace
+
+    n = len(ward)
+    rows = [[j for j in (i - 1, i + 1) if 0 <= j < n] for i in range(n)]
+    indptr = np.cumsum([0] + [len(r) for r in rows]).astype(np.int64)
+    indices = np.array([j for r in rows for j in r], dtype=np.int32)
+    net = SimpleNamespace(indptr=indptr, indices=indices, weights=None, n=n)
+    return kernels.Graph(net, np.array(ward))
+
+
+def test_graph_knows_when_every_ward_is_one_run():
+    assert _path_graph([0, 0, 1, 1]).runs
+    assert _path_graph([2, 2, 0, 0, 1]).runs
+    assert not _path_graph([0, 1, 0]).runs  # ward 0 twice: runs cannot stand for wards
+    assert _path_graph([]).runs
+
+
+def test_ward_run_of_a_resident():
+    g = _path_graph([0, 0, 0, 1, 1, 1])
+    assert [tuple(kernels._ward_run(j, g.starts, g.n)) for j in (0, 2, 3, 5)] == [
+        (0, 3), (0, 3), (3, 6), (3, 6)]
+
+
+@pytest.mark.parametrize("ward, in_ward_1, in_ward_3", [
+    # (Σ f·a, Σ f) over the in-ward ties of residents 1 (ties 0, 2) and 3 (ties 2, 4)
+    ([0, 0, 0, 1, 1, 1], [3, 4], [0, 1]),  # one run per ward: 1 shares 2's ward, 3 shares 4's
+    ([0, 1, 0, 1, 0, 1], [0, 0], [0, 0]),  # scattered wards: no in-ward ties at 1 or 3
+    ([0, 0, 0, 0, 1, 1], [3, 4], [3, 3]),  # both share resident 2's ward, 3 not 4's
+])
+def test_push_of_one_change_by_hand(ward, in_ward_1, in_ward_3, monkeypatch):
+    # path 0-1-2-3-4-5; resident 2 adopts and its influence becomes 3: neighbours 1 and 3
+    # gain 3 in Σ f·a and 3 - 1 = 2 in Σ f; the in-ward sums only where 2's ward is theirs
+    monkeypatch.setattr(kernels, "PUSH_MAX_SHARE", 1.0)  # push even this large a share
+    g = _path_graph(ward)
+    counts = kernels.Counts(g, inward=True)
+    a = np.zeros(6, dtype=np.uint8)
+    f = np.ones(6, dtype=np.int8)
+    counts.sync(a, f)
+    assert counts.recounts == 1 and counts.cnt[:, 1].tolist() == [1, 2, 2, 2, 2, 1]
+    a[2] = 1
+    f[2] = 3
+    counts.sync(a, f)
+    assert counts.recounts == 1 and counts.pushed == 2  # resident 2's two tie ends
+    assert counts.cnt.tolist() == [[0, 1], [3, 4], [0, 2], [3, 4], [0, 2], [0, 1]]
+    assert counts.cnt_in[1].tolist() == in_ward_1
+    assert counts.cnt_in[3].tolist() == in_ward_3
+    assert np.array_equal(counts.cnt_in, _expected_counts(g, a.astype(bool), f)[1])
+
+
+@SETTINGS
+@given(seed=st.integers(0, 10**6))
+def test_counts_with_scattered_wards_follow_changes(seed):
+    # wards that are not one run each: the push reads wards instead of run bounds
+    eng = Engine(small(seed, RULES[0], NETWORKS[1], [], n=150))
+    r = np.random.default_rng(seed)
+    from types import SimpleNamespace
+
+    net = eng.backend.graph
+    g = kernels.Graph(SimpleNamespace(indptr=net.indptr, indices=net.indices, weights=None,
+                                      n=net.n), r.integers(0, 4, net.n))
+    assert not g.runs
+    counts = kernels.Counts(g, inward=True)
+    a = r.random(g.n) < 0.3
+    for _ in range(4):
+        a = a ^ (r.random(g.n) < 0.02)
+        f = r.integers(0, 6, g.n).astype(np.int8)
+        counts.sync(a.view(np.uint8), f)
+        everywhere, in_ward = _expected_counts(g, a, f)
+        assert np.array_equal(counts.cnt, everywhere)
+        assert np.array_equal(counts.cnt_in, in_ward)
+
+
 def test_counts_catch_up_when_someone_else_changes_the_state(monkeypatch):
     # a script may flip residents by hand between steps: both engines must see the same town
     sc = small(5, RULES[0], NETWORKS[0], [NUDGES[0], NUDGES[7]], n=150, steps=6)
