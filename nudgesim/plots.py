@@ -6,7 +6,14 @@ helper process (`start_worker`) that imports matplotlib on another core while th
 imports its own libraries and simulates: that import alone costs about as much as the
 borough's whole simulation (~0.45 s), and none of it depends on the results.
 The helper draws exactly what this process would draw (same code, same data), and any
-failure of the helper falls back to drawing here.
+failure of the helper falls back to drawing here. Its price: a second Python process,
+~66 MB resident once matplotlib is imported (measured), for the length of the run.
+
+It never outlives the run: its starter stops it on every way out (`stop_worker`); it
+watches its stdin from a thread started before any heavy import and exits when the pipe
+closes (the parent finished, gave up or died); on Linux the kernel also kills it when
+the parent dies (PR_SET_PDEATHSIG). It is started with `python -P` and loads nudgesim by
+location, so nothing in the user's working folder is imported.
 """
 
 from __future__ import annotations
@@ -15,10 +22,13 @@ import atexit
 import io
 import os
 import pickle
+import queue
 import selectors
+import signal
 import struct
 import subprocess
 import sys
+import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -179,6 +189,7 @@ def draw_figure(data: dict[str, Any]) -> Figure:
 # ---------------------------------------------------------------------------------------
 
 WORKER_ENV = "NUDGESIM_PLOT_WORKER"  # "0": always draw in this process
+HELPER_ENV = "NUDGESIM_PLOT_HELPER_OF"  # set in the helper only: its parent's pid
 WORKER_TIMEOUT = 60.0  # seconds a drawing may take before this process draws it itself
 _HEADER = struct.Struct("!Q")  # every message: its length, then a pickle
 
@@ -190,6 +201,11 @@ def _send(stream: Any, obj: object) -> None:
 
 
 def _receive(stream: Any) -> Any:
+    return pickle.loads(_read_message(stream))
+
+
+def _read_message(stream: Any) -> bytes:
+    """One message's pickle, unread: the helper's watcher reads while matplotlib imports."""
     head = stream.read(_HEADER.size)
     if len(head) < _HEADER.size:
         raise EOFError("the other process closed the pipe")
@@ -197,24 +213,58 @@ def _receive(stream: Any) -> Any:
     body = stream.read(size)
     if len(body) < size:
         raise EOFError("the other process closed the pipe")
-    return pickle.loads(body)
+    return body
+
+
+def _watch_parent(stdin: Any, inbox: queue.SimpleQueue[bytes]) -> None:
+    """The helper's stdin thread: passes on the one figure's data, then waits for the pipe
+    to close and ends the helper at once (os._exit, even mid-import). The parent closes it
+    when it has the PNG, gives up, or dies in any way, so no helper outlives its run."""
+    try:
+        inbox.put(_read_message(stdin))
+        while stdin.read(1 << 16):  # the parent sends nothing more: this waits for EOF
+            pass
+    except (OSError, ValueError, EOFError):
+        pass
+    os._exit(0)
+
+
+def _die_with_parent() -> None:
+    """Linux: ask the kernel to SIGKILL this helper when its parent dies (prctl
+    PR_SET_PDEATHSIG), which works even while the helper is busy in an import; then leave
+    if the parent died before that (its pid, from HELPER_ENV, is no longer our parent).
+    Elsewhere the stdin watcher alone ends the helper."""
+    if sys.platform.startswith("linux"):
+        try:
+            import ctypes
+
+            pr_set_pdeathsig = 1  # <linux/prctl.h>
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.prctl(pr_set_pdeathsig, ctypes.c_ulong(signal.SIGKILL), ctypes.c_ulong(0),
+                       ctypes.c_ulong(0), ctypes.c_ulong(0))
+        except (OSError, AttributeError):
+            pass
+    parent = os.environ.get(HELPER_ENV, "")
+    if parent.isdigit() and os.getppid() != int(parent):
+        os._exit(0)
 
 
 def serve() -> None:
-    """The helper's main: import matplotlib, then draw the one figure it is sent and answer
-    with ("png", bytes) or ("error", message). A closed pipe (the run failed or finished
-    without a plot) ends it quietly. No warm-up drawing: measured, a first drawing in a
-    fresh process costs no more than the next (matplotlib loads its fonts on import), so
-    one would only take CPU from the run on a busy machine."""
+    """The helper's main: watch stdin (before any heavy import), import matplotlib, then
+    draw the one figure it is sent and answer with ("png", bytes) or ("error", message).
+    A closed pipe (the run failed, was stopped or finished without a plot) ends it at once.
+    No warm-up drawing: measured, a first drawing in a fresh process costs no more than the
+    next (matplotlib loads its fonts on import), so one would only take CPU from the run on
+    a busy machine."""
+    inbox: queue.SimpleQueue[bytes] = queue.SimpleQueue()
+    threading.Thread(target=_watch_parent, args=(sys.stdin.buffer, inbox), daemon=True).start()
+    _die_with_parent()
     import matplotlib.figure  # noqa: F401  (the import this helper exists to do early)
     from matplotlib.backends import backend_agg  # noqa: F401
 
+    body = inbox.get()
     try:
-        data = _receive(sys.stdin.buffer)
-    except EOFError:
-        return
-    try:
-        answer: tuple[str, Any] = ("png", figure_png(data))
+        answer: tuple[str, Any] = ("png", figure_png(pickle.loads(body)))
     except Exception as err:  # reported to the parent, which draws (and raises) itself
         answer = ("error", f"{type(err).__name__}: {err}")
     try:
@@ -223,31 +273,43 @@ def serve() -> None:
         pass
 
 
+# The helper's command. `-P`: no working folder on sys.path, so a `struct.py` or `numpy.py`
+# next to the user's scenario is never imported (PYTHONPATH still counts, as in the parent).
+# nudgesim itself is loaded from this copy's folder by location, without putting that folder
+# on sys.path either (in a source checkout it is the working folder).
+_BOOT = ("import gc, sys, importlib.util as u; gc.disable(); "
+         "s = u.spec_from_file_location('nudgesim', {init!r}, submodule_search_locations=[{pkg!r}]); "
+         "m = u.module_from_spec(s); sys.modules['nudgesim'] = m; s.loader.exec_module(m); "
+         "from nudgesim.plots import serve; serve()")
+
+
 class _Worker:
-    """The parent's handle on one helper process: one figure, then it exits."""
+    """The parent's handle on one helper process: one figure, then it exits. The helper's
+    environment carries HELPER_ENV = this process's pid (how it checks its parent, and how
+    tests find it)."""
 
     def __init__(self) -> None:
-        root = str(Path(__file__).resolve().parents[1])  # this copy of nudgesim, not another
+        package = Path(__file__).resolve().parent  # this copy of nudgesim, not another
         # no garbage collection in the helper: it imports, draws one figure and exits, and
         # the collector's passes over matplotlib's ~10^5 new objects would only cost time
-        code = (f"import gc, sys; gc.disable(); sys.path.insert(0, {root!r}); "
-                "from nudgesim.plots import serve; serve()")
+        code = _BOOT.format(init=str(package / "__init__.py"), pkg=str(package))
         self.proc = subprocess.Popen(
-            [sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+            [sys.executable, "-P", "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
             stderr=subprocess.DEVNULL, close_fds=True,
+            env={**os.environ, HELPER_ENV: str(os.getpid())},
         )
         atexit.register(self.close)
 
     def draw(self, data: dict[str, Any]) -> bytes | None:
         """The PNG of `data` drawn by the helper, or None if it could not (then the caller
-        draws it): a helper that died, failed or took over WORKER_TIMEOUT seconds."""
+        draws it): a helper that died, failed or took over WORKER_TIMEOUT seconds. Its stdin
+        stays open until the answer is read: the helper ends when it closes."""
         global _WORKER
         _WORKER = None  # one figure per helper
         proc = self.proc
         try:
             assert proc.stdin is not None and proc.stdout is not None
             _send(proc.stdin, data)
-            proc.stdin.close()
             with selectors.DefaultSelector() as sel:
                 sel.register(proc.stdout, selectors.EVENT_READ)
                 if not sel.select(WORKER_TIMEOUT):
@@ -294,3 +356,23 @@ def start_worker() -> bool:
     except OSError:
         return False
     return True
+
+
+def stop_worker(reap: bool = True) -> None:
+    """Stop the drawing helper if one is still running (its figure never asked for): what
+    the starter of a helper does when its command ends, on every path, so that no helper
+    outlives it (a notebook or server calling `nudgesim.cli.main` lives on). `reap=False`
+    only sends SIGKILL, which is safe inside a signal handler; a later call reaps it."""
+    global _WORKER
+    worker = _WORKER
+    if worker is None:
+        return
+    if not reap:
+        if worker.proc.returncode is None:
+            try:
+                os.kill(worker.proc.pid, signal.SIGKILL)
+            except OSError:
+                pass
+        return
+    _WORKER = None
+    worker.close()

@@ -1,13 +1,17 @@
 """Start-up stays light: each command imports only what it needs (checked in fresh
 processes, since this test process has imported everything already), and `nudgesim run`
 draws adoption.png in a helper process (nudgesim.plots.start_worker) that gives the same
-PNG, byte for byte, as drawing it here, and falls back to drawing here when it fails."""
+PNG, byte for byte, as drawing it here, and falls back to drawing here when it fails; no
+helper outlives its command (main([...]) from Python, SIGTERM, SIGKILL, Ctrl-C), and none
+imports modules from the user's working folder."""
 
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -187,3 +191,195 @@ def test_the_process_command_freezes_its_imports_and_a_call_from_python_does_not
     _modules_after(code, tmp_path)
     for out in "abc":
         assert (tmp_path / out / "summary.json").read_bytes() == (tmp_path / "a" / "summary.json").read_bytes()
+
+
+# -- no helper outlives its command ---------------------------------------------------------
+
+PROC = os.path.isdir("/proc/self/task")
+needs_helper = pytest.mark.skipif(not (TWO_CPUS and PROC),
+                                  reason="a helper runs only with two CPUs; found through /proc")
+
+
+def _helpers_of(pid: int) -> list[int]:
+    """Live processes whose environment marks them as the drawing helper of `pid` (a
+    zombie's environment reads empty): found even after the parent died and they were
+    handed to another parent."""
+    mark = f"{plots.HELPER_ENV}={pid}".encode()
+    found = []
+    for name in os.listdir("/proc"):
+        if name.isdigit():
+            try:
+                env = open(f"/proc/{name}/environ", "rb").read()  # noqa: SIM115
+            except OSError:
+                continue
+            if mark in env.split(b"\0"):
+                found.append(int(name))
+    return found
+
+
+def _wait_for(condition, timeout: float) -> bool:
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if condition():
+            return True
+        time.sleep(0.005)
+    return condition()
+
+
+def _start_run(tmp_path, **popen) -> tuple[subprocess.Popen, list[int]]:
+    """`nudgesim run` on a small town, and its helper once it runs (main has begun)."""
+    (tmp_path / "town.toml").write_text(TOWN)
+    env = {k: v for k, v in os.environ.items() if k != plots.WORKER_ENV}
+    proc = subprocess.Popen([sys.executable, "-P", "-m", "nudgesim", "run", "town.toml",
+                             "--out", "o"], cwd=tmp_path, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, **popen)
+    helpers: list[int] = []
+    if not _wait_for(lambda: bool(helpers.extend(_helpers_of(proc.pid)) or helpers), 20):
+        proc.kill()
+        proc.communicate()
+        pytest.fail("the run started no drawing helper")
+    return proc, helpers
+
+
+@needs_helper
+def test_no_helper_outlives_main_called_from_python(tmp_path):
+    """A notebook, server or script calling main([...]) lives on after the command: on every
+    way out (done, bad file, bad output folder, bad option, Ctrl-C) the helper main started
+    is stopped and reaped, not left to the host's exit."""
+    (tmp_path / "town.toml").write_text(TOWN)
+    code = ("import os\nfrom nudgesim import plots\nfrom nudgesim.cli import main\n"
+            "def children():\n"
+            "    me = str(os.getpid())\n"
+            "    for n in os.listdir('/proc'):\n"
+            "        try:\n"
+            "            stat = open(f'/proc/{n}/stat').read() if n.isdigit() else ''\n"
+            "        except OSError:\n"
+            "            continue\n"
+            "        if stat and stat.rsplit(')', 1)[1].split()[1] == me:\n"
+            "            yield n\n"
+            "def interrupt(args):\n"
+            "    raise KeyboardInterrupt\n"
+            "for argv in (['run', 'town.toml', '--out', 'o'], ['run', 'missing.toml'],\n"
+            "             ['run', 'town.toml', '--out', '/etc/passwd'], ['run', '--bogus'],\n"
+            "             ['run', 'town.toml', '--seed', 'x']):\n"
+            "    try:\n"
+            "        code = main(argv)\n"
+            "    except SystemExit as err:\n"
+            "        code = err.code\n"
+            "    print('RESULT', code, sorted(children()), plots._WORKER)\n"
+            "from nudgesim.cli import run\n"
+            "run.cmd_run = interrupt\n"
+            "print('RESULT', main(['run', 'town.toml']), sorted(children()), plots._WORKER)\n")
+    env = {k: v for k, v in os.environ.items() if k != plots.WORKER_ENV}
+    done = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=120)
+    lines = [line for line in done.stdout.splitlines() if line.startswith("RESULT")]
+    assert done.returncode == 0 and len(lines) == 6, done.stderr
+    assert [line.split()[1] for line in lines] == ["0", "2", "2", "2", "2", "130"], lines
+    assert all(line.endswith("[] None") for line in lines), lines
+
+
+@needs_helper
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL])
+def test_a_killed_run_leaves_no_helper(tmp_path, sig):
+    """Killed while the helper still imports matplotlib (~0.5 s), the worst moment: after
+    SIGKILL the kernel (Linux: PR_SET_PDEATHSIG) or the helper's stdin watcher ends it
+    within 0.3 s, less than the import the helper would otherwise finish first. SIGTERM
+    becomes SystemExit in the run, whose cleanup stops the helper (exit code 143); Python
+    runs the handler between bytecodes, so a run inside one long C call (a large
+    extension's load on a busy machine) takes longer: 1 s allowed."""
+    proc, helpers = _start_run(tmp_path)
+    os.kill(proc.pid, sig)
+    allowed = 0.3 if sig == signal.SIGKILL else 1.0
+    gone = _wait_for(lambda: not _helpers_of(proc.pid), allowed)
+    proc.communicate(timeout=30)
+    for pid in _helpers_of(proc.pid):  # do not leave one behind for the next test
+        os.kill(pid, signal.SIGKILL)
+    assert gone, f"helper {helpers} still running {allowed} s after the run got {sig.name}"
+    assert proc.returncode == (128 + sig if sig == signal.SIGTERM else -sig)
+
+
+@needs_helper
+@pytest.mark.parametrize("delay", [0.0, 0.25, 0.75])
+def test_ctrl_c_during_start_up_is_interrupted_not_a_traceback(tmp_path, delay):
+    """Ctrl-C (SIGINT to the whole process group, as a terminal sends it) at moments after
+    main has begun (its helper runs): parsing, the command's imports, the run. The answer
+    is always 'nudgesim: interrupted' and exit code 130 (or a run already done, 0); and no
+    helper is left. Before main begins (the interpreter's own start and `import
+    nudgesim.cli`, ~50 ms) Python itself handles Ctrl-C."""
+    proc, _ = _start_run(tmp_path, start_new_session=True)
+    time.sleep(delay)
+    os.killpg(proc.pid, signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    assert "Traceback" not in err, err
+    if proc.returncode == 0:  # finished before the signal came
+        assert "wrote" in out
+    else:  # 130; or ended by SIGINT itself, the shell's 130 too: CPython does that when
+        # the interrupt went through C code that runs Python source (pyarrow's start-up)
+        assert proc.returncode in (130, -signal.SIGINT), err
+        assert err.strip().endswith("nudgesim: interrupted"), err
+    assert _wait_for(lambda: not _helpers_of(proc.pid), 1.0)
+
+
+@needs_helper
+def test_the_helper_never_imports_from_the_working_folder(tmp_path):
+    """Modules named like the standard library's or numpy next to a user's scenario are not
+    imported by the helper (started with -P, nudgesim loaded by its own location): each
+    trap leaves a file if imported. The run itself is started with -P too (as the
+    `nudgesim` script is), so any trap that fires was the helper's."""
+    for name in ("struct", "numpy", "pickle", "selectors", "matplotlib", "nudgesim"):
+        (tmp_path / f"{name}.py").write_text(
+            f"open({str(tmp_path / ('imported-' + name))!r}, 'w').close()\n")
+    proc, _ = _start_run(tmp_path)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err
+    assert not sorted(p.name for p in tmp_path.glob("imported-*"))
+    assert (tmp_path / "o" / "adoption.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_stop_worker_stops_and_reaps_the_helper(monkeypatch):
+    monkeypatch.setattr(plots, "_WORKER", plots._Worker())
+    proc = plots._WORKER.proc
+    plots.stop_worker()
+    assert plots._WORKER is None and proc.returncode is not None
+    plots.stop_worker()  # none running: nothing to do
+
+
+def test_sigterm_is_an_exit_only_while_the_process_command_runs():
+    from nudgesim.cli import _termination_as_exit
+
+    before = signal.getsignal(signal.SIGTERM)
+    with _termination_as_exit(False):
+        assert signal.getsignal(signal.SIGTERM) is before  # main([...]): the host's own
+    with pytest.raises(SystemExit) as exit_, _termination_as_exit(True):
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(1)  # the handler raises at the next bytecode
+    assert exit_.value.code == 128 + signal.SIGTERM
+    assert signal.getsignal(signal.SIGTERM) is before
+
+
+def test_a_lost_sigterm_exit_still_ends_the_command_and_kills_the_helper(monkeypatch):
+    """Python drops an exception raised while a weakref callback runs ("Exception ignored
+    in ..."), and a signal handler can run there: the handler has already killed the helper,
+    and the exit is raised again when the command's work is done."""
+    import weakref
+
+    from nudgesim.cli import _termination_as_exit
+
+    monkeypatch.setattr(plots, "_WORKER", plots._Worker())
+    proc = plots._WORKER.proc
+
+    class Thing:
+        pass
+
+    monkeypatch.setattr(sys, "unraisablehook", lambda unraisable: None)
+    with pytest.raises(SystemExit) as exit_, _termination_as_exit(True):
+        handler = signal.getsignal(signal.SIGTERM)
+        thing = Thing()
+        ref = weakref.ref(thing, lambda r: handler(signal.SIGTERM, None))
+        del thing  # the callback runs the handler; its SystemExit is dropped here
+        assert ref() is None
+        assert proc.wait(timeout=5) == -signal.SIGKILL  # killed by the handler
+    assert exit_.value.code == 128 + signal.SIGTERM
+    plots.stop_worker()
+    assert plots._WORKER is None

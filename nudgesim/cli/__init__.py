@@ -185,39 +185,88 @@ def _imports_uncollected(own_process: bool):
             gc.enable()
 
 
+@contextmanager
+def _termination_as_exit(own_process: bool):
+    """When the command is the whole process (and `run` or `validate`): SIGTERM (and SIGHUP, a closed terminal) raise
+    SystemExit(128 + signal) instead of ending the process on the spot, so that `main`'s
+    cleanup runs (half-written files removed, the drawing helper reaped); the previous
+    handlers come back afterwards. A host process calling main([...]) keeps its own.
+    The handler also kills the drawing helper itself, and the exit is raised again at the
+    end if it was lost: Python ignores an exception raised while a weakref callback or
+    destructor runs (measured: 1 in ~10 early SIGTERMs landed there)."""
+    import signal
+
+    received: list[int] = []
+
+    def stop(signum: int, frame: object) -> None:
+        received.append(signum)
+        plots = sys.modules.get(f"{__package__.rpartition('.')[0]}.plots")
+        if plots is not None:
+            plots.stop_worker(reap=False)
+        raise SystemExit(128 + signum)
+
+    previous = {}
+    if own_process:
+        for name in ("SIGTERM", "SIGHUP"):
+            number = getattr(signal, name, None)
+            if number is None:
+                continue
+            try:
+                previous[number] = signal.signal(number, stop)
+            except ValueError:  # not the main thread: signals stay as they are
+                break
+    try:
+        yield
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, signal.SIG_DFL if handler is None else handler)
+    if received:  # only reached when the handler's SystemExit was lost
+        raise SystemExit(128 + received[0])
+
+
 def main(argv: list[str] | None = None) -> int:
     """The `nudgesim` command; `argv` None reads the process's own command line (and then
-    treats the process as the command's own: see _imports_uncollected)."""
+    treats the process as the command's own: see _imports_uncollected and
+    _termination_as_exit). Everything after reading argv runs inside one try, so Ctrl-C
+    at any moment says "interrupted" (exit 130), and a drawing helper started here is
+    stopped on every way out: no child process outlives the command."""
     own_process = argv is None
     argv = sys.argv[1:] if argv is None else list(argv)
-    if _draws_run_figure(argv):
-        from .. import plots
+    stop_helper = None
+    # the subcommands in their own modules (viz, sweep, ...) keep their own signal handling
+    with _termination_as_exit(own_process and not (argv and argv[0] in DELEGATED)):
+        try:
+            if _draws_run_figure(argv):
+                from .. import plots
 
-        plots.start_worker()
-    with _imports_uncollected(own_process):
-        from .. import limits
-        from ..spec import ScenarioWarning
+                if plots.start_worker():
+                    stop_helper = plots.stop_worker
+            with _imports_uncollected(own_process):
+                from .. import limits
+                from ..spec import ScenarioWarning
 
-        if argv and argv[0] in DELEGATED:  # pass everything, --help included, to the module
-            args = argparse.Namespace(rest=argv[1:], func=_delegate(argv[0]))
-        else:
-            args = build_parser().parse_args(argv)
-            for module in PRELOAD.get(args.command, ()):
-                importlib.import_module(module)
-    try:
-        with warnings.catch_warnings(), _environment_kept(limits.ENV_MAX_MEMORY, "NUDGESIM_DASK_TIMEOUT"):
-            warnings.showwarning = _show_warning
-            warnings.simplefilter("default", ScenarioWarning)  # once per place and message
-            return args.func(args)
-    except UserError as err:
-        print(f"nudgesim: error: {err}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("nudgesim: interrupted", file=sys.stderr)
-        return 130
-    except BrokenPipeError:  # e.g. `nudgesim run | head`: the reader left, nothing is wrong
-        sys.stderr.close()
-        return 0
-    finally:
-        if own_process:  # the process ends next: its exit need not walk what is left either
-            gc.freeze()
+                if argv and argv[0] in DELEGATED:  # pass everything, --help included
+                    args = argparse.Namespace(rest=argv[1:], func=_delegate(argv[0]))
+                else:
+                    args = build_parser().parse_args(argv)
+                    for module in PRELOAD.get(args.command, ()):
+                        importlib.import_module(module)
+            with (warnings.catch_warnings(),
+                  _environment_kept(limits.ENV_MAX_MEMORY, "NUDGESIM_DASK_TIMEOUT")):
+                warnings.showwarning = _show_warning
+                warnings.simplefilter("default", ScenarioWarning)  # once per place and message
+                return args.func(args)
+        except UserError as err:
+            print(f"nudgesim: error: {err}", file=sys.stderr)
+            return 2
+        except KeyboardInterrupt:
+            print("nudgesim: interrupted", file=sys.stderr)
+            return 130
+        except BrokenPipeError:  # e.g. `nudgesim run | head`: the reader left, nothing is wrong
+            sys.stderr.close()
+            return 0
+        finally:
+            if stop_helper is not None:  # still running if the run never drew its figure
+                stop_helper()
+            if own_process:  # the process ends next: its exit need not walk what is left
+                gc.freeze()
