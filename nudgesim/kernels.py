@@ -738,22 +738,33 @@ def _norm_kernel(indptr, indices, weights, unit, adopted, ward, ward_boost, infl
 
 # ---- the maintained counts -------------------------------------------------------
 @njit(parallel=True, cache=True, error_model="numpy")
-def _recount(indptr, indices, ward, a, f, has_f, inward, cnt, cnt_in, a_seen, f_seen):
-    """Every resident's counts from scratch, a pull over its own ties (no races)."""
+def _recount(indptr, indices, ward, a, f, has_f, inward, cnt, cnt_in, a_seen, f_seen,
+             starts, runs):
+    """Every resident's counts from scratch, a pull over its own ties (no races). A
+    neighbour's adoption and influence are requested AHEAD ties before they are read,
+    and in-ward ties are told by ward runs where every ward is one (see _push)."""
     n = cnt.shape[0]
+    ends = indices.shape[0]
     for i in prange(n):
         wi = ward[i]
+        wlo = whi = 0
+        if inward and runs:
+            wlo, whi = _ward_run(i, starts, n)
         c = 0
         d = 0
         ci = 0
         di = 0
         for jj in range(indptr[i], indptr[i + 1]):
+            if jj + AHEAD < ends:
+                _prefetch(a, indices[jj + AHEAD])
+                if has_f:
+                    _prefetch(f, indices[jj + AHEAD])
             j = indices[jj]
             fj = np.int32(f[j]) if has_f else np.int32(1)
             x = fj * np.int32(a[j])
             c += x
             d += fj
-            if inward and ward[j] == wi:
+            if inward and ((j >= wlo and j < whi) if runs else ward[j] == wi):
                 ci += x
                 di += fj
         cnt[i, 0] = c
@@ -1624,7 +1635,7 @@ class Counts:
                     _push(ids, *args, g.starts, g.runs, _chunks(g.n))
                     self.pushed += int(work)
                     return
-            _recount(*args)
+            _recount(*args, g.starts, g.runs)
             self.fresh = True
             self.recounts += 1
 
