@@ -144,6 +144,24 @@ def test_path_choice(monkeypatch):
     assert not scores.compiled_betweenness(10**8, 256)
 
 
+@numba_only
+def test_a_long_chain_is_walked_level_by_level_not_resident_by_level():
+    """A ring of 3,000 with one chord has ~1,500 levels from each source: the compiled
+    search walks each level's own list (n log n), never all residents per level, and
+    still equals the numpy twin bit for bit and networkx to rounding."""
+    n = 3_000
+    u = np.append(np.arange(n), 0)
+    v = np.append((np.arange(n) + 1) % n, n // 3)
+    net = from_edges(n, u, v)
+    a = betweenness_scores(net, np.random.default_rng(8), samples=7, compiled=True)
+    b = betweenness_scores(net, np.random.default_rng(8), samples=7, compiled=False)
+    assert np.array_equal(a, b)
+    exact = betweenness_scores(from_edges(60, np.arange(59), np.arange(1, 60)),
+                               np.random.default_rng(0), samples=60, compiled=True)
+    ref = nx.betweenness_centrality(nx.path_graph(60))
+    assert exact == pytest.approx([ref[i] for i in range(60)], abs=1e-12)
+
+
 def test_a_forced_path_gives_the_same_scores():
     """compiled=True/False (a benchmark timing a few sources as 256 would run) changes
     the path, never the scores."""
