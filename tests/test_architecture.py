@@ -182,6 +182,8 @@ THIRD_PARTY_PRIVATE = {
     ("nudgesim.parallel", "_run_finalizers"),
     # os._exit is the documented way for a forked child to end at once
     ("nudgesim.parallel", "_exit"),
+    # ... and for the plot helper to end at once when its parent has gone (even mid-import)
+    ("nudgesim.plots", "_exit"),
 }
 
 
