@@ -182,6 +182,10 @@ def _prefetch_intrinsic() -> Any:
     that visits scattered residents asks for the lines it needs a few steps ahead, so
     their cache misses overlap instead of following one another."""
     ir: Any = importlib.import_module("llvmlite.ir")  # untyped package
+    binding: Any = importlib.import_module("llvmlite.binding")
+    # the intrinsic's name carries its pointer type: "p0" from LLVM 17 (opaque pointers
+    # only), "p0i8" for the typed i8* of the LLVM 14-16 that numba 0.60-0.6x build on
+    name = "llvm.prefetch.p0" if binding.llvm_version_info[0] >= 17 else "llvm.prefetch.p0i8"
     from numba.core import cgutils, types
     from numba.extending import intrinsic
 
@@ -200,7 +204,7 @@ def _prefetch_intrinsic() -> Any:
             i32 = ir.IntType(32)
             fn = cgutils.get_or_insert_function(
                 builder.module, ir.FunctionType(ir.VoidType(), [i8p, i32, i32, i32]),
-                "llvm.prefetch.p0")
+                name)
             builder.call(fn, [builder.bitcast(ptr, i8p), i32(0), i32(3), i32(1)])
             return context.get_dummy_value()
 
