@@ -40,7 +40,7 @@ import pyarrow.fs as pafs
 
 from . import limits
 from .files import lock_folder, output_dir, safe_name, write_atomic, write_parquet_atomic
-from .outcomes import check_outcomes, needs_counterfactual
+from .outcomes import check_outcomes, needs_counterfactual, regional_outcomes
 from .parallel import EXECUTORS, RunOptions, default_workers
 from .runs import Job, iter_jobs, parse_path, replicate_seed, run_id, set_path
 from .scenario import CONTROL, Scenario, ScenarioError, control_character, load_toml_text
@@ -354,6 +354,13 @@ class Experiment:
         _check_per_step(self.per_step)
         if self.outcomes is not None and self.measure is None:
             _check_outcomes(self.outcomes)
+            regional = regional_outcomes(self.outcomes)
+            if regional and self.scenario.population.ward_regions() is None:
+                raise ScenarioError(
+                    f"outcomes: {regional} need wards with regions, and the scenario's have "
+                    "none; allowed: give every ward a region (population.wards[].region or "
+                    "a ward table's region column), or name other outcomes"
+                )
         if self.design in ("lhs", "sobol", "morris") and not self.factors:
             raise ScenarioError(f"design {self.design!r} needs at least one lever or uncertainty")
         if self.design in ("lhs", "sobol", "morris") and self.samples is None:

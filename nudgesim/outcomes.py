@@ -27,6 +27,7 @@ class Outcome:
     numeric: False for the summary's text fields (names), which no analysis can average.
     counterfactual: True when it compares the run with its no-campaign twin, so a run must
     be simulated with ``counterfactual=True`` to have it (None otherwise).
+    regional: True when it needs the scenario's wards to name their regions (None otherwise).
     """
 
     name: str
@@ -35,6 +36,7 @@ class Outcome:
     description: str
     numeric: bool = True
     counterfactual: bool = False
+    regional: bool = False
 
     def __post_init__(self) -> None:
         if self.direction not in DIRECTIONS:
@@ -79,6 +81,12 @@ _ALL = (
     Outcome("lowest_ward", "", "info", "the ward with the lowest final share", numeric=False),
     Outcome("lowest_ward_adoption", "share", "maximize",
             "final share taking part in the lowest ward (equity)"),
+    Outcome("lowest_region", "", "info",
+            "the region with the lowest final share (None when wards have no regions)",
+            numeric=False, regional=True),
+    Outcome("lowest_region_adoption", "share", "maximize",
+            "final share taking part in the lowest region (None when wards have no regions)",
+            regional=True),
     Outcome("counterfactual_final_adoption", "share", "info",
             "final share taking part in the same run with no campaign (same seed)",
             counterfactual=True),
@@ -108,6 +116,11 @@ def needs_counterfactual(names: Iterable[str]) -> bool:
     """Whether any of these outcomes needs the no-campaign twin (simulate(...,
     counterfactual=True)); unknown names need nothing (check_outcomes reports them)."""
     return any(OUTCOMES[n].counterfactual for n in names if n in OUTCOMES)
+
+
+def regional_outcomes(names: Iterable[str]) -> list[str]:
+    """The names among these that need wards with regions (unknown names: none)."""
+    return [n for n in names if n in OUTCOMES and OUTCOMES[n].regional]
 
 
 def outcome(name: str, where: str = "outcome") -> Outcome:

@@ -83,7 +83,7 @@ class Result:
         "cost_per_extra_adopter", "cost_per_extra_impact",
     )
 
-    #: keys the summary adds, after SUMMARY_KEYS, when the scenario's wards have regions
+    #: keys of `summary` that need the scenario's wards to have regions (None without)
     REGION_KEYS = ("lowest_region", "lowest_region_adoption")
 
     #: keys of `summary`, in order: what experiments may name as outcomes
@@ -92,7 +92,7 @@ class Result:
         "final_adopters", "adopters_gained", "peak_adoption", "peak_step", "time_to_50pct",
         "ever_adopted", "total_lapses", "total_contacts", "total_cost", "total_impact",
         "impact_unit", "cost_per_adopter_gained", "cost_per_impact", "lowest_ward",
-        "lowest_ward_adoption", *CAMPAIGN_KEYS,
+        "lowest_ward_adoption", *REGION_KEYS, *CAMPAIGN_KEYS,
     )
 
     #: columns the no-campaign twin adds to `timeseries` (and the first two to `by_ward`)
@@ -193,16 +193,16 @@ class Result:
             "cost_per_impact": total_cost / total_impact if total_impact > 0 else None,
             "lowest_ward": None if low is None else str(low["ward"]),
             "lowest_ward_adoption": None if low is None else float(low["adoption_rate"]),
-            **self._campaign_effect(final, total_cost, total_impact),
             **self._lowest_region(ts["step"].iloc[-1]),
+            **self._campaign_effect(final, total_cost, total_impact),
         }
 
     def _lowest_region(self, step: int) -> dict[str, Any]:
-        """The region with the lowest share taking part at the end (first of equals), only
-        when the wards have regions: a summary without them keeps exactly its keys."""
+        """The region with the lowest share taking part at the end (first of equals); None
+        for both when the wards have no regions, so every summary has the same keys."""
         regions = self.by_region
         if regions is None:
-            return {}
+            return dict.fromkeys(self.REGION_KEYS)
         last = regions[regions["step"] == step]
         low = last.loc[last["adoption_rate"].idxmin()]
         return {"lowest_region": str(low["region"]),

@@ -85,6 +85,31 @@ def test_validate_reads_the_files_a_run_reads(tmp_path, capsys):
     assert "3 residents, 2 ties" in capsys.readouterr().out
 
 
+def test_validate_no_build_checks_the_scenario_without_building(tmp_path, capsys,
+                                                               monkeypatch):
+    """--no-build: the scenario, its named files' presence and the memory estimate, and no
+    residents or ties (building is most of validate's time at national scale)."""
+    import nudgesim.engine
+
+    def no_build(*args, **kwargs):
+        raise AssertionError("--no-build built the world")
+
+    monkeypatch.setattr(nudgesim.engine, "Engine", no_build)
+    assert main(["validate", "--no-build", str(BOROUGH)]) == 0
+    out = capsys.readouterr().out
+    assert "valid as written (borough," in out and "needs ~" in out
+    assert main(["validate", "--no-build", str(BOROUGH), "--max-memory", "1M"]) == 2
+    assert "more than the 1.0 MB limit" in capsys.readouterr().err
+    scenario = tmp_path / "s.toml"
+    scenario.write_text('[network]\nkind = "file"\npath = "missing.edgelist"\n')
+    assert main(["validate", "--no-build", str(scenario)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("nudgesim: error: network.path: ") and "is not a file" in err
+    assert len(err.strip().splitlines()) == 1
+    (tmp_path / "missing.edgelist").write_text("0 1 x y z\n")  # contents: a full validate's
+    assert main(["validate", "--no-build", str(scenario)]) == 0
+
+
 def test_validate_checks_a_menu_without_running_it(tmp_path, capsys):
     assert main(["validate", str(BOROUGH), "--menu", str(MENU)]) == 0
     assert "valid (12 options)" in capsys.readouterr().out

@@ -3,6 +3,7 @@ the messages a council's table gets when something in it is wrong."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -252,17 +253,37 @@ def test_regions_sum_their_wards_step_by_step(tmp_path):
     s = res.summary
     assert s["lowest_region"] == last.idxmin()
     assert s["lowest_region_adoption"] == last.min()
-    assert tuple(s)[-2:] == ns.Result.REGION_KEYS
+    assert tuple(s) == ns.Result.SUMMARY_KEYS
 
 
 def test_without_regions_nothing_changes(tmp_path):
-    """No region column: no by_region table or file, and exactly the summary's usual keys."""
+    """No region column: no by_region table or file, and the summary's usual keys, the
+    region ones None."""
     res = ns.simulate(Scenario.from_toml(_scenario(tmp_path)), counterfactual=True)
     assert res.by_region is None
     assert tuple(res.summary) == ns.Result.SUMMARY_KEYS
+    assert all(res.summary[k] is None for k in ns.Result.REGION_KEYS)
     out = res.save(tmp_path / "run", plot=False)
     assert not (out / "by_region.parquet").exists()
-    assert "lowest_region" not in (out / "summary.json").read_text()
+    saved = json.loads((out / "summary.json").read_text())
+    assert saved["lowest_region"] is None and saved["lowest_region_adoption"] is None
+
+
+def test_a_sweep_can_name_the_lowest_region(tmp_path):
+    """lowest_region_adoption is a registered outcome: a sweep reports it per run; naming
+    it without regions is refused up front."""
+    from nudgesim.experiment import Experiment
+    from nudgesim.outcomes import OUTCOMES
+
+    assert OUTCOMES["lowest_region_adoption"].direction == "maximize"
+    sc = Scenario.from_toml(_scenario(tmp_path, REGIONS))
+    exp = Experiment(sc, {"steps": [2, 4]}, outcomes=["lowest_region_adoption"])
+    table = exp.run(tmp_path / "sweep", executor="serial", progress=False).runs
+    assert len(table) == 2 and table["lowest_region_adoption"].between(0, 1).all()
+    plain = Scenario.from_toml(_scenario(tmp_path))
+    with pytest.raises(ns.ScenarioError, match=r"outcomes: \['lowest_region_adoption'\] "
+                                                r"need wards with regions"):
+        Experiment(plain, {"steps": [2, 4]}, outcomes=["lowest_region_adoption"])
 
 
 def test_a_run_with_regions_writes_by_region(tmp_path):

@@ -91,6 +91,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     val.add_argument("scenario")
     val.add_argument("--menu", help="also check every option of this planning menu TOML")
+    val.add_argument("--no-build", action="store_true",
+                     help="check the scenario, its ward table and the memory estimate without "
+                          "building residents and ties (seconds at national scale; the files "
+                          "a build reads, and the nudges' targets, are then not checked)")
     limits.add_memory_option(val)
     val.set_defaults(func=run_command.cmd_validate)
 
