@@ -91,16 +91,59 @@ class Stamps:
         return self.book.matrix[self.row]
 
     def mark(self, ids: np.ndarray, t: int) -> None:
+        """Stamp residents `ids` with step t. The marked ids are kept up to date from the
+        newly marked alone (merged into the sorted list): rescanning all n stamps at every
+        contact week cost 25-60 ms a nudge at 10^7 residents, whoever was contacted."""
         step = self.step
-        # a nudge with fixed targets passes the same array every time: nobody new
-        fresh = ids is not self._last and (step[ids] < 0).any()
+        if ids is self._last:  # a nudge with fixed targets passes the same array: nobody new
+            kernels.put(step, ids, t)
+            return
+        # the row is all -1 while nobody is marked: then every id is new, no lookup needed
+        fresh = ids if not len(self._ids) else ids[step[ids] < 0]
         kernels.put(step, ids, t)
         self._last = ids
-        if fresh:
-            self._ids = np.flatnonzero(step >= 0)
+        if len(fresh):
+            self._ids = merge_sorted(self._ids, fresh)
 
     def ids(self) -> np.ndarray:
         return self._ids
+
+
+def merge_sorted(old: np.ndarray, new: np.ndarray) -> np.ndarray:
+    """The sorted union of `old` (sorted, unique) and `new` (none of them in `old`), in
+    O(len(old) + len(new) log len(old)); `new` itself is returned when `old` is empty
+    and `new` is already strictly increasing (targets always are: no copy)."""
+    if len(new) > 1 and not (new[1:] > new[:-1]).all():
+        new = np.unique(new)
+    if not len(old):
+        return new
+    out = np.empty(len(old) + len(new), dtype=np.result_type(old.dtype, new.dtype))
+    at = np.searchsorted(old, new)
+    at += np.arange(len(new))  # where each new id lands in the union
+    is_new = np.zeros(len(out), dtype=bool)
+    is_new[at] = True
+    out[at] = new
+    out[~is_new] = old
+    return out
+
+
+#: residents handled at a time where a whole-population pass would otherwise make an
+#: n-sized temporary (flatnonzero's int64 ids, the reach draw's float64 uniforms)
+CHUNK = 1 << 18
+#: scores read to bound the k-th largest of many (top_k): ~65,000 whatever n
+SAMPLE = 1 << 16
+
+
+def reach_mask(streams: Streams, name: str, n: int, reach: float) -> np.ndarray | None:
+    """uniform(name, 0, n) < reach, drawn a chunk at a time (no n-sized float64 array);
+    None at reach 1, which every uniform in [0, 1) passes: nothing to draw or keep."""
+    if reach >= 1.0:
+        return None
+    out = np.empty(n, dtype=bool)
+    for lo in range(0, n, CHUNK):
+        hi = min(lo + CHUNK, n)
+        out[lo:hi] = streams.uniform(name, 0, np.arange(lo, hi)) < reach
+    return out
 
 
 def decay_table(t: int, half_life: float | None) -> np.ndarray:
@@ -119,7 +162,7 @@ class Effects:
     ADDITIVE = tuple(CHANNELS)  # the channels rules.Inputs reads (rules.CHANNELS)
 
     def __init__(self, n: int, t: int = 0, ward: np.ndarray | None = None,
-                 pool: dict[str, np.ndarray] | None = None) -> None:
+                 pool: dict[str, Any] | None = None) -> None:
         self.n = n
         self.t = t
         self.ward = ward
@@ -176,17 +219,40 @@ class Effects:
         """An n-array set to `fill`, reused across steps: fresh pages for several arrays of
         a million residents every step cost more than the arithmetic done in them."""
         arr = self._pool.get(key)
-        if arr is None or arr.dtype != dtype:
+        if arr is None or arr.dtype != dtype or arr.size != self.n:
             arr = self._pool[key] = np.empty(self.n, dtype=dtype)
         arr.fill(fill)
+        self._pool[f"{key}:set"] = None  # its contents are the caller's: no sparse reset
         return arr
 
     def flag(self, channel: str, ids: np.ndarray) -> None:
+        """Set residents `ids` in the dense `direct`/`locked` mask. The pooled mask is
+        cleared where the last step set it rather than in full (unless that was more than
+        an eighth of it): serving ambassadors are 1% of the residents, and clearing two
+        n-sized masks every week was most of a quiet week's nudge time at 10^7."""
         arr = getattr(self, channel)
+        marks_key = f"{channel}:set"
         if arr is None:
-            arr = self.buffer(channel, False, bool)
+            arr = self._pool.get(channel)
+            marks = self._pool.get(marks_key)
+            if arr is None or arr.dtype != np.bool_ or arr.size != self.n:
+                arr = self._pool[channel] = np.zeros(self.n, dtype=bool)
+            elif marks is not None and len(marks) == 1 and marks[0] is ids:
+                # the same array as last step alone (serving ambassadors): already set
+                setattr(self, channel, arr)
+                self._pool[marks_key] = [ids]
+                return
+            elif marks is None or sum(len(m) for m in marks) > self.n // 8:
+                arr.fill(False)
+            else:
+                for m in marks:  # only these were set: the rest is still False
+                    kernels.put(arr, m, False)
+            self._pool[marks_key] = []
             setattr(self, channel, arr)
         kernels.put(arr, ids, True)
+        marks = self._pool.get(marks_key)
+        if marks is not None:
+            marks.append(ids)
 
     # -- what the numpy engine and the per-agent path read -------------------------------
     def _sum(self, channel: str, ids: np.ndarray | None = None) -> np.ndarray | None:
@@ -512,30 +578,80 @@ def check_nudge_wards(spec: Any, index: int, names: list[str]) -> None:
 # ---------------------------------------------------------------------------------------
 
 
+def ward_table(targeting: Targeting, engine: Host) -> np.ndarray | None:
+    """The targeted wards as a ward-indexed mask (None: no ward filter)."""
+    if targeting.wards is None:
+        return None
+    pop = engine.population
+    table = np.zeros(pop.n_wards, dtype=bool)
+    table[[pop.ward_names.index(w) for w in targeting.wards]] = True
+    return table
+
+
+def filters(targeting: Targeting, engine: Host,
+            wards: np.ndarray | None = None) -> np.ndarray | None:
+    """Mask of residents who pass the targeting filters (and live in a ward `wards`, a
+    ward-indexed mask, marks), on the state before this step; None when nothing filters.
+    A ward is looked up per resident: np.isin over 10^7 residents and hundreds of wards
+    took ~90 ms."""
+    pop = engine.population
+    table = ward_table(targeting, engine)
+    if wards is not None:
+        table = wards if table is None else table & wards
+    mask = None if table is None else table[pop.ward]
+    for on, test in ((targeting.adopted is not None,
+                      lambda: engine.adopted == targeting.adopted),
+                     (targeting.attitude_below is not None,
+                      lambda: pop.attitude < targeting.attitude_below),
+                     (targeting.attitude_above is not None,
+                      lambda: pop.attitude > targeting.attitude_above)):
+        if on:
+            if mask is None:
+                mask = test()
+            else:
+                mask &= test()
+    return mask
+
+
 def eligible(targeting: Targeting, engine: Host) -> np.ndarray:
     """Mask of residents who pass the targeting filters, on the state before this step."""
-    pop = engine.population
-    mask = np.ones(pop.n, dtype=bool)
-    if targeting.wards is not None:
-        wanted = [pop.ward_names.index(w) for w in targeting.wards]
-        mask &= np.isin(pop.ward, wanted)
-    if targeting.adopted is not None:
-        mask &= engine.adopted == targeting.adopted
-    if targeting.attitude_below is not None:
-        mask &= pop.attitude < targeting.attitude_below
-    if targeting.attitude_above is not None:
-        mask &= pop.attitude > targeting.attitude_above
-    return mask
+    mask = filters(targeting, engine)
+    return np.ones(engine.population.n, dtype=bool) if mask is None else mask
+
+
+def nonzero(mask: np.ndarray, dtype: type = np.int64) -> np.ndarray:
+    """np.flatnonzero(mask) as `dtype`; int32 ids are found a chunk at a time, so no
+    n-sized int64 array is made only to be narrowed (fresh pages cost ~3 ms per 10 MB on
+    the shared machines, more than the scan)."""
+    if np.dtype(dtype) == np.int64 or mask.size <= CHUNK:
+        return np.flatnonzero(mask).astype(dtype, copy=False)
+    out: np.ndarray = np.empty(np.count_nonzero(mask), dtype=dtype)
+    at = 0
+    for lo in range(0, mask.size, CHUNK):
+        part = np.flatnonzero(mask[lo:lo + CHUNK])
+        part += lo
+        out[at:at + len(part)] = part
+        at += len(part)
+    return out
 
 
 def strategy_scores(targeting: Targeting, engine: Host, stream: str) -> np.ndarray:
     """Higher score = targeted first. Network scores are computed once per run and cached."""
+    return scores_at(targeting, engine, stream, None)
+
+
+def scores_at(targeting: Targeting, engine: Host, stream: str,
+              ids: np.ndarray | None) -> np.ndarray:
+    """strategy_scores(...)[ids] (ids None: everyone), computed for `ids` alone where the
+    score is per resident (random draws, ward rates): the same numbers, no n-sized pass."""
     strategy = targeting.strategy
-    if strategy == "random":
-        return engine.streams.uniform(f"{stream}:rank", 0, engine.population.n)
+    n = engine.population.n
+    if strategy == "random":  # counter-based: resident i's draw does not depend on who else
+        return engine.streams.uniform(f"{stream}:rank", 0, n if ids is None else ids)
     if strategy == "ward":
         rates = engine.ward_rates()
-        return -rates[engine.population.ward]
+        ward = engine.population.ward
+        return -rates[ward if ids is None else ward[ids]]
     key = (strategy, targeting.community_method, targeting.betweenness_samples)
     if key not in engine.score_cache:
         net, rng = engine.network, engine.streams.generator(f"score:{strategy}")
@@ -555,44 +671,86 @@ def strategy_scores(targeting: Targeting, engine: Host, stream: str) -> np.ndarr
             # round-robin: every community's best before anyone's second; big communities first
             s = -(rank * (labels.max() + 1) + labels).astype(np.float64)
         engine.score_cache[key] = np.asarray(s, dtype=np.float64)
-    return engine.score_cache[key]
+    cached = engine.score_cache[key]
+    return cached if ids is None else cached[ids]
+
+
+def take_count(targeting: Targeting, eligible_count: int) -> int | None:
+    """How many of the eligible a count/share picks (None: all of them)."""
+    if targeting.count is not None:
+        return min(targeting.count, eligible_count)
+    if targeting.share is not None:
+        return min(round(targeting.share * eligible_count), eligible_count)
+    return None
 
 
 def select(targeting: Targeting, engine: Host, stream: str) -> np.ndarray:
     """Ids of targeted residents (sorted): filters, then top count/share by strategy."""
-    mask = eligible(targeting, engine)
+    mask = filters(targeting, engine)
+    n = engine.population.n
+    k = take_count(targeting, n if mask is None else int(np.count_nonzero(mask)))
+    if mask is None:  # everyone is eligible: positions are ids, no id list to gather by
+        if k is None:
+            return np.arange(n)
+        return np.sort(top_k(scores_at(targeting, engine, stream, None), None, k,
+                             engine.streams, f"{stream}:tiebreak"))
     ids = np.flatnonzero(mask)
-    if targeting.count is not None:
-        k = min(targeting.count, len(ids))
-    elif targeting.share is not None:
-        k = min(round(targeting.share * len(ids)), len(ids))
-    else:
+    if k is None:
         return ids
-    scores = strategy_scores(targeting, engine, stream)[ids]
+    scores = scores_at(targeting, engine, stream, ids)
     return np.sort(ids[top_k(scores, ids, k, engine.streams, f"{stream}:tiebreak")])
 
 
-def top_k(scores: np.ndarray, ids: np.ndarray, k: int, streams: Streams,
+def top_k(scores: np.ndarray, ids: np.ndarray | None, k: int, streams: Streams,
           tiebreak_stream: str) -> np.ndarray:
-    """Positions of the first k of `ids` ranked by score descending, then by a uniform
-    tiebreak descending, then by position (a stable lexsort of all of them).
+    """Positions of the first k of `ids` (None: ids are the positions) ranked by score
+    descending (NaN last), then by a uniform tiebreak descending, then by position (a
+    stable lexsort of all of them).
 
     Only the candidates scoring at least the k-th score can be among the first k, so the
     stable lexsort runs on them alone (kept in position order, it ranks them exactly as
     the full sort does) and the tiebreak, counter-based per resident, is drawn for them
     alone: the same residents as the full sort at O(n) instead of O(n log n) (a 1% pick
-    of 2.5e7 households: 18 s -> well under 1 s)."""
+    of 2.5e7 households: 18 s -> well under 1 s). The k-th score itself is found among
+    the scores at or above a bound read off a strided sample (candidates), not by
+    partitioning a negated copy of all n: 0.5 s -> ~30 ms for 10^5 of 10^7 (the bound
+    only narrows the search; if fewer than k pass it, every score is searched)."""
     if k <= 0:
         return np.zeros(0, dtype=np.int64)
-    neg = -scores  # ascending with NaN last, as lexsort orders it
-    kth = np.partition(neg, k - 1)[k - 1]
-    if np.isnan(kth):  # fewer than k numbers: the full sort
-        cand = np.arange(len(ids))
+    pool = _above_bound(scores, k)
+    if pool is None and not np.isnan(scores).any():  # all of them, every one a number
+        kth = np.partition(scores, len(scores) - k)[len(scores) - k]  # the k-th largest
+        cand = np.flatnonzero(scores >= kth)
     else:
-        cand = np.flatnonzero(neg <= kth)
-    tiebreak = streams.uniform(tiebreak_stream, 0, ids[cand])
-    order = np.lexsort((-tiebreak, neg[cand]))  # highest score first, random among equals
+        if pool is None:
+            pool = np.flatnonzero(~np.isnan(scores))  # NaN is never a candidate
+        if len(pool) < k:  # fewer than k numbers: the full sort
+            cand = np.arange(len(scores))
+        else:
+            part = scores[pool]
+            kth = np.partition(part, len(part) - k)[len(part) - k]
+            cand = pool[part >= kth]
+    tiebreak = streams.uniform(tiebreak_stream, 0, cand if ids is None else ids[cand])
+    order = np.lexsort((-tiebreak, -scores[cand]))  # highest score first, random among equals
     return cand[order[:k]]
+
+
+def _above_bound(scores: np.ndarray, k: int) -> np.ndarray | None:
+    """Positions (ascending) of the scores at or above a bound that at least k scores
+    reach, the bound read off every m-th score with a margin; None when the scores are
+    few or the sample cannot tell (the caller then searches all of them)."""
+    m = len(scores)
+    if m < 4 * CHUNK or k > m // 4:
+        return None
+    sample = scores[:: max(1, m // SAMPLE)]
+    sample = sample[~np.isnan(sample)]
+    # the sample's rank matching k, with a margin well beyond its sampling error
+    r = int(np.ceil(len(sample) * k / m * 1.25)) + 64
+    if r >= len(sample):
+        return None
+    bound = np.partition(sample, len(sample) - r)[len(sample) - r]
+    pool = np.flatnonzero(scores >= bound)
+    return pool if len(pool) >= k else None
 
 
 # ---------------------------------------------------------------------------------------
@@ -621,8 +779,9 @@ class Nudge:
         self.start = spec.start
         self.stop = spec.stop(engine.steps)
         self.contact_at = set(spec.contact_steps(engine.steps))
-        n = engine.population.n
-        self.reachable = engine.streams.uniform(f"{self.stream}:reach", 0, n) < spec.reach
+        self.n = engine.population.n
+        #: who can be reached at all (None: everyone, reach 1; see `reachable`)
+        self._reachable = reach_mask(engine.streams, f"{self.stream}:reach", self.n, spec.reach)
         self.contacts = Stamps(engine.stamp_book)  # step of each resident's latest contact
         targeting = spec.targeting
         # targets that depend only on fixed traits and scores are chosen once and reused
@@ -636,13 +795,49 @@ class Nudge:
     def active(self, t: int) -> bool:
         return self.start <= t < self.stop
 
+    @property
+    def reachable(self) -> np.ndarray:
+        """Mask of residents this nudge can reach (trial designs narrow it in place, with
+        `&=`, before the run)."""
+        if self._reachable is None:
+            self._reachable = np.ones(self.n, dtype=bool)
+        return self._reachable
+
+    @reachable.setter
+    def reachable(self, mask: np.ndarray) -> None:
+        self._reachable = mask
+
+    def ward_filter(self) -> np.ndarray | None:
+        """A ward-indexed mask that every target must live in (None: any ward)."""
+        return None
+
     def targets(self, engine: Host) -> np.ndarray:
+        """Ids (ascending) of the residents contacted at a contact step: select()'s pick,
+        then those reachable and in `ward_filter`'s wards. Without a count or share the
+        pick is every eligible resident, and the filters, the reach and the wards are
+        combined in one mask before any id list is made (the old all-ids list and its
+        gathers cost 70-200 ms a nudge at 10^7)."""
         if self._targets is not None:
             return self._targets
-        ids = select(self.spec.targeting, engine, self.stream)
-        ids = ids[self.reachable[ids]]
-        if self._static:  # kept for the whole run: int32 halves it (ids < 2^31)
-            self._targets = ids = ids.astype(np.int32)
+        targeting = self.spec.targeting
+        wards = self.ward_filter()
+        dtype = np.int32 if self._static else np.int64  # kept for the run: int32 halves it
+        if targeting.count is None and targeting.share is None:
+            mask = filters(targeting, engine, wards)
+            if mask is None:
+                mask = self._reachable
+            elif self._reachable is not None:
+                mask &= self._reachable
+            ids = np.arange(self.n, dtype=dtype) if mask is None else nonzero(mask, dtype)
+        else:
+            ids = select(targeting, engine, self.stream)
+            if self._reachable is not None:
+                ids = ids[self._reachable[ids]]
+            if wards is not None:
+                ids = ids[wards[engine.population.ward[ids]]]
+            ids = ids.astype(dtype, copy=False)
+        if self._static:
+            self._targets = ids
         return ids
 
     def step(self, t: int, engine: Host, fx: Effects) -> StepLog:
@@ -846,11 +1041,11 @@ class CommunityPartnershipNudge(Nudge):
         self.in_group = np.zeros(pop.n_wards, dtype=bool)
         self.in_group[self.wards] = True
 
-    def targets(self, engine) -> np.ndarray:
-        """The base targets living in the group's wards, in the same (ascending) order.
-        A ward lookup per target: intersect1d's two hash-uniques cost 51 s at 2.5e7."""
-        base = super().targets(engine)
-        return base[self.in_group[engine.population.ward[base]]]
+    def ward_filter(self) -> np.ndarray:
+        """Only residents of the group's wards are contacted: the base targets living there,
+        in the same (ascending) order (a ward lookup per resident: intersect1d's two
+        hash-uniques cost 51 s at 2.5e7)."""
+        return self.in_group
 
     def act(self, t, engine, fx) -> None:
         if not self.active(t):
