@@ -621,9 +621,10 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--scale-scores", default=",".join(SCALE_SCORES),
                    help="targeting scores timed on their own, comma-separated subset of "
                         f"{','.join(SCALE_SCORES)} (empty: none)")
-    p.add_argument("--scale-community-max", type=int, default=SCALE_COMMUNITY_MAX,
-                   help="largest size whose Leiden communities are timed "
-                        f"(default {SCALE_COMMUNITY_MAX:,})")
+    p.add_argument("--scale-community-method", default=SCALE_COMMUNITY_METHOD,
+                   help="community method timed at every size (default "
+                        f"{SCALE_COMMUNITY_METHOD}: igraph's Leiden up to 100,000 households, "
+                        "fast Louvain above; 'leiden' is refused where igraph cannot fit)")
     p.add_argument("--max-memory", default=None, metavar="SIZE",
                    help="--scale: refuse sizes estimated to need more than SIZE (default: "
                         "the memory available now)")
@@ -1021,9 +1022,9 @@ SCALE_SCORES = ("degree", "kcore", "betweenness", "community")
 #: Betweenness sources timed at --scale; the table also gives the time scaled to the
 #: 256 a scenario uses by default (the cost is linear in the sources: one BFS each).
 SCALE_BETWEENNESS_SOURCES = 4
-#: Largest size whose communities (Leiden, igraph) are timed: Leiden itself takes ~80 s
-#: at 10^6, and igraph's own graph build alone peaks at 9.7 GB at 10^7 (52 s, measured).
-SCALE_COMMUNITY_MAX = 1_000_000
+#: Community method timed at --scale, at every size: "auto" runs what a scenario's
+#: community targeting would (scores.community_method says which; the stage names it).
+SCALE_COMMUNITY_METHOD = "auto"
 _SCALE_MARK = "@@nudgesim-scale@@"
 #: The borough's campaign runs a year of weekly steps; --scale-steps below it times the
 #: first weeks of that campaign (later nudges start at weeks 8, 13 and 20).
@@ -1097,7 +1098,7 @@ def _reset_peak() -> bool:
 def scale_one(n: int, steps: int, ward_size: int = SCALE_WARD_SIZE, seed: int = 42,
               scores: tuple[str, ...] = SCALE_SCORES,
               betweenness_sources: int = SCALE_BETWEENNESS_SOURCES,
-              community_max: int = SCALE_COMMUNITY_MAX) -> dict[str, Any]:
+              community_method: str = SCALE_COMMUNITY_METHOD) -> dict[str, Any]:
     """Every set-up stage and `steps` steps of national_scenario(n), timed in this process
     (run it in a fresh one: the peaks are this process's). Each stage gets its own peak
     resident memory (VmHWM reset before it) and the resident memory after it."""
@@ -1110,6 +1111,7 @@ def scale_one(n: int, steps: int, ward_size: int = SCALE_WARD_SIZE, seed: int = 
     from .registry import RULES
     from .rng import Streams
     from .scores import betweenness_scores, compiled_betweenness
+    from .scores import community_method as community_method_for
     from .world import World
 
     kernels.load()
@@ -1144,8 +1146,19 @@ def scale_one(n: int, steps: int, ward_size: int = SCALE_WARD_SIZE, seed: int = 
     eng = stage("engine set-up", lambda: Engine(sc, world=World(pop, net)))
     skipped: dict[str, str] = {}
     for kind in scores:
-        if kind == "community" and n > community_max:
-            skipped[kind] = f"not timed above {community_max:,} households"
+        if kind == "community":
+            # what strategy_scores runs for community targeting (labels, then the
+            # round-robin ranks, which cost a sort), with the method named
+            method = community_method_for(community_method, n)
+            label = {"leiden": "Leiden, igraph", "fast_louvain": "fast Louvain, compiled"}.get(
+                method, method)
+            # model_construct: the method is checked above (scale_main) against
+            # scores.COMMUNITY_METHODS, which Targeting's field may list later
+            targeting = Targeting.model_construct(
+                **(Targeting().model_dump() | {"strategy": "community", "count": 1,
+                                               "community_method": community_method}))
+            stage(f"score: community ({label})",
+                  lambda t=targeting: strategy_scores(t, eng, "scale"))
             continue
         if kind == "betweenness":
             # a few sources, on the path a scenario's default 256 would take at this size
@@ -1157,8 +1170,7 @@ def scale_one(n: int, steps: int, ward_size: int = SCALE_WARD_SIZE, seed: int = 
                       compiled=c))
             continue
         targeting = Targeting(strategy=kind, count=1)
-        label = "community (Leiden, igraph)" if kind == "community" else kind
-        stage(f"score: {label}", lambda t=targeting: strategy_scores(t, eng, "scale"))
+        stage(f"score: {kind}", lambda t=targeting: strategy_scores(t, eng, "scale"))
     eng.score_cache.clear()  # the run computes the degree scores it needs itself
     times = []
     gc.collect()
@@ -1231,7 +1243,7 @@ def _load() -> str:
 def scale(sizes: list[int], steps: list[int], ward_size: int = SCALE_WARD_SIZE,
           scores: tuple[str, ...] = SCALE_SCORES,
           betweenness_sources: int = SCALE_BETWEENNESS_SOURCES,
-          community_max: int = SCALE_COMMUNITY_MAX,
+          community_method: str = SCALE_COMMUNITY_METHOD,
           max_memory: str | None = None) -> list[dict[str, Any]]:
     """One row per size: refused by limits' estimate (before anything is built), or
     measured by scale_one in a fresh process (so each size's peak memory is its own)."""
@@ -1259,7 +1271,7 @@ def scale(sizes: list[int], steps: list[int], ward_size: int = SCALE_WARD_SIZE,
                   flush=True)
             params = {"n": n, "steps": k, "ward_size": ward_size, "scores": list(scores),
                       "betweenness_sources": betweenness_sources,
-                      "community_max": community_max}
+                      "community_method": community_method}
             row |= _scale_child(params, env)
         row["load_after"] = _load()
         rows.append(row)
@@ -1366,6 +1378,11 @@ def scale_main(args: argparse.Namespace, argv: list[str] | None) -> int:
     bad = [x for x in scores if x not in SCALE_SCORES]
     if bad:
         raise _usage(f"--scale-scores: unknown {bad}; allowed: {', '.join(SCALE_SCORES)}")
+    from .scores import COMMUNITY_METHODS
+
+    if args.scale_community_method not in COMMUNITY_METHODS:
+        raise _usage(f"--scale-community-method: {args.scale_community_method!r}; allowed: "
+                     f"{', '.join(COMMUNITY_METHODS)}")
     if args.scale_ward_size < 2:
         raise _usage(f"--scale-ward-size: {args.scale_ward_size}; allowed: an integer >= 2")
     if args.max_memory is not None:
@@ -1373,7 +1390,7 @@ def scale_main(args: argparse.Namespace, argv: list[str] | None) -> int:
 
         limits.parse_size(args.max_memory)  # a bad size is named before anything runs
     rows = scale(sizes, steps, args.scale_ward_size, scores,
-                 community_max=args.scale_community_max, max_memory=args.max_memory)
+                 community_method=args.scale_community_method, max_memory=args.max_memory)
     info = machine()
     command = ("nudgesim bench " + " ".join(argv if argv is not None else [])).strip()
     text = scale_markdown(rows, info, command)

@@ -28,6 +28,9 @@ engine's steady state beside them):
 - A graph read from a file peaks at ~29× the file's size, edge list or GraphML alike (5·10^5
   edges: a 5.9 MB edge list read by pyarrow into arrays, 168 MB; the same graph as a
   23.8 MB GraphML file read through networkx, 687 MB); a residents CSV at ~10×.
+- Community targeting adds its method's own memory above the graph (scores.community_memory):
+  igraph's Leiden ~100 B per tie end (its copy of the graph: 9.7 GB at 10^8 tie ends),
+  fast Louvain ~100 B per resident (its work arrays and first graph of communities).
 - Records grow with steps × wards (the by-ward table and its temporaries, ~100 B a cell)
   plus ~1 kB a step for the step log.
 
@@ -211,8 +214,18 @@ def estimate_memory(
         parts["kernels"] = KERNELS_LOADED if cache_is_warm() else KERNELS_COMPILING
     parts["residents"] = (PER_RESIDENT_COMPILED if compiled else PER_RESIDENT) * n
     parts["ties"] = PER_TIE_END * tie_ends
+    parts["communities"] = _community_bytes(scenario, n, tie_ends)
     parts["records"] = (scenario.steps + 1) * (PER_STEP + PER_WARD_STEP * wards)
     return MemoryEstimate(parts=parts, residents=n, tie_ends=tie_ends)
+
+
+def _community_bytes(scenario: Scenario, n: int, tie_ends: int) -> int:
+    """The largest community method any nudge targets by (each run computes it once)."""
+    from .scores import community_memory
+
+    methods = {nudge.targeting.community_method for nudge in scenario.nudges
+               if nudge.targeting.strategy == "community"}
+    return max((community_memory(m, n, tie_ends) for m in methods), default=0)
 
 
 def memory_limit(max_memory: str | int | None = None) -> tuple[int, str]:

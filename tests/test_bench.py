@@ -159,3 +159,20 @@ def test_scale_options_name_the_field(tmp_path):
                         (["--max-memory", "plenty"], "--max-memory")):
         with pytest.raises(UsageError, match=field):
             bench_main(["--scale", *argv, "--out", str(tmp_path)])
+
+
+@pytest.mark.parametrize("method, label", [("fast_louvain", "fast Louvain, compiled"),
+                                           ("auto", "Leiden, igraph")])
+def test_scale_times_communities_at_any_size_and_names_the_method(method, label):
+    """No size is skipped any more; the stage says which method ran (auto: Leiden at
+    20,000 households, fast Louvain above 100,000)."""
+    from nudgesim.bench import scale_one
+
+    row = scale_one(20_000, 1, scores=("community",), community_method=method)
+    assert [s["stage"] for s in row["stages"]][5] == f"score: community ({label})"
+    assert row["skipped"] == {}
+
+
+def test_scale_community_method_is_checked(tmp_path):
+    with pytest.raises(UsageError, match="--scale-community-method: 'louvain'; allowed: auto"):
+        bench_main(["--scale", "--scale-community-method", "louvain", "--out", str(tmp_path)])
