@@ -93,6 +93,15 @@ BLOCK = 2048
 #: residents x 10 ties (one thread, load ~4): 34 ms row by row, 28 ms as one running sum.
 TIE_SCRATCH = 16 * BLOCK + 1
 
+#: Undecided residents per chunk whose ids the decide kernel lists for the re-check (a
+#: few per 10^9 decisions are undecided at NEAR = 1e-9, so this is ample; more send the
+#: re-check back to a scan of every resident's flags, which is the same list).
+RECHECK_ROOM = 64
+
+#: Mask buffers kept for reuse between steps (decide's _spare): a step needs three while
+#: the engine holds two from the last step (adoption, new adopters).
+SPARE_MASKS = 8
+
 RULE_CODES = {"logistic": 0, "threshold": 1, "bass": 2, "independent_cascade": 3}
 
 # Flags: which optional per-step inputs are present.
@@ -445,7 +454,7 @@ def _row_totals(indptr, indices, f8, den):
         den[i] = d
 
 @njit(cache=True, error_model="numpy")
-def _norms_from_counts(lo, m, cnt, cnt_in, ward, ward_boost, flags, norm):
+def _norms_from_counts(lo, m, cnt, cnt_in, ward, starts, ward_boost, flags, norm):
     """Perceived norms (before messages) of residents lo..lo+m-1 from Counts."""
     # the (n, 2) counts as one flat run of pairs: a compile-time stride of 2 that LLVM
     # vectorises (through the 2-D view's run-time strides it did not: 0.72 -> 0.18 ms
@@ -454,6 +463,13 @@ def _norms_from_counts(lo, m, cnt, cnt_in, ward, ward_boost, flags, norm):
     if (flags & HAS_TIE_BOOST) != 0:
         flat_in = cnt_in.reshape(cnt_in.shape[0] * 2)[2 * lo:2 * (lo + m)]
         wb = ward[lo:lo + m]
+        if _one_ward(starts, lo, lo + m):  # the usual block: one boost, no lookups
+            tb = ward_boost[wb[0]]
+            for j in range(m):
+                num = np.float64(flat[2 * j]) + tb * np.float64(flat_in[2 * j])
+                den = np.float64(flat[2 * j + 1]) + tb * np.float64(flat_in[2 * j + 1])
+                norm[j] = num / den if den > 0 else 0.0
+            return
         for j in range(m):
             tb = ward_boost[wb[j]]
             num = np.float64(flat[2 * j]) + tb * np.float64(flat_in[2 * j])
@@ -528,23 +544,34 @@ def _one_ward(starts, lo, hi):
 
 @njit(inline="always", cache=True, error_model="numpy")
 def _single_stamp(sb, m):
-    """s0 if every stamp in sb[:m] is s0 or -1 (s0 = -1: nobody stamped), else -2."""
-    s0 = sb[0]
+    """s0 if every stamp in sb[:m] is s0 or -1 (s0 = -1: nobody stamped), else -2.
+
+    One pass in the stamps' own type (16 lanes of int16 to a 256-bit vector): the
+    largest stamp, and the least with each -1 read as the type's largest value. All
+    stamps are s0 or -1 exactly when the two agree, or when the largest is -1 and the
+    least is that stand-in. (A real stamp equal to the stand-in can only turn an answer
+    into -2, the general path, which gives the same values.) Two passes, the second
+    counting in 64-bit lanes, took twice as long."""
+    big = sb.dtype.type(np.iinfo(sb.dtype).max)
+    hi = sb[0]
+    lo = big
     for j in range(m):
-        s0 = max(s0, sb[j])
-    k = 0
-    for j in range(m):
-        k += (sb[j] == s0) | (sb[j] == -1)
-    return np.int64(s0) if k == m else np.int64(-2)
+        v = sb[j]
+        hi = max(hi, v)
+        lo = min(lo, big if v == -1 else v)
+    if lo == hi or (hi == -1 and lo == big):
+        return np.int64(hi)
+    return np.int64(-2)
 
 @njit(cache=True, error_model="numpy")
 def _decide_block(lo, m, expo, ward, starts, adopted, stamps, t, trow, tchan, ttab, mrow,
                   mtab, mshown, minj, rule, params, attitude, habit, cost, threshold, susc,
                   direct, locked, flags, skey, band, adopt_out, lapse_out, norm, ch, x,
-                  open_, idx, tmp):
+                  open_, idx, tmp, found, k0):
     """Residents lo..lo+m-1 given their norms: messages, nudge channels, then the
     logistic log-odds and an exp-free bound. Only residents the bound cannot settle (a
-    few per cent) take the scalar exact path. Returns the undecided count."""
+    few per cent) take the scalar exact path. Returns the undecided count; their ids go
+    to found[k0:] while it has room (see _decide)."""
     hi = lo + m
     ab = adopted[lo:hi]
     wb = ward[lo:hi]
@@ -561,18 +588,29 @@ def _decide_block(lo, m, expo, ward, starts, adopted, stamps, t, trow, tchan, tt
         shown = mshown[k]
         s0 = _single_stamp(sb, m)
         wv, sv = tmp[0], tmp[1]  # each resident's weight and shown rate
-        if one_ward and s0 >= -1:
+        if one_ward and s0 >= -1:  # selects and the pull in one pass, no scratch
             w_in, sh_in = wtab[t - s0], shown[s0 + 1, w0]
             w_out, sh_out = wtab[t + 1], shown[0, w0]
-            for j in range(m):
-                hit = sb[j] == s0
-                wv[j] = w_in if hit else w_out
-                sv[j] = sh_in if hit else sh_out
-        else:  # table lookups one resident at a time: AVX2 has no cheap gather
-            for j in range(m):
-                sj = sb[j]
-                wv[j] = wtab[np.uint64(t - sj)]
-                sv[j] = shown[np.uint64(sj + 1), np.uint64(wb[j])]
+            if minj[k]:
+                for j in range(m):
+                    hit = sb[j] == s0
+                    nj = norm[j]
+                    w = w_in if hit else w_out
+                    sh = sh_in if hit else sh_out
+                    pulled = nj + w * (sh - nj)
+                    norm[j] = max(pulled, nj) if ab[j] != 0 else pulled
+            else:
+                for j in range(m):
+                    hit = sb[j] == s0
+                    nj = norm[j]
+                    w = w_in if hit else w_out
+                    sh = sh_in if hit else sh_out
+                    norm[j] = nj + w * (sh - nj)
+            continue
+        for j in range(m):  # table lookups one resident at a time: AVX2 has no cheap gather
+            sj = sb[j]
+            wv[j] = wtab[np.uint64(t - sj)]
+            sv[j] = shown[np.uint64(sj + 1), np.uint64(wb[j])]
         if minj[k]:  # two loops, not a branch per resident: each vectorises (no masks)
             for j in range(m):
                 nj = norm[j]
@@ -582,19 +620,28 @@ def _decide_block(lo, m, expo, ward, starts, adopted, stamps, t, trow, tchan, tt
             for j in range(m):
                 nj = norm[j]
                 norm[j] = nj + wv[j] * (sv[j] - nj)
-    for k in range(trow.shape[0]):  # rows no term writes stay zero from allocation
-        acc = ch[tchan[k]]
-        for j in range(m):
-            acc[j] = 0.0
+    # Each channel's sum in term order, from 0.0 as in numpy (rows no term writes stay
+    # zero from allocation). A channel's first term writes 0.0 + value: the same bits as
+    # zeroing the row and adding to it, one pass over the row fewer.
     for k in range(trow.shape[0]):
         sb = stamps[trow[k], lo:hi]
         tab = ttab[k]
         acc = ch[tchan[k]]
+        first = True
+        for q in range(k):
+            first = first and tchan[q] != tchan[k]
         s0 = _single_stamp(sb, m)
         if s0 >= -1:
             v_in, v_out = tab[t - s0], tab[t + 1]
+            if first:
+                for j in range(m):
+                    acc[j] = 0.0 + (v_in if sb[j] == s0 else v_out)
+            else:
+                for j in range(m):
+                    acc[j] += v_in if sb[j] == s0 else v_out
+        elif first:
             for j in range(m):
-                acc[j] += v_in if sb[j] == s0 else v_out
+                acc[j] = 0.0 + tab[np.uint64(t - sb[j])]
         else:
             for j in range(m):
                 acc[j] += tab[np.uint64(t - sb[j])]
@@ -658,7 +705,10 @@ def _decide_block(lo, m, expo, ward, starts, adopted, stamps, t, trow, tchan, tt
         a_out, l_out, undecided = _choose(_uniform(i, skey), was, p, band)
         a_b[j] = a_out
         l_b[j] = l_out
-        near += undecided
+        if undecided:
+            if k0 + near < found.shape[0]:
+                found[k0 + near] = i
+            near += 1
     return near
 
 @njit(parallel=True, cache=True, error_model="numpy")
@@ -666,7 +716,7 @@ def _decide(by_counts, cnt, cnt_in, indptr, indices, weights, unit, adopted, new
             starts, ward_boost, infl, tie_x, stamps, t, trow, tchan, ttab, mrow, mtab, mshown, minj, rule,
             params, attitude, habit, cost, threshold, susc, direct, locked, flags, skey,
             band, adopt_out, lapse_out, chunks, update, ever, logistic, gain, keep, n_wards,
-            now_out):
+            now_out, found):
     """Every resident's decision: (the number left undecided, tallies, adopters per
     ward). Norms come from the maintained integer counts (by_counts: one pass over
     residents, none over ties) or are summed over each resident's ties (weighted graphs,
@@ -676,7 +726,11 @@ def _decide(by_counts, cnt, cnt_in, indptr, indices, weights, unit, adopted, new
     the new adoption mask goes to now_out, habits and ever-adopted change in place, and
     the tallies are counted. Safe in the same pass because a decision reads only the
     resident's own habit, and neighbours' adoption from the counts or from `adopted`,
-    which is not written. Undecided residents are left as they were for the re-check."""
+    which is not written. Undecided residents are left as they were for the re-check.
+
+    found: (chunks, room) int64: each chunk's undecided ids in order, so the re-check
+    costs O(undecided) instead of a pass over every resident's flags; a chunk with more
+    than `room` of them leaves the caller to find them (only the tests' wide band)."""
     n = adopt_out.shape[0]
     size = (n + chunks - 1) // chunks
     near = np.zeros(chunks, dtype=np.int64)
@@ -696,7 +750,8 @@ def _decide(by_counts, cnt, cnt_in, indptr, indices, weights, unit, adopted, new
         for lo in range(c * size, hi, BLOCK):
             m = min(BLOCK, hi - lo)
             if by_counts:
-                _norms_from_counts(lo, m, cnt, cnt_in, ward, ward_boost, flags, norm)
+                _norms_from_counts(lo, m, cnt, cnt_in, ward, starts, ward_boost, flags,
+                                   norm)
             else:
                 _norms_from_graph(lo, m, indptr, indices, weights, unit, adopted, newly,
                                   ward, ward_boost, infl, flags, rule == 3, tie_x, cum,
@@ -704,13 +759,13 @@ def _decide(by_counts, cnt, cnt_in, indptr, indices, weights, unit, adopted, new
             k += _decide_block(lo, m, expo, ward, starts, adopted, stamps, t, trow, tchan,
                                ttab, mrow, mtab, mshown, minj, rule, params, attitude, habit,
                                cost, threshold, susc, direct, locked, flags, skey, band,
-                               adopt_out, lapse_out, norm, ch, x, open_, idx, tmp)
+                               adopt_out, lapse_out, norm, ch, x, open_, idx, tmp, found[c], k)
             if update:
                 _apply_block(lo, lo + m, adopted, adopt_out, lapse_out, ever, habit,
                              logistic, gain, keep, ward, starts, now_out, part[c], counts[c])
         near[c] = k
     total, by_ward = _tally(counts, part)
-    return near.sum(), total, by_ward
+    return near, total, by_ward
 
 @njit(cache=True, error_model="numpy")
 def _norm_rows(rows, indptr, indices, weights, unit, adopted, newly, ward, ward_boost, infl,
@@ -1831,16 +1886,22 @@ def decide(engine, t: int, fx, update: bool = False) -> tuple | None:
     pop = engine.population
     code, params = engine.backend.params
     skey = _U64(step_key(engine.streams.key("decide"), t))
-    adopt = np.empty(g.n, dtype=np.bool_)
-    lapse = np.empty(g.n, dtype=np.bool_)
-    now = np.empty(g.n if update else 0, dtype=np.bool_)
+    if update:  # the engine keeps only adopt (newly adopted) and now (adopted)
+        pool = engine.backend.effects
+        adopt, lapse, now = (_spare(pool, g.n), _spare(pool, g.n), _spare(pool, g.n))
+    else:  # returned to the caller, who may keep both
+        adopt = np.empty(g.n, dtype=np.bool_)
+        lapse = np.empty(g.n, dtype=np.bool_)
+        now = np.empty(0, dtype=np.bool_)
+    chunks = _chunks(g.n)
+    found = np.empty((chunks, RECHECK_ROOM), dtype=np.int64)
     a8 = _u8(engine.adopted)
     counts = engine.backend.counts
     threshold = pop.threshold if code == 1 else _EMPTY_F  # NaN view otherwise (engine.py)
     traits = (pop.attitude, engine.habit, pop.cost, threshold, pop.susceptibility)
     tail = (prog.direct, prog.locked, prog.flags, skey, float(NEAR), adopt, lapse,
-            _chunks(g.n), update, engine.ever_adopted, *_habit(engine.rule),
-            pop.n_wards if update else 1, now)
+            chunks, update, engine.ever_adopted, *_habit(engine.rule),
+            pop.n_wards if update else 1, now, found)
     terms = (prog.trow, prog.tchan, prog.ttab)
     # the counts hold integers: no fractional influence, and not the cascade's exposure
     by_counts = (counts is not None and code != 3
@@ -1855,12 +1916,43 @@ def decide(engine, t: int, fx, update: bool = False) -> tuple | None:
             by_counts, cnt, cnt_in, g.indptr, g.indices, g.weights, g.unit, a8,
             _u8(engine.newly_adopted), g.ward, g.starts, prog.ward_boost, prog.influence(g),
             tie_x, prog.stamps, t, *terms, *prog.messages()[2:], code, params, *traits, *tail)
-    ids = _recheck(engine, t, fx, prog, adopt, lapse) if near else None
+    n_near = int(near.sum())
+    ids = _recheck(engine, t, fx, prog, adopt, lapse, _found(found, near)) if n_near else None
     if not update:
-        return adopt, lapse, int(near)
+        return adopt, lapse, n_near
     if ids is not None:
         _apply_rechecked(engine, ids, adopt, lapse, now, total, by_ward)
-    return adopt, lapse, int(near), (now, *_totals(total), by_ward)
+    return adopt, lapse, n_near, (now, *_totals(total), by_ward)
+
+
+def _found(found: np.ndarray, near: np.ndarray) -> np.ndarray | None:
+    """The undecided residents' ids in order, from _decide's per-chunk lists (None when
+    a chunk had more than fit: then the re-check finds them itself)."""
+    if np.any(near > found.shape[1]):
+        return None
+    return np.concatenate([found[c, : near[c]] for c in range(near.size)])
+
+
+def _spare(pool: dict, n: int) -> np.ndarray:
+    """An n-byte bool buffer for a step's masks that nobody else holds any more.
+
+    Why: a fresh np.empty of n bytes is new memory whose pages fault in on first touch,
+    every step (three masks: 30 MB at 10^7 residents); last steps' masks are reused
+    instead once the engine has dropped them. A mask someone still holds (the engine's
+    current state, a caller's saved `engine.adopted`, a view of it) has a reference
+    besides the pool's and is never handed out, so nothing anyone kept ever changes."""
+    free = pool.setdefault("decide:masks", [])
+    for k in range(len(free)):
+        # references: the list's, and getrefcount's argument
+        if free[k].size == n and sys.getrefcount(free[k]) == 2:
+            buf = free.pop(k)
+            free.append(buf)  # most recently handed out last: not handed out again soon
+            return buf
+    if len(free) >= SPARE_MASKS:  # forget the oldest still held: its holder keeps it alive
+        free.pop(0)
+    buf = np.empty(n, dtype=np.bool_)
+    free.append(buf)
+    return buf
 
 
 def _py(kernel: Any) -> Callable:
@@ -1914,14 +2006,17 @@ def _apply_rechecked(engine, ids, adopt, lapse, now, total, by_ward) -> None:
     np.add.at(by_ward, engine.backend.graph.ward[ids], now_ids)
 
 
-def _recheck(engine, t, fx, prog: Program, adopt: np.ndarray, lapse: np.ndarray) -> np.ndarray:
+def _recheck(engine, t, fx, prog: Program, adopt: np.ndarray, lapse: np.ndarray,
+             ids: np.ndarray | None = None) -> np.ndarray:
     """The exact path: the numpy rule itself on the few residents too close to call (the
-    kernel marked them adopt & lapse). Returns their ids."""
+    kernel marked them adopt & lapse, and listed them in `ids` if it could). Returns their
+    ids."""
     from . import rules
 
     g: Graph = engine.backend.graph
     pop = engine.population
-    ids = np.flatnonzero(adopt & lapse)
+    if ids is None:
+        ids = np.flatnonzero(adopt & lapse)
     vals = np.empty((ids.size, 2))
     _norm_rows(ids.astype(np.int64), g.indptr, g.indices, g.weights, g.unit,
                _u8(engine.adopted), _u8(engine.newly_adopted), g.ward, prog.ward_boost,
