@@ -632,7 +632,8 @@ def _cm_aggregate(indptr, indices, w, unit, selfw, comm, c):  # pragma: no cover
     """The graph of communities: community C's row lists the communities its members'
     ties reach (in order of first reach), with summed weights; weight inside C goes to
     its self weight. Two passes (count, then fill), so nothing is sized by the ties of
-    the graph being aggregated."""
+    the graph being aggregated. Weights keep `w`'s type: tie counts in int32 (exact, 8 B
+    per tie end with the neighbour) when the graph's ties all weigh 1."""
     n = comm.size
     start = np.zeros(c + 1, dtype=np.int64)
     for i in range(n):
@@ -658,7 +659,7 @@ def _cm_aggregate(indptr, indices, w, unit, selfw, comm, c):  # pragma: no cover
                     cnt += 1
         ptr[C + 1] = ptr[C] + cnt
     out_i = np.empty(ptr[c], dtype=np.int32)
-    out_w = np.zeros(ptr[c])
+    out_w = np.zeros(ptr[c], dtype=w.dtype)
     new_self = np.zeros(c)
     slot = np.empty(c, dtype=np.int64)
     mark[:] = -1
@@ -670,7 +671,7 @@ def _cm_aggregate(indptr, indices, w, unit, selfw, comm, c):  # pragma: no cover
             s += selfw[u]
             for p in range(indptr[u], indptr[u + 1]):
                 D = comm[indices[p]]
-                wt = 1.0 if unit else w[p]
+                wt = 1 if unit else w[p]
                 if D == C:
                     s += wt
                 elif mark[D] != C:
@@ -756,7 +757,7 @@ def _fast_louvain_round(net: Network, rng: np.random.Generator, k: np.ndarray, t
     each resident's community (int32 0..c-1, before splitting into connected parts)."""
     unit = net.weights is None
     indptr, indices = net.indptr, net.indices
-    w = np.zeros(0) if unit else net.weights
+    w = np.zeros(0, dtype=np.int32) if unit else net.weights  # int32: counts, see aggregate
     selfw = np.zeros(net.n)
     node = np.arange(net.n, dtype=np.int32)  # each resident's node in the current graph
     comm = node.copy() if init is None else init.astype(np.int32)
@@ -764,7 +765,10 @@ def _fast_louvain_round(net: Network, rng: np.random.Generator, k: np.ndarray, t
     while True:
         nl = comm.size
         tot = np.bincount(comm, weights=level_k, minlength=nl)
-        order = rng.permutation(nl).astype(np.int32)  # visiting order, from the stream
+        # visiting order drawn from the stream: a random permutation of all nodes (blocks
+        # of 64 or 4,096 consecutive residents in a drawn order, kinder to the cache, lost
+        # 0.005-0.05 of modularity on the national graph at 2*10^5)
+        order = rng.permutation(nl).astype(np.int32)
         max_row = max(int(np.diff(indptr).max()) if nl else 0, 1)
         acc, cand, cand_w = np.zeros(nl), np.empty(max_row, dtype=np.int32), np.empty(max_row)
         cm["move"](indptr, indices, w, unit, level_k, comm, tot, order, two_m,
@@ -848,10 +852,12 @@ AUTO_LEIDEN_MAX_N = 100_000
 #: 10^8 tie ends of the national graph at 10^7 households (graph build alone), 1.2 GB
 #: for 10^7 at 10^6 (whole process, Leiden included): ~100 B (measured 2026-12-02).
 IGRAPH_BYTES_PER_TIE_END = 100
-#: fast Louvain's peak per resident above the graph it reads: its work arrays
-#: (community, totals, queue, order, refinement, labels: ~70 B) and the first graph of
-#: communities (~30 B per resident on ward-clustered graphs); see docs/model.md.
+#: fast Louvain's peak above the graph it reads: work arrays of ~100 B per resident and
+#: two graphs of communities at once (the one read and the one built), each with ~0.9 of
+#: the tie ends on the national graph at 8 B each (int32 neighbour and tie count):
+#: 15 B per tie end (measured at 10^6: see docs/model.md).
 FAST_LOUVAIN_BYTES_PER_RESIDENT = 100
+FAST_LOUVAIN_BYTES_PER_TIE_END = 15
 
 
 def community_method(method: str, n: int) -> str:
@@ -867,7 +873,7 @@ def community_memory(method: str, n: int, tie_ends: int) -> int:
     if method == "leiden":
         return IGRAPH_BYTES_PER_TIE_END * tie_ends
     if method == "fast_louvain":
-        return FAST_LOUVAIN_BYTES_PER_RESIDENT * n
+        return FAST_LOUVAIN_BYTES_PER_RESIDENT * n + FAST_LOUVAIN_BYTES_PER_TIE_END * tie_ends
     return 0
 
 
@@ -883,8 +889,8 @@ def _check_leiden_fits(net: Network) -> None:
             f"targeting.community_method: 'leiden' (igraph) needs ~{format_bytes(need)} for "
             f"{net.indices.size:,} tie ends, more than the {format_bytes(limit)} limit "
             f"({source}); allowed: 'auto' or 'fast_louvain' (compiled, "
-            f"~{format_bytes(community_memory('fast_louvain', net.n, 0))}), or a higher "
-            "--max-memory"
+            f"~{format_bytes(community_memory('fast_louvain', net.n, int(net.indices.size)))}), "
+            "or a higher --max-memory"
         )
 
 
