@@ -5,7 +5,9 @@ residents for a nudge's targeting (``nudges.py``), and their cost at national sc
 (10^7 households and more) is its own concern, measured by ``nudgesim bench --scale``.
 None goes through networkx except greedy modularity, which is capped at
 `NX_COMMUNITY_MAX_N`. Betweenness has a numpy form and a compiled (numba) twin that give
-identical scores; Leiden communities come from igraph, handed the edges as one array.
+identical scores. Communities come from igraph's Leiden (handed the edges as one array)
+on graphs up to AUTO_LEIDEN_MAX_N residents and from fast Louvain above: the same scheme
+compiled on our CSR, with no copy of the graph, deterministic on any thread count.
 """
 
 from __future__ import annotations
