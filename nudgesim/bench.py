@@ -1152,11 +1152,8 @@ def scale_one(n: int, steps: int, ward_size: int = SCALE_WARD_SIZE, seed: int = 
             method = community_method_for(community_method, n)
             label = {"leiden": "Leiden, igraph", "fast_louvain": "fast Louvain, compiled"}.get(
                 method, method)
-            # model_construct: the method is checked above (scale_main) against
-            # scores.COMMUNITY_METHODS, which Targeting's field may list later
-            targeting = Targeting.model_construct(
-                **(Targeting().model_dump() | {"strategy": "community", "count": 1,
-                                               "community_method": community_method}))
+            targeting = Targeting(strategy="community", count=1,
+                                  community_method=community_method)
             stage(f"score: community ({label})",
                   lambda t=targeting: strategy_scores(t, eng, "scale"))
             continue

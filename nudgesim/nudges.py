@@ -351,11 +351,16 @@ class Targeting(Spec):
     adopted: bool | None = Field(None, description="true: adopters only; false: non-adopters only")
     attitude_below: float | None = None
     attitude_above: float | None = None
-    community_method: Literal["leiden", "label_propagation", "greedy_modularity"] = Field(
-        "leiden",
-        description="'leiden': Leiden modularity (igraph), seeded from the run's random "
-        "stream; 'label_propagation': older name, now runs Leiden; 'greedy_modularity': "
-        "networkx Clauset-Newman-Moore, up to 20,000 residents",
+    community_method: Literal[
+        "auto", "leiden", "fast_louvain", "label_propagation", "greedy_modularity"
+    ] = Field(
+        "auto",
+        description="'auto': igraph's Leiden up to 100,000 residents, fast Louvain above; "
+        "'leiden': igraph's Leiden, seeded from the run's random stream (refused where its "
+        "copy of the graph cannot fit in memory); 'fast_louvain': compiled Louvain with "
+        "Leiden's refinement on the model's own ties, seeded from the run's stream; "
+        "'label_propagation': older name for 'auto'; 'greedy_modularity': networkx "
+        "Clauset-Newman-Moore, up to 20,000 residents",
     )
     betweenness_samples: Annotated[int, Field(ge=1)] = Field(
         256, description="source nodes sampled for betweenness on large graphs"
