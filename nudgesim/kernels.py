@@ -1933,6 +1933,17 @@ def _found(found: np.ndarray, near: np.ndarray) -> np.ndarray | None:
     return np.concatenate([found[c, : near[c]] for c in range(near.size)])
 
 
+def _refs_when_alone() -> int:
+    """What sys.getrefcount says of an array only a list holds, asked the way _spare asks.
+
+    Why measured, not assumed 2 (the list's reference and the call's argument): Python
+    3.14 may pass the argument as a borrowed reference and report 1, and then a count of 2
+    would mean someone else holds the mask. Measured, the rule is "nobody but the pool"
+    on every interpreter."""
+    probe = [np.empty(1, dtype=np.bool_)]
+    return sys.getrefcount(probe[0])
+
+
 def _spare(pool: dict, n: int) -> np.ndarray:
     """An n-byte bool buffer for a step's masks that nobody else holds any more.
 
@@ -1942,9 +1953,9 @@ def _spare(pool: dict, n: int) -> np.ndarray:
     current state, a caller's saved `engine.adopted`, a view of it) has a reference
     besides the pool's and is never handed out, so nothing anyone kept ever changes."""
     free = pool.setdefault("decide:masks", [])
+    alone = _refs_when_alone()
     for k in range(len(free)):
-        # references: the list's, and getrefcount's argument
-        if free[k].size == n and sys.getrefcount(free[k]) == 2:
+        if free[k].size == n and sys.getrefcount(free[k]) == alone:
             buf = free.pop(k)
             free.append(buf)  # most recently handed out last: not handed out again soon
             return buf
