@@ -80,11 +80,13 @@ class Row:
 
 
 def _array_bytes(objs: list[Any]) -> dict[int, int]:
-    """nbytes of every distinct numpy buffer reachable one level into objs' attributes."""
+    """nbytes of every distinct numpy buffer reachable one level into objs' attributes
+    (and into lists and tuples there: the step's pooled masks are a list)."""
     seen: dict[int, int] = {}
     for obj in objs:
         values = obj.values() if isinstance(obj, dict) else vars(obj).values()
-        for v in values:
+        flat = [x for v in values for x in (v if isinstance(v, (list, tuple)) else (v,))]
+        for v in flat:
             if isinstance(v, np.ndarray) and v.size:
                 base = v if v.base is None else v.base
                 if isinstance(base, np.ndarray):

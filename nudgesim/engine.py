@@ -82,8 +82,9 @@ class EngineBackend:
     counts: kernels.Counts | None = None
     #: (code, coefficients) of the rule's compiled twin (rules.kernel_params)
     params: tuple[int, np.ndarray] | None = None
-    #: Effects' n-sized arrays, reused from step to step (nudges.Effects.buffer)
-    effects: dict[str, np.ndarray] = field(default_factory=dict)
+    #: what steps reuse: Effects' n-sized arrays (nudges.Effects.buffer), the decide
+    #: step's pooled masks (a list, kernels._spare), the ties path's cached sums
+    effects: dict[str, Any] = field(default_factory=dict)
 
 
 def _run_on_kernels(data: dict) -> None:
@@ -107,7 +108,11 @@ def choose_backend(scenario: Scenario, n: int) -> kernels.Backend:
 
 
 class Engine:
-    """Owns the state of one run and advances it step by step."""
+    """Owns the state of one run and advances it step by step.
+
+    `adopted` (and `newly_adopted`) are new arrays each step: keep a reference (or a
+    copy) to look at an earlier step's. The compiled step reuses the buffers of masks
+    nobody references any more, so a raw pointer or a weak reference is not enough."""
 
     def __init__(self, scenario: Scenario, graph: nx.Graph | None = None, *,
                  world: World | None = None) -> None:

@@ -40,7 +40,7 @@ import pyarrow.fs as pafs
 
 from . import limits
 from .files import lock_folder, output_dir, safe_name, write_atomic, write_parquet_atomic
-from .outcomes import check_outcomes, needs_counterfactual, regional_outcomes
+from .outcomes import OUTCOMES, check_outcomes, needs_counterfactual, regional_outcomes
 from .parallel import EXECUTORS, RunOptions, default_workers
 from .runs import Job, iter_jobs, parse_path, replicate_seed, run_id, set_path
 from .scenario import CONTROL, Scenario, ScenarioError, control_character, load_toml_text
@@ -921,10 +921,15 @@ def summarise(runs: pd.DataFrame, exp: Experiment) -> pd.DataFrame:
     std and a 95% Student-t confidence interval of the mean across replicates."""
     keys = ["point"] + (["step"] if exp.per_step else [])
     factor_cols = [f.path for f in exp.factors]
+    # text outcomes (a None-only column reads as numeric) and, without regions, the
+    # regional ones (always None there) are not summarised
+    skip = {name for name, o in OUTCOMES.items()
+            if not o.numeric or (o.regional and exp.scenario.population.ward_regions() is None)}
     numeric = [
         c
         for c in runs.columns
-        if c not in {*keys, *factor_cols, "replicate", "seed", "run_id", "status", "error"}
+        if c not in {*keys, *factor_cols, "replicate", "seed", "run_id", "status", "error",
+                     *skip}
         and pd.api.types.is_numeric_dtype(runs[c])
     ]
     ok = runs[runs["status"] == "ok"]

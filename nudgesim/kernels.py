@@ -1933,6 +1933,9 @@ def _found(found: np.ndarray, near: np.ndarray) -> np.ndarray | None:
     return np.concatenate([found[c, : near[c]] for c in range(near.size)])
 
 
+_ALONE: list[int] = []  # _refs_when_alone(), measured once
+
+
 def _refs_when_alone() -> int:
     """What sys.getrefcount says of an array only a list holds, asked the way _spare asks.
 
@@ -1952,8 +1955,14 @@ def _spare(pool: dict, n: int) -> np.ndarray:
     instead once the engine has dropped them. A mask someone still holds (the engine's
     current state, a caller's saved `engine.adopted`, a view of it) has a reference
     besides the pool's and is never handed out, so nothing anyone kept ever changes."""
+    if not getattr(sys, "_is_gil_enabled", lambda: True)():
+        # free-threaded Python: another thread may take a reference between the count
+        # and the reuse, so the masks are always new there
+        return np.empty(n, dtype=np.bool_)
     free = pool.setdefault("decide:masks", [])
-    alone = _refs_when_alone()
+    if not _ALONE:
+        _ALONE.append(_refs_when_alone())
+    alone = _ALONE[0]
     for k in range(len(free)):
         if free[k].size == n and sys.getrefcount(free[k]) == alone:
             buf = free.pop(k)

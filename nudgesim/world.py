@@ -95,6 +95,11 @@ def build_world(scenario: Scenario, streams: Streams, graph: nx.Graph | None = N
             scenario.population, streams, csv_path=csv, threshold=threshold
         )
         network = netmod.build_network(spec, population.ward, streams.generator("network"))
+    if graph is None and (read is not None or csv is not None):
+        # the first check knew only the files' sizes: what grows with the residents and
+        # ties (the engine's state, a community targeting's working memory) is checked
+        # now that they are known, before the engine allocates any of it
+        limits.check_memory(scenario, n=population.n, tie_ends=int(network.indices.size))
     if not reads_threshold:  # only rules that read thresholds keep an n-sized array of them
         population.threshold = np.broadcast_to(np.float64(np.nan), (population.n,))
     return World(population, network)

@@ -699,3 +699,17 @@ def test_a_lever_named_like_a_summary_number_is_one_column(tmp_path):
                                                         progress=False)
     assert list(res.runs["steps"]) == [3, 5]
     assert "steps_x" not in res.runs and list(res.summary["steps"]) == [3, 5]
+
+
+def test_text_and_regionless_outcomes_are_not_summarised(tmp_path):
+    """With every summary key in the runs table (no outcomes named), the per-point summary
+    averages numbers only: not the text outcomes (a column of None reads as numeric), nor,
+    without regions, the regional ones, which are None in every run."""
+    exp = Experiment(small(), {"nudges[leaflet].reach": [0.2, 0.8]}, replicates=2, seed=1)
+    res = exp.run(out=tmp_path, executor="serial", progress=False)
+    assert res.runs["lowest_region"].isna().all()
+    cols = set(res.summary.columns)
+    assert "final_adoption_mean" in cols and "lowest_ward_adoption_mean" in cols
+    for name in ("lowest_region", "lowest_region_adoption", "lowest_ward", "scenario",
+                 "impact_unit"):
+        assert f"{name}_mean" not in cols and f"{name}_ci_low" not in cols, name

@@ -149,6 +149,41 @@ def test_graph_files_are_costed_by_their_size(tmp_path):
     assert est.parts["graph file"] == limits.GRAPH_FILE_FACTOR * path.stat().st_size
 
 
+@pytest.mark.parametrize("files", ["graph", "csv"])
+def test_sizes_read_from_files_are_checked_again_once_known(tmp_path, monkeypatch, files):
+    """The first check knows only a graph file's or residents CSV's size: once the world is
+    read, the check runs again with its real residents and ties, so what grows with them
+    (the engine, a community targeting's working memory) cannot slip past the limit."""
+    from nudgesim import world as worldmod
+    from nudgesim.rng import Streams
+
+    data: dict = {"steps": 2, "population": {}, "nudges": [{
+        "kind": "information", "label": "x", "start": 1,
+        "targeting": {"strategy": "community", "count": 5}}]}
+    if files == "graph":
+        path = tmp_path / "g.edgelist"
+        path.write_text("".join(f"{i} {(i + 1) % 300}\n" for i in range(300)))
+        data["network"] = {"kind": "file", "path": str(path)}
+    else:
+        path = tmp_path / "people.csv"
+        path.write_text("id\n" + "".join(f"{i}\n" for i in range(300)))
+        data["population"] = {"csv": str(path)}
+    sc = Scenario.from_dict(data)
+    calls = []
+    real = limits.check_memory
+    monkeypatch.setattr(limits, "check_memory",
+                        lambda scenario, *a, **k: calls.append(k) or real(scenario, *a, **k))
+    world = worldmod.build_world(sc, Streams(sc.seed))
+    assert calls[0] == {"n": None, "tie_ends": None}
+    assert calls[1] == {"n": 300, "tie_ends": int(world.network.indices.size)}
+    assert estimate_memory(sc, **calls[1]).parts["communities"] > 0
+    first, second = estimate_memory(sc).total, estimate_memory(sc, **calls[1]).total
+    assert first < second  # a limit between the two: the files pass, the world does not
+    monkeypatch.setenv(limits.ENV_MAX_MEMORY, str((first + second) // 2))
+    with pytest.raises(ResourceError, match="communities"):
+        worldmod.build_world(sc, Streams(sc.seed))
+
+
 def test_a_sweep_is_refused_before_any_worker_starts_when_its_workers_cannot_fit(
     tmp_path, capsys
 ):
