@@ -944,20 +944,24 @@ def community_memory(method: str, n: int, tie_ends: int) -> int:
     return 0
 
 
-def _check_leiden_fits(net: Network) -> None:
-    """A clear refusal, not an out-of-memory kill, when igraph's copy cannot fit."""
+def _check_leiden_fits(net: Network, method: str) -> None:
+    """A clear refusal, not an out-of-memory kill, when igraph's copy cannot fit. 'auto'
+    is refused too rather than switched to fast Louvain: the partition must not depend
+    on the memory free at the time."""
     from .errors import ResourceError
     from .limits import format_bytes, memory_limit
 
     need = community_memory("leiden", net.n, int(net.indices.size))
     limit, source = memory_limit()
     if need > limit:
+        asked = ("'leiden' (igraph)" if method == "leiden" else
+                 f"{method!r} (igraph's Leiden up to {AUTO_LEIDEN_MAX_N:,} residents)")
+        fast = community_memory("fast_louvain", net.n, int(net.indices.size))
         raise ResourceError(
-            f"targeting.community_method: 'leiden' (igraph) needs ~{format_bytes(need)} for "
+            f"targeting.community_method: {asked} needs ~{format_bytes(need)} for "
             f"{net.indices.size:,} tie ends, more than the {format_bytes(limit)} limit "
-            f"({source}); allowed: 'auto' or 'fast_louvain' (compiled, "
-            f"~{format_bytes(community_memory('fast_louvain', net.n, int(net.indices.size)))}), "
-            "or a higher --max-memory"
+            f"({source}); allowed: 'fast_louvain' (compiled, ~{format_bytes(fast)}), or a "
+            "higher --max-memory"
         )
 
 
@@ -995,6 +999,6 @@ def community_labels(
         return np.zeros(0, dtype=np.int64)
     seed = _seed_from(rng)
     if community_method(method, n) == "leiden":
-        _check_leiden_fits(net)
+        _check_leiden_fits(net, method)
         return _relabel_by_size(_leiden(net, seed))
     return _relabel_dense(_fast_louvain(net, np.random.default_rng(seed)))

@@ -149,8 +149,13 @@ def test_leiden_too_big_for_memory_is_a_one_line_user_error(monkeypatch):
         community_labels(net, "leiden", np.random.default_rng(0))
     msg = str(err.value)
     assert "\n" not in msg and msg.startswith("targeting.community_method: 'leiden' (igraph)")
-    assert "allowed: 'auto' or 'fast_louvain'" in msg
+    assert "allowed: 'fast_louvain' (compiled, ~" in msg
     assert community_labels(net, FAST).size == net.n  # fast Louvain needs no igraph copy
+    with pytest.raises(ResourceError) as err:  # 'auto' runs Leiden here: refused, not
+        community_labels(net, "auto", np.random.default_rng(0))  # switched by free memory
+    msg = str(err.value)
+    assert msg.startswith("targeting.community_method: 'auto' (igraph's Leiden up to ")
+    assert "allowed: 'fast_louvain'" in msg and "'auto' or" not in msg
 
 
 def test_memory_estimate_counts_community_targeting():
