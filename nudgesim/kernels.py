@@ -174,7 +174,7 @@ def load() -> None:
 
         numba, prange = nb, nb.prange
         names = globals()
-        names["_prefetch"] = _prefetch_intrinsic()
+        names["_prefetch"] = prefetch_intrinsic()
         for name, obj in list(names.items()):
             if isinstance(obj, _Kernel):
                 names[name] = nb.njit(**obj.options)(obj.fn)
@@ -186,7 +186,7 @@ def _prefetch(arr: np.ndarray, i: int) -> None:
     this with a numba intrinsic; the kernels only run after load()."""
 
 
-def _prefetch_intrinsic() -> Any:
+def prefetch_intrinsic() -> Any:
     """_prefetch as LLVM's prefetch instruction (read, keep in every cache level): a loop
     that visits scattered residents asks for the lines it needs a few steps ahead, so
     their cache misses overlap instead of following one another."""

@@ -257,9 +257,24 @@ def check_memory(
         raise ResourceError(
             f"memory: {scenario.name!r} needs {est.describe()}{each}, more than the "
             f"{format_bytes(limit)} limit ({source}); make the population or network smaller, "
-            f"or raise the limit with --max-memory (e.g. --max-memory {_suggest(need)})"
+            f"{_leiden_hint(scenario, est)}or raise the limit with --max-memory (e.g. "
+            f"--max-memory {_suggest(need)})"
         )
     return est
+
+
+def _leiden_hint(scenario: Scenario, est: MemoryEstimate) -> str:
+    """Where igraph's Leiden is what does not fit, the compiled method that would."""
+    from .scores import community_memory, community_method
+
+    leiden = [nudge.label for nudge in scenario.nudges
+              if nudge.targeting.strategy == "community"
+              and community_method(nudge.targeting.community_method, est.residents) == "leiden"]
+    if not leiden:
+        return ""
+    fast = community_memory("fast_louvain", est.residents, est.tie_ends)
+    return (f"set targeting.community_method = 'fast_louvain' for {', '.join(leiden)} "
+            f"(igraph's Leiden copies the graph; fast Louvain needs ~{format_bytes(fast)}), ")
 
 
 def _suggest(need: int) -> str:

@@ -792,7 +792,7 @@ def _community_kernels() -> dict[str, Any]:
                 import numba
 
                 # compiled with kernels' prefetch intrinsic in place of the plain no-op
-                glob = dict(globals(), _prefetch=kernels._prefetch_intrinsic())
+                glob = dict(globals(), _prefetch=kernels.prefetch_intrinsic())
                 fns = {k: numba.njit(cache=True, error_model="numpy")(types.FunctionType(
                     f.__code__, glob, f.__name__, f.__defaults__, f.__closure__))
                     for k, f in fns.items()}
@@ -944,35 +944,15 @@ def community_memory(method: str, n: int, tie_ends: int) -> int:
     return 0
 
 
-def _check_leiden_fits(net: Network, method: str) -> None:
-    """A clear refusal, not an out-of-memory kill, when igraph's copy cannot fit. 'auto'
-    is refused too rather than switched to fast Louvain: the partition must not depend
-    on the memory free at the time."""
-    from .errors import ResourceError
-    from .limits import format_bytes, memory_limit
-
-    need = community_memory("leiden", net.n, int(net.indices.size))
-    limit, source = memory_limit()
-    if need > limit:
-        asked = ("'leiden' (igraph)" if method == "leiden" else
-                 f"{method!r} (igraph's Leiden up to {AUTO_LEIDEN_MAX_N:,} residents)")
-        fast = community_memory("fast_louvain", net.n, int(net.indices.size))
-        raise ResourceError(
-            f"targeting.community_method: {asked} needs ~{format_bytes(need)} for "
-            f"{net.indices.size:,} tie ends, more than the {format_bytes(limit)} limit "
-            f"({source}); allowed: 'fast_louvain' (compiled, ~{format_bytes(fast)}), or a "
-            "higher --max-memory"
-        )
-
-
 def community_labels(
     net: Network, method: str = "auto", rng: np.random.Generator | None = None
 ) -> np.ndarray:
     """Community of every resident, labelled 0..c-1 by community size descending.
 
     "leiden": Leiden modularity optimisation (Traag, Waltman & van Eck 2019, igraph's
-    implementation), seeded from ``rng``; refused (ResourceError) when igraph's copy of
-    the graph would not fit in memory. "fast_louvain": the same scheme compiled on our
+    implementation), seeded from ``rng``; igraph copies the graph (~100 B per tie end),
+    which a run's memory check counts (limits: a scenario whose copy cannot fit is
+    refused before anything is built; this function itself does not check). "fast_louvain": the same scheme compiled on our
     CSR (`_fast_louvain`): O(n + ties) time, ~100 B per resident, same partition on any
     machine. "auto" (and its older name "label_propagation"): Leiden up to
     AUTO_LEIDEN_MAX_N residents, fast Louvain above. Both give connected communities
@@ -999,6 +979,5 @@ def community_labels(
         return np.zeros(0, dtype=np.int64)
     seed = _seed_from(rng)
     if community_method(method, n) == "leiden":
-        _check_leiden_fits(net, method)
         return _relabel_by_size(_leiden(net, seed))
     return _relabel_dense(_fast_louvain(net, np.random.default_rng(seed)))

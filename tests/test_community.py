@@ -142,20 +142,34 @@ def test_auto_is_leiden_up_to_its_size_and_fast_louvain_above(monkeypatch):
     assert np.array_equal(fast, community_labels(net, "auto", np.random.default_rng(3)))
 
 
-def test_leiden_too_big_for_memory_is_a_one_line_user_error(monkeypatch):
-    net = _ward_graph(4, 100, 6.0, 2.0, seed=1)
-    monkeypatch.setenv(limits.ENV_MAX_MEMORY, "100k")  # igraph needs ~100 B per tie end
+@pytest.mark.parametrize("method", ["leiden", "auto"])
+def test_leiden_too_big_for_memory_is_refused_before_the_run(monkeypatch, method):
+    """A scenario whose community targeting runs igraph's Leiden (asked for, or 'auto' at
+    this size) where its copy of the graph cannot fit is refused by the run's memory
+    check, in one line that names the nudge and offers fast Louvain; fast Louvain fits."""
+    from nudgesim.engine import simulate
+    from nudgesim.scenario import Scenario
+
+    data = {"name": "c", "steps": 2, "population": {"size": 20_000, "wards": 20},
+            "network": {"kind": "ward_clustered", "mean_degree_in": 8.0,
+                        "mean_degree_out": 2.0},
+            "nudges": [{"kind": "information", "label": "letters", "start": 1,
+                        "targeting": {"strategy": "community", "count": 50,
+                                      "community_method": method}}]}
+    sc = Scenario.from_dict(data)
+    est = limits.estimate_memory(sc)
+    assert est.parts["communities"] == 100 * est.tie_ends  # igraph's copy
+    # a limit the run fits without the copy, not with it
+    monkeypatch.setenv(limits.ENV_MAX_MEMORY, str(est.total - est.parts["communities"] // 2))
     with pytest.raises(ResourceError) as err:
-        community_labels(net, "leiden", np.random.default_rng(0))
+        simulate(sc)
     msg = str(err.value)
-    assert "\n" not in msg and msg.startswith("targeting.community_method: 'leiden' (igraph)")
-    assert "allowed: 'fast_louvain' (compiled, ~" in msg
-    assert community_labels(net, FAST).size == net.n  # fast Louvain needs no igraph copy
-    with pytest.raises(ResourceError) as err:  # 'auto' runs Leiden here: refused, not
-        community_labels(net, "auto", np.random.default_rng(0))  # switched by free memory
-    msg = str(err.value)
-    assert msg.startswith("targeting.community_method: 'auto' (igraph's Leiden up to ")
-    assert "allowed: 'fast_louvain'" in msg and "'auto' or" not in msg
+    assert "\n" not in msg and msg.startswith("memory: 'c' needs")
+    assert "set targeting.community_method = 'fast_louvain' for letters" in msg
+    data["nudges"][0]["targeting"]["community_method"] = FAST
+    fast = Scenario.from_dict(data)
+    assert limits.estimate_memory(fast).total < est.total - est.parts["communities"] // 2
+    assert simulate(fast).summary["steps"] == 2
 
 
 def test_memory_estimate_counts_community_targeting():
