@@ -267,7 +267,7 @@ def _leiden_hint(scenario: Scenario, est: MemoryEstimate) -> str:
     """Where igraph's Leiden is what does not fit, the compiled method that would."""
     from .scores import community_memory, community_method
 
-    leiden = [nudge.label for nudge in scenario.nudges
+    leiden = [nudge.name for nudge in scenario.nudges
               if nudge.targeting.strategy == "community"
               and community_method(nudge.targeting.community_method, est.residents) == "leiden"]
     if not leiden:
