@@ -453,6 +453,18 @@ def _prefetch(arr: np.ndarray, i: int) -> None:
     `_community_kernels` compiles the kernels with the intrinsic itself."""
 
 
+def _cm_tally(cand, cand_w, nt, c, wt):
+    """Add tie weight wt to community c in the candidate list cand[:nt] (a short row's
+    linear search: cheaper than the scratch array for a few ties); the new length."""
+    for t in range(nt):
+        if cand[t] == c:
+            cand_w[t] += wt
+            return nt
+    cand[nt] = c
+    cand_w[nt] = wt
+    return nt + 1
+
+
 def _cm_move(indptr, indices, w, unit, k, comm, tot, order, two_m, queue, inq, acc, cand,
              cand_w):  # pragma: no cover - numba
     """Local moving with a queue (Traag et al. 2019's fast local move): every node is
@@ -503,18 +515,7 @@ def _cm_move(indptr, indices, w, unit, k, comm, tot, order, two_m, queue, inq, a
         nt = 0
         if hi - lo <= SMALL_ROW:
             for p in range(lo, hi):
-                c = comm[indices[p]]
-                wt = 1.0 if unit else w[p]
-                found = False
-                for t in range(nt):
-                    if cand[t] == c:
-                        cand_w[t] += wt
-                        found = True
-                        break
-                if not found:
-                    cand[nt] = c
-                    cand_w[nt] = wt
-                    nt += 1
+                nt = _cm_tally(cand, cand_w, nt, comm[indices[p]], 1.0 if unit else w[p])
         else:
             for p in range(lo, hi):
                 c = comm[indices[p]]
@@ -608,18 +609,7 @@ def _cm_refine(indptr, indices, w, unit, k, comm, ctot, order, two_m, acc, cand,
                 j = indices[p]
                 if comm[j] != ci:
                     continue
-                c = sub[j]
-                wt = 1.0 if unit else w[p]
-                found = False
-                for t in range(nt):
-                    if cand[t] == c:
-                        cand_w[t] += wt
-                        found = True
-                        break
-                if not found:
-                    cand[nt] = c
-                    cand_w[nt] = wt
-                    nt += 1
+                nt = _cm_tally(cand, cand_w, nt, sub[j], 1.0 if unit else w[p])
         else:
             for p in range(lo, hi):
                 j = indices[p]
@@ -793,9 +783,14 @@ def _community_kernels() -> dict[str, Any]:
 
                 # compiled with kernels' prefetch intrinsic in place of the plain no-op
                 glob = dict(globals(), _prefetch=kernels.prefetch_intrinsic())
-                fns = {k: numba.njit(cache=True, error_model="numpy")(types.FunctionType(
-                    f.__code__, glob, f.__name__, f.__defaults__, f.__closure__))
-                    for k, f in fns.items()}
+
+                def jit(f: Any, **options: Any) -> Any:
+                    return numba.njit(cache=True, error_model="numpy", **options)(
+                        types.FunctionType(f.__code__, glob, f.__name__, f.__defaults__,
+                                           f.__closure__))
+
+                glob["_cm_tally"] = jit(_cm_tally, inline="always")
+                fns = {k: jit(f) for k, f in fns.items()}
             _COMMUNITY.update(fns)
     return _COMMUNITY
 
