@@ -604,24 +604,21 @@ def filters(targeting: Targeting, engine: Host,
     if wards is not None:
         table = wards if table is None else table & wards
     mask = None if table is None else table[pop.ward]
-    for on, test in ((targeting.adopted is not None,
-                      lambda: engine.adopted == targeting.adopted),
-                     (targeting.attitude_below is not None,
-                      lambda: pop.attitude < targeting.attitude_below),
-                     (targeting.attitude_above is not None,
-                      lambda: pop.attitude > targeting.attitude_above)):
-        if on:
-            if mask is None:
-                mask = test()
-            else:
-                mask &= test()
+    if targeting.adopted is not None:
+        mask = _narrow(mask, engine.adopted == targeting.adopted)
+    if targeting.attitude_below is not None:
+        mask = _narrow(mask, pop.attitude < targeting.attitude_below)
+    if targeting.attitude_above is not None:
+        mask = _narrow(mask, pop.attitude > targeting.attitude_above)
     return mask
 
 
-def eligible(targeting: Targeting, engine: Host) -> np.ndarray:
-    """Mask of residents who pass the targeting filters, on the state before this step."""
-    mask = filters(targeting, engine)
-    return np.ones(engine.population.n, dtype=bool) if mask is None else mask
+def _narrow(mask: np.ndarray | None, test: np.ndarray) -> np.ndarray:
+    """mask & test, in place in mask (a fresh array of filters'), or test alone."""
+    if mask is None:
+        return test
+    mask &= test
+    return mask
 
 
 def nonzero(mask: np.ndarray, dtype: type = np.int64) -> np.ndarray:
