@@ -745,31 +745,8 @@ def test_ward_baseline_adopters_are_each_wards_members_drawn_in_order(wards, sha
 # exactly what the old ones picked: each is checked against the old computation.
 
 
-def _old_top(scores: np.ndarray, tiebreak: np.ndarray, k: int) -> np.ndarray:
-    """The full stable lexsort that select() used before top_k."""
-    return np.lexsort((-tiebreak, -scores))[:k]
-
-
-@settings(max_examples=200, deadline=None)
-@given(
-    values=st.lists(st.one_of(st.integers(-3, 3).map(float), st.floats(allow_nan=True, allow_infinity=True),
-                              st.just(-0.0)), min_size=0, max_size=60),
-    k=st.integers(0, 70), seed=st.integers(0, 2**32 - 1), sparse_ids=st.booleans(),
-)
-def test_top_k_picks_what_the_full_lexsort_picks(values, k, seed, sparse_ids):
-    from nudgesim.nudges import top_k
-    from nudgesim.rng import Streams
-
-    scores = np.array(values, dtype=np.float64)
-    rng = np.random.default_rng(seed)
-    ids = (np.sort(rng.choice(10 * len(scores) + 1, len(scores), replace=False)) if sparse_ids
-           else np.arange(len(scores)))
-    k = min(k, len(ids))
-    streams = Streams(seed)
-    old = _old_top(scores, streams.uniform("s:tiebreak", 0, ids), k)
-    new = top_k(scores, ids, k, streams, "s:tiebreak")
-    assert np.array_equal(np.sort(ids[new]), np.sort(ids[old]))
-    assert np.array_equal(new, old)  # same order too, not only the same set
+# top_k against the full lexsort it replaced, on the whole and the sampled-bound paths:
+# tests/test_contacts.py::test_top_k_on_a_sampled_bound_picks_what_the_full_lexsort_picks
 
 
 def test_top_k_breaks_exact_tiebreak_ties_by_position(monkeypatch):
