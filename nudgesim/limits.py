@@ -223,9 +223,13 @@ def _community_bytes(scenario: Scenario, n: int, tie_ends: int) -> int:
     """The largest community method any nudge targets by (each run computes it once)."""
     from .scores import community_memory
 
-    methods = {nudge.targeting.community_method for nudge in scenario.nudges
-               if nudge.targeting.strategy == "community"}
+    methods = {nudge.targeting.community_method for nudge in _community_nudges(scenario)}
     return max((community_memory(m, n, tie_ends) for m in methods), default=0)
+
+
+def _community_nudges(scenario: Scenario) -> list:
+    """The scenario's nudges that target by community (each needs a partition)."""
+    return [nudge for nudge in scenario.nudges if nudge.targeting.strategy == "community"]
 
 
 def memory_limit(max_memory: str | int | None = None) -> tuple[int, str]:
@@ -257,22 +261,25 @@ def check_memory(
         raise ResourceError(
             f"memory: {scenario.name!r} needs {est.describe()}{each}, more than the "
             f"{format_bytes(limit)} limit ({source}); make the population or network smaller, "
-            f"{_leiden_hint(scenario, est)}or raise the limit with --max-memory (e.g. "
-            f"--max-memory {_suggest(need)})"
+            f"{_leiden_hint(scenario, est, limit // max(1, copies))}or raise the limit "
+            f"with --max-memory (e.g. --max-memory {_suggest(need)})"
         )
     return est
 
 
-def _leiden_hint(scenario: Scenario, est: MemoryEstimate) -> str:
-    """Where igraph's Leiden is what does not fit, the compiled method that would."""
+def _leiden_hint(scenario: Scenario, est: MemoryEstimate, limit: int) -> str:
+    """Where igraph's Leiden is what does not fit (the run would fit `limit` with fast
+    Louvain instead), that advice; else nothing."""
     from .scores import community_memory, community_method
 
-    leiden = [nudge.name for nudge in scenario.nudges
-              if nudge.targeting.strategy == "community"
-              and community_method(nudge.targeting.community_method, est.residents) == "leiden"]
+    leiden = [nudge.name for nudge in _community_nudges(scenario)
+              if community_method(nudge.targeting.community_method, est.residents) == "leiden"]
     if not leiden:
         return ""
     fast = community_memory("fast_louvain", est.residents, est.tie_ends)
+    swapped = MemoryEstimate(dict(est.parts, communities=fast), est.residents, est.tie_ends)
+    if swapped.total > limit:
+        return ""
     return (f"set targeting.community_method = 'fast_louvain' for {', '.join(leiden)} "
             f"(igraph's Leiden copies the graph; fast Louvain needs ~{format_bytes(fast)}), ")
 

@@ -166,6 +166,11 @@ def test_leiden_too_big_for_memory_is_refused_before_the_run(monkeypatch, method
     msg = str(err.value)
     assert "\n" not in msg and msg.startswith("memory: 'c' needs")
     assert "set targeting.community_method = 'fast_louvain' for letters" in msg
+    monkeypatch.setenv(limits.ENV_MAX_MEMORY, "1k")  # fits neither way: no such advice
+    with pytest.raises(ResourceError) as err:
+        simulate(sc)
+    assert "fast_louvain" not in str(err.value)
+    monkeypatch.setenv(limits.ENV_MAX_MEMORY, str(est.total - est.parts["communities"] // 2))
     data["nudges"][0]["targeting"]["community_method"] = FAST
     fast = Scenario.from_dict(data)
     assert limits.estimate_memory(fast).total < est.total - est.parts["communities"] // 2
