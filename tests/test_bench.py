@@ -173,6 +173,18 @@ def test_scale_times_communities_at_any_size_and_names_the_method(method, label)
     assert row["skipped"] == {}
 
 
+def test_scale_records_a_community_method_the_limit_refuses(monkeypatch):
+    """As a run's memory check would refuse it, --scale does not time a community method
+    that cannot fit the limit: the row says so instead of the process running out."""
+    from nudgesim import limits
+    from nudgesim.bench import _memory_status, scale_one
+
+    monkeypatch.setenv(limits.ENV_MAX_MEMORY, str(_memory_status()["VmRSS"] + 10_000))
+    row = scale_one(20_000, 1, scores=("community",), community_method="leiden")
+    assert not any(s["stage"].startswith("score: community") for s in row["stages"])
+    assert row["skipped"]["community"].startswith("(Leiden, igraph) not timed: it needs ~")
+
+
 def test_scale_community_method_is_checked(tmp_path):
     with pytest.raises(UsageError, match="--scale-community-method: 'louvain'; allowed: auto"):
         bench_main(["--scale", "--scale-community-method", "louvain", "--out", str(tmp_path)])
