@@ -63,13 +63,50 @@ def plot_text(text: object) -> str:
 def plot_run(result: RunRecord, path: str | Path) -> Path:
     """Draw `run_figure` and write it as a PNG (atomically: readers never see half a PNG);
     drawn by the helper process when `start_worker` started one, else here."""
+    with start_plot(result) as pending:
+        return pending.write(path)
+
+
+class PendingPlot:
+    """A run's figure being drawn: `start_plot` hands the data to the helper at once, so
+    the helper draws while the caller writes its tables (`Result.save`); `write` then
+    waits for the PNG (or draws here). Leaving the `with` block stops the helper on every
+    path, so none outlives a save that failed half way."""
+
+    def __init__(self, data: dict[str, Any], worker: _Worker | None) -> None:
+        self.data = data
+        self.worker = worker
+
+    def write(self, path: str | Path) -> Path:
+        worker, self.worker = self.worker, None
+        png = worker.receive() if worker is not None else None
+        if png is None:
+            png = figure_png(self.data)
+        path = Path(path)
+        write_atomic(path, png)
+        return path
+
+    def close(self) -> None:
+        if self.worker is not None:
+            self.worker.close()
+            self.worker = None
+
+    def __enter__(self) -> PendingPlot:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def start_plot(result: RunRecord) -> PendingPlot:
+    """Start drawing `run_figure(result)`: sent to the helper process now when one is
+    running (one figure per helper), else drawn by `PendingPlot.write`."""
+    global _WORKER
     data = figure_data(result)
-    png = _WORKER.draw(data) if _WORKER is not None else None
-    if png is None:
-        png = figure_png(data)
-    path = Path(path)
-    write_atomic(path, png)
-    return path
+    worker, _WORKER = _WORKER, None
+    if worker is not None and not worker.send(data):
+        worker = None
+    return PendingPlot(data, worker)
 
 
 def run_figure(result: RunRecord) -> Figure:
@@ -305,11 +342,25 @@ class _Worker:
         draws it): a helper that died, failed or took over WORKER_TIMEOUT seconds. Its stdin
         stays open until the answer is read: the helper ends when it closes."""
         global _WORKER
-        _WORKER = None  # one figure per helper
+        if _WORKER is self:
+            _WORKER = None  # one figure per helper
+        return self.receive() if self.send(data) else None
+
+    def send(self, data: dict[str, Any]) -> bool:
+        """Hand the helper its one figure's data; False (helper stopped) if it is gone."""
+        try:
+            assert self.proc.stdin is not None
+            _send(self.proc.stdin, data)
+        except (OSError, ValueError):
+            self.close()
+            return False
+        return True
+
+    def receive(self) -> bytes | None:
+        """The PNG of the data sent, or None (see draw); the helper is stopped either way."""
         proc = self.proc
         try:
-            assert proc.stdin is not None and proc.stdout is not None
-            _send(proc.stdin, data)
+            assert proc.stdout is not None
             with selectors.DefaultSelector() as sel:
                 sel.register(proc.stdout, selectors.EVENT_READ)
                 if not sel.select(WORKER_TIMEOUT):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+from contextlib import nullcontext
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -239,7 +240,14 @@ class Result:
         (UsageError), never emptied.
         """
         out = Path(out_dir)
-        with replace_folder(out, refuse=not_a_run_folder) as tmp:
+        # the plot first: a drawing helper (plots.start_worker) draws while the tables
+        # are written
+        pending = None
+        if plot:
+            from .plots import start_plot
+
+            pending = start_plot(self)
+        with replace_folder(out, refuse=not_a_run_folder) as tmp, pending or nullcontext():
             write_parquet_atomic(self.timeseries, tmp / "timeseries.parquet")
             write_atomic(tmp / "timeseries.csv", self.timeseries.to_csv(index=False))
             write_parquet_atomic(self.by_ward, tmp / "by_ward.parquet")
@@ -251,10 +259,8 @@ class Result:
             summary = json.dumps(_jsonable(self.summary), indent=2) + "\n"
             write_atomic(tmp / "summary.json", summary)
             write_atomic(tmp / "scenario.toml", self.scenario.to_toml_as_run())
-            if plot:
-                from .plots import plot_run
-
-                plot_run(self, tmp / "adoption.png")
+            if pending is not None:
+                pending.write(tmp / "adoption.png")
                 if getattr(self.scenario, "geography", None) is not None:
                     from .maps import run_map  # geopandas only for a scenario with a map
 

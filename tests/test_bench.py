@@ -147,6 +147,9 @@ def test_scale_measures_a_small_size_and_records_a_refused_one(tmp_path):
                       "result tables"]
     assert all(s["seconds"] >= 0 and s["peak"] > 0 for s in small["stages"])
     assert small["tie_ends"] > 0 and small["peak"] >= small["rss_start"]
+    # the row's peak is the run's: scores timed on their own are left to their stage rows
+    assert small["peak"] == max(s["peak"] for s in small["stages"]
+                                if not s["stage"].startswith("score:"))
     assert big["status"].startswith("refused") and "stages" not in big
     assert big["estimate"] > 10**9
 

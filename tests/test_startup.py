@@ -140,6 +140,41 @@ def test_a_failed_drawing_is_drawn_here(worker, tmp_path, monkeypatch):
     assert plots._WORKER is None
 
 
+def test_save_hands_the_helper_its_figure_before_the_tables(worker, tmp_path, monkeypatch):
+    """Result.save sends the figure's data first, so the helper draws while the tables are
+    written; a save that fails half way still stops the helper (no child outlives it)."""
+    import nudgesim as ns
+    from nudgesim import result as result_mod
+    from nudgesim.scenario import Scenario
+
+    res = ns.simulate(Scenario.from_toml_str(TOWN))
+    monkeypatch.setattr(plots, "_WORKER", worker)
+    sent = []
+    send = plots._Worker.send
+    monkeypatch.setattr(plots._Worker, "send", lambda self, data: sent.append(1) or send(self, data))
+    write = result_mod.write_parquet_atomic
+
+    def tables_after_the_plot(*args, **kwargs):
+        assert sent, "the tables were written before the helper had the figure"
+        return write(*args, **kwargs)
+
+    monkeypatch.setattr(result_mod, "write_parquet_atomic", tables_after_the_plot)
+    res.save(tmp_path / "run")
+    assert (tmp_path / "run" / "adoption.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert worker.proc.returncode is not None
+
+    again = plots._Worker()
+    monkeypatch.setattr(plots, "_WORKER", again)
+
+    def disk_full(*args, **kwargs):
+        raise OSError("no space left on device")
+
+    monkeypatch.setattr(result_mod, "write_parquet_atomic", disk_full)
+    with pytest.raises(OSError):
+        res.save(tmp_path / "again")
+    assert again.proc.returncode is not None and plots._WORKER is None
+
+
 def test_a_slow_helper_is_stopped_and_the_figure_drawn_here(worker, monkeypatch):
     monkeypatch.setattr(plots, "WORKER_TIMEOUT", 0.001)  # the helper is still importing
     assert worker.draw(_data()) is None
