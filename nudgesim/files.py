@@ -24,6 +24,7 @@ import re
 import secrets
 import shutil
 import socket
+import stat
 import sys
 import tempfile
 import unicodedata
@@ -110,12 +111,36 @@ def _temp_beside(path: Path, suffix: str = ".tmp") -> str:
 # ---------------------------------------------------------------------------------------
 
 
+def written_in_place(path: Path) -> bool:
+    """Whether `path` is a device or pipe to write into rather than replace: /dev/null,
+    /dev/stdout, a named pipe. Renaming a finished file onto /dev/null replaces the device
+    with a plain file for every program on the machine (a test that saved a figure to
+    os.devnull did exactly that, run as root). Anything under /dev is written into, so a
+    /dev/stdout that leads to a file is not replaced either. A block device or a socket
+    is refused: nothing nudgesim writes belongs there."""
+    try:
+        mode = path.stat().st_mode
+    except OSError:
+        mode = None
+    if mode is not None and (stat.S_ISCHR(mode) or stat.S_ISFIFO(mode)):
+        return True
+    if mode is not None and not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
+        raise UsageError(f"{path}: a block device or socket, not a file; allowed: a file's "
+                         "path, or a character device or pipe such as /dev/null")
+    return Path(os.path.abspath(path)).parts[:2] == ("/", "dev")
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | Path, suffix: str = ".tmp") -> Iterator[str]:
     """A temporary file's name beside `path` for a writer that wants a path (Parquet,
     savefig, a ParquetWriter fed in row groups): renamed onto `path`, with the user's
-    mode and flushed to disk, when the block ends; removed if it raises."""
+    mode and flushed to disk, when the block ends; removed if it raises. A device or
+    pipe (written_in_place) is handed over as itself: it cannot be replaced atomically,
+    and must not be replaced at all."""
     path = Path(path)
+    if written_in_place(path):
+        yield str(path)
+        return
     tmp = _temp_beside(path, suffix)
     try:
         yield tmp

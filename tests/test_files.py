@@ -156,6 +156,48 @@ def test_write_atomic_replaces_and_leaves_nothing_behind(tmp_path):
     assert os.listdir(tmp_path / "x") == ["a.txt"]
 
 
+def test_a_pipe_is_written_into_not_replaced(tmp_path):
+    """A named pipe (like /dev/null or /dev/stdout) is written into: replacing it with a
+    finished file would destroy it for every other program (a figure saved to os.devnull
+    as root once turned /dev/null into a plain file)."""
+    import stat
+
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    got = []
+    reader = threading.Thread(target=lambda: got.append(fifo.read_bytes()), daemon=True)
+    reader.start()
+    files.write_atomic(fifo, b"a figure")
+    reader.join(10)
+    assert got == [b"a figure"] and stat.S_ISFIFO(fifo.lstat().st_mode)
+    assert os.listdir(tmp_path) == ["pipe"]  # no temporary beside it
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="making a device node needs root")
+def test_a_null_device_stays_a_device(tmp_path):
+    import stat
+
+    null = tmp_path / "null"
+    os.mknod(null, 0o666 | stat.S_IFCHR, os.makedev(1, 3))  # the kernel's /dev/null
+    files.write_atomic(null, "discarded")
+    with files.atomic_path(null) as where:
+        pd.DataFrame({"a": [1]}).to_parquet(where)
+    assert stat.S_ISCHR(null.lstat().st_mode) and null.stat().st_rdev == os.makedev(1, 3)
+    assert stat.S_ISCHR(os.stat(os.devnull).st_mode)
+
+
+def test_a_socket_is_refused_not_replaced(tmp_path):
+    import socket
+    import stat
+
+    where = tmp_path / "s"
+    with socket.socket(socket.AF_UNIX) as sock:
+        sock.bind(str(where))
+        with pytest.raises(UsageError, match="block device or socket, not a file"):
+            files.write_atomic(where, "x")
+        assert stat.S_ISSOCK(where.lstat().st_mode)
+
+
 # -- one run per folder --------------------------------------------------------------------
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import stat
 import subprocess
 import sys
 from pathlib import Path
@@ -138,6 +139,7 @@ def test_user_text_is_not_mathtext():
                         title="cost $5")
     assert {t.get_text() for t in map_axes(fig)[0].texts} == {r"\$x^2\$", "B"}
     maps.save_map(fig, Path(os.devnull))  # renders: a `$` would have started mathtext
+    assert stat.S_ISCHR(os.stat(os.devnull).st_mode)  # written into, never replaced
 
 
 def test_plan_panels_compare_the_best_option_with_no_campaign():

@@ -345,8 +345,11 @@ def test_shipped_priors_match_a_refit_from_the_shipped_emulator():
     assert set(again.fitted) == set(lib.fitted)
     for key, p in lib.fitted.items():
         q = again.fitted[key]
+        # rtol 1e-6, not bit for bit: the fit ends at least_squares' own tolerance (xtol
+        # 1e-8), and numpy's exp and log differ in their last bits between CPUs (AVX-512
+        # against AVX2), which moved a refit by 1.3e-9 on an AMD EPYC (measured)
         assert np.allclose([p.loc, p.scale, p.low, p.high], [q.loc, q.scale, q.low, q.high],
-                           rtol=1e-9, atol=1e-12), key
+                           rtol=1e-6, atol=1e-12), key
 
 
 def test_shipped_emulator_matches_a_live_emulation():
