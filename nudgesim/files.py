@@ -115,9 +115,10 @@ def written_in_place(path: Path) -> bool:
     """Whether `path` is a device or pipe to write into rather than replace: /dev/null,
     /dev/stdout, a named pipe. Renaming a finished file onto /dev/null replaces the device
     with a plain file for every program on the machine (a test that saved a figure to
-    os.devnull did exactly that, run as root). Anything under /dev is written into, so a
-    /dev/stdout that leads to a file is not replaced either. A block device or a socket
-    is refused: nothing nudgesim writes belongs there."""
+    os.devnull did exactly that, run as root). A link under /dev (/dev/stdout leading to
+    a file) is written through, not replaced; plain files under /dev/shm are written
+    atomically as anywhere else. A block device or a socket is refused: nothing nudgesim
+    writes belongs there."""
     try:
         mode = path.stat().st_mode
     except OSError:
@@ -127,7 +128,7 @@ def written_in_place(path: Path) -> bool:
     if mode is not None and not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
         raise UsageError(f"{path}: a block device or socket, not a file; allowed: a file's "
                          "path, or a character device or pipe such as /dev/null")
-    return Path(os.path.abspath(path)).parts[:2] == ("/", "dev")
+    return path.is_symlink() and Path(os.path.abspath(path)).parts[:2] == ("/", "dev")
 
 
 @contextlib.contextmanager

@@ -241,13 +241,13 @@ class Result:
         """
         out = Path(out_dir)
         # the plot first: a drawing helper (plots.start_worker) draws while the tables
-        # are written
+        # are written; entered first, so a refused or failed save still stops the helper
         pending = None
         if plot:
             from .plots import start_plot
 
             pending = start_plot(self)
-        with replace_folder(out, refuse=not_a_run_folder) as tmp, pending or nullcontext():
+        with pending or nullcontext(), replace_folder(out, refuse=not_a_run_folder) as tmp:
             write_parquet_atomic(self.timeseries, tmp / "timeseries.parquet")
             write_atomic(tmp / "timeseries.csv", self.timeseries.to_csv(index=False))
             write_parquet_atomic(self.by_ward, tmp / "by_ward.parquet")

@@ -145,6 +145,7 @@ def test_save_hands_the_helper_its_figure_before_the_tables(worker, tmp_path, mo
     written; a save that fails half way still stops the helper (no child outlives it)."""
     import nudgesim as ns
     from nudgesim import result as result_mod
+    from nudgesim.errors import UsageError
     from nudgesim.scenario import Scenario
 
     res = ns.simulate(Scenario.from_toml_str(TOWN))
@@ -173,6 +174,14 @@ def test_save_hands_the_helper_its_figure_before_the_tables(worker, tmp_path, mo
     with pytest.raises(OSError):
         res.save(tmp_path / "again")
     assert again.proc.returncode is not None and plots._WORKER is None
+
+    refused = plots._Worker()  # a folder save refuses before anything is written
+    monkeypatch.setattr(plots, "_WORKER", refused)
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "thesis.tex").write_text("a user's file")
+    with pytest.raises(UsageError):
+        res.save(tmp_path / "mine")
+    assert refused.proc.returncode is not None and plots._WORKER is None
 
 
 def test_a_slow_helper_is_stopped_and_the_figure_drawn_here(worker, monkeypatch):
