@@ -140,7 +140,8 @@ def test_a_failed_drawing_is_drawn_here(worker, tmp_path, monkeypatch):
     assert plots._WORKER is None
 
 
-def test_save_hands_the_helper_its_figure_before_the_tables(worker, tmp_path, monkeypatch):
+def test_save_hands_the_helper_its_figure_before_the_tables(worker, tmp_path, monkeypatch,
+                                                             request):
     """Result.save sends the figure's data first, so the helper draws while the tables are
     written; a save that fails half way still stops the helper (no child outlives it)."""
     import nudgesim as ns
@@ -165,6 +166,7 @@ def test_save_hands_the_helper_its_figure_before_the_tables(worker, tmp_path, mo
     assert worker.proc.returncode is not None
 
     again = plots._Worker()
+    request.addfinalizer(again.close)  # should the save not stop it
     monkeypatch.setattr(plots, "_WORKER", again)
 
     def disk_full(*args, **kwargs):
@@ -176,6 +178,7 @@ def test_save_hands_the_helper_its_figure_before_the_tables(worker, tmp_path, mo
     assert again.proc.returncode is not None and plots._WORKER is None
 
     refused = plots._Worker()  # a folder save refuses before anything is written
+    request.addfinalizer(refused.close)
     monkeypatch.setattr(plots, "_WORKER", refused)
     (tmp_path / "mine").mkdir()
     (tmp_path / "mine" / "thesis.tex").write_text("a user's file")
