@@ -337,15 +337,6 @@ class _Worker:
         )
         atexit.register(self.close)
 
-    def draw(self, data: dict[str, Any]) -> bytes | None:
-        """The PNG of `data` drawn by the helper, or None if it could not (then the caller
-        draws it): a helper that died, failed or took over WORKER_TIMEOUT seconds. Its stdin
-        stays open until the answer is read: the helper ends when it closes."""
-        global _WORKER
-        if _WORKER is self:
-            _WORKER = None  # one figure per helper
-        return self.receive() if self.send(data) else None
-
     def send(self, data: dict[str, Any]) -> bool:
         """Hand the helper its one figure's data; False (helper stopped) if it is gone."""
         try:
@@ -357,7 +348,10 @@ class _Worker:
         return True
 
     def receive(self) -> bytes | None:
-        """The PNG of the data sent, or None (see draw); the helper is stopped either way."""
+        """The PNG of the data sent, or None if the helper could not draw it (then the
+        caller draws it): a helper that died, failed or took over WORKER_TIMEOUT seconds.
+        Its stdin stays open until the answer is read (the helper ends when it closes);
+        the helper is stopped either way."""
         proc = self.proc
         try:
             assert proc.stdout is not None

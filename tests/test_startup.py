@@ -114,6 +114,12 @@ def _data() -> dict:
     }
 
 
+def _drawn(worker, data):
+    """The helper's PNG of `data`, as start_plot and PendingPlot.write get it (None: it
+    failed, timed out or was gone)."""
+    return worker.receive() if worker.send(data) else None
+
+
 @pytest.fixture
 def worker():
     w = plots._Worker()
@@ -123,12 +129,12 @@ def worker():
 
 
 def test_the_helpers_png_is_this_processs_png(worker):
-    assert worker.draw(_data()) == plots.figure_png(_data())
+    assert _drawn(worker, _data()) == plots.figure_png(_data())
     assert worker.proc.returncode is not None  # one figure, then it is reaped
 
 
 def test_a_failed_drawing_is_drawn_here(worker, tmp_path, monkeypatch):
-    assert worker.draw({"windows": []}) is None  # a KeyError in the helper, reported
+    assert _drawn(worker, {"windows": []}) is None  # a KeyError in the helper, reported
     assert worker.proc.returncode is not None
     dead = plots._Worker()
     dead.proc.kill()
@@ -189,7 +195,7 @@ def test_save_hands_the_helper_its_figure_before_the_tables(worker, tmp_path, mo
 
 def test_a_slow_helper_is_stopped_and_the_figure_drawn_here(worker, monkeypatch):
     monkeypatch.setattr(plots, "WORKER_TIMEOUT", 0.001)  # the helper is still importing
-    assert worker.draw(_data()) is None
+    assert _drawn(worker, _data()) is None
     assert worker.proc.returncode is not None
 
 
