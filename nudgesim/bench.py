@@ -414,6 +414,18 @@ def time_sweep(runs: int) -> dict[str, Any]:
 # --------------------------------------------------------------------------- reporting
 
 
+def python_loop_seconds(n: int = 2_000_000) -> float:
+    """Seconds a fixed pure-Python loop (adding n integers) took: how fast this host ran
+    the interpreter when the benchmark ended. A shared host's speed swings (the same
+    `nudgesim run` took 1.5 s one day and 2.3-2.9 s the next on the same AMD EPYC), so
+    absolute times such as `--first-run`'s compare across runs only next to this figure."""
+    t0 = time.perf_counter()
+    total = 0
+    for i in range(n):
+        total += i
+    return round(time.perf_counter() - t0, 3)
+
+
 def machine() -> dict[str, Any]:
     """What the numbers were measured on."""
     import scipy
@@ -436,6 +448,7 @@ def machine() -> dict[str, Any]:
     except OSError:
         pass
     info["vector_width"] = vector_width()
+    info["python_loop_seconds"] = python_loop_seconds()
     cpus = kernels.affinity()
     quota = kernels.cgroup_quota()
     info["cpus_usable"] = (f"{len(cpus)} (affinity)"
@@ -772,7 +785,10 @@ def first_run(scenario: str, repeats: int = 3, compile_time: bool = True) -> dic
         _, _, imports = _run_command([sys.executable, "-X", "importtime", *cmd[1:]], env)
         cli_import, _, cli_imports = _run_command(
             [sys.executable, "-X", "importtime", "-c", "import nudgesim.cli"], env)
-        numba_loaded = "| numba\n" in imports or imports.rstrip().endswith("| numba")
+        def loaded(module: str) -> bool:  # an import line of -X importtime, at any depth
+            return any(line.startswith("import time:") and line.rsplit("|", 1)[-1].strip()
+                       == module for line in imports.splitlines())
+
         result: dict[str, Any] = {
             "scenario": scenario, "command": " ".join(["nudgesim", *cmd[3:5]]),
             "cold_seconds": cold, "warm_seconds": warm,
@@ -780,7 +796,8 @@ def first_run(scenario: str, repeats: int = 3, compile_time: bool = True) -> dic
             "imports_top": importtime_top(imports),
             "import_total_ms": sum(r["cumulative_ms"] for r in importtime_top(imports, 10**6)),
             "cli_import_ms": sum(r["cumulative_ms"] for r in importtime_top(cli_imports, 10**6)),
-            "numba_imported": numba_loaded,
+            "numba_imported": loaded("numba"),
+            "pandas_imported": loaded("pandas"),
         }
         if compile_time:
             shutil.rmtree(cache, ignore_errors=True)
@@ -807,7 +824,8 @@ def first_run_markdown(r: dict[str, Any], info: dict, command: str) -> str:
         lines.append(f"| compiling the kernels on an empty cache (kernels.warm_up) | "
                      f"{r['compile_seconds']:.1f} |")
     lines += ["", f"The command's own output: `{r['first_line']}`", "",
-              f"numba imported by the command: {r['numba_imported']}. "
+              f"numba imported by the command: {r['numba_imported']}; "
+              f"pandas: {r['pandas_imported']}. "
               f"`import nudgesim.cli`: {r['cli_import_ms']:.0f} ms.", "",
               "## Imports of the command (python -X importtime, top level, cumulative)", "",
               "| module | cumulative ms | self ms |", "|---|---:|---:|"]

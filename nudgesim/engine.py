@@ -11,7 +11,6 @@ from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pandas as pd
 
 from . import kernels, rules
 from .nudges import AmbassadorsNudge, Effects, Nudge, StampBook, StepLog, make_nudge
@@ -363,23 +362,23 @@ class Engine:
     def result(self) -> Result:
         """The run so far as tables: the step log, adopters by ward and step, and each
         nudge's window and contact steps."""
-        n = self.n
-        ts = pd.DataFrame(self.log)
-        ts.insert(2, "adoption_rate", ts["adopters"] / max(n, 1))
-        ts["cost"] = ts["cost_step"].cumsum()
-        ts["impact"] = ts["impact_step"].cumsum()
+        log = {name: np.asarray(values) for name, values in self.log.items()}
+        steps = len(log["step"])
+        ts = {"step": log["step"], "adopters": log["adopters"],
+              "adoption_rate": log["adopters"] / max(self.n, 1)}
+        ts |= {name: log[name] for name in Result.LOG_COLUMNS[2:]}
+        ts["cost"] = np.cumsum(log["cost_step"])
+        ts["impact"] = np.cumsum(log["impact_step"])
         pop = self.population
         counts = np.vstack(self.ward_log)  # steps+1 x wards
         sizes = pop.ward_sizes()
-        by_ward = pd.DataFrame(
-            {
-                "step": np.repeat(ts["step"].to_numpy(), pop.n_wards),
-                "ward": np.tile(np.array(pop.ward_names, dtype=object), len(ts)),
-                "residents": np.tile(sizes, len(ts)),
-                "adopters": counts.ravel().astype(np.int64),
-            }
-        )
-        by_ward["adoption_rate"] = by_ward["adopters"] / by_ward["residents"].clip(lower=1)
+        by_ward = {
+            "step": np.repeat(log["step"], pop.n_wards),
+            "ward": np.tile(np.array(pop.ward_names, dtype=object), steps),
+            "residents": np.tile(sizes, steps),
+            "adopters": counts.ravel().astype(np.int64),
+        }
+        by_ward["adoption_rate"] = by_ward["adopters"] / np.maximum(by_ward["residents"], 1)
         windows = [
             {
                 "name": nd.name,
@@ -392,8 +391,8 @@ class Engine:
         ]
         return Result(
             scenario=self.scenario,
-            timeseries=ts,
-            by_ward=by_ward,
+            timeseries_columns=ts,
+            by_ward_columns=by_ward,
             adopted=self.adopted.copy(),
             ids=pop.ids,
             nudge_windows=windows,

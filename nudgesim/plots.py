@@ -36,7 +36,6 @@ from .files import write_atomic
 
 if TYPE_CHECKING:
     import numpy as np
-    import pandas as pd
     from matplotlib.figure import Figure
 
     from .scenario import Scenario
@@ -48,8 +47,8 @@ class RunRecord(Protocol):
     """What `plot_run` reads from a run (a `Result` has it): plots need no Result class."""
 
     scenario: Scenario
-    timeseries: pd.DataFrame
-    by_ward: pd.DataFrame
+    timeseries_columns: dict[str, np.ndarray]
+    by_ward_columns: dict[str, np.ndarray]
     adopted: np.ndarray
     nudge_windows: list[dict[str, Any]]
 
@@ -126,10 +125,17 @@ def figure_data(result: RunRecord) -> dict[str, Any]:
     no Result, so another process can draw it from a pickle. The ward range is the min and
     max adoption rate across wards at each step; `twin_*` are None without the no-campaign
     twin (`counterfactual_*` columns of a run from simulate(counterfactual=True))."""
-    ts, wards, sc = result.timeseries, result.by_ward, result.scenario
-    spread = wards.groupby("step")["adoption_rate"].agg(["min", "max"])
+    import numpy as np
+
+    ts, wards, sc = result.timeseries_columns, result.by_ward_columns, result.scenario
+    steps, at = np.unique(wards["step"], return_inverse=True)
+    low = np.full(len(steps), np.inf)
+    high = np.full(len(steps), -np.inf)
+    np.minimum.at(low, at, wards["adoption_rate"])
+    np.maximum.at(high, at, wards["adoption_rate"])
     twin = "counterfactual_rate" in ts
-    peak = float(spread["max"].max())
+    n_steps = len(ts["step"]) - 1
+    peak = float(high.max())
     if twin:
         peak = max(peak, float(ts["counterfactual_rate"].max()))
     return {
@@ -138,18 +144,15 @@ def figure_data(result: RunRecord) -> dict[str, Any]:
              "contacts": list(w["contacts"])}
             for w in result.nudge_windows
         ],
-        "step": ts["step"].to_numpy(),
-        "rate": ts["adoption_rate"].to_numpy(),
-        "cost": ts["cost"].to_numpy(),
-        "impact": ts["impact"].to_numpy(),
-        "twin_rate": ts["counterfactual_rate"].to_numpy() if twin else None,
-        "twin_impact": ts["counterfactual_impact"].to_numpy() if twin else None,
-        "ward_range": (
-            (spread.index.to_numpy(), spread["min"].to_numpy(), spread["max"].to_numpy())
-            if wards["ward"].nunique() > 1 else None
-        ),
+        "step": np.asarray(ts["step"]),
+        "rate": np.asarray(ts["adoption_rate"]),
+        "cost": np.asarray(ts["cost"]),
+        "impact": np.asarray(ts["impact"]),
+        "twin_rate": np.asarray(ts["counterfactual_rate"]) if twin else None,
+        "twin_impact": np.asarray(ts["counterfactual_impact"]) if twin else None,
+        "ward_range": (steps, low, high) if len(set(wards["ward"])) > 1 else None,
         "peak": peak,
-        "title": plot_text(f"{sc.name}: {len(result.adopted):,} residents over {len(ts) - 1} "
+        "title": plot_text(f"{sc.name}: {len(result.adopted):,} residents over {n_steps} "
                            f"{sc.step_unit}s (seed {sc.seed}); dashed = a nudge starts"),
         "xlabel": plot_text(f"step ({sc.step_unit})"),
         "impact_label": plot_text(f"cumulative impact\n({sc.impact.unit})"),

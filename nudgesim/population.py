@@ -8,10 +8,9 @@ from __future__ import annotations
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pandas as pd
 
 from .rng import Streams
 from .scenario import (
@@ -26,6 +25,10 @@ from .scenario import (
     ward_table_columns,
     with_mean,
 )
+
+if TYPE_CHECKING:
+    import pandas as pd
+
 
 TRAITS = tuple(TRAIT_RANGES)  # attitude, habit, cost, susceptibility, threshold
 
@@ -129,6 +132,8 @@ def _ward_from_labels(labels: pd.Series | list, names: list[str], where: str) ->
 
 def _read_csv(csv_path: Any) -> pd.DataFrame:
     """The residents table, refused when unreadable, oddly shaped or with duplicate ids."""
+    import pandas as pd  # only for a residents CSV: a scenario's own residents need none
+
     try:
         table = pd.read_csv(csv_path)
     except FileNotFoundError:

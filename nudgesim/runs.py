@@ -178,16 +178,17 @@ def summary(scenario: Scenario, options: Mapping[str, Any]) -> dict[str, Any]:
             out.pop(key, None)
     if options.get("measure") is not None:
         out.update(options["measure"](res))
-    steps = {c: res.timeseries[c].tolist() for c in options.get("per_step", ())}
+    ts = res.timeseries_columns  # columns, not DataFrames: a sweep's runs need no pandas
+    steps = {c: ts[c].tolist() for c in options.get("per_step", ())}
     if steps:
-        steps["step"] = res.timeseries["step"].tolist()
+        steps["step"] = ts["step"].tolist()
     value: dict[str, Any] = {"summary": out, "steps": steps}
     if options.get("wards"):
-        ts = res.timeseries
-        last = res.by_ward[res.by_ward["step"] == ts["step"].iloc[-1]]
-        value["curve"] = ts["adoption_rate"].to_numpy()
-        value["wards"] = [str(w) for w in last["ward"]]
-        value["ward_rates"] = last["adoption_rate"].to_numpy()
+        wards = res.by_ward_columns
+        last = wards["step"] == ts["step"][-1]
+        value["curve"] = ts["adoption_rate"].copy()
+        value["wards"] = [str(w) for w in wards["ward"][last]]
+        value["ward_rates"] = wards["adoption_rate"][last]
     return value
 
 

@@ -42,8 +42,8 @@ def test_first_run_times_the_whole_command_on_an_empty_cache(tmp_path):
     out = tmp_path / "bench"
     assert bench_main(["--first-run", "--quick", "--scenario", str(town), "--out", str(out)]) == 0
     text = (out / "first_run.md").read_text()
-    assert "| first, empty kernel cache |" in text and "numba imported by the command: False" in text
-    assert "nudgesim.cli" in text and "vector_width" in text
+    assert "| first, empty kernel cache |" in text and "numba imported by the command: False; pandas: False" in text
+    assert "nudgesim.cli" in text and "vector_width" in text and "python_loop_seconds" in text
     data = json.loads((out / "first_run.json").read_text())["first_run"]
     assert data["cold_seconds"] > 0 and len(data["warm_seconds"]) == 1
     with pytest.raises(UsageError, match="--scenario"):

@@ -13,6 +13,7 @@ import threading
 import time
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 from hypothesis import given, settings
@@ -533,3 +534,43 @@ def test_a_failed_swap_keeps_the_old_run(tmp_path, two_runs, monkeypatch):
     monkeypatch.setattr(os, "rename", real)
     check_run(out, 1, plot=True)
     assert temporaries(tmp_path, "r") == []
+
+
+# -- tables as numpy columns (Result keeps its tables so: no pandas on `nudgesim run`) ------
+
+
+def test_columns_are_written_as_pandas_writes_the_same_frame(tmp_path):
+    """csv_text is byte for byte pandas' to_csv(index=False), and the Parquet of the
+    columns reads back as the same frame, for every kind of value a run's tables hold
+    and a few they might (a comma, a quote, a line break, NaN, tiny and huge floats)."""
+    columns = {
+        "step": np.arange(6, dtype=np.int64),
+        "rate": np.array([0.0, 0.1 + 0.2, 1e-05, 123456789.125, np.nan, 1 / 3]),
+        "ward": np.array(["Abbey", "St Anne's", 'say "hi"', "a,b", "two\nlines", "é"],
+                         dtype=object),
+        "flag": np.array([True, False, True, True, False, False]),
+        "big": np.array([0, -1, 2**53, 7, 8, 9], dtype=np.int64),
+    }
+    frame = pd.DataFrame(columns)
+    assert files.csv_text(columns) == frame.to_csv(index=False)
+    files.write_csv_atomic(columns, tmp_path / "t.csv")
+    assert (tmp_path / "t.csv").read_text() == frame.to_csv(index=False)
+    files.write_parquet_atomic(columns, tmp_path / "t.parquet")
+    pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "t.parquet"), frame)
+
+
+def test_a_runs_tables_are_its_columns_and_come_back_from_frames(two_runs):
+    """Result.timeseries/by_ward are the columns as DataFrames; a Result made from those
+    frames (Result.from_frames) has the same columns, summary and region table."""
+    from nudgesim.result import Result
+
+    res = two_runs[0]
+    ts = res.timeseries
+    assert list(ts.columns) == list(res.timeseries_columns)
+    for name, column in res.timeseries_columns.items():
+        assert np.array_equal(ts[name].to_numpy(), column)
+    again = Result.from_frames(res.scenario, res.timeseries, res.by_ward, adopted=res.adopted,
+                               n_ties=res.n_ties)
+    assert again.summary == res.summary
+    for name, column in res.by_ward_columns.items():
+        assert np.array_equal(again.by_ward_columns[name], column)

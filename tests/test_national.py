@@ -127,10 +127,9 @@ def _result(n: int, wards: int = 30, twin: bool = True, seed: int = 1) -> Result
                             "residents": sizes, "adopters": 0, "adoption_rate": 0.0})
     twin_result = None
     if twin:
-        twin_result = Result(scenario=sc, timeseries=ts, by_ward=by_ward,
-                             adopted=rng.random(n) < 0.2)
-    return Result(scenario=sc, timeseries=ts, by_ward=by_ward, adopted=rng.random(n) < 0.3,
-                  counterfactual=twin_result)
+        twin_result = Result.from_frames(sc, ts, by_ward, adopted=rng.random(n) < 0.2)
+    return Result.from_frames(sc, ts, by_ward, adopted=rng.random(n) < 0.3,
+                              counterfactual=twin_result)
 
 
 @pytest.mark.parametrize(("n", "row_group"), [(1000, 1000), (1000, 64), (997, 100), (5, 1)])

@@ -420,7 +420,7 @@ def _national_folder(folder: Path, wards: int = 3_000, regions: int = 10) -> Pat
         counterfactual_impact=0.0)
     ts["adoption_rate"] = ts["adopters"] / n
     ts["counterfactual_rate"] = ts["counterfactual_adopters"] / n
-    res = Result(scenario=sc, timeseries=ts, by_ward=by_ward, adopted=np.zeros(n, bool))
+    res = Result.from_frames(sc, ts, by_ward, adopted=np.zeros(n, bool))
     return res.save(folder, plot=False)
 
 

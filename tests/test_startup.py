@@ -53,13 +53,16 @@ def test_the_public_names_still_resolve(tmp_path):
     _modules_after(code, tmp_path)
 
 
-def test_a_small_run_with_its_plot_needs_neither_numba_nor_pyplot(tmp_path):
+def test_a_small_run_with_its_plot_needs_neither_numba_nor_pyplot_nor_pandas(tmp_path):
+    """The run's tables stay numpy columns (Result.timeseries_columns) and go to disk by
+    pyarrow and a CSV writer of our own: pandas' import (~0.3 s) is never paid."""
     (tmp_path / "town.toml").write_text(TOWN)
     code = ("from nudgesim.cli import main\n"
             "assert main(['run', 'town.toml', '--out', 'out']) == 0\n")
     loaded = _modules_after(code, tmp_path, **{plots.WORKER_ENV: "0"})
     assert (tmp_path / "out" / "adoption.png").stat().st_size > 1000
     assert "numba" not in loaded and "matplotlib.pyplot" not in loaded
+    assert "pandas" not in loaded and "pyarrow.parquet" in loaded
     assert "matplotlib.figure" in loaded  # drawn here: the helper was switched off
 
 
