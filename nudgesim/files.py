@@ -174,7 +174,7 @@ def write_parquet_atomic(table: Any, path: str | Path) -> None:
 
 def arrow_column(values: Any) -> Any:
     """A numpy column (numbers, bools, or strings in an object array) as an Arrow array,
-    made from its buffers. Why not `pyarrow.array`: it imports pandas (~0.3 s) to ask
+    made from its buffers. Why not `pyarrow.array`: it imports pandas (~0.5 s) to ask
     whether the values are pandas objects, and `nudgesim run` otherwise needs no pandas.
     Anything else (None among strings, other objects) goes through `pyarrow.array`."""
     import numpy as np

@@ -55,7 +55,7 @@ def test_the_public_names_still_resolve(tmp_path):
 
 def test_a_small_run_with_its_plot_needs_neither_numba_nor_pyplot_nor_pandas(tmp_path):
     """The run's tables stay numpy columns (Result.timeseries_columns) and go to disk by
-    pyarrow and a CSV writer of our own: pandas' import (~0.3 s) is never paid."""
+    pyarrow and a CSV writer of our own: pandas' import (0.49-0.67 s measured) is not paid."""
     (tmp_path / "town.toml").write_text(TOWN)
     code = ("from nudgesim.cli import main\n"
             "assert main(['run', 'town.toml', '--out', 'out']) == 0\n")
