@@ -186,7 +186,7 @@ def arrow_column(values: Any) -> Any:
         bits = np.packbits(values, bitorder="little")
         return pa.Array.from_buffers(pa.bool_(), n, [None, pa.py_buffer(bits)])
     if values.dtype.kind in "iuf":
-        data = np.ascontiguousarray(values)
+        data = np.ascontiguousarray(values, dtype=values.dtype.newbyteorder("="))
         return pa.Array.from_buffers(pa.from_numpy_dtype(data.dtype), n,
                                      [None, pa.py_buffer(data)])
     if values.dtype == object and all(type(v) is str for v in values):

@@ -557,6 +557,10 @@ def test_columns_are_written_as_pandas_writes_the_same_frame(tmp_path):
     assert (tmp_path / "t.csv").read_text() == frame.to_csv(index=False)
     files.write_parquet_atomic(columns, tmp_path / "t.parquet")
     pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "t.parquet"), frame)
+    # built from buffers: other byte orders, empty columns and None still come out right
+    assert files.arrow_column(np.array([1, -2], dtype=">i8")).to_pylist() == [1, -2]
+    assert files.arrow_column(np.array([], dtype=object)).to_pylist() == []
+    assert files.arrow_column(np.array(["a", None], dtype=object)).to_pylist() == ["a", None]
 
 
 def test_a_runs_tables_are_its_columns_and_come_back_from_frames(two_runs):
