@@ -565,7 +565,7 @@ def test_columns_are_written_as_pandas_writes_the_same_frame(tmp_path):
 
 def test_a_runs_tables_are_its_columns_and_come_back_from_frames(two_runs):
     """Result.timeseries/by_ward are the columns as DataFrames; a Result made from those
-    frames (Result.from_frames) has the same columns, summary and region table."""
+    frames (Result.from_frames) has the same columns and summary."""
     from nudgesim.result import Result
 
     res = two_runs[0]
