@@ -201,22 +201,26 @@ class Result:
         size = len(steps) * len(order)
         wards = np.bincount(cell, minlength=size)
         present = np.flatnonzero(wards)  # the (step, region) pairs that have wards
-        out: Columns = {
+
+        def summed(name: str) -> np.ndarray:  # by_ward's column summed per (step, region)
+            values = np.asarray(bw[name])
+            total = np.bincount(cell, weights=values, minlength=size)[present]
+            return total.astype(values.dtype) if values.dtype.kind in "iu" else total
+
+        residents, adopters = summed("residents"), summed("adopters")
+        people = np.maximum(residents, 1)
+        table: Columns = {
             "step": steps[present // len(order)],
             "region": np.array(order, dtype=object)[present % len(order)],
             "wards": wards[present].astype(np.int64),
+            "residents": residents,
+            "adopters": adopters,
+            "adoption_rate": adopters / people,
         }
-        for name in ("residents", "adopters", "counterfactual_adopters"):
-            if name in bw:
-                values = np.asarray(bw[name])
-                total = np.bincount(cell, weights=values, minlength=size)[present]
-                out[name] = total.astype(values.dtype) if values.dtype.kind in "iu" else total
-        people = np.maximum(out["residents"], 1)
-        table = {k: out[k] for k in ("step", "region", "wards", "residents", "adopters")}
-        table["adoption_rate"] = out["adopters"] / people
-        if "counterfactual_adopters" in out:
-            table["counterfactual_adopters"] = out["counterfactual_adopters"]
-            table["counterfactual_rate"] = out["counterfactual_adopters"] / people
+        if "counterfactual_adopters" in bw:
+            twin = summed("counterfactual_adopters")
+            table["counterfactual_adopters"] = twin
+            table["counterfactual_rate"] = twin / people
         return table
 
     @property
