@@ -379,16 +379,7 @@ class Engine:
             "adopters": counts.ravel().astype(np.int64),
         }
         by_ward["adoption_rate"] = by_ward["adopters"] / np.maximum(by_ward["residents"], 1)
-        windows = [
-            {
-                "name": nd.name,
-                "kind": nd.spec.kind,
-                "start": nd.start,
-                "stop": min(nd.stop, self.steps + 1),
-                "contacts": sorted(nd.contact_at),
-            }
-            for nd in self.nudges
-        ]
+        windows = [nd.spec.window(self.steps) for nd in self.nudges]
         return Result(
             scenario=self.scenario,
             timeseries_columns=ts,

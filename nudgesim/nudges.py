@@ -420,6 +420,13 @@ class NudgeBase(Spec):
     def name(self) -> str:
         return self.label or self.kind
 
+    def window(self, steps: int) -> dict[str, Any]:
+        """This nudge's row in a run's record (Result.nudge_windows) and figure: name, kind,
+        its active steps [start, stop) cut to the run, and its contact steps. A function of
+        the scenario alone, so the figure's rows can be drawn before the run ends."""
+        return {"name": self.name, "kind": self.kind, "start": self.start,
+                "stop": min(self.stop(steps), steps + 1), "contacts": self.contact_steps(steps)}
+
 
 class NormFeedback(NudgeBase):
     """Show residents their ward's (or the borough's) adoption rate.

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 from nudgesim import plots
-from nudgesim.cli import _draws_run_figure
+from nudgesim.cli import UNUSED_NUMPY, _draws_run_figure
 
 HEAVY = ("numba", "networkx", "scipy.sparse", "matplotlib", "pandas", "mesa")
 # what `import nudgesim.cli` must not load either: the command line starts the drawing
@@ -136,6 +136,77 @@ def test_the_helpers_png_is_this_processs_png(worker):
     assert worker.proc.returncode is not None  # one figure, then it is reaped
 
 
+def test_a_layout_sent_ahead_gives_the_same_png(worker):
+    """The helper draws the layout while the run simulates (and once more if it has time);
+    finishing on it gives the PNG a drawing from scratch gives."""
+    data = _data()
+    assert worker.send(plots.layout_of(data), plots.LAYOUT)
+    assert _drawn(worker, data) == plots.figure_png(data)
+
+
+def test_a_layout_that_does_not_match_the_data_is_drawn_again(worker):
+    data = _data()
+    other = {**plots.layout_of(data), "windows": data["windows"][:1]}
+    assert worker.send(other, plots.LAYOUT)
+    assert _drawn(worker, data) == plots.figure_png(data)
+
+
+def test_finishing_a_started_figure_is_drawing_it_whole():
+    """In this process, the ways the helper can take: finished on the bare layout, or on
+    one drawn first (panel by panel as `_warm_up` does, or whole), which loads the fonts,
+    makes the ticks and measures the labels before the results come.
+    Drawing here keeps matplotlib's property docs (the helper alone skips them)."""
+    import queue
+
+    import matplotlib.artist
+    from matplotlib.lines import Line2D
+
+    data = _data()
+    whole = plots.figure_png(data)
+    assert plots.figure_png(data, plots.start_figure(plots.layout_of(data))) == whole
+    started = plots.start_figure(plots.layout_of(data))
+    plots._warm_up(started, queue.SimpleQueue())  # no data yet: every panel drawn once
+    assert plots.figure_png(data, started) == whole
+    started = plots.start_figure(plots.layout_of(data))
+    started.fig.canvas.draw()
+    assert plots.figure_png(data, started) == whole
+    assert "linewidth" in matplotlib.artist.kwdoc(Line2D)
+
+
+@pytest.mark.parametrize("twin", [True, False])
+@pytest.mark.parametrize("name", ["BOROUGH", "SMALL_TOWN"])
+def test_the_layout_known_before_the_run_is_the_runs(name, twin):
+    """figure_layout(scenario) is what the finished run's figure_data lays out, so the
+    helper's head start is used (a mismatch would only cost the time)."""
+    import nudgesim as ns
+    from nudgesim import scenarios
+
+    sc = ns.Scenario.from_toml(scenarios.path(getattr(scenarios, name))).replace(steps=30)
+    res = ns.simulate(sc, counterfactual=twin)
+    assert plots.figure_layout(sc, twin) == plots.layout_of(plots.figure_data(res))
+
+
+def test_the_run_command_sends_the_layout_before_it_simulates(tmp_path, monkeypatch):
+    from nudgesim import engine
+    from nudgesim.cli import main
+
+    calls = []
+    monkeypatch.setattr(plots, "send_layout", lambda sc, twin: calls.append(("layout", twin)))
+    simulate = engine.simulate
+    monkeypatch.setattr(engine, "simulate",
+                        lambda *a, **k: calls.append(("simulate", k["counterfactual"])) or
+                        simulate(*a, **k))
+    (tmp_path / "town.toml").write_text(TOWN)
+    monkeypatch.setenv(plots.WORKER_ENV, "0")
+    assert main(["run", str(tmp_path / "town.toml"), "--out", str(tmp_path / "a")]) == 0
+    assert main(["run", str(tmp_path / "town.toml"), "--out", str(tmp_path / "b"),
+                 "--no-counterfactual"]) == 0
+    assert main(["run", str(tmp_path / "town.toml"), "--out", str(tmp_path / "c"),
+                 "--no-plot"]) == 0
+    assert calls == [("layout", True), ("simulate", True), ("layout", False),
+                     ("simulate", False), ("simulate", True)]
+
+
 def test_a_failed_drawing_is_drawn_here(worker, tmp_path, monkeypatch):
     assert _drawn(worker, {"windows": []}) is None  # a KeyError in the helper, reported
     assert worker.proc.returncode is not None
@@ -247,6 +318,28 @@ def test_the_process_command_freezes_its_imports_and_a_call_from_python_does_not
     _modules_after(code, tmp_path)
     for out in "abc":
         assert (tmp_path / out / "summary.json").read_bytes() == (tmp_path / "a" / "summary.json").read_bytes()
+
+
+def test_the_process_command_defers_numpys_unused_subpackages_and_they_still_work(tmp_path):
+    """`nudgesim run` as the whole process leaves numpy.f2py, numpy.testing and
+    numpy.polynomial unrun (lazy modules), though scipy.sparse's `from numpy import *`
+    names them; on first use they load and work. main([...]) from Python defers nothing."""
+    (tmp_path / "town.toml").write_text(TOWN)
+    kinds = "print('KINDS', *(type(sys.modules[n]).__name__ for n in UNUSED_NUMPY))\n"
+    start = "import sys\nfrom nudgesim.cli import main, UNUSED_NUMPY\n"
+    command = (start + "sys.argv = ['nudgesim', 'run', 'town.toml', '--no-plot', '--out', 'a']\n"
+               "assert main() == 0\n" + kinds + "import numpy as np\n"
+               "np.testing.assert_array_equal(np.polynomial.Polynomial([1, 2])([2]), [5.0])\n"
+               "assert callable(np.f2py.run_main)\n" + kinds)
+    called = start + "assert main(['run', 'town.toml', '--no-plot', '--out', 'b']) == 0\n" + kinds
+    lines = [[line.split()[1:] for line in subprocess.run(
+        [sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, check=True,
+    ).stdout.splitlines() if line.startswith("KINDS")] for code in (command, called)]
+    n = len(UNUSED_NUMPY)
+    assert lines[0] == [["_LazyModule"] * n, ["module"] * n]  # then used: loaded in full
+    assert lines[1] == [["module"] * n]  # from Python: as scipy left them
+    assert (tmp_path / "a" / "summary.json").read_bytes() == (
+        tmp_path / "b" / "summary.json").read_bytes()
 
 
 # -- no helper outlives its command ---------------------------------------------------------

@@ -22,6 +22,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     out = Path(args.out) if args.out else files.output_dir(sc.name)
     check_run_folder(out)  # a file, a foreign folder or the working folder: say so before a run
     twin = not args.no_counterfactual
+    if not args.no_plot:
+        from ..plots import send_layout
+
+        send_layout(sc, twin)  # the drawing helper lays out the figure meanwhile
     t0 = time.perf_counter()
     res = simulate(sc, counterfactual=twin)
     elapsed = time.perf_counter() - t0
