@@ -363,12 +363,12 @@ def _skip_property_docs() -> None:
     Nothing drawn depends on them. Measured: importing matplotlib took 0.66 s instead of
     0.96 s (medians of 10, alternating). Only in the helper, which draws one figure and
     exits; with a matplotlib that lacks these hooks, nothing is changed."""
-    import matplotlib.artist as artist
+    import matplotlib.artist as mpl_artist
 
-    if callable(getattr(artist, "kwdoc", None)) and hasattr(
-            artist.Artist, "_update_set_signature_and_docstring"):
-        artist.kwdoc = lambda artist: ""
-        artist.Artist._update_set_signature_and_docstring = classmethod(lambda cls: None)
+    if callable(getattr(mpl_artist, "kwdoc", None)) and hasattr(
+            mpl_artist.Artist, "_update_set_signature_and_docstring"):
+        mpl_artist.kwdoc = lambda artist: ""
+        mpl_artist.Artist._update_set_signature_and_docstring = classmethod(lambda cls: None)
 
 
 def _warm_up(started: StartedFigure, inbox: queue.SimpleQueue[Any]) -> None:
@@ -378,7 +378,11 @@ def _warm_up(started: StartedFigure, inbox: queue.SimpleQueue[Any]) -> None:
     one panel at most; the whole figure at once took 0.2-0.3 s and often made it wait.
     Measured on the borough: after the data, 0.41-0.59 s instead of 0.54-0.70 s with
     no warm-up (6 runs each, alternating); the PNG is the same, byte for byte."""
-    renderer = started.fig.canvas.get_renderer()
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    canvas = started.fig.canvas
+    assert isinstance(canvas, FigureCanvasAgg)  # start_figure's own canvas
+    renderer = canvas.get_renderer()
     for ax in (started.top, started.mid, started.bottom, started.right):
         if not inbox.empty():
             return
@@ -391,7 +395,9 @@ def serve() -> None:
     A closed pipe (the run failed, was stopped or finished without a plot) ends it at once.
 
     A layout sent ahead of the data (`send_layout`) is built while the run simulates
-    (`start_figure`, then `_warm_up`), so less is left to do when the data comes."""
+    (`start_figure`, then `_warm_up`), so less is left to do when the data comes. On a
+    machine with one free CPU the warm-up (0.2-0.3 s of CPU in all) competes with the run;
+    with fewer than two CPUs no helper is started at all."""
     inbox: queue.SimpleQueue[tuple[bytes, bytes]] = queue.SimpleQueue()
     threading.Thread(target=_watch_parent, args=(sys.stdin.buffer, inbox), daemon=True).start()
     _die_with_parent()
