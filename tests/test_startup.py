@@ -220,6 +220,22 @@ def test_a_failed_drawing_is_drawn_here(worker, tmp_path, monkeypatch):
     assert plots._WORKER is None
 
 
+def test_a_helper_that_dies_after_the_layout_leaves_the_drawing_here(tmp_path, monkeypatch,
+                                                                    request):
+    helper = plots._Worker()
+    request.addfinalizer(helper.close)
+    monkeypatch.setattr(plots, "_WORKER", helper)
+    monkeypatch.setattr(plots, "figure_layout", lambda sc, twin: plots.layout_of(_data()))
+    plots.send_layout(None, True)  # type: ignore[arg-type]
+    helper.proc.kill()
+    helper.proc.wait()
+    plots.send_layout(None, True)  # type: ignore[arg-type]  # a dead helper: no error
+    monkeypatch.setattr(plots, "figure_data", lambda result: _data())
+    path = plots.plot_run(None, tmp_path / "a.png")  # type: ignore[arg-type]
+    assert path.read_bytes() == plots.figure_png(_data())
+    assert plots._WORKER is None
+
+
 def test_save_hands_the_helper_its_figure_before_the_tables(worker, tmp_path, monkeypatch,
                                                              request):
     """Result.save sends the figure's data first, so the helper draws while the tables are
