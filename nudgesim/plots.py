@@ -375,7 +375,7 @@ def _warm_up(started: StartedFigure, inbox: queue.SimpleQueue[Any]) -> None:
     """Draw the started figure's panels, one at a time, for as long as no data has come:
     that loads the fonts, makes the ticks and measures the fixed labels, which the final
     drawing reuses. One panel takes 0.03-0.09 s, so data that comes meanwhile waits for
-    one panel at most; the whole figure at once took 0.2-0.3 s and often made it wait.
+    one panel at most; the whole figure at once took 0.2-0.45 s and often made it wait.
     Measured on the borough: after the data, 0.41-0.59 s instead of 0.54-0.70 s with
     no warm-up (6 runs each, alternating); the PNG is the same, byte for byte."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg

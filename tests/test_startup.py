@@ -137,8 +137,8 @@ def test_the_helpers_png_is_this_processs_png(worker):
 
 
 def test_a_layout_sent_ahead_gives_the_same_png(worker):
-    """The helper draws the layout while the run simulates (and once more if it has time);
-    finishing on it gives the PNG a drawing from scratch gives."""
+    """The helper builds the layout while the run simulates (and draws its panels while it
+    waits); finishing on it gives the PNG a drawing from scratch gives."""
     data = _data()
     assert worker.send(plots.layout_of(data), plots.LAYOUT)
     assert _drawn(worker, data) == plots.figure_png(data)
