@@ -145,9 +145,13 @@ def figure_layout(scenario: Scenario, twin: bool) -> dict[str, Any]:
     return {
         "windows": _window_rows(nd.window(scenario.steps) for nd in scenario.nudges),
         "twin": twin,
-        "xlabel": plot_text(f"step ({scenario.step_unit})"),
-        "impact_label": plot_text(f"cumulative impact\n({scenario.impact.unit})"),
+        **_axis_labels(scenario),
     }
+
+
+def _axis_labels(scenario: Scenario) -> dict[str, str]:
+    return {"xlabel": plot_text(f"step ({scenario.step_unit})"),
+            "impact_label": plot_text(f"cumulative impact\n({scenario.impact.unit})")}
 
 
 def layout_of(data: dict[str, Any]) -> dict[str, Any]:
@@ -191,8 +195,7 @@ def figure_data(result: RunRecord) -> dict[str, Any]:
         "peak": peak,
         "title": plot_text(f"{sc.name}: {len(result.adopted):,} residents over {n_steps} "
                            f"{sc.step_unit}s (seed {sc.seed}); dashed = a nudge starts"),
-        "xlabel": plot_text(f"step ({sc.step_unit})"),
-        "impact_label": plot_text(f"cumulative impact\n({sc.impact.unit})"),
+        **_axis_labels(sc),
     }
 
 
@@ -331,7 +334,7 @@ def _watch_parent(stdin: Any, inbox: queue.SimpleQueue[tuple[bytes, bytes]]) -> 
                 break
         while stdin.read(1 << 16):  # the parent sends nothing more: this waits for EOF
             pass
-    except (OSError, ValueError, EOFError, struct.error):
+    except (OSError, ValueError, EOFError):
         pass
     os._exit(0)
 
