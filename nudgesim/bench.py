@@ -28,6 +28,7 @@ import numpy as np
 from . import kernels
 from .engine import Engine
 from .files import write_atomic
+from .network import RowProduct
 from .scenario import Scenario
 
 CONTENDERS = ("engine", "ties", "numpy", "agents", "mesa", "scipy", "floor")
@@ -98,10 +99,14 @@ def state_bytes(engine: Engine) -> tuple[int, int]:
     """(bytes held per resident, bytes held per tie end) by the engine's state arrays."""
     net = engine.network
     ties, nodes = [net.indices, net.weights], [net.indptr]
-    a = engine.__dict__.get("adjacency")  # a scipy matrix exists only if a numpy path made one
-    if a is not None:
-        ties += [a.indices, a.data]
-        nodes.append(a.indptr)
+    for name in ("adjacency", "product"):  # what a numpy path made: a scipy matrix or a
+        a = engine.__dict__.get(name)      # RowProduct (network.RowProduct)
+        if isinstance(a, RowProduct):
+            ties += [a.cols, a.weights]
+            nodes.append(a.order)
+        elif a is not None:
+            ties += [a.indices, a.data]
+            nodes.append(a.indptr)
     tie_arrays = {id(x if x.base is None else x.base): x.nbytes for x in ties if x is not None}
     node_net = {id(x if x.base is None else x.base): x.nbytes for x in nodes}
     objs = [engine, engine.population, engine.stamp_book, engine.backend.effects, *engine.nudges]

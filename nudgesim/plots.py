@@ -32,12 +32,13 @@ import subprocess
 import sys
 import threading
 from collections.abc import Iterable
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
-from .files import write_atomic
-
+# no pathlib and no .files here (~25 ms): `nudgesim run` starts the helper as soon as this
+# module is imported, and the helper imports it too, so its imports delay both
 if TYPE_CHECKING:
+    from pathlib import Path
+
     import numpy as np
     from matplotlib.axes import Axes
     from matplotlib.figure import Figure
@@ -85,6 +86,10 @@ class PendingPlot:
         png = worker.receive() if worker is not None else None
         if png is None:
             png = figure_png(self.data)
+        from pathlib import Path
+
+        from .files import write_atomic
+
         path = Path(path)
         write_atomic(path, png)
         return path
@@ -132,8 +137,14 @@ def figure_png(data: dict[str, Any], started: StartedFigure | None = None) -> by
         fig = finish_figure(started, data)
     else:
         fig = draw_figure(data)
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    canvas = fig.canvas
+    assert isinstance(canvas, FigureCanvasAgg)  # start_figure's own canvas
     png = io.BytesIO()
-    fig.savefig(png, format="png", dpi=DPI)
+    # the canvas's own writer, not fig.savefig: the same bytes (tested), without
+    # savefig's own work around the drawing (0.05-0.1 s, measured)
+    canvas.print_png(png)
     return png.getvalue()
 
 
@@ -443,10 +454,10 @@ class _Worker:
     tests find it)."""
 
     def __init__(self) -> None:
-        package = Path(__file__).resolve().parent  # this copy of nudgesim, not another
+        package = os.path.dirname(os.path.realpath(__file__))  # this copy of nudgesim
         # no garbage collection in the helper: it imports, draws one figure and exits, and
         # the collector's passes over matplotlib's ~10^5 new objects would only cost time
-        code = _BOOT.format(init=str(package / "__init__.py"), pkg=str(package))
+        code = _BOOT.format(init=os.path.join(package, "__init__.py"), pkg=package)
         self.proc = subprocess.Popen(
             [sys.executable, "-P", "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
             stderr=subprocess.DEVNULL, close_fds=True,

@@ -357,6 +357,10 @@ def run_job(job: Job, shared: Mapping[str, Bundle] | None = None) -> dict[str, A
     Returns {run_id, status ("ok" or "error"), error (one line), error_type,
     error_message, traceback, value (the measure's result, None on error), elapsed_s}.
     """
+    # a process that runs jobs runs many: scipy's faster products repay their import
+    # (see Engine.product), and its elapsed_s should not hold the import either
+    import scipy.sparse  # noqa: F401
+
     t0 = time.perf_counter()
     try:
         value = job.measure(job.build(shared), job.options)

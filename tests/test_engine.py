@@ -3,6 +3,8 @@ checks on large graphs with stated tolerances, and hypothesis properties."""
 
 from __future__ import annotations
 
+import sys
+
 import networkx as nx
 import numpy as np
 import pytest
@@ -11,9 +13,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import nudgesim as ns
+from nudgesim import engine as engine_mod
 from nudgesim import kernels, rules
 from nudgesim import network as netmod
 from nudgesim.engine import Engine
+from nudgesim.network import RowProduct
 from nudgesim.nudges import Effects
 
 # Coefficients of +-BIG log-odds make hazards 0 or 1 to machine precision, so runs are exact.
@@ -809,3 +813,47 @@ def test_in_ward_ties_are_the_old_coo_filter(seed, wards, weighted):
         assert np.array_equal(getattr(new, part), getattr(old, part)), part
     x = rng.uniform(size=60)
     assert np.array_equal(new @ x, old @ x)
+    within = eng.network.within(ward)  # what the product without scipy is made from
+    assert np.array_equal(within.indptr, old.indptr)
+    assert np.array_equal(within.indices, old.indices)
+    assert np.array_equal(within.tie_weights(), old.data) and (within.weights is None) == (not weighted)
+    assert (RowProduct.of(within) @ x).tobytes() == (old @ x).tobytes()
+
+
+def test_a_small_graph_is_multiplied_without_scipy_and_gives_scipys_results(monkeypatch):
+    """The numpy path's product: `RowProduct` on a small graph while scipy.sparse is not
+    loaded (it then stays unloaded, in-ward ties included), scipy's matrix once it is, or
+    when the graph has many ties or a hub; the run's results are the same bits every way."""
+    import scipy.sparse as sp
+
+    sc = scenario(steps=8, seed=3, initial_adopters=0.2, rule={"kind": "logistic"},
+                  population={"size": 400, "wards": 4},
+                  network={"kind": "ward_clustered", "mean_degree_in": 6.0,
+                           "mean_degree_out": 1.5, "weights": {"dist": "uniform", "low": 0.2, "high": 1.0}},
+                  nudges=[{"kind": "community_partnership", "wards": ["W01", "W02"], "start": 2,
+                           "reach": 0.5}, {"kind": "norm_feedback", "start": 3}])
+    monkeypatch.setattr(kernels, "ENABLED", False)  # the numpy path
+    runs = {}
+    with monkeypatch.context() as m:
+        m.delitem(sys.modules, "scipy.sparse")
+        eng = Engine(sc)
+        runs["row"] = eng.run()
+        assert isinstance(eng.product, RowProduct) and isinstance(eng.in_ward, RowProduct)
+        assert "scipy.sparse" not in sys.modules
+    eng = Engine(sc)
+    runs["scipy"] = eng.run()
+    assert isinstance(eng.product, sp.csr_array) and isinstance(eng.in_ward, sp.csr_array)
+    for limit in ("SMALL_TIE_ENDS", "MAX_ROW_TIES"):  # too many ties, or a hub
+        with monkeypatch.context() as m:
+            m.delitem(sys.modules, "scipy.sparse")
+            m.setattr(engine_mod, limit, 2)
+            eng = Engine(sc)
+            runs[limit] = eng.run()
+            assert isinstance(eng.product, sp.csr_array)
+    columns = {k: (r.timeseries_columns, r.by_ward_columns) for k, r in runs.items()}
+    for key in ("scipy", "SMALL_TIE_ENDS", "MAX_ROW_TIES"):
+        for part, other in zip(columns["row"], columns[key]):
+            for name, values in part.items():
+                a, b = np.asarray(values), np.asarray(other[name])
+                same = a.tobytes() == b.tobytes() if a.dtype.kind in "biuf" else np.array_equal(a, b)
+                assert same and a.dtype == b.dtype, (key, name)

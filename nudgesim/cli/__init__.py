@@ -197,6 +197,16 @@ def _defer_unused_numpy() -> None:
         setattr(numpy, name.rpartition(".")[2], module)
 
 
+def _skip_pydantic_plugins() -> None:
+    """Run this command without pydantic plugins unless PYDANTIC_DISABLE_PLUGINS is set
+    (set it empty to keep them): before building its first model, pydantic otherwise
+    imports importlib.metadata and reads the entry points of every installed package to
+    find plugins, which nudgesim's models never use. Measured: `import nudgesim.scenario`
+    0.06-0.08 s faster (medians of 12, alternating). Only when the command is the whole
+    process (main(argv=None)); its child processes inherit the setting."""
+    os.environ.setdefault("PYDANTIC_DISABLE_PLUGINS", "__all__")
+
+
 @contextmanager
 def _imports_uncollected(own_process: bool):
     """The garbage collector paused while a command's libraries are imported and, when the
@@ -272,6 +282,8 @@ def main(argv: list[str] | None = None) -> int:
 
                 if plots.start_worker():
                     stop_helper = plots.stop_worker
+            if own_process:
+                _skip_pydantic_plugins()
             with _imports_uncollected(own_process):
                 from .. import limits
                 from ..spec import ScenarioWarning
