@@ -547,8 +547,6 @@ def test_read_network_file_errors_name_the_line(tmp_path):
 
 FLOATS = st.one_of(st.floats(allow_nan=True, allow_infinity=True, width=64),
                    st.sampled_from([0.0, -0.0, 1.0, 0.1, 1e300, -1e-300]))
-
-
 WEIGHTS = st.one_of(st.floats(0.0, 1e300), st.sampled_from([0.0, 1.0, 0.1, 3.0]))  # what a network holds
 
 

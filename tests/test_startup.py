@@ -175,8 +175,8 @@ def test_finishing_a_started_figure_is_drawing_it_whole():
 
 
 def test_the_png_is_what_savefig_writes():
-    """figure_png writes with the canvas's print_png, skipping savefig's dpi and colour
-    swaps: the same bytes as `fig.savefig(..., dpi=DPI)`."""
+    """figure_png writes with the canvas's print_png, skipping savefig's own work around
+    the drawing: the same bytes as `fig.savefig(..., dpi=DPI)`."""
     import io
 
     data = _data()
