@@ -393,7 +393,7 @@ class Engine:
             timeseries_columns=ts,
             by_ward_columns=by_ward,
             adopted=self.adopted.copy(),
-            ids=pop.ids,
+            node_ids=pop.ids,
             nudge_windows=windows,
             n_ties=self.network.n_ties,
             ward=pop.ward,  # not a copy: residents.parquet reads it only when asked

@@ -31,6 +31,8 @@ from .files import (
 __all__ = ["Columns", "Result", "save_figure", "write_atomic", "write_parquet_atomic"]
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
     import pandas as pd
 
     from .scenario import Scenario
@@ -122,7 +124,9 @@ class Result:
     timeseries_columns: Columns
     by_ward_columns: Columns
     adopted: np.ndarray
-    ids: list[Any] | None = None
+    #: the residents' ids in the user's graph or residents CSV, in resident order; None
+    #: when the scenario made the residents (their ids are then 0..n-1: see `ids`)
+    node_ids: list[Any] | None = None
     nudge_windows: list[dict[str, Any]] = field(default_factory=list)
     n_ties: int = 0
     #: the same scenario run with no nudges on the same world and seed (engine.simulate
@@ -139,6 +143,19 @@ class Result:
         """A Result from tables already made as DataFrames (the columns are taken from them)."""
         return cls(scenario=scenario, timeseries_columns=frame_columns(timeseries),
                    by_ward_columns=frame_columns(by_ward), **fields)
+
+    @property
+    def ids(self) -> Sequence[Any]:
+        """Every resident's id, in the order of `adopted`: the graph's nodes or the residents
+        CSV's ids when the run read them (`node_ids`), else 0..n-1 as a `range`, which
+        costs nothing at national scale (a list of 25 million ints would take ~1 GB)."""
+        return self.node_ids if self.node_ids is not None else range(len(self.adopted))
+
+    @ids.setter
+    def ids(self, ids: Sequence[Any]) -> None:
+        if len(ids) != len(self.adopted):
+            raise ValueError(f"ids: {len(ids)} ids for {len(self.adopted)} residents")
+        self.node_ids = list(ids)
 
     @cached_property
     def timeseries(self) -> pd.DataFrame:
@@ -353,7 +370,7 @@ class Result:
         n = len(self.adopted)
         ward = self.ward
         if ward is None:
-            if self.ids is not None:  # residents from a graph or a CSV with ids
+            if self.node_ids is not None:  # residents from a graph or a CSV with ids
                 raise UsageError("residents.parquet: this run's residents came from a file, and "
                                  "its Result does not carry their wards (Result.ward); "
                                  "allowed: a scenario whose wards place the residents")
@@ -369,7 +386,7 @@ class Result:
             code = {r: i for i, r in enumerate(order)}
             region_of = np.array([code[r] for r in regions], dtype=np.int32)
             region_names = pa.array(order, pa.string())
-        ids = self.ids
+        ids = self.node_ids
         id_type = (pa.int64() if ids is None or all(isinstance(v, (int, np.integer))
                                                   for v in ids) else pa.string())
         twin = self.counterfactual.adopted if self.counterfactual is not None else None

@@ -420,6 +420,24 @@ def test_graph_nodes_are_residents_in_order():
     assert res.ids == ["c", "a", "b"] and res.adopted.tolist() == [True, True, True]
 
 
+def test_ids_are_always_the_residents_ids():
+    """Without a graph or residents CSV the residents are 0..n-1, and `res.ids` says so
+    (it was None); the twin has the same ids; a graph's nodes stay its ids; ids set by
+    hand must name every resident."""
+    sc = scenario(population={"size": 50, "wards": 2}, initial_adopters=[3, 49])
+    res = ns.simulate(sc, counterfactual=True)
+    assert res.ids == range(50) and res.node_ids is None
+    assert list(res.ids[:3]) == [0, 1, 2] and res.counterfactual.ids == range(50)
+    start = Engine(sc).adopted  # the scenario's initial adopters are named by these ids
+    assert np.flatnonzero(start).tolist() == [res.ids.index(3), res.ids.index(49)] == [3, 49]
+    g = nx.Graph([("c", "a"), ("a", "b")])
+    assert ns.simulate(scenario(), graph=g).ids == ["c", "a", "b"]
+    with pytest.raises(ValueError, match=r"^ids: 2 ids for 50 residents$"):
+        res.ids = ["x", "y"]
+    res.ids = [f"r{i}" for i in range(50)]
+    assert res.node_ids[49] == "r49" and res.ids[0] == "r0"
+
+
 def test_node_attributes_override_traits():
     g = nx.path_graph(3)
     nx.set_node_attributes(g, {0: "North", 1: "North", 2: "South"}, "ward")
