@@ -454,26 +454,31 @@ def _row_totals(indptr, indices, f8, den):
         den[i] = d
 
 @njit(cache=True, error_model="numpy")
-def _norms_from_counts(lo, m, cnt, cnt_in, ward, starts, ward_boost, flags, norm):
-    """Perceived norms (before messages) of residents lo..lo+m-1 from Counts."""
-    # the (n, 2) counts as one flat run of pairs: a compile-time stride of 2 that LLVM
-    # vectorises (through the 2-D view's run-time strides it did not: 0.72 -> 0.18 ms
-    # for this loop at 10^6 residents)
-    flat = cnt.reshape(cnt.shape[0] * 2)[2 * lo:2 * (lo + m)]
-    if (flags & HAS_TIE_BOOST) != 0:
-        flat_in = cnt_in.reshape(cnt_in.shape[0] * 2)[2 * lo:2 * (lo + m)]
+def _norms_from_counts(lo, m, cnt, ward, starts, ward_boost, flags, norm):
+    """Perceived norms (before messages) of residents lo..lo+m-1 from Counts.cnt."""
+    # the counts as one flat run of rows: a compile-time stride (2, or 4 with in-ward
+    # counts) that LLVM vectorises (through the 2-D view's run-time strides it did not:
+    # 0.72 -> 0.18 ms for this loop at 10^6 residents)
+    w = cnt.shape[1]
+    flat = cnt.reshape(cnt.shape[0] * w)[w * lo:w * (lo + m)]
+    if (flags & HAS_TIE_BOOST) != 0:  # then w == 4: Counts(inward=True)
         wb = ward[lo:lo + m]
         if _one_ward(starts, lo, lo + m):  # the usual block: one boost, no lookups
             tb = ward_boost[wb[0]]
             for j in range(m):
-                num = np.float64(flat[2 * j]) + tb * np.float64(flat_in[2 * j])
-                den = np.float64(flat[2 * j + 1]) + tb * np.float64(flat_in[2 * j + 1])
+                num = np.float64(flat[4 * j]) + tb * np.float64(flat[4 * j + 2])
+                den = np.float64(flat[4 * j + 1]) + tb * np.float64(flat[4 * j + 3])
                 norm[j] = num / den if den > 0 else 0.0
             return
         for j in range(m):
             tb = ward_boost[wb[j]]
-            num = np.float64(flat[2 * j]) + tb * np.float64(flat_in[2 * j])
-            den = np.float64(flat[2 * j + 1]) + tb * np.float64(flat_in[2 * j + 1])
+            num = np.float64(flat[4 * j]) + tb * np.float64(flat[4 * j + 2])
+            den = np.float64(flat[4 * j + 1]) + tb * np.float64(flat[4 * j + 3])
+            norm[j] = num / den if den > 0 else 0.0
+    elif w == 4:
+        for j in range(m):
+            num = np.float64(flat[4 * j])
+            den = np.float64(flat[4 * j + 1])
             norm[j] = num / den if den > 0 else 0.0
     else:
         for j in range(m):
@@ -541,6 +546,22 @@ def _one_ward(starts, lo, hi):
     holds for all but a few blocks, found without reading the block's wards."""
     k = np.searchsorted(starts, lo, side="right")
     return k == starts.shape[0] or starts[k] >= hi
+
+@njit(inline="always", cache=True, error_model="numpy")
+def _block_size(lo, hi, starts):
+    """Residents in the block from lo (at most BLOCK, not past hi). A block that one ward
+    boundary would cut in two ends at the boundary instead, so that each block of a
+    population in contiguous wards lies in one ward and takes _one_ward's fast paths
+    (the ward-by-ward loops read each resident's ward and ran ~4x slower per resident:
+    at 8,000-household wards a quarter of the blocks). A block with several boundaries
+    (wards smaller than a block, or wards not contiguous) is left whole: cutting it
+    would give tiny blocks. Decisions do not depend on the blocks."""
+    m = min(BLOCK, hi - lo)
+    k = np.searchsorted(starts, lo, side="right")
+    if k < starts.shape[0] and starts[k] < lo + m:
+        if k + 1 == starts.shape[0] or starts[k + 1] >= lo + m:
+            m = starts[k] - lo
+    return m
 
 @njit(inline="always", cache=True, error_model="numpy")
 def _single_stamp(sb, m):
@@ -712,7 +733,7 @@ def _decide_block(lo, m, expo, ward, starts, adopted, stamps, t, trow, tchan, tt
     return near
 
 @njit(parallel=True, cache=True, error_model="numpy")
-def _decide(by_counts, cnt, cnt_in, indptr, indices, weights, unit, adopted, newly, ward,
+def _decide(by_counts, cnt, indptr, indices, weights, unit, adopted, newly, ward,
             starts, ward_boost, infl, tie_x, stamps, t, trow, tchan, ttab, mrow, mtab, mshown, minj, rule,
             params, attitude, habit, cost, threshold, susc, direct, locked, flags, skey,
             band, adopt_out, lapse_out, chunks, update, ever, logistic, gain, keep, n_wards,
@@ -747,11 +768,11 @@ def _decide(by_counts, cnt, cnt_in, indptr, indices, weights, unit, adopted, new
         cum = np.empty(0 if by_counts else TIE_SCRATCH, dtype=np.int32)
         k = 0
         hi = min(n, (c + 1) * size)
-        for lo in range(c * size, hi, BLOCK):
-            m = min(BLOCK, hi - lo)
+        lo = c * size
+        while lo < hi:
+            m = _block_size(lo, hi, starts)
             if by_counts:
-                _norms_from_counts(lo, m, cnt, cnt_in, ward, starts, ward_boost, flags,
-                                   norm)
+                _norms_from_counts(lo, m, cnt, ward, starts, ward_boost, flags, norm)
             else:
                 _norms_from_graph(lo, m, indptr, indices, weights, unit, adopted, newly,
                                   ward, ward_boost, infl, flags, rule == 3, tie_x, cum,
@@ -763,6 +784,7 @@ def _decide(by_counts, cnt, cnt_in, indptr, indices, weights, unit, adopted, new
             if update:
                 _apply_block(lo, lo + m, adopted, adopt_out, lapse_out, ever, habit,
                              logistic, gain, keep, ward, starts, now_out, part[c], counts[c])
+            lo += m
         near[c] = k
     total, by_ward = _tally(counts, part)
     return near, total, by_ward
@@ -797,8 +819,8 @@ def _norm_kernel(indptr, indices, weights, unit, adopted, ward, ward_boost, infl
 
 # ---- the maintained counts -------------------------------------------------------
 @njit(parallel=True, cache=True, error_model="numpy")
-def _recount(indptr, indices, ward, a, f, has_f, inward, cnt, cnt_in, a_seen, f_seen,
-             starts, runs):
+def _recount(indptr, indices, ward, a, f, has_f, inward, cnt, a_seen, f_seen, starts,
+             runs):
     """Every resident's counts from scratch, a pull over its own ties (no races). A
     neighbour's adoption and influence are requested AHEAD ties before they are read,
     and in-ward ties are told by ward runs where every ward is one (see _push)."""
@@ -829,8 +851,8 @@ def _recount(indptr, indices, ward, a, f, has_f, inward, cnt, cnt_in, a_seen, f_
         cnt[i, 0] = c
         cnt[i, 1] = d
         if inward:
-            cnt_in[i, 0] = ci
-            cnt_in[i, 1] = di
+            cnt[i, 2] = ci
+            cnt[i, 3] = di
         a_seen[i] = a[i]
         f_seen[i] = f[i] if has_f else np.int8(1)
 
@@ -898,12 +920,12 @@ def _ward_run(j, starts, n):
     return lo, hi
 
 @njit(inline="always", cache=True, error_model="numpy")
-def _add(i, dx, df, same, cnt, cnt_in):
+def _add(i, dx, df, same, cnt):
     cnt[i, 0] += dx
     cnt[i, 1] += df
     if same:
-        cnt_in[i, 0] += dx
-        cnt_in[i, 1] += df
+        cnt[i, 2] += dx
+        cnt[i, 3] += df
 
 @njit(inline="always", cache=True, error_model="numpy")
 def _same_ward(i, k, runs, bounds, ward, ids):
@@ -922,7 +944,7 @@ AHEAD = 16
 
 @njit(cache=True, error_model="numpy")
 def _push_in(k0, k1, lo, hi, ids, diff, bounds, runs, indptr, indices, ward, inward, cnt,
-             cnt_in, far):
+             far):
     """Push the changes ids[k0:k1] (residents of lo..hi-1) to their neighbours in the
     same range; the others go to far as (neighbour, k). Returns how many went there.
 
@@ -930,8 +952,8 @@ def _push_in(k0, k1, lo, hi, ids, diff, bounds, runs, indptr, indices, ward, inw
     counts are cache misses; they are requested AHEAD, AHEAD/2 and AHEAD/4 residents
     before use (_prefetch), so the misses overlap."""
     m = 0
-    flat = cnt.reshape(cnt.shape[0] * 2)
-    flat_in = cnt_in.reshape(cnt_in.shape[0] * 2)
+    w = cnt.shape[1]
+    flat = cnt.reshape(cnt.shape[0] * w)
     for k in range(k0, k1):
         if k + AHEAD < k1:
             _prefetch(indptr, ids[k + AHEAD])
@@ -941,17 +963,14 @@ def _push_in(k0, k1, lo, hi, ids, diff, bounds, runs, indptr, indices, ward, inw
             jn = ids[k + AHEAD // 4]
             for jj in range(indptr[jn], indptr[jn + 1]):
                 i = indices[jj]
-                _prefetch(flat, 2 * i)
-                if inward:
-                    _prefetch(flat_in, 2 * i)
+                _prefetch(flat, w * i)  # the row's four counts share a line
         j = ids[k]
         dx = diff[k, 0]
         df = diff[k, 1]
         for jj in range(indptr[j], indptr[j + 1]):
             i = indices[jj]
             if i >= lo and i < hi:
-                _add(i, dx, df, inward and _same_ward(i, k, runs, bounds, ward, ids), cnt,
-                     cnt_in)
+                _add(i, dx, df, inward and _same_ward(i, k, runs, bounds, ward, ids), cnt)
             else:
                 far[m, 0] = i
                 far[m, 1] = k
@@ -959,8 +978,8 @@ def _push_in(k0, k1, lo, hi, ids, diff, bounds, runs, indptr, indices, ward, inw
     return m
 
 @njit(parallel=True, cache=True, error_model="numpy")
-def _push(ids, indptr, indices, ward, a, f, has_f, inward, cnt, cnt_in, a_seen, f_seen,
-          starts, runs, chunks):
+def _push(ids, indptr, indices, ward, a, f, has_f, inward, cnt, a_seen, f_seen, starts,
+          runs, chunks):
     """Add each changed resident's differences to its neighbours' counts. The graph is
     symmetric, so j's row lists exactly the residents whose rows list j. Each chunk of
     residents pushes its own changes to neighbours in the same chunk, in parallel (most
@@ -997,21 +1016,19 @@ def _push(ids, indptr, indices, ward, a, f, has_f, inward, cnt, cnt_in, a_seen, 
     nfar = np.zeros(chunks, dtype=np.int64)
     for c in prange(chunks):
         nfar[c] = _push_in(start[c], start[c + 1], c * size, min(n, (c + 1) * size), ids,
-                           diff, bounds, runs, indptr, indices, ward, inward, cnt, cnt_in,
+                           diff, bounds, runs, indptr, indices, ward, inward, cnt,
                            far[room[c]:room[c + 1]])
-    flat = cnt.reshape(cnt.shape[0] * 2)
-    flat_in = cnt_in.reshape(cnt_in.shape[0] * 2)
+    w = cnt.shape[1]
+    flat = cnt.reshape(cnt.shape[0] * w)
     for c in range(chunks):
         end = room[c] + nfar[c]
         for m in range(room[c], end):
             if m + AHEAD < end:
-                _prefetch(flat, 2 * far[m + AHEAD, 0])
-                if inward:
-                    _prefetch(flat_in, 2 * far[m + AHEAD, 0])
+                _prefetch(flat, w * far[m + AHEAD, 0])
             i = far[m, 0]
             k = far[m, 1]
             _add(i, diff[k, 0], diff[k, 1],
-                 inward and _same_ward(i, k, runs, bounds, ward, ids), cnt, cnt_in)
+                 inward and _same_ward(i, k, runs, bounds, ward, ids), cnt)
     for k in range(q):
         if k + AHEAD < q:
             _prefetch(a_seen, ids[k + AHEAD])
@@ -1112,9 +1129,12 @@ def _apply(adopted, adopt, lapse, ever, habit, logistic, gain, keep, ward, start
     counts = np.zeros((chunks, 4), dtype=np.int64)
     for c in prange(chunks):
         hi = min(n, (c + 1) * size)
-        for lo in range(c * size, hi, BLOCK):
-            _apply_block(lo, min(hi, lo + BLOCK), adopted, adopt, lapse, ever, habit,
-                         logistic, gain, keep, ward, starts, now_out, part[c], counts[c])
+        lo = c * size
+        while lo < hi:
+            m = _block_size(lo, hi, starts)
+            _apply_block(lo, lo + m, adopted, adopt, lapse, ever, habit, logistic, gain,
+                         keep, ward, starts, now_out, part[c], counts[c])
+            lo += m
     return _tally(counts, part)
 
 @njit(cache=True, error_model="numpy")
@@ -1663,8 +1683,13 @@ class Counts:
         n = g.n
         self.g = g
         self.inward = inward
-        self.cnt = np.zeros((n, 2), dtype=np.int32)
-        self.cnt_in = np.zeros((n, 2), dtype=np.int32) if inward else _NO_COUNTS
+        #: per resident Σ f·a and Σ f over its ties, then (inward) the same over its
+        #: in-ward ties, in one 16-byte row: a push touches one cache line per neighbour
+        #: (two arrays took two misses: 26.7 -> 20.2 ns per tie end, a week's push 7.0 ->
+        #: 5.2 ms at 10^7). cnt and cnt_in are views of it.
+        self.both = np.zeros((n, 4 if inward else 2), dtype=np.int32)
+        self.cnt = self.both[:, :2]
+        self.cnt_in = self.both[:, 2:] if inward else _NO_COUNTS
         self.a_seen = np.zeros(n, dtype=np.uint8)
         self.f_seen = np.ones(n, dtype=np.int8)
         self.fresh = False
@@ -1680,8 +1705,8 @@ class Counts:
         g = self.g
         has_f = f8 is not None
         f = f8 if f8 is not None else _EMPTY_I8
-        args = (g.indptr, g.indices, g.ward, adopted_u8, f, has_f, self.inward, self.cnt,
-                self.cnt_in, self.a_seen, self.f_seen)
+        args = (g.indptr, g.indices, g.ward, adopted_u8, f, has_f, self.inward, self.both,
+                self.a_seen, self.f_seen)
         check_f = f_key is None or not _same_key(f_key, self.f_key)
         self.f_key = f_key
         with Threads(g.n):
@@ -1908,12 +1933,12 @@ def decide(engine, t: int, fx, update: bool = False) -> tuple | None:
                  and (prog.f8 is not None or not fx.influence_terms))
     if by_counts:
         counts.sync(a8, prog.f8, prog.f_key)
-    cnt, cnt_in = (counts.cnt, counts.cnt_in) if by_counts else (_NO_COUNTS, _NO_COUNTS)
+    cnt = counts.both if by_counts else _NO_COUNTS
     with Threads(g.n):
         tie_x = _NO_TIE_X if by_counts else _tie_x(g, prog, a8, engine.backend.effects,
                                                    code == 3)
         near, total, by_ward = _decide(
-            by_counts, cnt, cnt_in, g.indptr, g.indices, g.weights, g.unit, a8,
+            by_counts, cnt, g.indptr, g.indices, g.weights, g.unit, a8,
             _u8(engine.newly_adopted), g.ward, g.starts, prog.ward_boost, prog.influence(g),
             tie_x, prog.stamps, t, *terms, *prog.messages()[2:], code, params, *traits, *tail)
     n_near = int(near.sum())

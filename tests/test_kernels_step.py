@@ -12,6 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from test_kernels import NUDGES, assert_same, run_both, small
 
+import nudgesim as ns
 from nudgesim import kernels
 from nudgesim.engine import Engine
 
@@ -150,3 +151,49 @@ def test_spare_hands_out_only_buffers_nobody_else_holds():
         holders.pop()
     assert id(kernels._spare(pool, 16)) == first  # nobody holds it now
     assert kernels._refs_when_alone() in (1, 2)
+
+
+@settings(max_examples=200, deadline=None)
+@given(n=st.integers(1, 5 * 2048), data=st.data())
+def test_blocks_cover_the_range_and_end_at_a_lone_ward_boundary(n, data):
+    # _block_size: blocks tile [lo, hi) in order, none longer than BLOCK, and a block that
+    # one ward boundary would cut in two ends there (so it lies in one ward); a block
+    # with several boundaries inside is left whole
+    kernels.load()
+    cuts = data.draw(st.lists(st.integers(1, max(1, n - 1)), unique=True, max_size=12))
+    starts = np.array(sorted(c for c in cuts if 0 < c < n), dtype=np.int64)
+    lo0 = data.draw(st.integers(0, n - 1))
+    lo, blocks = lo0, []
+    while lo < n:
+        m = int(kernels._block_size(lo, n, starts))
+        blocks.append((lo, m))
+        lo += m
+    assert lo == n and all(1 <= m <= kernels.BLOCK for _, m in blocks)
+    for lo, m in blocks:
+        inside = [s for s in starts.tolist() if lo < s < lo + m]
+        assert len(inside) != 1
+        whole = min(kernels.BLOCK, n - lo)
+        if m < whole:  # cut: at the only boundary that the whole block would hold
+            assert lo + m in starts.tolist()
+            assert [s for s in starts.tolist() if lo < s < lo + whole] == [lo + m]
+
+
+@pytest.mark.parametrize("wards", [3, 7])
+@pytest.mark.parametrize("rule", RULES)
+def test_blocks_cut_at_ward_boundaries_match_numpy(rule, wards, monkeypatch):
+    # wards of ~4,100 residents (one boundary in some blocks: the block is cut there) and
+    # ~1,760 (several boundaries: blocks left whole), with a community group's in-ward
+    # boost (the counts' in-ward columns) and ward-scoped norm messages
+    monkeypatch.setattr(kernels, "PARALLEL_MIN_N", 0)
+    nudges = [
+        {"kind": "norm_feedback", "every": 2, "reach": 0.8, "scope": "ward"},
+        {"kind": "community_partnership", "wards": ["W02"], "duration": 4,
+         "norm_salience": 0.5},
+        {"kind": "pledge", "every": 3, "targeting": {"share": 0.3}},
+    ]
+    sc = ns.Scenario.from_dict({
+        "seed": 3, "steps": 6, "population": {"size": 6 * kernels.BLOCK + 123, "wards": wards},
+        "network": NETWORKS[3], "rule": rule, "initial_adopters": 0.15, "nudges": nudges,
+    })
+    fast, slow = run_both(sc, monkeypatch)
+    assert_same(fast, slow)
