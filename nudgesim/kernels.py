@@ -551,11 +551,13 @@ def _one_ward(starts, lo, hi):
 def _block_size(lo, hi, starts):
     """Residents in the block from lo (at most BLOCK, not past hi). A block that one ward
     boundary would cut in two ends at the boundary instead, so that each block of a
-    population in contiguous wards lies in one ward and takes _one_ward's fast paths
-    (the ward-by-ward loops read each resident's ward and ran ~4x slower per resident:
-    at 8,000-household wards a quarter of the blocks). A block with several boundaries
-    (wards smaller than a block, or wards not contiguous) is left whole: cutting it
-    would give tiny blocks. Decisions do not depend on the blocks."""
+    population in contiguous wards lies in one ward and takes _one_ward's fast paths.
+    With 8,000-household wards a quarter of the blocks straddled two, and their
+    ward-by-ward loops (a lookup per resident, a per-ward tally whose every store waits
+    for the last) took the decide pass from 6.5 to 7.6 ns a resident (in cache, 10^5
+    residents, one thread). A block with several boundaries (wards smaller than a
+    block, or wards not contiguous) is left whole: cutting it would give tiny blocks.
+    Decisions do not depend on the blocks."""
     m = min(BLOCK, hi - lo)
     k = np.searchsorted(starts, lo, side="right")
     if k < starts.shape[0] and starts[k] < lo + m:
