@@ -505,6 +505,21 @@ def test_summing_every_tie_matches_numpy_on_unit_graphs(rule, nudges, monkeypatc
     assert_same(fast, slow)
 
 
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.integers(-127, 127), min_size=1, max_size=40),
+       st.lists(st.integers(0, 39), max_size=70))
+def test_running_sums_are_the_prefix_sums_of_the_tied_values(values, ties):
+    # _running_sums takes eight ties at a time with pair and quad sums, then the rest
+    # one by one: every length (below, at and past a multiple of eight) gives cumsum's
+    v = np.array(values, dtype=np.int8)
+    t = np.array([k % v.size for k in ties], dtype=np.int32)
+    cum = np.full(t.size + 5, -999, dtype=np.int32)
+    kernels._running_sums(t, v, cum)
+    assert cum[0] == 0
+    assert np.array_equal(cum[1:t.size + 1], np.cumsum(v[t].astype(np.int64)))
+    assert np.all(cum[t.size + 1:] == -999)  # nothing written past the ties
+
+
 def test_summing_every_tie_row_by_row_when_a_block_has_too_many_ties(monkeypatch):
     # a complete graph of 300 has 89,700 tie ends in one block: more than the running
     # sum's scratch, so the rows are summed one by one
