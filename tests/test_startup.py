@@ -582,3 +582,29 @@ def test_a_lost_sigterm_exit_still_ends_the_command_and_kills_the_helper(monkeyp
     assert exit_.value.code == 128 + signal.SIGTERM
     plots.stop_worker()
     assert plots._WORKER is None
+
+
+@pytest.mark.parametrize("late", ["an exit function", "the teardown"])
+def test_a_ctrl_c_once_the_command_has_its_answer_keeps_the_answer(late):
+    """The command is done (files written, "wrote" printed): a Ctrl-C in the process's
+    last milliseconds must not turn it into a run killed by SIGINT (exit -2, no word).
+    In an exit function it ends the process at once with the command's status; in the
+    teardown after them (where Python's own handlers are gone) it is ignored."""
+    signal_self = "os.kill(os.getpid(), signal.SIGINT)"
+    code = ("import atexit, os, signal\n"
+            "from nudgesim.cli import _status_keeper\n"
+            "keep = _status_keeper(True)\n"
+            "keep(3 if %r == 'an exit function' else 0)\n"
+            "class Late:\n"
+            "    def __del__(self):\n"
+            f"        {signal_self}\n"
+            "if %r == 'an exit function':\n"
+            f"    atexit.register(lambda: {signal_self})\n"
+            "else:\n"
+            "    late = Late()\n"
+            "print('done', flush=True)\n") % (late, late)
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=60)
+    assert proc.stdout == "done\n"
+    assert proc.stderr == ""
+    assert proc.returncode == (3 if late == "an exit function" else 0)
