@@ -184,6 +184,8 @@ THIRD_PARTY_PRIVATE = {
     ("nudgesim.parallel", "_exit"),
     # ... and for the plot helper to end at once when its parent has gone (even mid-import)
     ("nudgesim.plots", "_exit"),
+    # ... and for a finished command Ctrl-C'd in its exit functions (cli._status_keeper)
+    ("nudgesim.cli", "_exit"),
 }
 
 
