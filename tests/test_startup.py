@@ -584,25 +584,26 @@ def test_a_lost_sigterm_exit_still_ends_the_command_and_kills_the_helper(monkeyp
     assert plots._WORKER is None
 
 
-@pytest.mark.parametrize("late", ["an exit function", "the teardown"])
+#: a Ctrl-C (SIGINT to itself) at the end of a process: in an exit function, or in the
+#: teardown after them (a module global's __del__)
+LATE_CTRL_C = {
+    "an exit function": "atexit.register(lambda: os.kill(os.getpid(), signal.SIGINT))",
+    "the teardown": ("class Late:\n    def __del__(self):\n"
+                     "        os.kill(os.getpid(), signal.SIGINT)\nlate = Late()"),
+}
+
+
+@pytest.mark.parametrize("late", list(LATE_CTRL_C))
 def test_a_ctrl_c_once_the_command_has_its_answer_keeps_the_answer(late):
     """The command is done (files written, "wrote" printed): a Ctrl-C in the process's
     last milliseconds must not turn it into a run killed by SIGINT (exit -2, no word).
-    In an exit function it ends the process at once with the command's status; in the
-    teardown after them (where Python's own handlers are gone) it is ignored."""
-    signal_self = "os.kill(os.getpid(), signal.SIGINT)"
+    In an exit function it ends the process at once with the kept status (3 here); in
+    the teardown after them it is ignored, and the process ends as it would have (0)."""
     code = ("import atexit, os, signal\n"
             "from nudgesim.cli import _status_keeper\n"
-            "keep = _status_keeper(True)\n"
-            "keep(3 if %r == 'an exit function' else 0)\n"
-            "class Late:\n"
-            "    def __del__(self):\n"
-            f"        {signal_self}\n"
-            "if %r == 'an exit function':\n"
-            f"    atexit.register(lambda: {signal_self})\n"
-            "else:\n"
-            "    late = Late()\n"
-            "print('done', flush=True)\n") % (late, late)
+            "_status_keeper(True)(3)\n"
+            f"{LATE_CTRL_C[late]}\n"
+            "print('done', flush=True)\n")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           timeout=60)
     assert proc.stdout == "done\n"
