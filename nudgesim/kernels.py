@@ -660,6 +660,13 @@ def _single_stamp(sb, m):
         return np.int64(hi)
     return np.int64(-2)
 
+@njit(inline="always", cache=True, error_model="numpy")
+def _next_habit(h, now, gain, keep):
+    """rules.update_habit for one resident: toward 1 while adopted (now), decaying
+    otherwise. The fused decide loop, its exact path and _apply_block all take it from
+    here, so their habits stay the numpy engine's bit for bit."""
+    return h + gain * (1.0 - h) if now else h * keep
+
 @njit(cache=True, error_model="numpy")
 def _decide_block(lo, m, expo, ward, starts, adopted, stamps, t, trow, tchan, ttab, mrow,
                   mtab, mshown, minj, rule, params, attitude, habit, cost, threshold, susc,
@@ -778,7 +785,7 @@ def _decide_block(lo, m, expo, ward, starts, adopted, stamps, t, trow, tchan, tt
             z += ODD
             # written back unchanged when not fusing: a store under `if fuse_habit` kept
             # this loop from vectorising (the 10^7 pass took ~1.5x as long)
-            grown = h + gain * (1.0 - h) if (ab[j] | grow_b[j]) != 0 else h * keep
+            grown = _next_habit(h, (ab[j] | grow_b[j]) != 0, gain, keep)
             hab_b[j] = h if (op or not fuse_habit) else grown
     else:
         for j in range(m):
@@ -821,9 +828,7 @@ def _decide_block(lo, m, expo, ward, starts, adopted, stamps, t, trow, tchan, tt
                     found[k0 + near] = i
                 near += 1
         if fuse_habit and not (a_b[j] and l_b[j]):  # the undecided keep theirs
-            h = hab_b[j]
-            now = (was or a_b[j]) and not l_b[j]
-            hab_b[j] = h + gain * (1.0 - h) if now else h * keep
+            hab_b[j] = _next_habit(hab_b[j], (was or a_b[j]) and not l_b[j], gain, keep)
     return near
 
 @njit(parallel=True, cache=True, error_model="numpy")
@@ -1201,7 +1206,7 @@ def _apply_block(lo, hi, adopted, adopt, lapse, ever, habit, logistic, gain, kee
         h_b = habit[lo:hi]
         for j in range(m):
             h = h_b[j]
-            grown = h + gain * (1.0 - h) if now_b[j] else h * keep
+            grown = _next_habit(h, now_b[j], gain, keep)
             h_b[j] = h if ad_b[j] & la_b[j] else grown
     counts[0] += n_now
     counts[1] += n_ever

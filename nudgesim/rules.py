@@ -195,7 +195,7 @@ def habit_coefficients(rule: Any) -> tuple[bool, float, float]:
 
 def update_habit(rule: Any, adopted: np.ndarray, habit: np.ndarray) -> np.ndarray:
     """Habit grows toward 1 while adopted and decays otherwise (rules that keep habit).
-    Compiled twin: the habit loop of kernels._apply_block."""
+    Compiled twin: kernels._next_habit."""
     keeps, gain, keep = habit_coefficients(rule)
     if not keeps:
         return habit
