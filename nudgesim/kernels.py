@@ -671,7 +671,7 @@ def _next_habit(h, now, gain, keep):
 def _decide_block(lo, m, expo, ward, starts, adopted, stamps, t, trow, tchan, ttab, mrow,
                   mtab, mshown, minj, rule, params, attitude, habit, cost, threshold, susc,
                   direct, locked, flags, skey, band, adopt_out, lapse_out, norm, ch, x,
-                  open_, idx, tmp, found, k0, fuse_habit, gain, keep):
+                  open_, idx, tmp, found, k0, fuse_habit, gain, keep, restamp):
     """Residents lo..lo+m-1 given their norms: messages, nudge channels, then the
     logistic log-odds and an exp-free bound. Only residents the bound cannot settle (a
     few per cent) take the scalar exact path. Returns the undecided count; their ids go
@@ -682,10 +682,19 @@ def _decide_block(lo, m, expo, ward, starts, adopted, stamps, t, trow, tchan, tt
     households, one thread: decide and apply 7.0 -> 6.5 ns a resident). A resident the
     bound settles keeps its adoption unless enrolled by a default, so its new habit is
     known there; an open one keeps the old habit until the exact path has decided it,
-    and an undecided one keeps it for the re-check, as in _apply_block."""
+    and an undecided one keeps it for the re-check, as in _apply_block.
+
+    restamp: rows (row, s_from, t) of StampBook.deferred(): in each such stamp row, the
+    block's stamps s_from become t before anything reads them."""
     hi = lo + m
     ab = adopted[lo:hi]
     wb = ward[lo:hi]
+    for q in range(restamp.shape[0]):  # written back while the lines are in cache
+        sb = stamps[restamp[q, 0], lo:hi]
+        s_from = sb.dtype.type(restamp[q, 1])
+        s_to = sb.dtype.type(restamp[q, 2])
+        for j in range(m):
+            sb[j] = s_to if sb[j] == s_from else sb[j]
     # Norm messages, then additive channels, each in nudge order like the dense arrays.
     # Unstamped residents (stamp -1) read the tables' zero last entry: their norm is
     # kept exactly and +0.0 changes no value. When a block holds one stamp value besides
@@ -836,7 +845,7 @@ def _decide(by_counts, cnt, indptr, indices, weights, unit, adopted, newly, ward
             starts, ward_boost, infl, tie_x, stamps, t, trow, tchan, ttab, mrow, mtab, mshown, minj, rule,
             params, attitude, habit, cost, threshold, susc, direct, locked, flags, skey,
             band, adopt_out, lapse_out, chunks, update, ever, logistic, gain, keep, n_wards,
-            now_out, found):
+            now_out, found, restamp):
     """Every resident's decision: (the number left undecided, tallies, adopters per
     ward). Norms come from the maintained integer counts (by_counts: one pass over
     residents, none over ties) or are summed over each resident's ties (weighted graphs,
@@ -850,7 +859,9 @@ def _decide(by_counts, cnt, indptr, indices, weights, unit, adopted, newly, ward
 
     found: (chunks, room) int64: each chunk's undecided ids in order, so the re-check
     costs O(undecided) instead of a pass over every resident's flags; a chunk with more
-    than `room` of them leaves the caller to find them (only the tests' wide band)."""
+    than `room` of them leaves the caller to find them (only the tests' wide band).
+
+    restamp: StampBook's deferred re-stamps, applied to every resident (_decide_block)."""
     n = adopt_out.shape[0]
     size = (n + chunks - 1) // chunks
     near = np.zeros(chunks, dtype=np.int64)
@@ -881,7 +892,7 @@ def _decide(by_counts, cnt, indptr, indices, weights, unit, adopted, newly, ward
                                ttab, mrow, mtab, mshown, minj, rule, params, attitude, habit,
                                cost, threshold, susc, direct, locked, flags, skey, band,
                                adopt_out, lapse_out, norm, ch, x, open_, idx, tmp, found[c], k,
-                               fuse_habit, gain, keep)
+                               fuse_habit, gain, keep, restamp)
             if update:  # habits already updated by _decide_block (fuse_habit)
                 _apply_block(lo, lo + m, adopted, adopt_out, lapse_out, ever, habit,
                              False, gain, keep, ward, starts, now_out, part[c], counts[c])
@@ -1296,6 +1307,7 @@ _EMPTY_B = np.zeros(0, dtype=np.bool_)
 _EMPTY_I8 = np.zeros(0, dtype=np.int8)
 _EMPTY_F32 = np.zeros(0, dtype=np.float32)
 _NO_COUNTS = np.zeros((0, 2), dtype=np.int32)
+_NO_RESTAMP = np.zeros((0, 3), dtype=np.int64)  # StampBook.deferred() with none owed
 CHANNEL_CODES = {"utility": 0, "lapse": 1, "attitude": 2, "cost_relief": 3, "norm_salience": 4}
 #: Above this share of tie ends owned by changed residents, recounting every row in
 #: parallel beats pushing the changes one by one (assumption; both give the same counts).
@@ -2004,7 +2016,11 @@ def decide(engine, t: int, fx, update: bool = False) -> tuple | None:
 
     update=True also applies the decisions in the same pass (Engine.step): the result then
     ends with apply()'s tuple, and habits and ever-adopted have changed in place."""
-    prog = Program(fx, engine.stamp_book.matrix, engine.backend.effects)
+    book = engine.stamp_book
+    # the stamps as stored, with the re-stamps they still owe (StampBook.defer): the
+    # pass below applies those as it reads the rows, instead of a pass of its own
+    stamps, restamp = book.deferred()
+    prog = Program(fx, stamps, engine.backend.effects)
     if not prog.exact:
         return None
     g: Graph = engine.backend.graph
@@ -2034,13 +2050,19 @@ def decide(engine, t: int, fx, update: bool = False) -> tuple | None:
     if by_counts:
         counts.sync(a8, prog.f8, prog.f_key)
     cnt = counts.both if by_counts else _NO_COUNTS
+    if not by_counts and len(restamp):  # the tie sums come first: settled before them
+        book.settle()
+        restamp = _NO_RESTAMP
     with Threads(g.n):
         tie_x = _NO_TIE_X if by_counts else _tie_x(g, prog, a8, engine.backend.effects,
                                                    code == 3)
         near, total, by_ward = _decide(
             by_counts, cnt, g.indptr, g.indices, g.weights, g.unit, a8,
             _u8(engine.newly_adopted), g.ward, g.starts, prog.ward_boost, prog.influence(g),
-            tie_x, prog.stamps, t, *terms, *prog.messages()[2:], code, params, *traits, *tail)
+            tie_x, prog.stamps, t, *terms, *prog.messages()[2:], code, params, *traits, *tail,
+            restamp)
+    if len(restamp):
+        book.applied()
     n_near = int(near.sum())
     ids = _recheck(engine, t, fx, prog, adopt, lapse, _found(found, near)) if n_near else None
     if not update:

@@ -61,17 +61,54 @@ def decay(elapsed: np.ndarray | float, half_life: float | None) -> np.ndarray | 
 class StampBook:
     """Every nudge's stamp arrays as rows of one matrix, so the compiled kernel can read a
     resident's stamps for all nudges without copying them into a per-step array. Steps fit
-    in int16 for any run shorter than 32,767 steps (2 bytes per resident and nudge)."""
+    in int16 for any run shorter than 32,767 steps (2 bytes per resident and nudge).
+
+    A nudge that contacts the same fixed targets again would rewrite all their stamps:
+    3.5 million of them a week for the national campaign's bin-day texts, ~2.5 ms of a
+    10^7 step, memory-bound. Such a mark is deferred instead (`defer`): every stamp equal
+    to the targets' last step is to read the new one. Whoever reads `matrix` gets the
+    stamps settled first; the compiled decide pass takes the deferred re-stamps along
+    (`deferred`) and applies them block by block as it reads the rows, in cache."""
 
     def __init__(self, n: int, steps: int = 2**31 - 2) -> None:
         self.n = n
         self.dtype = np.int16 if steps < 2**15 - 1 else np.int32
-        self.matrix = np.full((0, n), -1, dtype=self.dtype)
+        self._matrix = np.full((0, n), -1, dtype=self.dtype)
+        #: row -> (ids, s_from, t): the row's stamps equal to s_from (exactly ids) read t
+        self.pending: dict[int, tuple[np.ndarray, int, int]] = {}
+
+    @property
+    def matrix(self) -> np.ndarray:
+        """The stamps, every deferred re-stamp applied."""
+        self.settle()
+        return self._matrix
+
+    def settle(self) -> None:
+        for row, (ids, _, t) in self.pending.items():
+            kernels.put(self._matrix[row], ids, t)
+        self.pending.clear()
+
+    def defer(self, row: int, ids: np.ndarray, s_from: int, t: int) -> None:
+        """Re-stamp ids with t, where ids are exactly the residents of `row` stamped s_from
+        (the caller's guarantee). Deferred again before it was applied, it keeps the first
+        s_from: the row still holds that."""
+        old = self.pending.get(row)
+        self.pending[row] = (ids, old[1] if old is not None else s_from, t)
+
+    def deferred(self) -> tuple[np.ndarray, np.ndarray]:
+        """(the matrix as stored, the deferred re-stamps as rows of (row, s_from, t)), for a
+        kernel that applies them to every resident; it then calls `applied()`."""
+        rows = [(row, s_from, t) for row, (_, s_from, t) in self.pending.items()]
+        return self._matrix, np.array(rows, dtype=np.int64).reshape(len(rows), 3)
+
+    def applied(self) -> None:
+        self.pending.clear()
 
     def new_row(self) -> int:
-        grown = np.full((self.matrix.shape[0] + 1, self.n), -1, dtype=self.dtype)
-        grown[:-1] = self.matrix
-        self.matrix = grown
+        self.settle()
+        grown = np.full((self._matrix.shape[0] + 1, self.n), -1, dtype=self.dtype)
+        grown[:-1] = self._matrix
+        self._matrix = grown
         return grown.shape[0] - 1
 
 
@@ -85,6 +122,8 @@ class Stamps:
         self.row = self.book.new_row()
         self._ids = np.zeros(0, dtype=np.int64)
         self._last: np.ndarray | None = None  # the ids array marked last time
+        self._last_t = -2  # the step it was marked at
+        self._alone = False  # nobody else was marked at that step
 
     @property
     def step(self) -> np.ndarray:
@@ -94,14 +133,19 @@ class Stamps:
         """Stamp residents `ids` with step t. The marked ids are kept up to date from the
         newly marked alone (merged into the sorted list): rescanning all n stamps at every
         contact week cost 25-60 ms a nudge at 10^7 residents, whoever was contacted."""
-        step = self.step
+        alone = t != self._last_t
         if ids is self._last:  # a nudge with fixed targets passes the same array: nobody new
-            kernels.put(step, ids, t)
+            if alone and self._alone:  # and the stamps equal to the last step are all theirs
+                self.book.defer(self.row, ids, self._last_t, t)
+            else:
+                kernels.put(self.step, ids, t)
+            self._last_t, self._alone = t, alone
             return
+        step = self.step
         # the row is all -1 while nobody is marked: then every id is new, no lookup needed
         fresh = ids if not len(self._ids) else ids[step[ids] < 0]
         kernels.put(step, ids, t)
-        self._last = ids
+        self._last, self._last_t, self._alone = ids, t, alone
         if len(fresh):
             self._ids = merge_sorted(self._ids, fresh)
 

@@ -115,6 +115,76 @@ def test_stamps_keep_the_ids_of_everyone_ever_marked(marks):
         assert np.array_equal(stamps.ids(), old.ids())
 
 
+@settings(max_examples=60, deadline=None)
+@given(marks=st.lists(st.tuples(st.booleans(), st.booleans(), st.booleans(),
+                                st.lists(st.integers(0, 39), max_size=20)), max_size=10))
+def test_deferred_restamps_read_as_if_marked_at_once(marks):
+    # the same target array again is deferred (StampBook.defer) until the stamps are read:
+    # marks at the same step, other arrays in between, another row, reads at any point
+    book = StampBook(40, 52)
+    stamps, other, old = Stamps(book), Stamps(book), OldStamps(40)
+    fixed = np.array([3, 5, 8, 21], dtype=np.int32)
+    t = 0
+    for again, same_step, read, ids in marks:
+        t += 0 if same_step and t else 1
+        arr = fixed if again else np.array(ids, dtype=np.int64)
+        stamps.mark(arr, t)
+        old.mark(arr, t)
+        other.mark(fixed, t)
+        if read:
+            assert np.array_equal(stamps.step, old.step)
+    assert np.array_equal(stamps.step, old.step)
+    assert np.array_equal(stamps.ids(), old.ids())
+
+
+def test_fixed_targets_marked_again_are_owed_until_read():
+    book = StampBook(10, 52)
+    stamps = Stamps(book)
+    ids = np.array([1, 4, 7], dtype=np.int32)
+    stamps.mark(ids, 2)
+    stamps.mark(ids, 3)
+    assert book.pending == {stamps.row: (ids, 2, 3)}
+    stamps.mark(ids, 5)  # still owed from 2: the row holds that
+    matrix, rows = book.deferred()
+    assert rows.tolist() == [[stamps.row, 2, 5]]
+    assert matrix[stamps.row].tolist() == [-1, 2, -1, -1, 2, -1, -1, 2, -1, -1]
+    assert stamps.step.tolist() == [-1, 5, -1, -1, 5, -1, -1, 5, -1, -1]
+    assert not book.pending
+    stamps.mark(ids, 6)
+    stamps.mark(ids, 6)  # twice in one step: stamped at once, and the next is not deferred
+    assert not book.pending
+    stamps.mark(ids, 7)
+    assert not book.pending
+    stamps.mark(ids, 8)
+    assert book.pending == {stamps.row: (ids, 7, 8)}
+
+
+def test_the_compiled_decide_pass_applies_the_owed_restamps(monkeypatch):
+    # the national campaign's bin-day texts go to the same residents every week: their
+    # re-stamps are owed after the nudges act and applied by the decide pass, which
+    # leaves the stamps and the town exactly as the numpy engine's
+    from nudgesim.bench import national_scenario
+
+    sc = national_scenario(3000, 52)
+    monkeypatch.setattr(kernels, "ENABLED", True)
+    fast = Engine(sc)
+    assert fast.backend.compiled
+    monkeypatch.setattr(kernels, "ENABLED", False)
+    slow = Engine(sc)
+    owed = 0
+    for _ in range(12):
+        monkeypatch.setattr(kernels, "ENABLED", True)
+        t, fx, logs = fast.begin_step()
+        owed += len(fast.stamp_book.pending)
+        fast.respond(t, fx, logs)
+        assert not fast.stamp_book.pending
+        monkeypatch.setattr(kernels, "ENABLED", False)
+        slow.step()
+        assert np.array_equal(fast.stamp_book.matrix, slow.stamp_book.matrix)
+        assert np.array_equal(fast.adopted, slow.adopted)
+    assert owed >= 8
+
+
 def test_stamps_share_a_sorted_target_array_instead_of_copying_it():
     stamps = Stamps(StampBook(10, 52))
     ids = np.array([1, 4, 7], dtype=np.int32)
