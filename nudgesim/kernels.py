@@ -1307,7 +1307,6 @@ _EMPTY_B = np.zeros(0, dtype=np.bool_)
 _EMPTY_I8 = np.zeros(0, dtype=np.int8)
 _EMPTY_F32 = np.zeros(0, dtype=np.float32)
 _NO_COUNTS = np.zeros((0, 2), dtype=np.int32)
-_NO_RESTAMP = np.zeros((0, 3), dtype=np.int64)  # StampBook.deferred() with none owed
 CHANNEL_CODES = {"utility": 0, "lapse": 1, "attitude": 2, "cost_relief": 3, "norm_salience": 4}
 #: Above this share of tie ends owned by changed residents, recounting every row in
 #: parallel beats pushing the changes one by one (assumption; both give the same counts).
@@ -2050,9 +2049,6 @@ def decide(engine, t: int, fx, update: bool = False) -> tuple | None:
     if by_counts:
         counts.sync(a8, prog.f8, prog.f_key)
     cnt = counts.both if by_counts else _NO_COUNTS
-    if not by_counts and len(restamp):  # the tie sums come first: settled before them
-        book.settle()
-        restamp = _NO_RESTAMP
     with Threads(g.n):
         tie_x = _NO_TIE_X if by_counts else _tie_x(g, prog, a8, engine.backend.effects,
                                                    code == 3)
@@ -2061,7 +2057,7 @@ def decide(engine, t: int, fx, update: bool = False) -> tuple | None:
             _u8(engine.newly_adopted), g.ward, g.starts, prog.ward_boost, prog.influence(g),
             tie_x, prog.stamps, t, *terms, *prog.messages()[2:], code, params, *traits, *tail,
             restamp)
-    if len(restamp):
+    if len(restamp):  # (a pass cut short leaves them owed: settling them again is exact)
         book.applied()
     n_near = int(near.sum())
     ids = _recheck(engine, t, fx, prog, adopt, lapse, _found(found, near)) if n_near else None

@@ -159,16 +159,20 @@ def test_fixed_targets_marked_again_are_owed_until_read():
     assert book.pending == {stamps.row: (ids, 7, 8)}
 
 
-def test_the_compiled_decide_pass_applies_the_owed_restamps(monkeypatch):
+@pytest.mark.parametrize("by_counts", [True, False])
+def test_the_compiled_decide_pass_applies_the_owed_restamps(monkeypatch, by_counts):
     # the national campaign's bin-day texts go to the same residents every week: their
-    # re-stamps are owed after the nudges act and applied by the decide pass, which
-    # leaves the stamps and the town exactly as the numpy engine's
+    # re-stamps are owed after the nudges act and applied by the decide pass (norms from
+    # the counts, or summed over ties), which leaves the stamps and the town exactly as
+    # the numpy engine's
     from nudgesim.bench import national_scenario
 
     sc = national_scenario(3000, 52)
     monkeypatch.setattr(kernels, "ENABLED", True)
     fast = Engine(sc)
     assert fast.backend.compiled
+    if not by_counts:
+        fast.backend.counts = None
     monkeypatch.setattr(kernels, "ENABLED", False)
     slow = Engine(sc)
     owed = 0
