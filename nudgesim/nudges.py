@@ -132,7 +132,9 @@ class Stamps:
     def mark(self, ids: np.ndarray, t: int) -> None:
         """Stamp residents `ids` with step t. The marked ids are kept up to date from the
         newly marked alone (merged into the sorted list): rescanning all n stamps at every
-        contact week cost 25-60 ms a nudge at 10^7 residents, whoever was contacted."""
+        contact week cost 25-60 ms a nudge at 10^7 residents, whoever was contacted. The
+        same array marked again at a later step is owed to the book (StampBook.defer)
+        instead of written."""
         alone = t != self._last_t
         if ids is self._last:  # a nudge with fixed targets passes the same array: nobody new
             if alone and self._alone:  # and the stamps equal to the last step are all theirs
