@@ -299,6 +299,7 @@ class _Floor:
         self.nbytes = sum(a.nbytes for a in arrays)
         self.words = [a.view(np.uint8)[: a.nbytes // 8 * 8].view(np.uint64) for a in arrays]
         self.flush = np.ones(4 * _last_level_cache_bytes() // 8, dtype=np.uint64)
+        self.held = x.nbytes + self.flush.nbytes  # memory of its own (the rest are views)
         self.stream = _stream_kernel()
         self.chunks = 4 * numba.get_num_threads()
         self.threads: list[int] = []
@@ -1206,26 +1207,43 @@ def scale_one(n: int, steps: int, ward_size: int = SCALE_WARD_SIZE, seed: int = 
         targeting = Targeting(strategy=kind, count=1)
         stage(f"score: {kind}", lambda t=targeting: strategy_scores(t, eng, "scale"))
     eng.score_cache.clear()  # the run computes the degree scores it needs itself
-    times = []
+    # The floor is read from memory straight after every step, so that each step and its
+    # floor see the machine in the same state: on a shared machine the host's speed
+    # drifts over minutes (the 10^7 floor read 17-24 ms within one hour), and a floor read
+    # once, after the steps, paired a slow spell's steps with a quick spell's floor. (Each
+    # step then starts after the floor's cache flush, which only counts against the
+    # engine.) The floor's buffers are resident before the steps start and throughout, so
+    # they are taken off the steps' memory, which stays the run's own (where the peak can
+    # be reset to the steps': otherwise it may be an earlier stage's, without them).
+    floor = _Floor(eng) if eng.backend.graph is not None else None
+    held = floor.held if floor is not None and resettable else 0
+    times: list[float] = []
+    floors: list[float] = []
     gc.collect()
     _reset_peak()
     for _ in range(steps):
         t0 = time.perf_counter()
         eng.step()
         times.append(time.perf_counter() - t0)
+        if floor is not None:
+            floors.append(floor.cold())
     mem = _memory_status()
-    print(f"  n={n:,} {steps} steps: {sum(times):.2f} s, peak {mem.get('VmHWM', 0) / 1e9:.2f} GB",
+    peak_steps = mem.get("VmHWM", 0) - held
+    print(f"  n={n:,} {steps} steps: {sum(times):.2f} s, peak {peak_steps / 1e9:.2f} GB",
           file=sys.stderr, flush=True)
     stages.append({"stage": f"{steps} steps", "seconds": float(sum(times)),
-                   "rss_before": stages[-1]["rss_after"], "peak": mem.get("VmHWM", 0),
-                   "rss_after": mem.get("VmRSS", 0)})
-    result = stage("result tables", eng.result)
+                   "rss_before": stages[-1]["rss_after"], "peak": peak_steps,
+                   "rss_after": mem.get("VmRSS", 0) - held})
     floor_sec = floor_threads = None
-    if eng.backend.graph is not None:
-        floor = _Floor(eng)
-        floor_sec = float(np.median([floor.cold() for _ in range(5)]))
+    paired = None
+    if floor is not None:
+        floor_sec = float(np.median(floors))
         floor_threads = _thread_range(floor.threads)
+        ratios = np.array(times) / np.array(floors)
+        paired = {"median": float(np.median(ratios)), "min": float(ratios.min()),
+                  "max": float(ratios.max()), "pairs": len(ratios)}
         del floor
+    result = stage("result tables", eng.result)
     per_res, per_tie = state_bytes(eng)
     tie_ends = int(net.indices.size)
     graph_stage = next(s for s in stages if s["stage"] == "graph")
@@ -1236,6 +1254,7 @@ def scale_one(n: int, steps: int, ward_size: int = SCALE_WARD_SIZE, seed: int = 
         "step_median": float(np.median(times)), "step_max": float(np.max(times)),
         "floor_seconds": floor_sec, "floor_threads": floor_threads,
         "x_floor": float(np.median(times)) / floor_sec if floor_sec else None,
+        "x_floor_paired": paired, "floor_each": floors,
         "backend": eng.backend.reason, "compiled": eng.backend.compiled,
         # the run's own peak: a targeting score timed on its own (the community's fast
         # Louvain needs more than the whole run at 2.5x10^7) has its peak in its stage row
@@ -1327,21 +1346,24 @@ def scale_markdown(rows: list[dict[str, Any]], info: dict, command: str) -> str:
              "each size in a fresh process. Peak = the process's peak resident memory "
              "(VmHWM), interpreter and imports included, over the stages a run goes "
              "through (a `score:` stage, timed on its own, has its peak in the stages "
-             "table). × floor = median step ÷ the "
-             "memory floor measured in the same process (a streaming read of the graph's "
-             "CSR arrays and one float32 per resident, caches flushed first). Load = the "
+             "table). × floor = median step ÷ median memory floor, the floor measured in "
+             "the same process straight after every step (a streaming read of the graph's "
+             "CSR arrays and one float32 per resident, caches flushed first); paired = the "
+             "median (and range) over the steps of each step ÷ the floor read after it, "
+             "which a host's drift moves least. Load = the "
              "1/5/15-minute load averages before and after the size ran (2 cores here: "
              "other work on the machine slows every figure).", "",
              "Issue 16's targets at 2.5×10^7: graph ≤ 30 s, 52 steps ≤ 60 s, peak ≤ 8 GB; "
              "at 10^7 a step ≤ 3× the floor.", "",
              "| households | wards | tie ends | estimate GB | status | set-up s | graph s | "
-             "steps | median step | steps total s | × floor | peak GB | load before → after |",
-             "|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---|"]
+             "steps | median step | steps total s | × floor | paired | peak GB | "
+             "load before → after |",
+             "|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|---|---:|---|"]
     for r in rows:
         if r["status"] != "measured":
             wards = f"{r['wards']:,}" if r.get("wards") else "–"
             lines.append(f"| {r['n']:,} | {wards} | – | {_gb(r['estimate'])} | "
-                         f"{r['status']} | – | – | {r['steps']} | – | – | – | – | "
+                         f"{r['status']} | – | – | {r['steps']} | – | – | – | – | – | "
                          f"{r['load_before']} → {r['load_after']} |")
             continue
         st = {s["stage"]: s for s in r["stages"]}
@@ -1349,10 +1371,12 @@ def scale_markdown(rows: list[dict[str, Any]], info: dict, command: str) -> str:
                     if s["stage"] in ("scenario", "traits and wards", "graph",
                                       "engine set-up"))
         xf = "–" if r["x_floor"] is None else f"{r['x_floor']:.2f}"
+        pf = r.get("x_floor_paired")
+        pf = "–" if pf is None else f"{pf['median']:.2f} ({pf['min']:.2f}–{pf['max']:.2f})"
         lines.append(
             f"| {r['n']:,} | {r['wards']:,} | {r['tie_ends']:,} | {_gb(r['estimate'])} | "
             f"measured | {setup:.1f} | {st['graph']['seconds']:.1f} | {r['steps']} | "
-            f"{_fmt(r['step_median'], 's')} | {sum(r['step_seconds']):.1f} | {xf} | "
+            f"{_fmt(r['step_median'], 's')} | {sum(r['step_seconds']):.1f} | {xf} | {pf} | "
             f"{_gb(r['peak'])} | {r['load_before']} → {r['load_after']} |")
     measured = [r for r in rows if r["status"] == "measured"]
     if measured:

@@ -134,7 +134,8 @@ def test_scale_measures_a_small_size_and_records_a_refused_one(tmp_path):
                        "--out", str(tmp_path)]) == 0
     text = (tmp_path / "scale.md").read_text()
     assert ("| households | wards | tie ends | estimate GB | status | set-up s | graph s | steps "
-            "| median step | steps total s | × floor | peak GB | load before → after |") in text
+            "| median step | steps total s | × floor | paired | peak GB | load before → after |"
+            ) in text
     assert "| 20,000 | 2 |" in text and "| 10,000,000 | 1,250 | – |" in text
     assert re.search(r"refused: needs [0-9.]+ GB \(estimate\), limit 1\.0 GB \(--max-memory\)",
                      text)
@@ -152,6 +153,26 @@ def test_scale_measures_a_small_size_and_records_a_refused_one(tmp_path):
                                 if not s["stage"].startswith("score:"))
     assert big["status"].startswith("refused") and "stages" not in big
     assert big["estimate"] > 10**9
+
+
+@pytest.mark.skipif(not kernels.AVAILABLE, reason="numba not installed or disabled")
+def test_scale_reads_the_floor_after_every_step_and_keeps_it_off_the_steps_memory(
+        monkeypatch):
+    # each step is paired with the floor read straight after it; the floor's buffers (a
+    # flush buffer made 1 GB here) are not the run's memory
+    from nudgesim import bench
+    from nudgesim.bench import scale_one
+
+    monkeypatch.setattr(kernels, "ENABLED", True)  # the floor is the compiled path's
+    monkeypatch.setattr(bench, "_last_level_cache_bytes", lambda: 2**28)
+    row = scale_one(20_000, 3, scores=())
+    assert row["compiled"] and len(row["floor_each"]) == 3
+    ratios = np.array(row["step_seconds"]) / np.array(row["floor_each"])
+    assert row["x_floor_paired"] == {"median": np.median(ratios), "min": ratios.min(),
+                                     "max": ratios.max(), "pairs": 3}
+    assert row["floor_seconds"] == np.median(row["floor_each"])
+    steps = next(s for s in row["stages"] if s["stage"] == "3 steps")
+    assert 0 < steps["peak"] < 2**30 and steps["rss_after"] < 2**30
 
 
 def test_scale_options_name_the_field(tmp_path):
