@@ -317,6 +317,28 @@ def test_every_builder_equals_the_scipy_build_for_any_seed(name, n, weighted, sh
     assert_same(net, old_build_network(s, ward, np.random.default_rng(seed)))
 
 
+@pytest.mark.parametrize("name", sorted(KINDS))
+def test_a_build_whose_arrays_are_all_touched_on_threads_is_the_same(name):
+    # large arrays are first touched on two threads (_touched): made so here for every
+    # array, the graph is the one scipy's conversion builds
+    kind, kw = KINDS[name]
+    s = spec(kind, **kw)
+    ward = np.sort(np.arange(300) % 5)
+    with patch.object(network, "TOUCH_MIN_BYTES", 0):
+        net = build_network(s, ward, np.random.default_rng(3))
+    assert_same(net, old_build_network(s, ward, np.random.default_rng(3)))
+
+
+@pytest.mark.parametrize("threads", [1, 2, 3])
+def test_touched_arrays_hold_the_fill_in_every_chunk(threads):
+    with patch.object(network, "TOUCH_MIN_BYTES", 0), \
+            patch.object(network, "TOUCH_THREADS", threads):
+        a = network._touched(5 * (2 << 20) + 3, np.int64, 7)  # chunks of 16 MB and a tail
+        b = network._touched(0, np.int32)
+    assert a.dtype == np.int64 and a.size == 5 * (2 << 20) + 3 and np.all(a == 7)
+    assert b.dtype == np.int32 and b.size == 0
+
+
 def test_the_edge_buffer_grows_past_its_estimate_keeping_order():
     buf = network._EdgeBuffer(0.0, np.int32)
     blocks = [np.arange(k, dtype=np.int64) for k in (700, 0, 900, 5)]
