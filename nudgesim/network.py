@@ -16,15 +16,16 @@ import math
 import numbers
 import re
 import xml.etree.ElementTree as ET
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal, NamedTuple
 
 import numpy as np
 from pydantic import Field, PrivateAttr, field_validator, model_validator
 
+from . import memory
 from .errors import UserError
 from .registry import GRAPHS, kind_of
 from .spec import WEIGHT_RANGE, Distribution, NonNegative, Probability, Spec, check_support
@@ -325,33 +326,6 @@ def from_edges(
 _CSR_CHUNK = 1 << 20
 
 
-#: Arrays from this size are first touched on several threads (_touched).
-TOUCH_MIN_BYTES = 64 << 20
-#: Threads that first-touch them: two was measured to halve the cost on 2 cores.
-TOUCH_THREADS = 2
-
-
-def _touched(n: int, dtype: Any, fill: int = 0) -> np.ndarray:
-    """np.full(n, fill, dtype), its pages first touched on TOUCH_THREADS threads when
-    it is large (numpy releases the GIL while it fills).
-
-    Why: on a VM whose host gives it memory only when first touched, and takes it back
-    once it has been free a while (the machines here), touching fresh memory cost ~3.5 s
-    a GB on one thread and ~1.9 s on two (1.6 GB after a minute idle, two runs each), and
-    the 2.5x10^7 graph build touches ~3.7 GB. Where memory is already backed, the fill is
-    a pass of ~0.1 s a GB that the build's own writes then find in place."""
-    a = np.empty(n, dtype=dtype)
-    if a.nbytes < TOUCH_MIN_BYTES or TOUCH_THREADS < 2:
-        a.fill(fill)
-        return a
-    from concurrent.futures import ThreadPoolExecutor
-
-    step = max(1, (16 << 20) // a.itemsize)  # 16 MB a task
-    with ThreadPoolExecutor(TOUCH_THREADS) as pool:
-        list(pool.map(lambda s: a[s : s + step].fill(fill), range(0, n, step)))
-    return a
-
-
 def _chunk(m: int) -> int:
     """Items per pass over ``m``: _CSR_CHUNK, or a sixteenth of a small graph, so the
     chunk buffers (a few int64 each) never outweigh the graph itself."""
@@ -364,13 +338,19 @@ def _index_dtype(n: int) -> type[np.signedinteger]:
 
 
 def _from_edges(
-    n: int, edges: list, w: Any, *, assume_unique: bool, node_ids: list | None = None
+    n: int, edges: list, w: Any, *, assume_unique: bool, node_ids: list | None = None,
+    consume: bool = False, arrays: tuple | None = None,
 ) -> Network:
     """`from_edges` on ``edges = [u, v]``; ``assume_unique`` skips the de-duplication.
 
     The list is emptied: when the caller holds no other reference to ``u`` and ``v`` they
     are freed as soon as their pair keys exist, so a generated graph never holds its edge
-    arrays, its keys and its CSR at once (see _csr_from_keys for the peak)."""
+    arrays, its keys and its CSR at once (see _csr_from_keys for the peak). ``consume``
+    (build_network, whose builders' arrays nobody else sees) lets the keys be written
+    over an _EdgeBuffer's ties.
+
+    With unique ties and unit weights, the CSR's arrays may come from the builder
+    (``arrays``, from _csr_arrays for at least as many ties: _EdgeBuffer)."""
     n = int(n)
     if n < 0:
         raise NetworkError(f"from_edges: n must be >= 0, got {n}")
@@ -390,10 +370,16 @@ def _from_edges(
         u, v = u[keep], v[keep]
         w = None if w is None else w[keep]
     del keep
-    keys = _pair_keys(n, u, v)
+    keys = _pair_keys(n, u, v, _keys_over(u, v) if consume else None)
     del u, v
-    if w is None:
+    if w is None and assume_unique:
+        if arrays is None or arrays[0].size < 2 * keys.size:  # (the builder's buffer grew)
+            arrays = _csr_arrays(n, keys.size, False)  # then backed while the keys sort
         keys.sort()  # in place; numpy's vectorised sort beats any per-row sort here
+        return _csr_from_keys(n, keys, None, node_ids, arrays)
+    del arrays
+    if w is None:
+        keys.sort()
         if not assume_unique:
             keys = _drop_repeats(keys)
     else:
@@ -408,11 +394,14 @@ def _from_edges(
     return _csr_from_keys(n, keys, w, node_ids)
 
 
-def _pair_keys(n: int, u: np.ndarray, v: np.ndarray) -> np.ndarray:
+def _pair_keys(n: int, u: np.ndarray, v: np.ndarray, out: np.ndarray | None = None
+               ) -> np.ndarray:
     """``min * n + max`` of every tie (int64): one number per tie that sorts like the
-    pair (lower end, higher end); made chunk by chunk, so no int64 copy of all ends."""
+    pair (lower end, higher end); made chunk by chunk, so no int64 copy of all ends.
+    Written to ``out`` when given, which may be the ties' own memory (_keys_over): each
+    chunk of ends is read before its keys are written."""
     m = u.size
-    keys = _touched(m, np.int64)
+    keys = memory.zeros(m, np.int64) if out is None else out
     step = _chunk(m)
     a = np.empty(min(m, step), dtype=np.int64)
     b = np.empty_like(a)
@@ -426,6 +415,21 @@ def _pair_keys(n: int, u: np.ndarray, v: np.ndarray) -> np.ndarray:
         out *= n
         out += b[:k]
     return keys
+
+
+def _keys_over(u: np.ndarray, v: np.ndarray) -> np.ndarray | None:
+    """An int64 array over the memory of ties whose int32 ends u and v are the two
+    columns of one C-ordered (m, 2) array (an _EdgeBuffer's): key i then lies exactly
+    where tie i's two ends do. None for any other layout."""
+    base = u.base
+    if not (u.dtype == v.dtype == np.int32 and u.strides == v.strides == (8,)
+            and isinstance(base, np.ndarray) and v.base is base and base.flags.c_contiguous
+            and v.ctypes.data == u.ctypes.data + 4):
+        return None
+    offset = u.ctypes.data - base.ctypes.data
+    if u.size == 0 or offset % 8 or offset + 8 * u.size > base.nbytes:
+        return None
+    return np.ndarray((u.size,), dtype=np.int64, buffer=base, offset=offset)
 
 
 def _drop_repeats(keys: np.ndarray) -> np.ndarray:
@@ -473,8 +477,22 @@ class _KeyChunks:
             yield s, row, col
 
 
+def _csr_arrays(n: int, m: int, weighted: bool, before: tuple = ()) -> tuple:
+    """_csr_from_keys's output and row-count arrays for m ties, zeroed, and when large
+    backed on another thread (memory.back_soon) in the order the build first writes
+    them, after the arrays `before` (an _EdgeBuffer being filled)."""
+    indices = np.zeros(2 * m, dtype=_index_dtype(n))
+    data = np.zeros(2 * m) if weighted else None
+    up, down = np.zeros(n + 1, dtype=np.int64), np.zeros(n + 1, dtype=np.int64)
+    mine = [a for a in (up, indices, data, down) if a is not None]
+    if sum(a.nbytes for a in (*before, *mine)) >= memory.TOUCH_MIN_BYTES:
+        memory.back_soon(*before, *mine)
+    return indices, data, up, down
+
+
 def _csr_from_keys(
-    n: int, keys: np.ndarray, w: np.ndarray | None, node_ids: list | None = None
+    n: int, keys: np.ndarray, w: np.ndarray | None, node_ids: list | None = None,
+    arrays: tuple | None = None,
 ) -> Network:
     """The symmetric CSR of the ties with sorted, unique keys ``lo * n + hi`` (lo < hi)
     and weights ``w`` aligned with them (None: unit weights). ``keys`` is reused.
@@ -491,10 +509,10 @@ def _csr_from_keys(
     its output and the copies made on the way); numpy's vectorised sort of one int64 per
     tie is also faster than that conversion's row-by-row sorts."""
     m = keys.size
-    indices = _touched(2 * m, _index_dtype(n))
-    data = None if w is None else _touched(2 * m, np.float64)
-    # per resident, counts of ties to higher / lower ids at [1:], then their cumsums
-    up = _touched(n + 1, np.int64)
+    # per resident, counts of ties to higher / lower ids at [1:], then their cumsums;
+    # the output may come for more ties (_EdgeBuffer's capacity): its first 2m entries
+    indices, data, up, down = arrays or _csr_arrays(n, m, w is not None)
+    indices = indices[: 2 * m]
     for s, _, col in _KeyChunks(keys, n, up[1:]):  # park the upper parts at [m, 2m)
         indices[m + s : m + s + col.size] = col
         if data is not None and w is not None:
@@ -509,7 +527,6 @@ def _csr_from_keys(
         order = np.argsort(keys)  # keys are unique: any sort gives this order
         keys, w_down = keys[order], w[order]
         del order
-    down = _touched(n + 1, np.int64)
     for _ in _KeyChunks(keys, n, down[1:]):
         pass
     np.cumsum(up, out=up)  # up[i]: upper entries of rows < i; up[i + 1]: of rows <= i
@@ -887,39 +904,57 @@ def _edge_table_lines(text: str, path: Path) -> _EdgeTable:
 
 
 def _bernoulli_positions(n_trials: int, p: float, rng: np.random.Generator) -> np.ndarray:
-    """Sorted indices of successes among ``n_trials`` Bernoulli(p) trials (int64).
+    """Sorted indices of successes among ``n_trials`` Bernoulli(p) trials (int64)."""
+    chunks = list(_bernoulli_chunks(n_trials, p, rng))
+    if len(chunks) == 1:
+        return chunks[0]
+    return np.concatenate(chunks) if chunks else np.empty(0, dtype=np.int64)
+
+
+def _bernoulli_chunks(n_trials: int, p: float, rng: np.random.Generator,
+                      step: int | None = None) -> Iterator[np.ndarray]:
+    """_bernoulli_positions's successes, in ascending chunks from `step` draws each (None:
+    a batch at once): the same successes from the same draws, without a float64 and an
+    int64 array of them all (at 2.5x10^7 households, 0.4 GB for the cross-ward ties).
 
     Geometric skipping (Batagelj & Brandes 2005, as in ``nx.fast_gnp_random_graph``):
-    the gaps between successes are Geometric(p), drawn in vectorised batches.
-    """
+    the gaps between successes are Geometric(p), drawn in vectorised batches. A batch's
+    draws are all made, those past the last trial too: the generator then stands where
+    one call for the whole batch would leave it (numpy's PCG64 gives a double per 64-bit
+    output, so draws in pieces are the draws at once)."""
     if n_trials <= 0 or p <= 0:
-        return np.empty(0, dtype=np.int64)
+        return
     if p >= 1:
-        return np.arange(n_trials, dtype=np.int64)
+        for s in range(0, n_trials, step or n_trials):
+            yield np.arange(s, min(n_trials, s + (step or n_trials)), dtype=np.int64)
+        return
     mean = n_trials * p
     # 6 standard deviations (+16 for tiny means) above the mean: one batch almost always.
     batch = int(mean + 6 * math.sqrt(mean) + 16)
-    chunks = []
     last = -1
     while last < n_trials - 1:
-        # Geometric(p) by inversion in float64, capped at n_trials + 1 before the integer
-        # cast so that vanishing p (e.g. 1e-300) cannot overflow int64.
-        gaps = rng.random(batch)
-        np.negative(gaps, out=gaps)
-        np.log1p(gaps, out=gaps)
-        with np.errstate(over="ignore"):  # inf is capped just below
-            np.divide(gaps, math.log1p(-p), out=gaps)
-        np.floor(gaps, out=gaps)
-        gaps += 1.0
-        np.minimum(gaps, float(n_trials + 1), out=gaps)
-        pos = gaps.astype(np.int64)
-        del gaps
-        np.cumsum(pos, out=pos)
-        pos += last
-        chunks.append(pos)
-        last = int(pos[-1])
-    pos = np.concatenate(chunks) if len(chunks) > 1 else chunks[0]
-    return pos[: np.searchsorted(pos, n_trials)]
+        left = batch
+        while left:
+            k = min(left, step or batch)
+            left -= k
+            gaps = rng.random(k)
+            if last >= n_trials:  # past the last trial: drawn, not used
+                continue
+            # Geometric(p) by inversion in float64, capped at n_trials + 1 before the
+            # integer cast so that vanishing p (e.g. 1e-300) cannot overflow int64.
+            np.negative(gaps, out=gaps)
+            np.log1p(gaps, out=gaps)
+            with np.errstate(over="ignore"):  # inf is capped just below
+                np.divide(gaps, math.log1p(-p), out=gaps)
+            np.floor(gaps, out=gaps)
+            gaps += 1.0
+            np.minimum(gaps, float(n_trials + 1), out=gaps)
+            pos = gaps.astype(np.int64)
+            del gaps
+            np.cumsum(pos, out=pos)
+            pos += last
+            last = int(pos[-1])
+            yield pos[: np.searchsorted(pos, n_trials)] if last >= n_trials else pos
 
 
 def _lower_pair(pos: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -970,11 +1005,27 @@ def _erdos_renyi(spec: Any, ward: np.ndarray, rng: np.random.Generator):
     return u, v, True
 
 
-def _ward_groups(ward: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(members ordered by ward, start offsets, sizes) - works even if wards are not contiguous."""
-    order = np.argsort(ward, kind="stable")
-    labels, starts, sizes = np.unique(ward[order], return_index=True, return_counts=True)
-    return order, starts, sizes
+class _WardGroups:
+    """Residents grouped by ward: each ward's run (starts, sizes) in `order`, the
+    residents sorted by ward (stably), or in their own order when they are listed ward
+    by ward (order None), as generated populations are. Then the runs are found in one
+    pass: the sort, np.unique's second sort and the order array cost ~4 s at 10^7
+    residents on this VM (0.3 GB it had to back; 0.1 s once backed)."""
+
+    def __init__(self, ward: np.ndarray) -> None:
+        self.order: np.ndarray | None = None
+        if ward.size and bool(np.all(ward[1:] >= ward[:-1])):
+            self.starts = np.flatnonzero(np.concatenate(([True], ward[1:] != ward[:-1])))
+            self.sizes = np.diff(self.starts, append=ward.size)
+            return
+        self.order = np.argsort(ward, kind="stable")
+        _, self.starts, self.sizes = np.unique(ward[self.order], return_index=True,
+                                               return_counts=True)
+
+    def members(self, k: int, pos: np.ndarray) -> np.ndarray:
+        """The residents at positions `pos` (0..size-1) of the k-th ward's run (int64)."""
+        at = np.add(pos, self.starts[k], dtype=np.int64)
+        return at if self.order is None else self.order[at]
 
 
 def _ward_clustered(spec: Any, ward: np.ndarray, rng: np.random.Generator):
@@ -988,7 +1039,8 @@ def _ward_clustered(spec: Any, ward: np.ndarray, rng: np.random.Generator):
     exactly as in an SBM with a single off-diagonal probability).
     """
     n = ward.size
-    order, starts, sizes = _ward_groups(ward)
+    groups = _WardGroups(ward)
+    sizes = groups.sizes
     p_in, p_out = _attr(spec, "p_in"), _attr(spec, "p_out")
     md_in, md_out = _attr(spec, "mean_degree_in"), _attr(spec, "mean_degree_out")
     if (p_in is None) == (md_in is None) or (p_out is None) == (md_out is None):
@@ -1021,12 +1073,11 @@ def _ward_clustered(spec: Any, ward: np.ndarray, rng: np.random.Generator):
                 f"network.mean_degree_out: {md_out} needs p_out={p_out_f:.3g} > 1"
             )
     expected = float(np.sum(p_in_w * (sizes * (sizes - 1) / 2))) + p_out_f * cross_pairs
-    edges = _EdgeBuffer(expected, _index_dtype(n))
+    edges = _EdgeBuffer(expected, _index_dtype(n), n if _attr(spec, "weights") is None else None)
     # One G(s_w, p_w) per ward: a loop over wards (tens to thousands), not over residents.
-    for start, size, pw in zip(starts.tolist(), sizes.tolist(), p_in_w.tolist()):
+    for k, (size, pw) in enumerate(zip(sizes.tolist(), p_in_w.tolist())):
         a, b = _gnp_edges(size, pw, rng)
-        members = order[start : start + size]
-        edges.add(members[a], members[b])
+        edges.add(groups.members(k, a), groups.members(k, b))
     kernel = _attr(spec, "_ward_kernel")
     if _attr(spec, "cross") not in (None, "uniform"):
         if kernel is None:
@@ -1034,44 +1085,68 @@ def _ward_clustered(spec: Any, ward: np.ndarray, rng: np.random.Generator):
                 f"network.cross: {spec.cross!r} needs the ward geography, and none was "
                 "loaded; allowed: a scenario with a [geography] table (read with "
                 "Scenario.from_toml or from_dict), or cross = 'uniform'")
-        _kernel_cross_ties(kernel.weights, p_out_f * cross_pairs, order, starts, sizes,
-                           ward, rng, edges)
+        _kernel_cross_ties(kernel.weights, p_out_f * cross_pairs, groups, ward, rng, edges)
     else:
         _cross_ward_ties(n, p_out_f, ward, rng, edges)
-    return edges.arrays() + (True,)
+    return edges.ties()
+
+
+class _Ties(NamedTuple):
+    """A builder's ties u[i] -- v[i]; unique: each pair listed once; csr: the CSR's
+    arrays (_csr_arrays) for up to as many ties, when the builder had them allocated and
+    backed while it drew (_EdgeBuffer)."""
+
+    u: np.ndarray
+    v: np.ndarray
+    unique: bool
+    csr: tuple | None = None
 
 
 class _EdgeBuffer:
-    """Tie ends appended block by block into two arrays allocated once for the expected
-    number of ties (6 standard deviations of slack; grown if ever exceeded): no list of
-    thousands of per-ward arrays, which glibc keeps resident after they are freed (~4
-    bytes per tie end for the rest of the run), and no concatenated second copy."""
+    """Tie ends appended block by block into one (capacity, 2) array allocated once for
+    the expected number of ties (6 standard deviations of slack; grown if ever
+    exceeded): no list of thousands of per-ward arrays, which glibc keeps resident after
+    they are freed (~4 bytes per tie end for the rest of the run), and no concatenated
+    second copy. A tie's two int32 ends sit side by side, so that _from_edges can write
+    its int64 key over them (_keys_over): the keys then take no memory of their own, at
+    2.5x10^7 households 1 GB less to allocate and back.
 
-    def __init__(self, expected: float, dtype: type[np.signedinteger]) -> None:
+    A large buffer is made with the CSR's arrays for its capacity (_csr_arrays), and
+    both are backed on another thread while the ties are drawn on this one: on the VMs
+    here backing took 2-14 s a GB, and the draws keep one core busy for as long. The
+    build's peak is unchanged (the ties, now also its keys, and the CSR: ~8 bytes per
+    tie end), only reached sooner."""
+
+    def __init__(self, expected: float, dtype: type[np.signedinteger], n: int | None) -> None:
+        """n: the residents of the unit-weight CSR to make with the buffer (None: a
+        weighted graph, whose CSR is made later)."""
         capacity = int(expected + 6 * math.sqrt(max(expected, 0.0)) + 1024)
-        self.u = _touched(capacity, dtype)
-        self.v = _touched(capacity, dtype)
+        self.pairs = np.zeros((capacity, 2), dtype=dtype)
         self.size = 0
+        self.csr: tuple | None = None
+        if self.pairs.nbytes >= memory.TOUCH_MIN_BYTES:
+            if n is None:
+                memory.back_soon(self.pairs)
+            else:
+                self.csr = _csr_arrays(n, capacity, False, before=(self.pairs,))
 
     def add(self, a: np.ndarray, b: np.ndarray) -> None:
         end = self.size + a.size
-        if end > self.u.size:
-            capacity = max(end, self.u.size + self.u.size // 4)
-            for name in ("u", "v"):
-                old = getattr(self, name)
-                grown = np.empty(capacity, dtype=old.dtype)
-                grown[: self.size] = old[: self.size]
-                setattr(self, name, grown)
-                del old
-        self.u[self.size : end] = a
-        self.v[self.size : end] = b
+        if end > self.pairs.shape[0]:
+            capacity = max(end, self.pairs.shape[0] + self.pairs.shape[0] // 4)
+            grown = np.empty((capacity, 2), dtype=self.pairs.dtype)
+            grown[: self.size] = self.pairs[: self.size]
+            self.pairs = grown
+        self.pairs[self.size : end, 0] = a
+        self.pairs[self.size : end, 1] = b
         self.size = end
 
-    def arrays(self) -> tuple[np.ndarray, np.ndarray]:
-        """The ties so far (views, handed on: the buffer lets go of them)."""
-        u, v = self.u[: self.size], self.v[: self.size]
-        self.u = self.v = np.empty(0, dtype=u.dtype)
-        return u, v
+    def ties(self) -> _Ties:
+        """The ties so far, as the two columns of the buffer (views, handed on: the
+        buffer lets go of them), with the CSR's arrays if it had them made."""
+        pairs, csr = self.pairs[: self.size], self.csr
+        self.pairs, self.csr = np.empty((0, 2), dtype=pairs.dtype), None
+        return _Ties(pairs[:, 0], pairs[:, 1], True, csr)
 
 
 def _cross_ward_ties(
@@ -1079,12 +1154,10 @@ def _cross_ward_ties(
 ) -> None:
     """Cross-ward ties: G(n, p) over all pairs, keeping only pairs in different wards
     (exactly Bernoulli(p) on every cross pair; same-ward draws are discarded). The pairs
-    are decoded chunk by chunk (_gnp_edges's float64 and int64 temporaries for all of
-    them at once would outweigh the ties themselves)."""
-    pos = _bernoulli_positions(n * (n - 1) // 2, p, rng)
-    step = _chunk(pos.size)
-    for s in range(0, pos.size, step):
-        i, j = _lower_pair(pos[s : s + step])
+    are drawn and decoded chunk by chunk (_gnp_edges's float64 and int64 temporaries for
+    all of them at once would outweigh the ties themselves)."""
+    for pos in _bernoulli_chunks(n * (n - 1) // 2, p, rng, _CSR_CHUNK):
+        i, j = _lower_pair(pos)
         cross = ward[j] != ward[i]
         edges.add(j[cross], i[cross])
 
@@ -1092,9 +1165,7 @@ def _cross_ward_ties(
 def _kernel_cross_ties(
     kernel: np.ndarray,
     expected: float,
-    order: np.ndarray,
-    starts: np.ndarray,
-    sizes: np.ndarray,
+    groups: _WardGroups,
     ward: np.ndarray,
     rng: np.random.Generator,
     edges: _EdgeBuffer,
@@ -1110,6 +1181,7 @@ def _kernel_cross_ties(
                            f"but residents live in {int(labels.max()) + 1}")
     k = kernel[np.ix_(labels, labels)].copy()
     np.fill_diagonal(k, 0.0)
+    sizes = groups.sizes
     s = sizes.astype(np.float64)
     mass = float(np.triu(np.outer(s, s) * k, 1).sum())
     if expected <= 0:
@@ -1125,7 +1197,7 @@ def _kernel_cross_ties(
                            "lower p_out / mean_degree_out or a larger distance_scale")
     for i, j in zip(*np.nonzero(np.triu(k, 1))):
         pos = _bernoulli_positions(int(sizes[i] * sizes[j]), scale * k[i, j], rng)
-        edges.add(order[starts[i] + pos // sizes[j]], order[starts[j] + pos % sizes[j]])
+        edges.add(groups.members(i, pos // sizes[j]), groups.members(j, pos % sizes[j]))
 
 
 def _watts_strogatz(spec: Any, ward: np.ndarray, rng: np.random.Generator):
@@ -1507,29 +1579,6 @@ GRAPHS.register(GraphKind(Complete, _complete, lambda spec, n, sizes: n * max(n 
 GRAPHS.register(GraphKind(GraphFile, None))  # costed by the file's size (limits.py)
 
 
-def _return_freed_memory() -> None:
-    """Hand the memory freed by a graph build back to the system (glibc's malloc_trim).
-
-    The builders' many small temporaries (one set per ward) and the CSR passes' chunks
-    come from glibc's heap, which keeps what is freed below a block still in use: without
-    this, ~3 bytes per tie end stay resident through the whole run (measured at 2*10^6
-    households, national_scenario). A no-op where the C library has no malloc_trim."""
-    global _MALLOC_TRIM
-    if _MALLOC_TRIM is None:
-        import ctypes
-        import ctypes.util
-
-        try:
-            _MALLOC_TRIM = ctypes.CDLL(ctypes.util.find_library("c") or None).malloc_trim
-        except (OSError, AttributeError, TypeError):
-            _MALLOC_TRIM = False
-    if _MALLOC_TRIM:
-        _MALLOC_TRIM(0)
-
-
-_MALLOC_TRIM: Any = None
-
-
 def build_network(spec: Any, ward: np.ndarray, rng: np.random.Generator) -> Network:
     """Generate the social graph described by ``spec`` for ``len(ward)`` residents.
 
@@ -1547,15 +1596,16 @@ def build_network(spec: Any, ward: np.ndarray, rng: np.random.Generator) -> Netw
     if ward.ndim != 1:
         raise NetworkError(f"ward must be a 1-D array (one ward per resident), got shape {ward.shape}")
     n = ward.size
-    u, v, unique = GRAPHS[kind].build(spec, ward, rng)
-    edges = [u, v]
-    del u, v  # _from_edges frees the edge arrays once it has their keys
-    _return_freed_memory()
+    ties = _Ties(*GRAPHS[kind].build(spec, ward, rng))
+    edges, unique, csr = [ties.u, ties.v], ties.unique, ties.csr
+    del ties  # _from_edges frees the edge arrays once it has their keys
+    memory.give_back()
     weights = _attr(spec, "weights")
     if weights is None:
-        net = _from_edges(n, edges, None, assume_unique=unique)
-        _return_freed_memory()
+        net = _from_edges(n, edges, None, assume_unique=unique, consume=True, arrays=csr)
+        memory.give_back()
         return net
+    del csr
     if not unique:  # dedupe first so there is exactly one weight per tie
         net = _from_edges(n, edges, None, assume_unique=False)
         rows = np.repeat(np.arange(n, dtype=np.int64), net.degree)
@@ -1564,4 +1614,4 @@ def build_network(spec: Any, ward: np.ndarray, rng: np.random.Generator) -> Netw
         del net, rows, upper
     m = edges[0].size
     w = _check_weights(weights.sample(rng, m), m, f"{kind} weights.sample")
-    return _from_edges(n, edges, w, assume_unique=True)
+    return _from_edges(n, edges, w, assume_unique=True, consume=True)

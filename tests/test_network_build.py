@@ -17,7 +17,7 @@ import scipy.sparse as sp
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from nudgesim import network
+from nudgesim import memory, network
 from nudgesim.network import Network, WardKernel, build_network, from_edges
 from nudgesim.registry import GRAPHS
 
@@ -59,7 +59,7 @@ def old_from_edges(n, u, v, w, assume_unique):
 def old_build_network(s, ward, rng):
     """build_network as it was, on the builders' edge arrays (whose values are unchanged)."""
     n = ward.size
-    u, v, unique = GRAPHS[s.kind].build(s, ward, rng)
+    u, v, unique, *_ = GRAPHS[s.kind].build(s, ward, rng)
     if s.weights is None:
         return old_from_edges(n, u, v, None, unique)
     if not unique:
@@ -318,36 +318,127 @@ def test_every_builder_equals_the_scipy_build_for_any_seed(name, n, weighted, sh
 
 
 @pytest.mark.parametrize("name", sorted(KINDS))
-def test_a_build_whose_arrays_are_all_touched_on_threads_is_the_same(name):
-    # large arrays are first touched on two threads (_touched): made so here for every
-    # array, the graph is the one scipy's conversion builds
+@pytest.mark.parametrize("populate", [True, False])
+def test_a_build_whose_arrays_are_all_backed_ahead_is_the_same(name, populate):
+    # large arrays are backed on another thread while the build writes them
+    # (memory.back_soon: the edge buffer, the CSR's arrays made with it or during the
+    # sort, the keys): made so here for every array, with the system's populate call and
+    # where it is missing; the graph is the one scipy's conversion builds
     kind, kw = KINDS[name]
     s = spec(kind, **kw)
     ward = np.sort(np.arange(300) % 5)
-    with patch.object(network, "TOUCH_MIN_BYTES", 0):
+    with patch.object(memory, "TOUCH_MIN_BYTES", 0), \
+            patch.object(memory, "_POPULATE_WRITE", 23 if populate else -1):
         net = build_network(s, ward, np.random.default_rng(3))
     assert_same(net, old_build_network(s, ward, np.random.default_rng(3)))
 
 
-@pytest.mark.parametrize("threads", [1, 2, 3])
-def test_touched_arrays_hold_the_fill_in_every_chunk(threads):
-    with patch.object(network, "TOUCH_MIN_BYTES", 0), \
-            patch.object(network, "TOUCH_THREADS", threads):
-        a = network._touched(5 * (2 << 20) + 3, np.int64, 7)  # chunks of 16 MB and a tail
-        b = network._touched(0, np.int32)
-    assert a.dtype == np.int64 and a.size == 5 * (2 << 20) + 3 and np.all(a == 7)
+@pytest.mark.parametrize("populate", [True, False])
+def test_backed_zeros_are_zeros_in_every_task(populate):
+    with patch.object(memory, "TOUCH_MIN_BYTES", 0), \
+            patch.object(memory, "_POPULATE_WRITE", 23 if populate else -1):
+        a = memory.zeros(5 * (2 << 20) + 3, np.int64)  # tasks of 16 MB and a tail
+        b = memory.zeros(0, np.int32)
+        assert memory.back(b) and (populate or not memory.back(a))  # False: done nothing
+    assert a.dtype == np.int64 and a.size == 5 * (2 << 20) + 3 and not a.any()
     assert b.dtype == np.int32 and b.size == 0
 
 
+def test_backing_leaves_what_another_thread_writes_meanwhile():
+    # MADV_POPULATE_WRITE backs pages without writing them: a buffer filled while it is
+    # backed keeps every value (a zero fill there would lose some)
+    a = np.zeros(8 << 20, dtype=np.int64)
+    thread = memory.back_soon(a)
+    for s in range(0, a.size, 1 << 16):
+        a[s : s + (1 << 16)] = np.arange(s, s + (1 << 16))
+    thread.join()
+    assert np.array_equal(a, np.arange(a.size))
+
+
+def test_a_buffer_that_outgrew_its_csr_arrays_gets_new_ones():
+    # the CSR's arrays made ahead for the buffer's capacity are dropped when the ties
+    # outnumber it; the graph is the same either way
+    s = spec("ward_clustered", mean_degree_in=6.0, mean_degree_out=1.0)
+    ward = np.sort(np.arange(400) % 4)
+    real = network._EdgeBuffer.__init__
+
+    def small(self, expected, dtype, n):
+        real(self, expected / 50, dtype, n)
+
+    with patch.object(memory, "TOUCH_MIN_BYTES", 0), \
+            patch.object(network._EdgeBuffer, "__init__", small):
+        net = build_network(s, ward, np.random.default_rng(5))
+    assert_same(net, old_build_network(s, ward, np.random.default_rng(5)))
+
+
+def test_a_weighted_build_makes_no_csr_arrays_with_its_edge_buffer():
+    # its CSR (with weights) is made after the weights are drawn: arrays made ahead for
+    # a unit-weight CSR would only take memory
+    s = spec("ward_clustered", mean_degree_in=6.0, mean_degree_out=1.0, weights=Uniform())
+    made = []
+    real = network._csr_arrays
+
+    def spy(n, m, weighted, before=()):
+        made.append((weighted, len(before)))
+        return real(n, m, weighted, before)
+
+    with patch.object(memory, "TOUCH_MIN_BYTES", 0), patch.object(network, "_csr_arrays", spy):
+        net = build_network(s, np.sort(np.arange(400) % 4), np.random.default_rng(5))
+    assert made == [(True, 0)] and net.weights is not None
+
+
 def test_the_edge_buffer_grows_past_its_estimate_keeping_order():
-    buf = network._EdgeBuffer(0.0, np.int32)
+    buf = network._EdgeBuffer(0.0, np.int32, 2000)
     blocks = [np.arange(k, dtype=np.int64) for k in (700, 0, 900, 5)]
     for b in blocks:
         buf.add(b, b + 1)
-    u, v = buf.arrays()
+    u, v, unique, csr = buf.ties()
+    assert unique and csr is None  # a small buffer: no CSR arrays made ahead
     assert u.dtype == np.int32 and np.array_equal(u, np.concatenate(blocks))
     assert np.array_equal(v, np.concatenate(blocks) + 1)
-    assert buf.u.size == 0  # handed on
+    assert buf.pairs.size == 0  # handed on
+
+
+def test_keys_are_written_over_the_edge_buffers_ties_and_nowhere_else():
+    # _keys_over gives an int64 view exactly over an _EdgeBuffer's pairs: key i where
+    # tie i's two ends were
+    buf = network._EdgeBuffer(10.0, np.int32, 10)
+    buf.add(np.array([3, 9, 4]), np.array([7, 2, 4]))
+    u, v, _, _ = buf.ties()
+    keys = network._keys_over(u, v)
+    assert keys is not None and keys.size == 3 and np.shares_memory(keys, u)
+    out = network._pair_keys(10, u, v, keys)
+    assert out is keys and keys.tolist() == [3 * 10 + 7, 2 * 10 + 9, 4 * 10 + 4]
+    # any other layout: none (separate arrays, int64 ends, a reversed pair of columns)
+    pairs = np.array([[1, 2], [3, 4]], dtype=np.int32)
+    assert network._keys_over(pairs[:, 1], pairs[:, 0]) is None
+    assert network._keys_over(pairs[:, 0].copy(), pairs[:, 1].copy()) is None
+    wide = pairs.astype(np.int64)
+    assert network._keys_over(wide[:, 0], wide[:, 1]) is None
+    assert network._keys_over(pairs[1:, 0], pairs[1:, 1]) is not None
+
+
+def test_from_edges_leaves_the_callers_arrays_as_they_were():
+    # only build_network's own buffers are written over (consume=True)
+    pairs = np.array([[0, 1], [2, 1], [1, 0], [3, 2]], dtype=np.int32)
+    before = pairs.copy()
+    net = from_edges(4, pairs[:, 0], pairs[:, 1])
+    assert np.array_equal(pairs, before)
+    assert net.indptr.tolist() == [0, 1, 3, 5, 6]
+
+
+def test_generated_ties_get_their_keys_in_place():
+    seen = []
+    real = network._pair_keys
+
+    def spy(n, u, v, out=None):
+        seen.append(out is not None and np.shares_memory(out, u))
+        return real(n, u, v, out)
+
+    s = spec("ward_clustered", mean_degree_in=4.0, mean_degree_out=1.0)
+    with patch.object(network, "_pair_keys", spy):
+        build_network(s, np.sort(np.arange(500) % 5), np.random.default_rng(1))
+    assert seen == [True]
 
 
 @pytest.mark.parametrize(
@@ -401,3 +492,57 @@ def test_a_build_leaves_only_its_graph_resident():
                          check=True)
     kept, ends, n = json.loads(out.stdout.strip().splitlines()[-1])
     assert kept <= 4 * ends + 8 * n + 0.6 * ends, kept / ends
+
+
+@given(st.lists(st.integers(0, 6), max_size=40), st.booleans())
+def test_ward_groups_list_the_residents_of_each_ward_in_order(wards, contiguous):
+    # residents listed ward by ward take a one-pass path with no order array: the same
+    # runs (values and dtypes) and members as the stable sort and np.unique
+    ward = np.array(sorted(wards) if contiguous else wards, dtype=np.int32)
+    order = np.argsort(ward, kind="stable")
+    _, starts, sizes = np.unique(ward[order], return_index=True, return_counts=True)
+    groups = network._WardGroups(ward)
+    assert (groups.order is None) == bool(ward.size and np.all(np.diff(ward) >= 0))
+    for a, b in zip((groups.starts, groups.sizes), (starts, sizes)):
+        assert a.dtype == b.dtype and np.array_equal(a, b)
+    for k, size in enumerate(sizes):
+        pos = np.arange(size, dtype=np.int32)[::-1]
+        got = groups.members(k, pos)
+        assert got.dtype == np.int64
+        assert np.array_equal(got, order[starts[k] : starts[k] + size][pos])
+
+
+def old_bernoulli_positions(n_trials, p, rng):
+    """network._bernoulli_positions before it drew in chunks (commit e607d6a)."""
+    if n_trials <= 0 or p <= 0:
+        return np.empty(0, dtype=np.int64)
+    if p >= 1:
+        return np.arange(n_trials, dtype=np.int64)
+    mean = n_trials * p
+    batch = int(mean + 6 * np.sqrt(mean) + 16)
+    chunks, last = [], -1
+    while last < n_trials - 1:
+        gaps = np.floor(np.log1p(-rng.random(batch)) / np.log1p(-p)) + 1.0
+        pos = np.cumsum(np.minimum(gaps, float(n_trials + 1)).astype(np.int64)) + last
+        chunks.append(pos)
+        last = int(pos[-1])
+    pos = np.concatenate(chunks)
+    return pos[: np.searchsorted(pos, n_trials)]
+
+
+@settings(deadline=None)
+@given(n_trials=st.integers(0, 5000), p=st.sampled_from([0.0, 1e-9, 0.001, 0.02, 0.3, 0.9, 1.0]),
+       step=st.sampled_from([None, 1, 3, 64, 10**6]), seed=st.integers(0, 2**32 - 1))
+def test_bernoulli_chunks_are_the_positions_and_leave_the_generator_where_they_did(
+        n_trials, p, step, seed):
+    # drawn in chunks (the cross-ward ties) or at once, the same successes, and the
+    # generator left at the same place for what is drawn next
+    a, b = np.random.default_rng(seed), np.random.default_rng(seed)
+    want = old_bernoulli_positions(n_trials, p, a)
+    chunks = list(network._bernoulli_chunks(n_trials, p, b, step))
+    got = np.concatenate(chunks) if chunks else np.empty(0, dtype=np.int64)
+    assert got.dtype == np.int64 and np.array_equal(got, want)
+    assert all(c.size <= (step or n_trials + 10**6) for c in chunks)
+    assert np.array_equal(network._bernoulli_positions(n_trials, p, np.random.default_rng(seed)),
+                          want)
+    assert a.random() == b.random()
