@@ -2,10 +2,11 @@
 
 Why a module of its own: on the machines here (virtual machines whose host backs memory
 only when a page is first touched, and takes it back once it has been free a while),
-first touching fresh memory cost 2-14 s a GB on one thread, varying with the host's load
-through the day, and took a third of a national graph build in slow hours. Two things
-help: backing big arrays on a thread of their own while the main thread computes on the
-other core, and handing freed memory back so that the resident size stays the run's.
+first touching fresh memory cost ~3 to ~15 s a GB on one thread (800 MB: 2.2 s one
+morning, 12.2 s one afternoon), and took a third of a national graph build in slow
+hours. Two things help: backing big arrays on a thread of their own while the main
+thread computes on the other core, and handing freed memory back so that the resident
+size stays the run's.
 """
 
 from __future__ import annotations

@@ -1113,7 +1113,7 @@ class _EdgeBuffer:
 
     A large buffer is made with the CSR's arrays for its capacity (_csr_arrays), and
     both are backed on another thread while the ties are drawn on this one: on the VMs
-    here backing took 2-14 s a GB, and the draws keep one core busy for as long. The
+    here backing took 3-15 s a GB, and the draws keep one core busy for as long. The
     build's peak is unchanged (the ties, now also its keys, and the CSR: ~8 bytes per
     tie end), only reached sooner."""
 

@@ -337,7 +337,7 @@ def test_a_build_whose_arrays_are_all_backed_ahead_is_the_same(name, populate):
 def test_backed_zeros_are_zeros_in_every_task(populate):
     with patch.object(memory, "TOUCH_MIN_BYTES", 0), \
             patch.object(memory, "_POPULATE_WRITE", 23 if populate else -1):
-        a = memory.zeros(5 * (2 << 20) + 3, np.int64)  # tasks of 16 MB and a tail
+        a = memory.zeros(5 * (2 << 20) + 3, np.int64)  # tasks of 2 MB and a tail
         b = memory.zeros(0, np.int32)
         assert memory.back(b) and (populate or not memory.back(a))  # False: done nothing
     assert a.dtype == np.int64 and a.size == 5 * (2 << 20) + 3 and not a.any()
