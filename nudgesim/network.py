@@ -378,10 +378,9 @@ def _from_edges(
         keys.sort()  # in place; numpy's vectorised sort beats any per-row sort here
         return _csr_from_keys(n, keys, None, node_ids, arrays)
     del arrays
-    if w is None:
+    if w is None:  # (listed ties may repeat: unique ones took the branch above)
         keys.sort()
-        if not assume_unique:
-            keys = _drop_repeats(keys)
+        keys = _drop_repeats(keys)
     else:
         order = np.argsort(keys, kind="stable")  # stable: first listing wins
         keys, w = keys[order], w[order]
@@ -925,8 +924,9 @@ def _bernoulli_chunks(n_trials: int, p: float, rng: np.random.Generator,
     if n_trials <= 0 or p <= 0:
         return
     if p >= 1:
-        for s in range(0, n_trials, step or n_trials):
-            yield np.arange(s, min(n_trials, s + (step or n_trials)), dtype=np.int64)
+        size = step or n_trials
+        for s in range(0, n_trials, size):
+            yield np.arange(s, min(n_trials, s + size), dtype=np.int64)
         return
     mean = n_trials * p
     # 6 standard deviations (+16 for tiny means) above the mean: one batch almost always.
