@@ -12,12 +12,13 @@ A backing thread must not hold up the main one. numpy advises huge pages
 (madvise(MADV_HUGEPAGE)) for each array of 4 MB or more it allocates, and that call
 waits for the write lock of the process's memory map, which the backing thread holds
 (to read) while the host backs each 2 MB. So while a backing thread runs, numpy's advice
-is off; the arrays being backed were made, and advised, before it started. At 2.5x10^7
-households the cross-ward draws (a few large temporaries per chunk) took 8.0-13.1 s with
-the advice and 1.6-3.0 s without it, and whole graph builds, alternating with and
-without in ten pairs, 25.4-32.3 s (mean 29.0) against 18.5-35.8 s (mean 25.9). In slow
-hours the main thread then reaches the graph's arrays while they are still being backed,
-and waits there instead.
+is off, for the whole process (arrays other threads make meanwhile go unadvised: their
+speed may change, never their values); the arrays being backed were made, and advised,
+before it started. At 2.5x10^7 households the cross-ward draws (a few large temporaries
+per chunk) took 8.0-13.1 s with the advice and 1.6-3.0 s without it, and whole graph
+builds, alternating with and without in ten pairs, 25.4-32.3 s (mean 29.0) against
+18.5-35.8 s (mean 25.9). In slow hours the main thread then reaches the graph's arrays
+while they are still being backed, and waits there instead.
 """
 
 from __future__ import annotations
