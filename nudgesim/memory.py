@@ -27,6 +27,7 @@ import ctypes
 import ctypes.util
 import importlib
 import mmap
+import os
 import threading
 from collections.abc import Callable
 from typing import Any
@@ -129,6 +130,22 @@ def _backing_ends() -> None:
         switch = _numpy_advice()
         if _backing == 0 and switch is not None:
             switch(_advice_before)
+
+
+def _no_backing_in_child() -> None:
+    """A forked child has none of its parent's threads, so none backing: numpy's advice
+    goes back to what it was, and the count starts again from zero."""
+    global _backing, _lock
+    _lock = threading.Lock()  # (a parent thread may have held it at the fork)
+    if _backing:
+        _backing = 0
+        switch = _numpy_advice()
+        if switch is not None:
+            switch(_advice_before)
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_no_backing_in_child)
 
 
 def zeros(n: int | tuple, dtype: Any) -> np.ndarray:

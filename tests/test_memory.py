@@ -2,6 +2,7 @@
 (the advice's madvise waits for the memory map the backing holds), and back as it was
 once the last backing thread is done. (Backing itself: tests/test_network_build.py.)"""
 
+import os
 import threading
 
 import numpy as np
@@ -75,3 +76,19 @@ def test_backing_works_where_numpy_has_no_switch(monkeypatch, gates):
     gates[2].set()
     thread.join(10)
     assert not thread.is_alive() and memory._backing == 0
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="fork is POSIX only")
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")  # fork with threads running
+def test_a_child_forked_while_backing_has_the_advice_back(gates):
+    thread = memory.back_soon(np.zeros(4) + 0)
+    assert advice() is False
+    pid = os.fork()
+    if pid == 0:  # the child: no backing thread here
+        os._exit(0 if advice() is True and memory._backing == 0 else 1)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert advice() is False  # the parent's thread still runs
+    gates[0].set()
+    thread.join(10)
+    assert advice() is True
