@@ -19,6 +19,15 @@ def advice() -> bool:
     return bool(was)
 
 
+@pytest.fixture(autouse=True)
+def kept_advice():
+    """numpy's setting before the test (True on Linux >= 4.6 unless
+    NUMPY_MADVISE_HUGEPAGE=0), put back after it."""
+    was = advice()
+    yield was
+    memory._numpy_advice()(was)
+
+
 @pytest.fixture
 def gates(monkeypatch):
     """back() held until the test opens the gate numbered by the array's first value."""
@@ -42,31 +51,27 @@ def test_numpy_has_the_switch():
 
 @pytest.mark.parametrize("before", [True, False])
 def test_advice_is_off_while_any_backing_thread_runs_and_then_as_it_was(gates, before):
-    switch = memory._numpy_advice()
-    switch(before)
-    try:
-        first = memory.back_soon(np.zeros(4) + 0)
-        second = memory.back_soon(np.zeros(4) + 1)
-        assert advice() is False
-        gates[0].set()
-        first.join(10)
-        assert not first.is_alive() and advice() is False  # the second still runs
-        gates[1].set()
-        second.join(10)
-        assert not second.is_alive() and advice() is before
-        assert memory._backing == 0
-    finally:
-        switch(True)
+    memory._numpy_advice()(before)
+    first = memory.back_soon(np.zeros(4) + 0)
+    second = memory.back_soon(np.zeros(4) + 1)
+    assert advice() is False
+    gates[0].set()
+    first.join(10)
+    assert not first.is_alive() and advice() is False  # the second still runs
+    gates[1].set()
+    second.join(10)
+    assert not second.is_alive() and advice() is before
+    assert memory._backing == 0
 
 
 @pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")
-def test_advice_comes_back_when_backing_fails(monkeypatch):
+def test_advice_comes_back_when_backing_fails(monkeypatch, kept_advice):
     def broken(a):
         raise OSError("no")
 
     monkeypatch.setattr(memory, "back", broken)
     memory.back_soon(np.zeros(4)).join(10)
-    assert advice() is True and memory._backing == 0
+    assert advice() is kept_advice and memory._backing == 0
 
 
 def test_backing_works_where_numpy_has_no_switch(monkeypatch, gates):
@@ -81,11 +86,16 @@ def test_backing_works_where_numpy_has_no_switch(monkeypatch, gates):
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="fork is POSIX only")
 @pytest.mark.filterwarnings("ignore::DeprecationWarning")  # fork with threads running
 def test_a_child_forked_while_backing_has_the_advice_back(gates):
+    memory._numpy_advice()(True)
     thread = memory.back_soon(np.zeros(4) + 0)
     assert advice() is False
     pid = os.fork()
-    if pid == 0:  # the child: no backing thread here
-        os._exit(0 if advice() is True and memory._backing == 0 else 1)
+    if pid == 0:  # the child, where no backing thread runs: it never returns to pytest
+        ok = False
+        try:
+            ok = advice() is True and memory._backing == 0
+        finally:
+            os._exit(0 if ok else 1)
     _, status = os.waitpid(pid, 0)
     assert os.waitstatus_to_exitcode(status) == 0
     assert advice() is False  # the parent's thread still runs
