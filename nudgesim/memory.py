@@ -127,9 +127,15 @@ def _backing_ends() -> None:
     global _backing
     with _lock:
         _backing -= 1
-        switch = _numpy_advice()
-        if _backing == 0 and switch is not None:
-            switch(_advice_before)
+        if _backing == 0:
+            _advice_back()
+
+
+def _advice_back() -> None:
+    """numpy's advice as it was before the first backing thread started."""
+    switch = _numpy_advice()
+    if switch is not None:
+        switch(_advice_before)
 
 
 def _no_backing_in_child() -> None:
@@ -139,9 +145,7 @@ def _no_backing_in_child() -> None:
     _lock = threading.Lock()  # (a parent thread may have held it at the fork)
     if _backing:
         _backing = 0
-        switch = _numpy_advice()
-        if switch is not None:
-            switch(_advice_before)
+        _advice_back()
 
 
 if hasattr(os, "register_at_fork"):
