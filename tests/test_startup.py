@@ -520,6 +520,64 @@ def test_ctrl_c_during_start_up_is_interrupted_not_a_traceback(tmp_path, delay):
     assert _wait_for(lambda: not _helpers_of(proc.pid), 1.0)
 
 
+#: a command import that gets a signal and turns its exception into an error of its own,
+#: as pydantic-core does when a Ctrl-C lands while it builds a validator (SchemaError)
+WRAPPING_IMPORT = """import os, signal, time
+try:
+    os.kill(os.getpid(), signal.{name})
+    time.sleep(5)
+except BaseException as err:
+    raise RuntimeError(f"schema build failed: {{err!r}}") from None
+"""
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_a_signal_a_library_wrapped_in_its_own_error_is_still_an_interrupt(tmp_path, sig):
+    """The exception a signal raises can come up as another error when it passes through a
+    library (pydantic-core: SchemaError). The command still answers as for the signal
+    itself: 'nudgesim: interrupted' and 130 for Ctrl-C, 128 + signal for SIGTERM, and no
+    traceback, instead of the library's error."""
+    (tmp_path / "town.toml").write_text(TOWN)
+    (tmp_path / "wrapping.py").write_text(WRAPPING_IMPORT.format(name=sig.name))
+    code = ("import sys\n"
+            f"sys.path.insert(0, {str(tmp_path)!r})\n"
+            "from nudgesim import cli\n"
+            "cli.PRELOAD['run'] = ('wrapping',)\n"
+            "sys.argv = ['nudgesim', 'run', 'town.toml', '--no-plot', '--out', 'o']\n"
+            "sys.exit(cli.main())\n")
+    done = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True,
+                          text=True, timeout=120)
+    assert "Traceback" not in done.stderr and "schema build" not in done.stderr, done.stderr
+    if sig == signal.SIGINT:
+        assert done.returncode == 130, done.stderr
+        assert done.stderr.strip() == "nudgesim: interrupted"
+    else:
+        assert done.returncode == 128 + sig, done.stderr
+    assert not (tmp_path / "o").exists()
+
+
+def test_main_s_sigint_handler_gives_way_to_a_later_one():
+    """_signals_as_exceptions puts back the SIGINT handler it found, unless someone set a
+    newer one meanwhile (_status_keeper's, once the command has its answer): that one stays
+    for the rest of the process."""
+    from nudgesim.cli import _signals_as_exceptions
+
+    before = signal.getsignal(signal.SIGINT)
+    with _signals_as_exceptions(True):
+        assert signal.getsignal(signal.SIGINT) is not before
+    assert signal.getsignal(signal.SIGINT) is before
+
+    def later(signum, frame):
+        pass
+
+    try:
+        with _signals_as_exceptions(True):
+            signal.signal(signal.SIGINT, later)
+        assert signal.getsignal(signal.SIGINT) is later
+    finally:
+        signal.signal(signal.SIGINT, before)
+
+
 @needs_helper
 def test_the_helper_never_imports_from_the_working_folder(tmp_path):
     """Modules named like the standard library's or numpy next to a user's scenario are not
@@ -545,12 +603,12 @@ def test_stop_worker_stops_and_reaps_the_helper(monkeypatch):
 
 
 def test_sigterm_is_an_exit_only_while_the_process_command_runs():
-    from nudgesim.cli import _termination_as_exit
+    from nudgesim.cli import _signals_as_exceptions
 
     before = signal.getsignal(signal.SIGTERM)
-    with _termination_as_exit(False):
+    with _signals_as_exceptions(False):
         assert signal.getsignal(signal.SIGTERM) is before  # main([...]): the host's own
-    with pytest.raises(SystemExit) as exit_, _termination_as_exit(True):
+    with pytest.raises(SystemExit) as exit_, _signals_as_exceptions(True):
         os.kill(os.getpid(), signal.SIGTERM)
         time.sleep(1)  # the handler raises at the next bytecode
     assert exit_.value.code == 128 + signal.SIGTERM
@@ -563,7 +621,7 @@ def test_a_lost_sigterm_exit_still_ends_the_command_and_kills_the_helper(monkeyp
     and the exit is raised again when the command's work is done."""
     import weakref
 
-    from nudgesim.cli import _termination_as_exit
+    from nudgesim.cli import _signals_as_exceptions
 
     monkeypatch.setattr(plots, "_WORKER", plots._Worker())
     proc = plots._WORKER.proc
@@ -572,7 +630,7 @@ def test_a_lost_sigterm_exit_still_ends_the_command_and_kills_the_helper(monkeyp
         pass
 
     monkeypatch.setattr(sys, "unraisablehook", lambda unraisable: None)
-    with pytest.raises(SystemExit) as exit_, _termination_as_exit(True):
+    with pytest.raises(SystemExit) as exit_, _signals_as_exceptions(True):
         handler = signal.getsignal(signal.SIGTERM)
         thing = Thing()
         ref = weakref.ref(thing, lambda r: handler(signal.SIGTERM, None))

@@ -21,7 +21,8 @@ from typing import TYPE_CHECKING
 from ..errors import UsageError, UserError
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Iterator
+    from types import FrameType
 
     from ..scenario import Scenario
 
@@ -229,14 +230,19 @@ def _imports_uncollected(own_process: bool):
 
 
 @contextmanager
-def _termination_as_exit(own_process: bool):
-    """When the command is the whole process (and `run` or `validate`): SIGTERM (and SIGHUP, a closed terminal) raise
-    SystemExit(128 + signal) instead of ending the process on the spot, so that `main`'s
-    cleanup runs (half-written files removed, the drawing helper reaped); the previous
-    handlers come back afterwards. A host process calling main([...]) keeps its own.
-    The handler also kills the drawing helper itself, and the exit is raised again at the
-    end if it was lost: Python ignores an exception raised while a weakref callback or
-    destructor runs (measured: 1 in ~10 early SIGTERMs landed there)."""
+def _signals_as_exceptions(own_process: bool) -> Iterator[list[int]]:
+    """When the command is the whole process (and `run` or `validate`): SIGTERM (and SIGHUP, a
+    closed terminal) raise SystemExit(128 + signal) instead of ending the process on the
+    spot, so that `main`'s cleanup runs (half-written files removed, the drawing helper
+    reaped), and SIGINT raises KeyboardInterrupt as Python's own handler does. Yields the
+    signals received, so that `main` knows an interrupt when a library has turned its
+    exception into an error of its own (pydantic-core does: a Ctrl-C while it builds a
+    validator comes up as a SchemaError). The previous handlers come back afterwards (SIGINT's
+    only if still ours: _status_keeper may have set its own). A host process calling
+    main([...]) keeps its own.
+    The SIGTERM handler also kills the drawing helper itself, and the exit is raised again
+    at the end if it was lost: Python ignores an exception raised while a weakref callback
+    or destructor runs (measured: 1 in ~10 early SIGTERMs landed there)."""
     import signal
 
     received: list[int] = []
@@ -248,23 +254,29 @@ def _termination_as_exit(own_process: bool):
             plots.stop_worker(reap=False)
         raise SystemExit(128 + signum)
 
-    previous = {}
+    def interrupt(signum: int, frame: FrameType | None) -> None:
+        received.append(signum)
+        signal.default_int_handler(signum, frame)
+
+    handlers = {"SIGTERM": stop, "SIGHUP": stop, "SIGINT": interrupt}
+    previous: dict[int, tuple[object, object]] = {}
     if own_process:
-        for name in ("SIGTERM", "SIGHUP"):
+        for name, handler in handlers.items():
             number = getattr(signal, name, None)
             if number is None:
                 continue
             try:
-                previous[number] = signal.signal(number, stop)
+                previous[number] = (signal.signal(number, handler), handler)
             except ValueError:  # not the main thread: signals stay as they are
                 break
     try:
-        yield
+        yield received
     finally:
-        for number, handler in previous.items():
-            signal.signal(number, signal.SIG_DFL if handler is None else handler)
-    if received:  # only reached when the handler's SystemExit was lost
-        raise SystemExit(128 + received[0])
+        for number, (before, ours) in previous.items():
+            if signal.getsignal(number) is ours:
+                signal.signal(number, signal.SIG_DFL if before is None else before)  # type: ignore[arg-type]
+    if any(signum != signal.SIGINT for signum in received):  # the handler's SystemExit was lost
+        raise SystemExit(128 + next(s for s in received if s != signal.SIGINT))
 
 
 def _status_keeper(own_process: bool) -> Callable[[int], None]:
@@ -309,7 +321,7 @@ def _status_keeper(own_process: bool) -> Callable[[int], None]:
 def main(argv: list[str] | None = None) -> int:
     """The `nudgesim` command; `argv` None reads the process's own command line (and then
     treats the process as the command's own: see _imports_uncollected and
-    _termination_as_exit). Everything after reading argv runs inside one try, so Ctrl-C
+    _signals_as_exceptions). Everything after reading argv runs inside one try, so Ctrl-C
     at any moment says "interrupted" (exit 130) until the command has its answer, which a
     later Ctrl-C no longer changes (_status_keeper); and a drawing helper started here is
     stopped on every way out: no child process outlives the command."""
@@ -320,7 +332,7 @@ def main(argv: list[str] | None = None) -> int:
     # the subcommands in their own modules (viz, sweep, ...) keep their own signal handling
     whole = own_process and not (argv and argv[0] in DELEGATED)
     keep_status = _status_keeper(whole)
-    with _termination_as_exit(whole):
+    with _signals_as_exceptions(whole) as signals:
         try:
             if _draws_run_figure(argv):
                 from .. import plots
@@ -358,6 +370,17 @@ def main(argv: list[str] | None = None) -> int:
         except BrokenPipeError:  # e.g. `nudgesim run | head`: the reader left, nothing is wrong
             sys.stderr.close()
             status = 0
+            return status
+        except Exception:
+            if not signals:
+                raise
+            # a signal's exception that a library turned into its own error on the way up
+            import signal
+
+            if signals[-1] != signal.SIGINT:
+                raise SystemExit(128 + signals[-1]) from None
+            print("nudgesim: interrupted", file=sys.stderr)
+            status = 130
             return status
         finally:
             if status is not None:
