@@ -502,11 +502,12 @@ def _norms_from_counts(lo, m, cnt, ward, starts, ward_boost, flags, norm):
     flat = cnt.reshape(cnt.shape[0] * w)[w * lo:w * (lo + m)]
     if w == 4:  # Counts(inward=True)
         # Without a boost this week the in-ward counts weigh 0.0, which is exact (counts
-        # are integers >= 0: 0.0 x c = +0.0, and a + 0.0 = a), and it makes the loop read
-        # each row's four counts: LLVM then loads rows whole and shuffles. Reading two of
-        # the four, it gathered them on AVX-512 (vpgatherqd), which kept the hardware
-        # prefetcher from streaming the counts: at 10^7 (AMD Zen 4) that loop took a
-        # quarter of the step, 3.05 ns a resident against 0.65 as whole rows.
+        # are integers: 0.0 x c is +-0.0, and a + -0.0 = a for a = float(integer), never
+        # -0.0), and it makes the loop read each row's four counts: LLVM then loads rows
+        # whole and shuffles. Reading two of the four, it gathered them on AVX-512
+        # (vpgatherqd), which kept the hardware prefetcher from streaming the counts: at
+        # 10^7 (AMD Zen 4) that loop took a quarter of the step, 3.05 ns a resident
+        # against 0.65 as whole rows.
         boosted = (flags & HAS_TIE_BOOST) != 0
         wb = ward[lo:lo + m]
         if not boosted or _one_ward(starts, lo, lo + m):  # the usual block: one boost
