@@ -275,8 +275,9 @@ def _signals_as_exceptions(own_process: bool) -> Iterator[list[int]]:
         for number, (before, ours) in previous.items():
             if signal.getsignal(number) is ours:
                 signal.signal(number, signal.SIG_DFL if before is None else before)  # type: ignore[arg-type]
-    if any(signum != signal.SIGINT for signum in received):  # the handler's SystemExit was lost
-        raise SystemExit(128 + next(s for s in received if s != signal.SIGINT))
+    exits = [signum for signum in received if signum != signal.SIGINT]
+    if exits:  # only reached when the handler's SystemExit was lost
+        raise SystemExit(128 + exits[0])
 
 
 def _status_keeper(own_process: bool) -> Callable[[int], None]:
@@ -363,22 +364,20 @@ def main(argv: list[str] | None = None) -> int:
             print(f"nudgesim: error: {err}", file=sys.stderr)
             status = 2
             return status
-        except KeyboardInterrupt:
-            print("nudgesim: interrupted", file=sys.stderr)
-            status = 130
-            return status
         except BrokenPipeError:  # e.g. `nudgesim run | head`: the reader left, nothing is wrong
             sys.stderr.close()
             status = 0
             return status
-        except Exception:
-            if not signals:
-                raise
-            # a signal's exception that a library turned into its own error on the way up
-            import signal
+        except (KeyboardInterrupt, Exception) as err:
+            if not isinstance(err, KeyboardInterrupt):
+                # an error after a signal: the signal's exception, which a library turned
+                # into an error of its own on the way up; any other error is raised as is
+                import signal
 
-            if signals[-1] != signal.SIGINT:
-                raise SystemExit(128 + signals[-1]) from None
+                if not signals:
+                    raise
+                if signals[-1] != signal.SIGINT:
+                    raise SystemExit(128 + signals[-1]) from None
             print("nudgesim: interrupted", file=sys.stderr)
             status = 130
             return status
