@@ -492,9 +492,17 @@ def _row_totals(indptr, indices, f8, den):
             d += np.int64(f8[indices[jj]])
         den[i] = d
 
+@njit(inline="always", cache=True, error_model="numpy")
+def _pair(word):
+    """The two int16 counts of an int32 word (little-endian: the first in the low half),
+    as doubles. Reading int16 counts as int32 words and splitting them with shifts
+    vectorised best: 0.60 ns a resident on AVX2 code against 0.75 converting int16 lanes
+    (int32 counts: 0.65), and 0.50 against 0.53 on AVX-512 (10^7, one thread, from memory)."""
+    return np.float64(np.int16(word)), np.float64(word >> 16)
+
 @njit(cache=True, error_model="numpy")
 def _norms_from_counts(lo, m, cnt, ward, starts, ward_boost, flags, norm):
-    """Perceived norms (before messages) of residents lo..lo+m-1 from Counts.cnt."""
+    """Perceived norms (before messages) of residents lo..lo+m-1 from Counts.both."""
     # the counts as one flat run of rows: a compile-time stride (2, or 4 with in-ward
     # counts) that LLVM vectorises (through the 2-D view's run-time strides it did not:
     # 0.72 -> 0.18 ms for this loop at 10^6 residents)
@@ -506,12 +514,22 @@ def _norms_from_counts(lo, m, cnt, ward, starts, ward_boost, flags, norm):
         # -0.0), and it makes the loop read each row's four counts: LLVM then loads rows
         # whole and shuffles. Reading two of the four, it gathered them on AVX-512
         # (vpgatherqd), which kept the hardware prefetcher from streaming the counts: at
-        # 10^7 (AMD Zen 4) that loop took a quarter of the step, 3.05 ns a resident
+        # 10^7 (AMD Zen 5) that loop took a quarter of the step, 3.05 ns a resident
         # against 0.65 as whole rows.
         boosted = (flags & HAS_TIE_BOOST) != 0
         wb = ward[lo:lo + m]
+        narrow = cnt.itemsize == 2  # int16 counts (Counts): a row is two int32 words
+        words = flat.view(np.int32)
         if not boosted or _one_ward(starts, lo, lo + m):  # the usual block: one boost
             tb = ward_boost[wb[0]] if boosted else 0.0
+            if narrow:
+                for j in range(m):
+                    c, d = _pair(words[2 * j])
+                    ci, di = _pair(words[2 * j + 1])
+                    num = c + tb * ci
+                    den = d + tb * di
+                    norm[j] = num / den if den > 0 else 0.0
+                return
             for j in range(m):
                 num = np.float64(flat[4 * j]) + tb * np.float64(flat[4 * j + 2])
                 den = np.float64(flat[4 * j + 1]) + tb * np.float64(flat[4 * j + 3])
@@ -519,8 +537,19 @@ def _norms_from_counts(lo, m, cnt, ward, starts, ward_boost, flags, norm):
             return
         for j in range(m):
             tb = ward_boost[wb[j]]
-            num = np.float64(flat[4 * j]) + tb * np.float64(flat[4 * j + 2])
-            den = np.float64(flat[4 * j + 1]) + tb * np.float64(flat[4 * j + 3])
+            if narrow:
+                c, d = _pair(words[2 * j])
+                ci, di = _pair(words[2 * j + 1])
+            else:
+                c, d = np.float64(flat[4 * j]), np.float64(flat[4 * j + 1])
+                ci, di = np.float64(flat[4 * j + 2]), np.float64(flat[4 * j + 3])
+            num = c + tb * ci
+            den = d + tb * di
+            norm[j] = num / den if den > 0 else 0.0
+    elif cnt.itemsize == 2:  # a row is one int32 word
+        words = flat.view(np.int32)
+        for j in range(m):
+            num, den = _pair(words[j])
             norm[j] = num / den if den > 0 else 0.0
     else:
         for j in range(m):
@@ -1309,7 +1338,7 @@ _EMPTY_F = np.zeros(0)
 _EMPTY_B = np.zeros(0, dtype=np.bool_)
 _EMPTY_I8 = np.zeros(0, dtype=np.int8)
 _EMPTY_F32 = np.zeros(0, dtype=np.float32)
-_NO_COUNTS = np.zeros((0, 2), dtype=np.int32)
+_NO_COUNTS = np.zeros((0, 2), dtype=np.int16)  # Counts' usual type: one _decide compiled
 CHANNEL_CODES = {"utility": 0, "lapse": 1, "attitude": 2, "cost_relief": 3, "norm_salience": 4}
 #: Above this share of tie ends owned by changed residents, recounting every row in
 #: parallel beats pushing the changes one by one (assumption; both give the same counts).
@@ -1798,18 +1827,37 @@ class Counts:
         self.g = g
         self.inward = inward
         #: per resident Σ f·a and Σ f over its ties, then (inward) the same over its
-        #: in-ward ties, in one 16-byte row: a push touches one cache line per neighbour
-        #: (two arrays took two misses: 26.7 -> 20.2 ns per tie end, a week's push 7.0 ->
-        #: 5.2 ms at 10^7). cnt and cnt_in are views of it.
-        self.both = np.zeros((n, 4 if inward else 2), dtype=np.int32)
-        self.cnt = self.both[:, :2]
-        self.cnt_in = self.both[:, 2:] if inward else _NO_COUNTS
+        #: in-ward ties, in one row: a push touches one cache line per neighbour (two
+        #: arrays took two misses: 26.7 -> 20.2 ns per tie end, a week's push 7.0 -> 5.2
+        #: ms at 10^7). int16 while every sum fits (see _fit), which halves the bytes
+        #: the decide pass reads each step: 25.7 -> 23.9 ms at 10^7 (AMD Zen 5, A/B).
+        self.most = _most_ties(g.indptr)
+        self.both = np.zeros((n, 4 if inward else 2),
+                             dtype=np.int16 if self.most <= COUNT16 else np.int32)
         self.a_seen = np.zeros(n, dtype=np.uint8)
         self.f_seen = np.ones(n, dtype=np.int8)
         self.fresh = False
         self.f_key: tuple | None = None  # the influence the counts saw (Program.f_key)
         self.pushed = 0  # tie ends visited by pushes (diagnostic)
         self.recounts = 0
+
+    @property
+    def cnt(self) -> np.ndarray:
+        return self.both[:, :2]
+
+    @property
+    def cnt_in(self) -> np.ndarray:
+        return self.both[:, 2:] if self.inward else _NO_COUNTS
+
+    def _fit(self, f8: np.ndarray | None) -> None:
+        """Widen int16 counts to int32 before influence `f8` could take a sum past
+        COUNT16: |Σ f| <= ties x the largest |f|. Widening keeps the counts (they fit
+        before), and numba compiles the kernels' int32 variant on its first use; it takes
+        a hub and a large influence (the default ambassador weighs 3: 10,922 ties)."""
+        if self.both.dtype != np.int16 or f8 is None or self.most * 128 <= COUNT16:
+            return
+        if self.most * max(int(f8.max(initial=0)), -int(f8.min(initial=0))) > COUNT16:
+            self.both = self.both.astype(np.int32)
 
     def sync(self, adopted_u8: np.ndarray, f8: np.ndarray | None,
              f_key: tuple | None = None) -> None:
@@ -1819,9 +1867,11 @@ class Counts:
         g = self.g
         has_f = f8 is not None
         f = f8 if f8 is not None else _EMPTY_I8
+        check_f = f_key is None or not _same_key(f_key, self.f_key)
+        if check_f:
+            self._fit(f8)
         args = (g.indptr, g.indices, g.ward, adopted_u8, f, has_f, self.inward, self.both,
                 self.a_seen, self.f_seen)
-        check_f = f_key is None or not _same_key(f_key, self.f_key)
         self.f_key = f_key
         with Threads(g.n):
             if self.fresh:
@@ -1836,6 +1886,21 @@ class Counts:
             _recount(*args, g.starts, g.runs)
             self.fresh = True
             self.recounts += 1
+
+
+#: The largest count int16 holds. Counts are sums of influence over a resident's ties:
+#: at most its ties without influence, and Program takes them only for integer
+#: influence in int8's range.
+COUNT16 = int(np.iinfo(np.int16).max)
+
+
+def _most_ties(indptr: np.ndarray) -> int:
+    """The largest number of ties of any resident, a slice at a time (no n-sized
+    temporary at 2.5 x 10^7)."""
+    most = 0
+    for lo in range(0, indptr.size - 1, 1 << 20):
+        most = max(most, int(np.diff(indptr[lo:lo + (1 << 20) + 1]).max(initial=0)))
+    return most
 
 
 def _same_key(a: tuple | None, b: tuple | None) -> bool:

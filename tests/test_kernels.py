@@ -359,6 +359,54 @@ def test_push_of_one_change_by_hand(ward, in_ward_1, in_ward_3, monkeypatch):
     assert np.array_equal(counts.cnt_in, _expected_counts(g, a.astype(bool), f)[1])
 
 
+def _star_graph(leaves):
+    """Resident 0 tied to each of residents 1..leaves, all in one ward (CSR)."""
+    from types import SimpleNamespace
+
+    indptr = np.concatenate([[0, leaves], leaves + np.arange(1, leaves + 1)]).astype(np.int64)
+    indices = np.concatenate([np.arange(1, leaves + 1), np.zeros(leaves)]).astype(np.int32)
+    net = SimpleNamespace(indptr=indptr, indices=indices, weights=None, n=leaves + 1)
+    return kernels.Graph(net, np.zeros(leaves + 1, dtype=np.int64))
+
+
+def test_counts_are_int16_until_a_sum_could_pass_its_range(monkeypatch):
+    # a hub of 300 ties: 300 x 109 = 32,700 fits int16, 300 x 110 = 33,000 does not
+    monkeypatch.setattr(kernels, "PUSH_MAX_SHARE", 1.0)
+    g = _star_graph(300)
+    counts = kernels.Counts(g, inward=True)
+    assert counts.most == 300 and counts.both.dtype == np.int16
+    a = np.ones(301, dtype=np.uint8)
+    f = np.ones(301, dtype=np.int8)
+    counts.sync(a, None)
+    assert counts.cnt[0].tolist() == counts.cnt_in[0].tolist() == [300, 300]
+    f[1:] = 109
+    counts.sync(a, f)
+    assert counts.both.dtype == np.int16 and counts.cnt[0].tolist() == [32700, 32700]
+    f[1:] = 110
+    counts.sync(a, f)
+    assert counts.both.dtype == np.int32 and counts.cnt[0].tolist() == [33000, 33000]
+    a[7] = 0  # one leaf lapses: a push into the widened counts
+    pushed = counts.pushed
+    counts.sync(a, f)
+    assert counts.pushed == pushed + 1
+    assert counts.cnt[0].tolist() == counts.cnt_in[0].tolist() == [32890, 33000]
+    everywhere, in_ward = _expected_counts(g, a.astype(bool), f)
+    assert np.array_equal(counts.cnt, everywhere) and np.array_equal(counts.cnt_in, in_ward)
+
+
+def test_a_graph_beyond_int16_counts_matches_numpy(monkeypatch):
+    # int32 counts from the start, and int16 ones widened when the ambassadors begin
+    # (COUNT16 lowered so that a small town needs them): the kernels' int32 variant
+    for nudges in ([NUDGES[7], NUDGES[11]], [NUDGES[7], NUDGES[2]]):  # in-ward counts or not
+        sc = small(3, RULES[0], NETWORKS[0], nudges, n=300)
+        for limit in (2, 10):
+            monkeypatch.setattr(kernels, "COUNT16", limit)
+            eng = Engine(sc)
+            eng.run()
+            assert eng.backend.counts.both.dtype == np.int32
+            assert_same(*run_both(sc, monkeypatch))
+
+
 @SETTINGS
 @given(seed=st.integers(0, 10**6))
 def test_counts_with_scattered_wards_follow_changes(seed):
