@@ -66,9 +66,14 @@ def _seed_from(rng: np.random.Generator | None) -> int:
 
 
 def degree_scores(net: Network) -> np.ndarray:
-    """Weighted degree (row sums of the tie weights); ties are broken by the caller."""
+    """Weighted degree (row sums of the tie weights); ties are broken by the caller.
+    Unit ties: the row lengths go straight into float64, the one n-sized array the
+    score cache keeps. Through `net.degree` an int64 copy stayed cached on the network
+    for the rest of the run (200 MB at 2.5 x 10^7 households)."""
     if net.unit:
-        return net.degree.astype(np.float64)
+        out = np.empty(net.n)
+        np.subtract(net.indptr[1:], net.indptr[:-1], out=out)
+        return out
     return net.matrix() @ np.ones(net.n)
 
 

@@ -349,6 +349,14 @@ def test_degree_scores(small_graph):
     assert np.allclose(degree_scores(net), [ref[i] for i in range(net.n)])
 
 
+def test_degree_scores_of_unit_ties_are_the_row_lengths_and_keep_no_copy():
+    net = build(spec("watts_strogatz", k=6, p=0.3), 2, np.zeros(500, np.int32))
+    scores = degree_scores(net)
+    assert scores.dtype == np.float64
+    assert np.array_equal(scores, np.diff(net.indptr))
+    assert "degree" not in vars(net)  # no int64 copy left cached for the rest of the run
+
+
 def test_kcore_scores(small_graph):
     net, G = small_graph
     ref = nx.core_number(G)
