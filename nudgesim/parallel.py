@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import logging
 import math
 import multiprocessing
 import os
@@ -238,6 +239,25 @@ def _with_threads(fn: Callable[..., Any], threads: int, item: Any, **kwargs: Any
 # ---------------------------------------------------------------------------------------
 
 
+class _SyncCancelRace(logging.Filter):
+    """Drops the one log record of a race in distributed's `sync` (seen with 2026.8): on
+    Ctrl-C it schedules a `cancel` callback that reads `future` before the coroutine has
+    assigned it, and tornado logs the NameError with a traceback, although there was
+    nothing to cancel yet. The user pressed Ctrl-C and is told "interrupted"; that
+    traceback would only alarm them. Every other record passes."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        err = record.exc_info[1] if record.exc_info else None
+        return not (isinstance(err, NameError) and "sync.<locals>.cancel" in record.getMessage())
+
+
+def quiet_sync_cancel_race() -> None:
+    """Install _SyncCancelRace on tornado's callback logger, once per process."""
+    log = logging.getLogger("tornado.application")
+    if not any(isinstance(f, _SyncCancelRace) for f in log.filters):
+        log.addFilter(_SyncCancelRace())
+
+
 def _dask_imap(
     fn: Callable[[Any], Any],
     items: list[Any],
@@ -253,6 +273,7 @@ def _dask_imap(
     from dask.distributed import Client, LocalCluster
     from dask.distributed import as_completed as dask_completed
 
+    quiet_sync_cancel_race()
     cluster = None
     if scheduler is None:
         fn = functools.partial(_with_threads, fn, _threads_each(workers or default_workers()))
