@@ -57,6 +57,7 @@ threads excluded.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import importlib.util
 import math
@@ -110,6 +111,7 @@ HAS_TIE_BOOST = 2
 HAS_DIRECT = 128
 HAS_LOCKED = 256
 INTEGRAL = 512  # influence holds int8-range integers: sum ties in int64 (exact)
+HALF_ROWS = 1024  # the kernels have no fast gather: see _norms_from_counts
 
 
 def _setting() -> bool | None:
@@ -515,11 +517,24 @@ def _norms_from_counts(lo, m, cnt, ward, starts, ward_boost, flags, norm):
         # whole and shuffles. Reading two of the four, it gathered them on AVX-512
         # (vpgatherqd), which kept the hardware prefetcher from streaming the counts: at
         # 10^7 (AMD Zen 5) that loop took a quarter of the step, 3.05 ns a resident
-        # against 0.65 as whole rows.
+        # against 0.65 as whole rows. Code without AVX-512 (HALF_ROWS) has no such
+        # gather, and there reading the half that counts is the quicker: the decide pass
+        # at 10^7 took 26.9 ms against 28.2 reading whole rows (compiled for AVX2).
         boosted = (flags & HAS_TIE_BOOST) != 0
         wb = ward[lo:lo + m]
         narrow = cnt.itemsize == 2  # int16 counts (Counts): a row is two int32 words
         words = flat.view(np.int32)
+        if not boosted and (flags & HALF_ROWS) != 0:
+            if narrow:
+                for j in range(m):
+                    num, den = _pair(words[2 * j])
+                    norm[j] = num / den if den > 0 else 0.0
+                return
+            for j in range(m):
+                num = np.float64(flat[4 * j])
+                den = np.float64(flat[4 * j + 1])
+                norm[j] = num / den if den > 0 else 0.0
+            return
         if not boosted or _one_ward(starts, lo, lo + m):  # the usual block: one boost
             tb = ward_boost[wb[0]] if boosted else 0.0
             if narrow:
@@ -1030,30 +1045,44 @@ def _changed_in(lo, hi, a, a_seen, f, f_seen, has_f, check_f, aw, asw, fw, fsw, 
 @njit(parallel=True, cache=True, error_model="numpy")
 def _changed(a, a_seen, f, f_seen, has_f, check_f, aw, asw, fw, fsw, chunks, indptr):
     """Ids (ascending) whose adoption or influence differs from what the counts saw, in
-    one pass: each chunk writes into its own row of a buffer sized for a typical step
-    (1/16 of its residents). Returns (ids, their tie ends, True), or False last when a
-    chunk had more changes than that: the caller then recounts, which is cheaper than
-    pushing so many anyway."""
+    one pass: each chunk (_chunk_size residents) writes into its own row of a buffer
+    sized for a typical step (1/16 of its residents). Returns (ids, how many of them each
+    chunk holds, their tie ends in each chunk, True), or False last when a chunk had
+    more changes than that: the caller then recounts, which is cheaper than pushing so
+    many anyway."""
     n = a.shape[0]
-    size = ((n + chunks - 1) // chunks + 7) // 8 * 8
+    size = _chunk_size(n, chunks)
     cap = size // 16 + 64
     buf = np.empty((chunks, cap), dtype=np.int64)
     per = np.zeros(chunks, dtype=np.int64)
+    ends = np.zeros(chunks, dtype=np.int64)
     for c in prange(chunks):
         per[c] = _changed_in(min(n, c * size), min(n, (c + 1) * size), a, a_seen, f,
                              f_seen, has_f, check_f, aw, asw, fw, fsw, buf[c], 0)
+        ends[c] = _tie_ends(buf[c, :min(per[c], cap)], indptr)
     fits = per.max() <= cap
     ids = np.empty(per.sum() if fits else 0, dtype=np.int64)
     k = 0
     for c in range(chunks if fits else 0):
         ids[k:k + per[c]] = buf[c, :per[c]]
         k += per[c]
+    return ids, per, ends, fits
+
+@njit(inline="always", cache=True, error_model="numpy")
+def _chunk_size(n, chunks):
+    """Residents per chunk of _changed and _push: whole words of eight flags."""
+    return ((n + chunks - 1) // chunks + 7) // 8 * 8
+
+@njit(inline="always", cache=True, error_model="numpy")
+def _tie_ends(ids, indptr):
+    """The tie ends of residents `ids`, scattered: their row pointers are requested
+    AHEAD residents before use, so the misses overlap."""
     work = 0
     for q in range(ids.shape[0]):
-        if q + AHEAD < ids.shape[0]:  # scattered rows: see _push_in
+        if q + AHEAD < ids.shape[0]:
             _prefetch(indptr, ids[q + AHEAD])
         work += indptr[ids[q] + 1] - indptr[ids[q]]
-    return ids, work, fits
+    return work
 
 @njit(inline="always", cache=True, error_model="numpy")
 def _ward_run(j, starts, n):
@@ -1086,49 +1115,74 @@ def _same_ward(i, k, runs, bounds, ward, ids):
 #: to overlap, few enough that the lines are still cached when used (assumption).
 AHEAD = 16
 
+#: How far ahead along a list of (neighbour, change) pairs _push_in asks for the
+#: neighbour's counts: at 10^7 residents, 2.5 x 10^5 such additions took 1.16 ms with 16
+#: pairs ahead, 0.80 with 32 and 0.58 with 64 (AMD Zen 5, two threads).
+PAIRS_AHEAD = 64
+
 @njit(cache=True, error_model="numpy")
 def _push_in(k0, k1, lo, hi, ids, diff, bounds, runs, indptr, indices, ward, inward, cnt,
-             far):
+             near, far):
     """Push the changes ids[k0:k1] (residents of lo..hi-1) to their neighbours in the
     same range; the others go to far as (neighbour, k). Returns how many went there.
 
-    Changed residents are scattered, so each one's row pointers, row and neighbours'
-    counts are cache misses; they are requested AHEAD, AHEAD/2 and AHEAD/4 residents
-    before use (_prefetch), so the misses overlap."""
+    Two passes: the changed residents' rows, scattered, are read first (their row
+    pointers and rows requested AHEAD and AHEAD/2 residents before use, so the misses
+    overlap) into a list of (neighbour, k) pairs; the additions then follow the list,
+    each neighbour's counts requested PAIRS_AHEAD pairs before. Reading rows and adding
+    in one loop, the counts could only be requested a few residents ahead, behind the
+    rows they come from: at 10^7 residents (AMD Zen 5, in turn on one week's changes) a
+    week's Counts.sync took 4.8 ms that way, 3.6 in two passes (and with _changed
+    counting each chunk's tie ends on its own thread)."""
     m = 0
-    w = cnt.shape[1]
-    flat = cnt.reshape(cnt.shape[0] * w)
+    nl = 0
     for k in range(k0, k1):
         if k + AHEAD < k1:
             _prefetch(indptr, ids[k + AHEAD])
         if k + AHEAD // 2 < k1:
             _prefetch(indices, indptr[ids[k + AHEAD // 2]])
-        if k + AHEAD // 4 < k1:
-            jn = ids[k + AHEAD // 4]
-            for jj in range(indptr[jn], indptr[jn + 1]):
-                i = indices[jj]
-                _prefetch(flat, w * i)  # the row's four counts share a line
         j = ids[k]
-        dx = diff[k, 0]
-        df = diff[k, 1]
         for jj in range(indptr[j], indptr[j + 1]):
             i = indices[jj]
             if i >= lo and i < hi:
-                _add(i, dx, df, inward and _same_ward(i, k, runs, bounds, ward, ids), cnt)
+                near[nl, 0] = i
+                near[nl, 1] = k
+                nl += 1
             else:
                 far[m, 0] = i
                 far[m, 1] = k
                 m += 1
+    _add_pairs(near[:nl], diff, bounds, runs, ward, ids, inward, cnt)
     return m
 
+@njit(inline="always", cache=True, error_model="numpy")
+def _add_pairs(pairs, diff, bounds, runs, ward, ids, inward, cnt):
+    """Add change pairs[q, 1]'s differences to the counts of neighbour pairs[q, 0]."""
+    w = cnt.shape[1]
+    flat = cnt.reshape(cnt.shape[0] * w)
+    far_ward = inward and not runs  # _same_ward reads the neighbour's ward
+    q_end = pairs.shape[0]
+    for q in range(q_end):
+        if q + PAIRS_AHEAD < q_end:
+            ahead = pairs[q + PAIRS_AHEAD, 0]
+            _prefetch(flat, w * ahead)  # a row's counts share a line
+            if far_ward:
+                _prefetch(ward, ahead)
+        i = pairs[q, 0]
+        k = pairs[q, 1]
+        _add(i, diff[k, 0], diff[k, 1],
+             inward and _same_ward(i, k, runs, bounds, ward, ids), cnt)
+
 @njit(parallel=True, cache=True, error_model="numpy")
-def _push(ids, indptr, indices, ward, a, f, has_f, inward, cnt, a_seen, f_seen, starts,
-          runs, chunks):
+def _push(ids, per, ends, indptr, indices, ward, a, f, has_f, inward, cnt, a_seen, f_seen,
+          starts, runs, chunks):
     """Add each changed resident's differences to its neighbours' counts. The graph is
     symmetric, so j's row lists exactly the residents whose rows list j. Each chunk of
     residents pushes its own changes to neighbours in the same chunk, in parallel (most
     ties are local on a lattice-like or ward-clustered graph); the rest are added after,
-    on one thread. Integer additions: the order does not change the counts."""
+    on one thread. Integer additions: the order does not change the counts.
+
+    ids, per, ends: as _changed returns them (the chunks' changes and their tie ends)."""
     n = cnt.shape[0]
     q = ids.shape[0]
     diff = np.empty((q, 2), dtype=np.int32)
@@ -1153,31 +1207,22 @@ def _push(ids, indptr, indices, ward, a, f, has_f, inward, cnt, a_seen, f_seen, 
         f_seen[j] = np.int8(fn)
         if inward and runs:
             bounds[k, 0], bounds[k, 1] = _ward_run(j, starts, n)
-    size = (n + chunks - 1) // chunks
-    start = np.searchsorted(ids, np.arange(chunks + 1) * size)
-    room = np.zeros(chunks + 1, dtype=np.int64)  # each chunk's share of far: its tie ends
+    size = _chunk_size(n, chunks)
+    start = np.zeros(chunks + 1, dtype=np.int64)
+    room = np.zeros(chunks + 1, dtype=np.int64)  # each chunk's share of the pair lists
     for c in range(chunks):
-        ends = 0
-        for k in range(start[c], start[c + 1]):
-            ends += indptr[ids[k] + 1] - indptr[ids[k]]
-        room[c + 1] = room[c] + ends
+        start[c + 1] = start[c] + per[c]
+        room[c + 1] = room[c] + ends[c]
     far = np.empty((room[chunks], 2), dtype=np.int64)
+    near = np.empty((room[chunks], 2), dtype=np.int64)
     nfar = np.zeros(chunks, dtype=np.int64)
     for c in prange(chunks):
-        nfar[c] = _push_in(start[c], start[c + 1], c * size, min(n, (c + 1) * size), ids,
+        nfar[c] = _push_in(start[c], start[c + 1], min(n, c * size), min(n, (c + 1) * size), ids,
                            diff, bounds, runs, indptr, indices, ward, inward, cnt,
-                           far[room[c]:room[c + 1]])
-    w = cnt.shape[1]
-    flat = cnt.reshape(cnt.shape[0] * w)
+                           near[room[c]:room[c + 1]], far[room[c]:room[c + 1]])
     for c in range(chunks):
-        end = room[c] + nfar[c]
-        for m in range(room[c], end):
-            if m + AHEAD < end:
-                _prefetch(flat, w * far[m + AHEAD, 0])
-            i = far[m, 0]
-            k = far[m, 1]
-            _add(i, diff[k, 0], diff[k, 1],
-                 inward and _same_ward(i, k, runs, bounds, ward, ids), cnt)
+        _add_pairs(far[room[c]:room[c] + nfar[c]], diff, bounds, runs, ward, ids, inward,
+                   cnt)
 
 # ---- after the decisions -----------------------------------------------------------
 _LANES = np.uint64(0x00FF00FF00FF00FF)
@@ -1451,6 +1496,13 @@ def compile_target() -> tuple[str, str, bool]:
     features = (config.CPU_FEATURES if config.CPU_FEATURES is not None
                 else ll.get_host_cpu_features().flatten())
     return name, features, any(os.environ.get(v) for v in _TARGET_VARS)
+
+
+@functools.cache
+def gathers() -> bool:
+    """Whether the kernels are compiled with AVX-512 (x86's fast gathers and masked
+    loads), which some loops are written around (see HALF_ROWS)."""
+    return "+avx512f" in compile_target()[1].split(",")
 
 
 def _cpu_id() -> str:
@@ -1875,13 +1927,14 @@ class Counts:
         self.f_key = f_key
         with Threads(g.n):
             if self.fresh:
-                ids, work, fits = _changed(adopted_u8, self.a_seen, f, self.f_seen, has_f,
-                                           check_f, _words(adopted_u8), _words(self.a_seen),
-                                           _words(f), _words(self.f_seen), _chunks(g.n),
-                                           g.indptr)
+                ids, per, ends, fits = _changed(
+                    adopted_u8, self.a_seen, f, self.f_seen, has_f, check_f,
+                    _words(adopted_u8), _words(self.a_seen), _words(f), _words(self.f_seen),
+                    _chunks(g.n), g.indptr)
+                work = int(ends.sum())
                 if fits and work <= PUSH_MAX_SHARE * g.indices.size:
-                    _push(ids, *args, g.starts, g.runs, _chunks(g.n))
-                    self.pushed += int(work)
+                    _push(ids, per, ends, *args, g.starts, g.runs, _chunks(g.n))
+                    self.pushed += work
                     return
             _recount(*args, g.starts, g.runs)
             self.fresh = True
@@ -2107,7 +2160,8 @@ def decide(engine, t: int, fx, update: bool = False) -> tuple | None:
     counts = engine.backend.counts
     threshold = pop.threshold if code == 1 else _EMPTY_F  # NaN view otherwise (engine.py)
     traits = (pop.attitude, engine.habit, pop.cost, threshold, pop.susceptibility)
-    tail = (prog.direct, prog.locked, prog.flags, skey, float(NEAR), adopt, lapse,
+    flags = prog.flags | (0 if gathers() else HALF_ROWS)
+    tail = (prog.direct, prog.locked, flags, skey, float(NEAR), adopt, lapse,
             chunks, update, engine.ever_adopted, *_habit(engine.rule),
             pop.n_wards if update else 1, now, found)
     terms = (prog.trow, prog.tchan, prog.ttab)

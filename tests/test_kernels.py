@@ -407,6 +407,22 @@ def test_a_graph_beyond_int16_counts_matches_numpy(monkeypatch):
             assert_same(*run_both(sc, monkeypatch))
 
 
+@pytest.mark.parametrize("limit", [kernels.COUNT16, 2])  # int16 counts, int32 counts
+@pytest.mark.parametrize("gathers", [True, False])
+def test_norms_from_whole_rows_or_the_half_that_counts_match_numpy(gathers, limit,
+                                                                   monkeypatch):
+    # AVX-512 code reads each resident's row of counts whole; code without it (HALF_ROWS)
+    # reads only the all-ties half in the weeks without the community group's boost
+    dtype = np.int16 if limit == kernels.COUNT16 else np.int32
+    monkeypatch.setattr(kernels, "gathers", lambda: gathers)
+    monkeypatch.setattr(kernels, "COUNT16", limit)
+    sc = small(3, RULES[0], NETWORKS[0], [NUDGES[7], NUDGES[11]], n=300)
+    eng = Engine(sc)
+    eng.run()
+    assert eng.backend.counts.inward and eng.backend.counts.both.dtype == dtype
+    assert_same(*run_both(sc, monkeypatch))
+
+
 @SETTINGS
 @given(seed=st.integers(0, 10**6))
 def test_counts_with_scattered_wards_follow_changes(seed):
