@@ -929,11 +929,11 @@ def contended(n: int, loads: list[str], steps: int = 3, rounds: int = 5,
     configs = ["numpy", "default", "1"] + ([str(ncpu)] if ncpu > 1 else [])
     from .engine import warm_up
 
-    kernels.load()
-    if not kernels.cache_is_warm():
-        warm_up()  # compiled and cached before any competitor starts
     # enough steps for every timed window (int16 stamps: under 32,767)
     total = min(30_000, 4 + rounds * len(configs) * len(loads) * (1 + max(steps, 300)))
+    kernels.load()
+    if not kernels.cache_is_warm(total):
+        warm_up(total)  # compiled and cached before any competitor starts
     saved = kernels.ENABLED
     try:
         kernels.ENABLED = True

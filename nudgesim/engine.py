@@ -89,15 +89,17 @@ class EngineBackend:
 
 
 def _run_on_kernels(data: dict) -> None:
-    """A small scenario run to the end on whatever backend it chooses (kernels.warm_up
-    forces the kernels while it runs these)."""
-    Engine(Scenario.from_dict(data)).run()
+    """A small scenario's first kernels.WARM_STEPS steps on whatever backend it chooses
+    (kernels.warm_up forces the kernels while it runs these)."""
+    engine = Engine(Scenario.from_dict(data))
+    for _ in range(min(engine.steps, kernels.WARM_STEPS)):
+        engine.step()
 
 
-def warm_up() -> float:
-    """Compile and cache the kernels a run uses (what `.ci/setup` runs after installing);
-    returns the seconds it took."""
-    return kernels.warm_up(_run_on_kernels)
+def warm_up(steps: int = kernels.WARM_STEPS) -> float:
+    """Compile and cache the kernels a run of `steps` steps uses (what `.ci/setup` runs
+    after installing, for short runs); returns the seconds it took."""
+    return kernels.warm_up(_run_on_kernels, steps)
 
 
 def choose_backend(scenario: Scenario, n: int) -> kernels.Backend:
@@ -135,7 +137,7 @@ class Engine:
         #: and numba's cache (choose_backend); both give bit-identical results
         self.backend = EngineBackend(chosen.compiled, chosen.reason)
         if chosen.compiled:
-            kernels.prepare(_run_on_kernels)
+            kernels.prepare(_run_on_kernels, self.steps)
             g = self.backend.graph = kernels.Graph(self.network, pop.ward)
             self.backend.params = rules.kernel_params(self.rule)
             # tie counts are integers: not the cascade's exposure, nor weighted ties

@@ -1449,7 +1449,7 @@ def backend_for(n: int, steps: int) -> Backend:
     """choose_backend for this process, its settings and numba's cache now."""
     return choose_backend(n, steps, setting=ENABLED, available=AVAILABLE,
                           loaded=LOADED and bool(getattr(_decide, "overloads", None)),
-                          warm=cache_is_warm)
+                          warm=lambda: cache_is_warm(steps))
 
 
 def cache_dir() -> Path | None:
@@ -1524,15 +1524,43 @@ def _cpu_id() -> str:
 
 MARKER = "nudgesim-kernels.warm"
 
+#: The steps of warm_up's runs, and of the runs `cache_is_warm()` asks about by default:
+#: short runs (int8 stamps), like every shipped scenario.
+WARM_STEPS = 3
 
-def cache_is_warm() -> bool:
-    """True when warm_up() has filled numba's cache for this very kernels file, numba,
-    Python and CPU, and the cache still holds the main kernel's index."""
+
+def stamp_dtype(steps: int) -> type[np.signedinteger]:
+    """The type of a run's stamps (StampBook): the narrowest that holds every step of it
+    and -1. Most runs are shorter than 127 steps (a year in weeks): one byte per resident
+    and nudge, which the decide pass reads every step (at 10^7 residents, with the
+    national campaign's six stamp rows, the pass took 4-5% less than with int16, AMD Zen
+    5, AVX-512 code and AVX2 code alike)."""
+    return np.int8 if steps < 2**7 - 1 else np.int16 if steps < 2**15 - 1 else np.int32
+
+
+def _marker(steps: int) -> str:
+    """The warm marker of the kernels that runs of `steps` steps use: each stamp type is
+    a compiled variant of its own, compiled (and marked warm) when first needed."""
+    name = np.dtype(stamp_dtype(steps)).name
+    return MARKER if name == "int8" else f"{MARKER}.{name}"
+
+
+def _variant_steps(steps: int) -> int:
+    """The fewest steps of a run with the stamps' type of a run of `steps` steps (the
+    scenario warm_up runs, of which `run` takes WARM_STEPS steps)."""
+    dtype = stamp_dtype(steps)
+    return WARM_STEPS if dtype is np.int8 else 2**7 - 1 if dtype is np.int16 else 2**15 - 1
+
+
+def cache_is_warm(steps: int = WARM_STEPS) -> bool:
+    """True when warm_up(steps=...) has filled numba's cache, for runs of `steps` steps,
+    for this very kernels file, numba, Python and CPU, and the cache still holds the
+    main kernel's index."""
     where = cache_dir()
     if where is None:
         return False
     try:
-        if (where / MARKER).read_text() != cache_key():
+        if (where / _marker(steps)).read_text() != cache_key():
             return False
     except OSError:
         return False
@@ -1540,12 +1568,13 @@ def cache_is_warm() -> bool:
     return any(where.glob(f"kernels._decide-*.py{tag}*.nbi"))
 
 
-def warm_up(run: Callable[[dict], object]) -> float:
-    """Compile (or load) the kernels a run uses, with the argument types runs pass, and
-    mark numba's cache warm. Returns the seconds it took. `.ci/setup` runs it after
-    installing (engine.warm_up); an engine runs it first when it chose the kernels on a
-    cold cache. `run(scenario_dict)` runs a small scenario on the kernels: the engine
-    passes it in, so this module never imports the engine (layers point one way).
+def warm_up(run: Callable[[dict], object], steps: int = WARM_STEPS) -> float:
+    """Compile (or load) the kernels a run of `steps` steps uses, with the argument types
+    runs pass, and mark numba's cache warm for such runs. Returns the seconds it took.
+    `.ci/setup` runs it after installing (engine.warm_up); an engine runs it first when
+    it chose the kernels on a cold cache. `run(scenario_dict)` runs a small scenario's
+    first WARM_STEPS steps on the kernels: the engine passes it in, so this module never
+    imports the engine (layers point one way).
 
     Kernels only the per-agent view or rare fallbacks call (the split decide/apply path,
     Engine.neighbour_sum and perceived_norm on their own) are left to compile on first
@@ -1557,7 +1586,8 @@ def warm_up(run: Callable[[dict], object]) -> float:
     try:
         for rule in ("logistic", "threshold", "bass", "independent_cascade"):
             sc = {
-                "seed": 1, "steps": 3, "population": {"size": 300, "wards": 3},
+                "seed": 1, "steps": _variant_steps(steps),
+                "population": {"size": 300, "wards": 3},
                 "network": {"kind": "watts_strogatz", "k": 4, "p": 0.1},
                 "rule": {"kind": rule}, "initial_adopters": 0.1,
                 "nudges": [
@@ -1575,28 +1605,28 @@ def warm_up(run: Callable[[dict], object]) -> float:
                 NEAR = saved[1]
     finally:
         (ENABLED, NEAR), _WARMING = saved, False
-    _mark_warm()
-    _WARM = True
+    _mark_warm(steps)
+    _WARM.add(_marker(steps))
     return time.perf_counter() - t0
 
 
-_WARM = False  # this process has seen the cache warm, or warmed it
+_WARM: set[str] = set()  # the variants (_marker) this process has seen warm, or warmed
 _WARMING = False
 
 
-def prepare(run: Callable[[dict], object]) -> None:
-    """Before an engine uses the kernels: load numba and, on a cold cache, compile every
-    kernel once with warm_up(run) (so the cache is marked warm for the runs that follow)."""
-    global _WARM
+def prepare(run: Callable[[dict], object], steps: int = WARM_STEPS) -> None:
+    """Before an engine uses the kernels for a run of `steps` steps: load numba and, on a
+    cold cache, compile every kernel once with warm_up(run, steps) (so the cache is
+    marked warm for the runs that follow)."""
     load()
-    if _WARM or _WARMING:
+    if _marker(steps) in _WARM or _WARMING:
         return
-    if not cache_is_warm():
-        warm_up(run)
-    _WARM = True
+    if not cache_is_warm(steps):
+        warm_up(run, steps)
+    _WARM.add(_marker(steps))
 
 
-def _mark_warm() -> None:
+def _mark_warm(steps: int = WARM_STEPS) -> None:
     where = cache_dir()
     if where is None:
         return
@@ -1604,7 +1634,7 @@ def _mark_warm() -> None:
         where.mkdir(parents=True, exist_ok=True)
         tmp = where / f"{MARKER}.{os.getpid()}"
         tmp.write_text(cache_key())
-        os.replace(tmp, where / MARKER)
+        os.replace(tmp, where / _marker(steps))
     except OSError:  # a read-only cache folder: runs just keep choosing numpy
         pass
 

@@ -211,7 +211,8 @@ def estimate_memory(
     wards = len(_ward_sizes(scenario, n)) if n else 1
     compiled = bool(n) and backend_for(n, scenario.steps).compiled
     if compiled:
-        parts["kernels"] = KERNELS_LOADED if cache_is_warm() else KERNELS_COMPILING
+        parts["kernels"] = (KERNELS_LOADED if cache_is_warm(scenario.steps)
+                            else KERNELS_COMPILING)
     parts["residents"] = (PER_RESIDENT_COMPILED if compiled else PER_RESIDENT) * n
     parts["ties"] = PER_TIE_END * tie_ends
     parts["communities"] = _community_bytes(scenario, n, tie_ends)

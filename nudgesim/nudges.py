@@ -60,8 +60,9 @@ def decay(elapsed: np.ndarray | float, half_life: float | None) -> np.ndarray | 
 
 class StampBook:
     """Every nudge's stamp arrays as rows of one matrix, so the compiled kernel can read a
-    resident's stamps for all nudges without copying them into a per-step array. Steps fit
-    in int16 for any run shorter than 32,767 steps (2 bytes per resident and nudge).
+    resident's stamps for all nudges without copying them into a per-step array, in the
+    narrowest type that holds the run's steps (kernels.stamp_dtype: one byte per resident
+    and nudge for runs shorter than 127 steps).
 
     A nudge that contacts the same fixed targets again would rewrite all their stamps:
     3.5 million of them a week for the national campaign's bin-day texts, ~2.5 ms of a
@@ -72,7 +73,7 @@ class StampBook:
 
     def __init__(self, n: int, steps: int = 2**31 - 2) -> None:
         self.n = n
-        self.dtype = np.int16 if steps < 2**15 - 1 else np.int32
+        self.dtype = kernels.stamp_dtype(steps)
         self._matrix = np.full((0, n), -1, dtype=self.dtype)
         #: row -> (ids, s_from, t): the row's stamps equal to s_from (exactly ids) read t
         self.pending: dict[int, tuple[np.ndarray, int, int]] = {}

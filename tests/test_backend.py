@@ -9,6 +9,7 @@ import sys
 import threading
 import time
 
+import numpy as np
 import pytest
 
 from nudgesim import kernels
@@ -241,6 +242,25 @@ def test_the_cache_is_warm_only_for_this_file_numba_and_cpu(tmp_path, monkeypatc
     assert kernels.cache_is_warm()
     (where / kernels.MARKER).write_text(kernels.cache_key().replace("numba", "numba 0.1"))
     assert not kernels.cache_is_warm()  # another numba (or kernels.py, or CPU)
+
+
+def test_each_stamp_type_is_warmed_and_marked_on_its_own(tmp_path, monkeypatch):
+    # runs shorter than 127 steps keep int8 stamps, longer ones int16 (then int32): each
+    # a compiled variant that warm_up(steps=...) compiles and marks for runs like it
+    assert [kernels.stamp_dtype(s) for s in (1, 126, 127, 32766, 32767)] == [
+        np.int8, np.int8, np.int16, np.int16, np.int32]
+    monkeypatch.setenv("NUMBA_CACHE_DIR", str(tmp_path))
+    where = kernels.cache_dir()
+    tag = f"{sys.version_info[0]}{sys.version_info[1]}"
+    where.mkdir(parents=True, exist_ok=True)
+    (where / f"kernels._decide-600.py{tag}.nbi").write_bytes(b"")
+    kernels._mark_warm(200)
+    assert kernels.cache_is_warm(127) and kernels.cache_is_warm(32766)
+    assert not kernels.cache_is_warm() and not kernels.cache_is_warm(52)
+    assert not kernels.cache_is_warm(40_000)
+    kernels._mark_warm()
+    assert kernels.cache_is_warm(52) and kernels.cache_is_warm(126)
+    assert [kernels._variant_steps(s) for s in (52, 200, 40_000)] == [3, 127, 32767]
 
 
 def test_numpy_runs_never_import_numba_and_set_no_environment(tmp_path):

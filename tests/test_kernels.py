@@ -407,6 +407,15 @@ def test_a_graph_beyond_int16_counts_matches_numpy(monkeypatch):
             assert_same(*run_both(sc, monkeypatch))
 
 
+def test_a_run_of_127_steps_or_more_keeps_int16_stamps_and_matches_numpy(monkeypatch):
+    # the kernels' int16-stamp variant (runs shorter than 127 steps keep int8 stamps)
+    nudges = [NUDGES[0], NUDGES[2], NUDGES[11] | {"start": 120}]
+    short, long = (small(2, RULES[0], NETWORKS[0], nudges, steps=s) for s in (126, 127))
+    assert Engine(short).stamp_book.dtype is np.int8
+    assert Engine(long).stamp_book.dtype is np.int16
+    assert_same(*run_both(long, monkeypatch))
+
+
 @pytest.mark.parametrize("limit", [kernels.COUNT16, 2])  # int16 counts, int32 counts
 @pytest.mark.parametrize("gathers", [True, False])
 def test_norms_from_whole_rows_or_the_half_that_counts_match_numpy(gathers, limit,

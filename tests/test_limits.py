@@ -212,7 +212,7 @@ def test_a_compiled_run_is_costed_as_the_compiled_engine(monkeypatch, warm):
     from nudgesim.kernels import Backend
 
     sc = Scenario.from_dict({"steps": 52, "population": {"size": 10**7, "wards": 1250}})
-    monkeypatch.setattr(limits, "cache_is_warm", lambda: warm)
+    monkeypatch.setattr(limits, "cache_is_warm", lambda steps: warm)
     monkeypatch.setattr(limits, "backend_for", lambda n, steps: Backend(True, "test"))
     est = estimate_memory(sc)
     assert est.parts["residents"] == 75 * 10**7
@@ -230,7 +230,7 @@ def test_the_national_scenario_fits_the_8_gb_it_was_measured_under(monkeypatch):
     from nudgesim.kernels import Backend
 
     monkeypatch.setattr(limits, "backend_for", lambda n, steps: Backend(True, "test"))
-    monkeypatch.setattr(limits, "cache_is_warm", lambda: True)
+    monkeypatch.setattr(limits, "cache_is_warm", lambda steps: True)
     sc = Scenario.from_toml(scenarios.path("national/national"))
     est = check_memory(sc, "8G").total
     assert 5.44e9 <= est <= 8e9, format_bytes(est)
