@@ -690,7 +690,7 @@ def _block_size(lo, hi, starts):
 def _single_stamp(sb, m):
     """s0 if every stamp in sb[:m] is s0 or -1 (s0 = -1: nobody stamped), else -2.
 
-    One pass in the stamps' own type (16 lanes of int16 to a 256-bit vector): the
+    One pass in the stamps' own type (32 lanes of int8 to a 256-bit vector): the
     largest stamp, and the least with each -1 read as the type's largest value. All
     stamps are s0 or -1 exactly when the two agree, or when the largest is -1 and the
     least is that stand-in. (A real stamp equal to the stand-in can only turn an answer
