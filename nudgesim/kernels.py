@@ -1244,13 +1244,16 @@ def _push(ids, per, ends, indptr, indices, ward, a, f, has_f, inward, cnt, a_see
     for c in range(chunks):
         start[c + 1] = start[c] + per[c]
         room[c + 1] = room[c] + ends[c]
-    far = np.empty((room[chunks], 2), dtype=np.int64)
-    near = np.empty((room[chunks], 2), dtype=np.int64)
+    # (neighbour, change) pairs in int32, as the graph's indices: at most PUSH_MAX_SHARE
+    # of the tie ends, 8 bytes each in either list
+    far = np.empty((room[chunks], 2), dtype=np.int32)
+    near = np.empty((room[chunks], 2), dtype=np.int32)
     nfar = np.zeros(chunks, dtype=np.int64)
     for c in prange(chunks):
-        nfar[c] = _push_in(start[c], start[c + 1], min(n, c * size), min(n, (c + 1) * size), ids,
-                           diff, bounds, runs, indptr, indices, ward, inward, cnt,
-                           near[room[c]:room[c + 1]], far[room[c]:room[c + 1]])
+        nfar[c] = _push_in(start[c], start[c + 1], min(n, c * size),
+                           min(n, (c + 1) * size), ids, diff, bounds, runs, indptr, indices,
+                           ward, inward, cnt, near[room[c]:room[c + 1]],
+                           far[room[c]:room[c + 1]])
     for c in range(chunks):
         _add_pairs(far[room[c]:room[c] + nfar[c]], diff, bounds, runs, ward, ids, inward,
                    cnt)
