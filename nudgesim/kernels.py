@@ -177,7 +177,6 @@ def load() -> None:
         numba, prange = nb, nb.prange
         names = globals()
         names["_prefetch"] = prefetch_intrinsic()
-        names["_fmuladd"] = fmuladd_intrinsic()
         names["_f64_from_bits"] = f64_from_bits_intrinsic()
         for name, obj in list(names.items()):
             if isinstance(obj, _Kernel):
@@ -224,38 +223,6 @@ def prefetch_intrinsic() -> Any:
         return types.void(arr, i), codegen
 
     return prefetch
-
-
-def _fmuladd(a: float, b: float, c: float) -> float:
-    """a * b + c, fused or not (load() replaces this with LLVM's fmuladd intrinsic)."""
-    return a * b + c
-
-
-def fmuladd_intrinsic() -> Any:
-    """_fmuladd as LLVM's llvm.fmuladd: one fused multiply-add where the CPU has one,
-    a multiply and an add where it has not. numba never fuses on its own (no fastmath
-    here), which keeps every value that must equal numpy's bit for bit; this is for the
-    one computation that need not (an exp-free bound's arithmetic)."""
-    ir: Any = importlib.import_module("llvmlite.ir")  # untyped package
-    from numba.core import cgutils, types
-    from numba.extending import intrinsic
-
-    @intrinsic
-    def fmuladd(typingctx, a, b, c):
-        if not all(isinstance(t, types.Float) for t in (a, b, c)):
-            return None
-
-        def codegen(context, builder, signature, args):
-            f64 = ir.DoubleType()
-            vals = [context.cast(builder, v, t, types.float64)
-                    for v, t in zip(args, signature.args, strict=True)]
-            fn = cgutils.get_or_insert_function(
-                builder.module, ir.FunctionType(f64, [f64, f64, f64]), "llvm.fmuladd.f64")
-            return builder.call(fn, vals)
-
-        return types.float64(a, b, c), codegen
-
-    return fmuladd
 
 
 def _f64_from_bits(bits: int) -> float:
