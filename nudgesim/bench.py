@@ -517,8 +517,8 @@ def kernels_target() -> str:
     """What numba compiles the kernels for: this CPU, unless NUMBA_CPU_NAME /
     NUMBA_CPU_FEATURES name another (how this project measures AVX2 code on an AVX-512
     machine; numpy's own SIMD and the memory stay this machine's). Imports numba."""
-    name, features, chosen = kernels.compile_target()
-    flags = {f[1:] for f in features.split(",") if f.startswith("+")}
+    name, _, chosen = kernels.compile_target()
+    flags = kernels.compile_flags()
     how = ("set by NUMBA_CPU_NAME / NUMBA_CPU_FEATURES, not this CPU's own" if chosen
            else "this CPU")
     return f"{name}, {_widest(flags, detail=False)} ({how})"

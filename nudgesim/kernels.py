@@ -1499,11 +1499,17 @@ def compile_target() -> tuple[str, str, bool]:
     return name, features, any(os.environ.get(v) for v in _TARGET_VARS)
 
 
+def compile_flags() -> set[str]:
+    """The instruction-set features the kernels are compiled with (compile_target's,
+    without LLVM's "+" signs: "avx2", "avx512f", ...). Imports numba."""
+    return {f[1:] for f in compile_target()[1].split(",") if f.startswith("+")}
+
+
 @functools.cache
 def gathers() -> bool:
     """Whether the kernels are compiled with AVX-512 (x86's fast gathers and masked
     loads), which some loops are written around (see HALF_ROWS)."""
-    return "+avx512f" in compile_target()[1].split(",")
+    return "avx512f" in compile_flags()
 
 
 def _cpu_id() -> str:
@@ -1530,13 +1536,18 @@ MARKER = "nudgesim-kernels.warm"
 WARM_STEPS = 3
 
 
+#: Runs shorter than these many steps keep int8, then int16 stamps (longer ones int32):
+#: the narrowest type that holds every step and -1 (the largest value of each type stays
+#: free for _single_stamp's stand-in).
+INT8_STEPS, INT16_STEPS = 2**7 - 1, 2**15 - 1
+
+
 def stamp_dtype(steps: int) -> type[np.signedinteger]:
-    """The type of a run's stamps (StampBook): the narrowest that holds every step of it
-    and -1. Most runs are shorter than 127 steps (a year in weeks): one byte per resident
-    and nudge, which the decide pass reads every step (at 10^7 residents, with the
-    national campaign's six stamp rows, the pass took 4-5% less than with int16, AMD Zen
-    5, AVX-512 code and AVX2 code alike)."""
-    return np.int8 if steps < 2**7 - 1 else np.int16 if steps < 2**15 - 1 else np.int32
+    """The type of a run's stamps (StampBook). Most runs are shorter than 127 steps (a
+    year in weeks): one byte per resident and nudge, which the decide pass reads every
+    step (at 10^7 residents, with the national campaign's six stamp rows, the pass took
+    4-5% less than with int16, AMD Zen 5, AVX-512 code and AVX2 code alike)."""
+    return np.int8 if steps < INT8_STEPS else np.int16 if steps < INT16_STEPS else np.int32
 
 
 def _marker(steps: int) -> str:
@@ -1549,8 +1560,7 @@ def _marker(steps: int) -> str:
 def _variant_steps(steps: int) -> int:
     """The fewest steps of a run with the stamps' type of a run of `steps` steps (the
     scenario warm_up runs, of which `run` takes WARM_STEPS steps)."""
-    dtype = stamp_dtype(steps)
-    return WARM_STEPS if dtype is np.int8 else 2**7 - 1 if dtype is np.int16 else 2**15 - 1
+    return WARM_STEPS if steps < INT8_STEPS else INT8_STEPS if steps < INT16_STEPS else INT16_STEPS
 
 
 def cache_is_warm(steps: int = WARM_STEPS) -> bool:
