@@ -9,7 +9,7 @@ at 10^6 residents that is memory traffic, not arithmetic. Here a step is:
    adoption or influence changed to their neighbours — a few thousand tie visits rather
    than all 10^7 at a million residents. On a unit-weight graph with integer influence
    these integers are exactly the numpy engine's norm numerator and denominator.
-2. ``_decide``: one pass over residents in blocks of :data:`BLOCK`: norms from
+2. ``_decide``: one pass over residents in blocks (:func:`block`): norms from
    the counts, the nudges' terms (Effects: "stamped residents get table[t - stamp]"),
    the log-odds, the counter-based uniform, and a cheap bound that settles most residents
    without ``exp``; the few the bound cannot settle take the exact scalar path.
@@ -84,10 +84,57 @@ NEAR = 1e-9
 #: more than it saves, and parallel sweeps already use every core (assumption, measured
 #: on the 2-core reference machine: break-even near 30,000 residents).
 PARALLEL_MIN_N = 50_000
-#: Residents per block in the decide kernels: a block's scratch arrays (~200 KB) stay in
-#: L2. Measured on the reference machine at 10^6 residents: 256 → 4.5 ms, 512 → 4.0,
-#: 1024 → 3.9, 2048 → 3.7, 4096 → 3.7.
+#: Residents per block in the decide kernels summing ties, and the least block of those
+#: on counts (see block()): a block's scratch arrays (~200 KB) stay in L2. Measured on
+#: the reference machine at 10^6 residents: 256 → 4.5 ms, 512 → 4.0, 1024 → 3.9,
+#: 2048 → 3.7, 4096 → 3.7.
 BLOCK = 2048
+
+#: The counts path's largest block, and the bytes of scratch its block touches per
+#: resident (norm, x and five channel rows of doubles, the open flags): see block().
+BLOCK_MAX = 8192
+SCRATCH_BYTES = 64
+
+
+@functools.cache
+def block() -> int:
+    """Residents per block of the decide pass on counts, on this machine: the largest
+    power of two from BLOCK to BLOCK_MAX whose scratch fills at most half of the L2
+    cache a thread has (BLOCK when the system does not say).
+
+    Why: at 10^7 residents the pass streams a dozen arrays from memory, and longer
+    blocks restart those streams less often: 20.5 -> 18.8 (4,096) -> 18.2 ms (8,192)
+    compiled for this CPU, 24.2 -> 22.5 -> 21.2 ms for AVX2 (week 30, AMD Zen 5, 1 MB
+    L2). Past half the L2 the scratch no longer stays there: 12,288 took 18.4 ms and
+    16,384 35.9. Decisions do not depend on the blocks."""
+    b = BLOCK
+    while 2 * b <= BLOCK_MAX and 2 * b * SCRATCH_BYTES <= _l2_bytes() // 2:
+        b *= 2
+    return b
+
+
+def _l2_bytes(caches: Path = Path("/sys/devices/system/cpu/cpu0/cache")) -> int:
+    """The level-2 cache of the first CPU in bytes, divided among the CPUs that share it
+    (hyperthreads), from Linux sysfs; 0 when the system does not say."""
+    for path in sorted(caches.glob("index*")):
+        try:
+            if (path / "level").read_text().strip() != "2":
+                continue
+            text = (path / "size").read_text().strip().upper()
+            size = int(text.rstrip("KM")) * {"K": 2**10, "M": 2**20}.get(text[-1:], 1)
+            return size // _cpus_in((path / "shared_cpu_list").read_text())
+        except (OSError, ValueError):
+            continue
+    return 0
+
+
+def _cpus_in(cpu_list: str) -> int:
+    """How many CPUs a sysfs CPU list names ("0", "0-1", "0,8", "0-3,8-11")."""
+    count = 0
+    for part in cpu_list.strip().split(","):
+        first, _, last = part.partition("-")
+        count += int(last or first) - int(first) + 1
+    return max(count, 1)
 
 #: Tie ends of a block that the integer tie sums add up in one running sum (int32
 #: scratch, 128 KB: L2-sized); a block with more ties sums row by row. Measured at 10^6
@@ -456,7 +503,7 @@ def _choose(u, was, p, band):
 # over ties), then _decide_block's simple loops over block slices. Indexed from 0, those
 # loops let LLVM prove indices non-negative and emit SIMD (4 doubles per instruction:
 # LLVM keeps to 256-bit vectors on AVX-512 CPUs too; the same loops on absolute indices
-# ran 2.5x slower); the scratch stays in L2 (see BLOCK). Chunks count their own undecided
+# ran 2.5x slower); the scratch stays in L2 (see block()). Chunks count their own undecided
 # residents: numba's parfor reduction analysis fails ("unexpected cycle in lookup") on a
 # `near +=` over this inlined code.
 #
@@ -667,8 +714,8 @@ def _one_ward(starts, lo, hi):
     return k == starts.shape[0] or starts[k] >= hi
 
 @njit(inline="always", cache=True, error_model="numpy")
-def _block_size(lo, hi, starts):
-    """Residents in the block from lo (at most BLOCK, not past hi). A block that one ward
+def _block_size(lo, hi, starts, block):
+    """Residents in the block from lo (at most `block`, not past hi). A block that one ward
     boundary would cut in two ends at the boundary instead, so that each block of a
     population in contiguous wards lies in one ward and takes _one_ward's fast paths.
     With 8,000-household wards a quarter of the blocks straddled two, and their
@@ -677,7 +724,7 @@ def _block_size(lo, hi, starts):
     residents, one thread). A block with several boundaries (wards smaller than a
     block, or wards not contiguous) is left whole: cutting it would give tiny blocks.
     Decisions do not depend on the blocks."""
-    m = min(BLOCK, hi - lo)
+    m = min(block, hi - lo)
     k = np.searchsorted(starts, lo, side="right")
     if k < starts.shape[0] and starts[k] < lo + m:
         if k + 1 == starts.shape[0] or starts[k + 1] >= lo + m:
@@ -890,7 +937,7 @@ def _decide(by_counts, cnt, indptr, indices, weights, unit, adopted, newly, ward
             starts, ward_boost, infl, tie_x, stamps, t, trow, tchan, ttab, mrow, mtab, mshown, minj, rule,
             params, attitude, habit, cost, threshold, susc, direct, locked, flags, skey,
             band, adopt_out, lapse_out, chunks, update, ever, logistic, gain, keep, n_wards,
-            now_out, found, restamp):
+            now_out, found, restamp, block):
     """Every resident's decision: (the number left undecided, tallies, adopters per
     ward). Norms come from the maintained integer counts (by_counts: one pass over
     residents, none over ties) or are summed over each resident's ties (weighted graphs,
@@ -906,7 +953,10 @@ def _decide(by_counts, cnt, indptr, indices, weights, unit, adopted, newly, ward
     costs O(undecided) instead of a pass over every resident's flags; a chunk with more
     than `room` of them leaves the caller to find them (only the tests' wide band).
 
-    restamp: StampBook's deferred re-stamps, applied to every resident (_decide_block)."""
+    restamp: StampBook's deferred re-stamps, applied to every resident (_decide_block).
+
+    block: residents per block, block() on counts; BLOCK when summing ties, since the
+    running sums' scratch (TIE_SCRATCH) is sized for it. Decisions do not depend on it."""
     n = adopt_out.shape[0]
     size = (n + chunks - 1) // chunks
     near = np.zeros(chunks, dtype=np.int64)
@@ -914,19 +964,19 @@ def _decide(by_counts, cnt, indptr, indices, weights, unit, adopted, newly, ward
     counts = np.zeros((chunks, 4), dtype=np.int64)
     fuse_habit = update and logistic
     for c in prange(chunks):
-        expo = np.zeros(BLOCK)
-        norm = np.empty(BLOCK)
-        ch = np.zeros((5, BLOCK))
-        x = np.empty(BLOCK)
-        open_ = np.empty(BLOCK, dtype=np.bool_)
-        idx = np.empty(BLOCK, dtype=np.int64)
-        tmp = np.empty((2, BLOCK))
+        expo = np.zeros(block)
+        norm = np.empty(block)
+        ch = np.zeros((5, block))
+        x = np.empty(block)
+        open_ = np.empty(block, dtype=np.bool_)
+        idx = np.empty(block, dtype=np.int64)
+        tmp = np.empty((2, block))
         cum = np.empty(0 if by_counts else TIE_SCRATCH, dtype=np.int32)
         k = 0
         hi = min(n, (c + 1) * size)
         lo = c * size
         while lo < hi:
-            m = _block_size(lo, hi, starts)
+            m = _block_size(lo, hi, starts, block)
             if by_counts:
                 _norms_from_counts(lo, m, cnt, ward, starts, ward_boost, flags, norm)
             else:
@@ -1242,14 +1292,14 @@ def _lane_sum(acc):
 @njit(cache=True, error_model="numpy")
 def _apply_block(lo, hi, adopted, adopt, lapse, ever, habit, logistic, gain, keep, ward,
                  starts, now_out, part, counts):
-    """_apply on residents lo..hi-1 (at most BLOCK): slices indexed from 0 and no
+    """_apply on residents lo..hi-1 (at most BLOCK_MAX): slices indexed from 0 and no
     branches, so LLVM vectorises it (see _decide_block). A resident marked undecided
     (adopt & lapse) keeps its habit and ever-adopted and is not counted: the re-check
     settles it.
 
     The flags are 0/1 bytes, so the update runs on 64-bit words, eight residents at a
-    time, and the tallies add words into 16-bit lanes (at most 2 x BLOCK / 8 = 512 per
-    lane): counting bytes one by one into 64-bit sums took four SIMD lanes per resident."""
+    time, and the tallies add words into 16-bit lanes (at most 2 x BLOCK_MAX / 8 = 2,048
+    per lane): counting bytes one by one into 64-bit sums took four SIMD lanes per resident."""
     m = hi - lo
     a_b = adopted[lo:hi]
     ad_b = adopt[lo:hi]
@@ -1308,7 +1358,7 @@ def _apply_block(lo, hi, adopted, adopt, lapse, ever, habit, logistic, gain, kee
 
 @njit(parallel=True, cache=True, error_model="numpy")
 def _apply(adopted, adopt, lapse, ever, habit, logistic, gain, keep, ward, starts, n_wards,
-           chunks, now_out):
+           chunks, now_out, block):
     """Engine.finish_step's state update and its tallies in one pass: the new adoption
     mask, habits in place, ever-adopted, and (adopters, ever, new, lapsed, per ward)."""
     n = adopted.shape[0]
@@ -1319,7 +1369,7 @@ def _apply(adopted, adopt, lapse, ever, habit, logistic, gain, keep, ward, start
         hi = min(n, (c + 1) * size)
         lo = c * size
         while lo < hi:
-            m = _block_size(lo, hi, starts)
+            m = _block_size(lo, hi, starts, block)
             _apply_block(lo, lo + m, adopted, adopt, lapse, ever, habit, logistic, gain,
                          keep, ward, starts, now_out, part[c], counts[c])
             lo += m
@@ -2163,7 +2213,7 @@ def apply(engine, adopt: np.ndarray, lapse: np.ndarray):
     with Threads(g.n):
         total, by_ward = _apply(engine.adopted, adopt, lapse, engine.ever_adopted, engine.habit,
                                 *_habit(engine.rule), g.ward, g.starts,
-                                engine.population.n_wards, _chunks(g.n), now)
+                                engine.population.n_wards, _chunks(g.n), now, block())
     return (now, *_totals(total), by_ward)
 
 
@@ -2219,7 +2269,7 @@ def decide(engine, t: int, fx, update: bool = False) -> tuple | None:
             by_counts, cnt, g.indptr, g.indices, g.weights, g.unit, a8,
             _u8(engine.newly_adopted), g.ward, g.starts, prog.ward_boost, prog.influence(g),
             tie_x, prog.stamps, t, *terms, *prog.messages()[2:], code, params, *traits, *tail,
-            restamp)
+            restamp, block() if by_counts else BLOCK)
     if len(restamp):  # (a pass cut short leaves them owed: settling them again is exact)
         book.applied()
     n_near = int(near.sum())

@@ -71,6 +71,12 @@ def assert_same(a, b):
     assert np.array_equal(a.adopted, b.adopted)
 
 
+def pin_block(monkeypatch, size=kernels.BLOCK):
+    """Decide in blocks of `size` (tests that size their populations in blocks): the
+    kernels' block() would choose by this machine's L2 cache."""
+    monkeypatch.setattr(kernels, "block", lambda: size)
+
+
 SETTINGS = settings(max_examples=30, deadline=None,
                     suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
 
@@ -180,6 +186,7 @@ def test_scattered_wards_match_numpy(tmp_path, monkeypatch):
     # wards from a file need not be contiguous: blocks whose wards alternate take the
     # per-resident lookups and ward tallies, next to blocks inside one ward
     monkeypatch.setattr(kernels, "PARALLEL_MIN_N", 0)
+    pin_block(monkeypatch)
     n = 6 * kernels.BLOCK
     r = np.random.default_rng(3)
     ward = np.sort(r.integers(0, 3, n))
@@ -527,6 +534,7 @@ def test_many_blocks_and_chunks_match_numpy(rule, monkeypatch):
         {"kind": "pledge", "every": 3, "targeting": {"share": 0.3}},
         {"kind": "ambassadors", "targeting": {"strategy": "degree", "count": 40}},
     ]
+    pin_block(monkeypatch)
     n = 8 * 3 * kernels.BLOCK  # 3 blocks in each of 2 threads x 4 chunks
     sc = small(11, rule, NETWORKS[0], nudges, steps=7, n=n)
     fast, slow = run_both(sc, monkeypatch)

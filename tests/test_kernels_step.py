@@ -10,7 +10,7 @@ import pytest
 from cases import NETWORKS, RULES
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from test_kernels import NUDGES, assert_same, run_both, small
+from test_kernels import NUDGES, assert_same, pin_block, run_both, small
 
 import nudgesim as ns
 from nudgesim import kernels
@@ -121,6 +121,7 @@ def test_channels_written_by_several_terms_match_numpy(rule, monkeypatch):
         {"kind": "incentive", "cost_per_adopter": 1.0, "end": 5},
         {"kind": "incentive", "cost_per_adopter": 2.0, "start": 3},
     ]
+    pin_block(monkeypatch)
     sc = small(21, rule, NETWORKS[3], nudges, steps=8, n=2 * kernels.BLOCK + 77)
     eng = Engine(sc)
     for _ in range(3):
@@ -165,7 +166,7 @@ def test_blocks_cover_the_range_and_end_at_a_lone_ward_boundary(n, data):
     lo0 = data.draw(st.integers(0, n - 1))
     lo, blocks = lo0, []
     while lo < n:
-        m = int(kernels._block_size(lo, n, starts))
+        m = int(kernels._block_size(lo, n, starts, kernels.BLOCK))
         blocks.append((lo, m))
         lo += m
     assert lo == n and all(1 <= m <= kernels.BLOCK for _, m in blocks)
@@ -185,6 +186,7 @@ def test_blocks_cut_at_ward_boundaries_match_numpy(rule, wards, monkeypatch):
     # ~1,760 (several boundaries: blocks left whole), with a community group's in-ward
     # boost (the counts' in-ward columns) and ward-scoped norm messages
     monkeypatch.setattr(kernels, "PARALLEL_MIN_N", 0)
+    pin_block(monkeypatch)
     nudges = [
         {"kind": "norm_feedback", "every": 2, "reach": 0.8, "scope": "ward"},
         {"kind": "community_partnership", "wards": ["W02"], "duration": 4,
@@ -197,3 +199,47 @@ def test_blocks_cut_at_ward_boundaries_match_numpy(rule, wards, monkeypatch):
     })
     fast, slow = run_both(sc, monkeypatch)
     assert_same(fast, slow)
+
+
+@pytest.mark.parametrize("size", [1000, kernels.BLOCK, 3000, kernels.BLOCK_MAX])
+def test_decisions_do_not_depend_on_the_block_size(size, monkeypatch):
+    # block() sizes the decide pass's blocks by the L2 cache (2,048 to 8,192 residents);
+    # blocks of any length, cut at ward boundaries or left whole, decide the same, with
+    # the in-ward boost, ward-scoped messages and a pledge's stamps, in two chunks of
+    # 8,253 residents (more would keep every block shorter than BLOCK_MAX)
+    monkeypatch.setattr(kernels, "_chunks", lambda n: 2)
+    pin_block(monkeypatch, size)
+    nudges = [
+        {"kind": "norm_feedback", "every": 2, "reach": 0.8, "scope": "ward", "injunctive": True},
+        {"kind": "community_partnership", "wards": ["W02"], "duration": 4},
+        {"kind": "pledge", "every": 3, "targeting": {"share": 0.3}},
+        {"kind": "reminder", "every": 1, "reach": 0.5},
+    ]
+    sc = ns.Scenario.from_dict({
+        "seed": 5, "steps": 6, "population": {"size": 2 * kernels.BLOCK_MAX + 123, "wards": 5},
+        "network": NETWORKS[3], "rule": RULES[0], "initial_adopters": 0.15, "nudges": nudges,
+    })
+    fast, slow = run_both(sc, monkeypatch)
+    assert_same(fast, slow)
+
+
+@pytest.mark.parametrize(("l2", "shared", "expected"), [
+    (None, "0", kernels.BLOCK),  # the system does not say
+    ("256K", "0", 2048), ("512K", "0", 4096), ("1024K", "0", 8192), ("2M", "0", 8192),
+    ("1024K", "0-1", 4096), ("2048K", "0,8", 8192), ("1024K", "", kernels.BLOCK),
+])
+def test_blocks_fill_at_most_half_the_l2_a_thread_has(l2, shared, expected, tmp_path,
+                                                      monkeypatch):
+    # sysfs as Linux writes it: index0/1 the L1 caches, index2 the L2 (shared by the
+    # hyperthreads in shared_cpu_list), index3 the L3
+    for k, (level, size) in enumerate([("1", "48K"), ("1", "32K"), ("2", l2), ("3", "32M")]):
+        if size is None:
+            continue
+        d = tmp_path / f"index{k}"
+        d.mkdir()
+        (d / "level").write_text(level + "\n")
+        (d / "size").write_text(size + "\n")
+        (d / "shared_cpu_list").write_text((shared if level == "2" else "0-1") + "\n")
+    l2_bytes = kernels._l2_bytes(tmp_path)
+    monkeypatch.setattr(kernels, "_l2_bytes", lambda: l2_bytes)
+    assert kernels.block.__wrapped__() == expected
