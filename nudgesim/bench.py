@@ -465,6 +465,9 @@ def machine() -> dict[str, Any]:
 
         info["numba"] = numba.__version__
         info["kernels_target"] = kernels_target()
+        l2 = kernels.l2_bytes()
+        info["decide_block"] = (f"{kernels.block():,} residents ("
+                                + (f"L2 {l2 // 1024:,} KB a thread)" if l2 else "L2 size unknown)"))
         info["numba_threads"] = numba.get_num_threads()
         try:
             info["threading_layer"] = numba.threading_layer()
@@ -481,9 +484,10 @@ def machine() -> dict[str, Any]:
 
 def vector_width(cpuinfo: str | None = None) -> str:
     """The widest SIMD instruction set the CPU offers. The kernels' machine code is built
-    for kernels_target(), normally this CPU; LLVM keeps to 256-bit vectors (4 doubles)
-    on current AVX-512 CPUs too, so what AVX-512 adds for them is its instructions (masks,
-    64-bit integer multiply and conversion, gathers), not the width."""
+    for kernels_target(), normally this CPU. LLVM's tuning for Intel's AVX-512 CPUs keeps
+    to 256-bit vectors (4 doubles), so what AVX-512 adds there is its instructions (masks,
+    64-bit integer multiply and conversion, gathers); for AMD Zen 4 and 5 it takes the
+    full 512 bits (the decide loop runs on zmm registers, 8 doubles at a time)."""
     if cpuinfo is None:
         try:
             cpuinfo = Path("/proc/cpuinfo").read_text()

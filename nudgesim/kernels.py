@@ -108,12 +108,12 @@ def block() -> int:
     L2). Past half the L2 the scratch no longer stays there: 12,288 took 18.4 ms and
     16,384 35.9. Decisions do not depend on the blocks."""
     b = BLOCK
-    while 2 * b <= BLOCK_MAX and 2 * b * SCRATCH_BYTES <= _l2_bytes() // 2:
+    while 2 * b <= BLOCK_MAX and 2 * b * SCRATCH_BYTES <= l2_bytes() // 2:
         b *= 2
     return b
 
 
-def _l2_bytes(caches: Path = Path("/sys/devices/system/cpu/cpu0/cache")) -> int:
+def l2_bytes(caches: Path = Path("/sys/devices/system/cpu/cpu0/cache")) -> int:
     """The level-2 cache of the first CPU in bytes, divided among the CPUs that share it
     (hyperthreads), from Linux sysfs; 0 when the system does not say."""
     for path in sorted(caches.glob("index*")):
@@ -501,9 +501,10 @@ def _choose(u, was, p, band):
 # ---- the decide kernels ----------------------------------------------------------
 # Residents are taken in blocks: first each block's norms (from the counts, or summed
 # over ties), then _decide_block's simple loops over block slices. Indexed from 0, those
-# loops let LLVM prove indices non-negative and emit SIMD (4 doubles per instruction:
-# LLVM keeps to 256-bit vectors on AVX-512 CPUs too; the same loops on absolute indices
-# ran 2.5x slower); the scratch stays in L2 (see block()). Chunks count their own undecided
+# loops let LLVM prove indices non-negative and emit SIMD (4 doubles per instruction
+# with AVX2 and on Intel's AVX-512 CPUs, whose LLVM tuning keeps to 256 bits; 8 on AMD
+# Zen 4 and 5; the same loops on absolute indices ran 2.5x slower); the scratch stays
+# in L2 (see block()). Chunks count their own undecided
 # residents: numba's parfor reduction analysis fails ("unexpected cycle in lookup") on a
 # `near +=` over this inlined code.
 #

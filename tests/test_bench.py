@@ -88,6 +88,18 @@ def test_kernels_target_says_when_numba_was_told_another_cpu(monkeypatch):
 
 
 @pytest.mark.skipif(not kernels.AVAILABLE, reason="numba not installed or disabled")
+def test_the_machine_section_names_the_decide_block_and_the_l2_it_comes_from(monkeypatch):
+    from nudgesim import bench
+
+    monkeypatch.setattr(bench, "python_loop_seconds", lambda: 0.0)
+    monkeypatch.setattr(kernels, "block", lambda: 4096)
+    monkeypatch.setattr(kernels, "l2_bytes", lambda: 512 * 1024)
+    assert bench.machine()["decide_block"] == "4,096 residents (L2 512 KB a thread)"
+    monkeypatch.setattr(kernels, "l2_bytes", lambda: 0)
+    assert bench.machine()["decide_block"] == "4,096 residents (L2 size unknown)"
+
+
+@pytest.mark.skipif(not kernels.AVAILABLE, reason="numba not installed or disabled")
 def test_the_floor_reads_on_the_threads_the_engine_would_get(monkeypatch):
     # on a busy machine a read on every thread waits for the one that lost its core while
     # the engine runs one: the floor takes the engine's thread count, whatever the load

@@ -240,6 +240,6 @@ def test_blocks_fill_at_most_half_the_l2_a_thread_has(l2, shared, expected, tmp_
         (d / "level").write_text(level + "\n")
         (d / "size").write_text(size + "\n")
         (d / "shared_cpu_list").write_text((shared if level == "2" else "0-1") + "\n")
-    l2_bytes = kernels._l2_bytes(tmp_path)
-    monkeypatch.setattr(kernels, "_l2_bytes", lambda: l2_bytes)
+    l2_bytes = kernels.l2_bytes(tmp_path)
+    monkeypatch.setattr(kernels, "l2_bytes", lambda: l2_bytes)
     assert kernels.block.__wrapped__() == expected
