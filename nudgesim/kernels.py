@@ -158,7 +158,7 @@ HAS_TIE_BOOST = 2
 HAS_DIRECT = 128
 HAS_LOCKED = 256
 INTEGRAL = 512  # influence holds int8-range integers: sum ties in int64 (exact)
-HALF_ROWS = 1024  # the kernels have no fast gather: see _norms_from_counts
+HALF_ROWS = 1024  # compiled without AVX-512: see _norms_from_counts and _fusable
 
 
 def _setting() -> bool | None:
@@ -548,6 +548,17 @@ def _pair(word):
     (int32 counts: 0.65), and 0.50 against 0.53 on AVX-512 (10^7, one thread, from memory)."""
     return np.float64(np.int16(word)), np.float64(word >> 16)
 
+@njit(inline="always", cache=True, error_model="numpy")
+def _row_norm(first, second, tb):
+    """The norm of a row of int16 counts read as two int32 words (Σ f·a and Σ f, then
+    the same over in-ward ties), with the week's in-ward boost tb (0.0 without: exact,
+    the counts are integers)."""
+    c, d = _pair(first)
+    ci, di = _pair(second)
+    num = c + tb * ci
+    den = d + tb * di
+    return num / den if den > 0 else 0.0
+
 @njit(cache=True, error_model="numpy")
 def _norms_from_counts(lo, m, cnt, ward, starts, ward_boost, flags, norm):
     """Perceived norms (before messages) of residents lo..lo+m-1 from Counts.both."""
@@ -585,11 +596,7 @@ def _norms_from_counts(lo, m, cnt, ward, starts, ward_boost, flags, norm):
             tb = ward_boost[wb[0]] if boosted else 0.0
             if narrow:
                 for j in range(m):
-                    c, d = _pair(words[2 * j])
-                    ci, di = _pair(words[2 * j + 1])
-                    num = c + tb * ci
-                    den = d + tb * di
-                    norm[j] = num / den if den > 0 else 0.0
+                    norm[j] = _row_norm(words[2 * j], words[2 * j + 1], tb)
                 return
             for j in range(m):
                 num = np.float64(flat[4 * j]) + tb * np.float64(flat[4 * j + 2])
@@ -733,6 +740,15 @@ def _block_size(lo, hi, starts, block):
     return m
 
 @njit(inline="always", cache=True, error_model="numpy")
+def _pull(norm, hit, w_in, w_out, sh_in, sh_out):
+    """A norm message's pull on one resident's norm, in a block given one stamp value:
+    (w_in, sh_in) for those it reached (hit), (w_out, sh_out) for the rest (a weight of
+    0.0 for those never reached keeps the norm exactly)."""
+    w = w_in if hit else w_out
+    sh = sh_in if hit else sh_out
+    return norm + w * (sh - norm)
+
+@njit(inline="always", cache=True, error_model="numpy")
 def _single_stamp(sb, m):
     """s0 if every stamp in sb[:m] is s0 or -1 (s0 = -1: nobody stamped), else -2.
 
@@ -754,17 +770,59 @@ def _single_stamp(sb, m):
     return np.int64(-2)
 
 @njit(inline="always", cache=True, error_model="numpy")
+def _log_odds(att, cc, nrm, h, util, lap, was, coef):
+    """rules.logistic's log-odds for one resident, in numpy's order: of lapsing if
+    adopted (was), else of adopting."""
+    p0, p1, p2, p3, p4, p5, p6, p7, p8, p9 = coef
+    ua = p0 + p1 * att + p2 * nrm + p3 * h - p4 * cc + util
+    ul = p5 - p6 * att - p7 * nrm - p8 * h + p9 * cc + lap
+    return ul if was else ua
+
+@njit(inline="always", cache=True, error_model="numpy")
 def _next_habit(h, now, gain, keep):
     """rules.update_habit for one resident: toward 1 while adopted (now), decaying
     otherwise. The fused decide loop, its exact path and _apply_block all take it from
     here, so their habits stay the numpy engine's bit for bit."""
     return h + gain * (1.0 - h) if now else h * keep
 
+@njit(inline="always", cache=True, error_model="numpy")
+def _restamp(lo, m, stamps, restamp):
+    """StampBook.deferred()'s re-stamps (row, s_from, t) on block lo..lo+m-1: in each
+    such stamp row the block's stamps s_from become t, before anything reads them and
+    while the lines are in cache for the block."""
+    for q in range(restamp.shape[0]):
+        sb = stamps[restamp[q, 0], lo:lo + m]
+        s_from = sb.dtype.type(restamp[q, 1])
+        s_to = sb.dtype.type(restamp[q, 2])
+        for j in range(m):
+            sb[j] = s_to if sb[j] == s_from else sb[j]
+
+@njit(inline="always", cache=True, error_model="numpy")
+def _fusable(lo, m, by_counts, cnt, starts, stamps, mrow, rule, flags):
+    """(whether _decide_block reads block lo..lo+m-1's counts in its logistic loop, the
+    stamp its norm message gives the block, or -1). Yes for the usual block: logistic
+    rule, int16 counts with in-ward columns, one ward, at most one norm message, given
+    to one stamp value in the block; compiled with AVX-512 (no HALF_ROWS).
+
+    Why: the block then needs no pass of its own over the counts and the norms, and
+    the counts stream in with the traits: the decide pass at 10^7 took 15.6 ms against
+    17.8 (AMD Zen 5, weeks 30 and 45). Compiled for AVX2 the one loop's ~20 live values
+    spill its 16 vector registers: 23.1 against 21.1 ms, so separate passes stay."""
+    if not (by_counts and rule == 0 and cnt.itemsize == 2 and cnt.shape[1] == 4
+            and (flags & HALF_ROWS) == 0 and mrow.shape[0] <= 1
+            and _one_ward(starts, lo, lo + m)):
+        return False, np.int64(-1)
+    if mrow.shape[0] == 0:
+        return True, np.int64(-1)
+    s0 = _single_stamp(stamps[mrow[0], lo:lo + m], m)
+    return s0 >= -1, s0
+
 @njit(cache=True, error_model="numpy")
 def _decide_block(lo, m, expo, ward, starts, adopted, stamps, t, trow, tchan, ttab, mrow,
                   mtab, mshown, minj, rule, params, attitude, habit, cost, threshold, susc,
                   direct, locked, flags, skey, band, adopt_out, lapse_out, norm, ch, x,
-                  open_, idx, tmp, found, k0, fuse_habit, gain, keep, restamp):
+                  open_, idx, tmp, found, k0, fuse_habit, gain, keep, fused, s_msg, cnt,
+                  ward_boost, blank):
     """Residents lo..lo+m-1 given their norms: messages, nudge channels, then the
     logistic log-odds and an exp-free bound. Only residents the bound cannot settle (a
     few per cent) take the scalar exact path. Returns the undecided count; their ids go
@@ -777,17 +835,10 @@ def _decide_block(lo, m, expo, ward, starts, adopted, stamps, t, trow, tchan, tt
     known there; an open one keeps the old habit until the exact path has decided it,
     and an undecided one keeps it for the re-check, as in _apply_block.
 
-    restamp: rows (row, s_from, t) of StampBook.deferred(): in each such stamp row, the
-    block's stamps s_from become t before anything reads them."""
+    fused, s_msg: see _fusable (the block's stamps are re-stamped by then)."""
     hi = lo + m
     ab = adopted[lo:hi]
     wb = ward[lo:hi]
-    for q in range(restamp.shape[0]):  # written back while the lines are in cache
-        sb = stamps[restamp[q, 0], lo:hi]
-        s_from = sb.dtype.type(restamp[q, 1])
-        s_to = sb.dtype.type(restamp[q, 2])
-        for j in range(m):
-            sb[j] = s_to if sb[j] == s_from else sb[j]
     # Norm messages, then additive channels, each in nudge order like the dense arrays.
     # Unstamped residents (stamp -1) read the tables' zero last entry: their norm is
     # kept exactly and +0.0 changes no value. When a block holds one stamp value besides
@@ -795,7 +846,7 @@ def _decide_block(lo, m, expo, ward, starts, adopted, stamps, t, trow, tchan, tt
     # lookups become two scalars and a select, and the loop vectorises.
     w0 = wb[0]
     one_ward = _one_ward(starts, lo, hi)
-    for k in range(mrow.shape[0]):
+    for k in range(0 if fused else mrow.shape[0]):
         sb = stamps[mrow[k], lo:hi]
         wtab = mtab[k]
         shown = mshown[k]
@@ -806,19 +857,12 @@ def _decide_block(lo, m, expo, ward, starts, adopted, stamps, t, trow, tchan, tt
             w_out, sh_out = wtab[t + 1], shown[0, w0]
             if minj[k]:
                 for j in range(m):
-                    hit = sb[j] == s0
                     nj = norm[j]
-                    w = w_in if hit else w_out
-                    sh = sh_in if hit else sh_out
-                    pulled = nj + w * (sh - nj)
+                    pulled = _pull(nj, sb[j] == s0, w_in, w_out, sh_in, sh_out)
                     norm[j] = max(pulled, nj) if ab[j] != 0 else pulled
             else:
                 for j in range(m):
-                    hit = sb[j] == s0
-                    nj = norm[j]
-                    w = w_in if hit else w_out
-                    sh = sh_in if hit else sh_out
-                    norm[j] = nj + w * (sh - nj)
+                    norm[j] = _pull(norm[j], sb[j] == s0, w_in, w_out, sh_in, sh_out)
             continue
         for j in range(m):  # table lookups one resident at a time: AVX2 has no cheap gather
             sj = sb[j]
@@ -891,22 +935,42 @@ def _decide_block(lo, m, expo, ward, starts, adopted, stamps, t, trow, tchan, tt
             susc_r = tmp[1, :m]
             for j in range(m):
                 susc_r[j] = susc_b[j] * (1.0 + sal[j])
-        for j in range(m):
-            att = att_b[j] + ash[j]
-            cc = cost_r[j]
-            nrm = susc_r[j] * norm[j]
-            h = hab_b[j]
-            ua = p0 + p1 * att + p2 * nrm + p3 * h - p4 * cc + util[j]
-            ul = p5 - p6 * att - p7 * nrm - p8 * h + p9 * cc + lap[j]
-            xj = ul if ab[j] != 0 else ua
-            x[j] = xj
-            op = not _surely_no_event(_uniform_below(z), xj, margin)
-            open_[j] = op
-            z += ODD
-            # written back unchanged when not fusing: a store under `if fuse_habit` kept
-            # this loop from vectorising (the 10^7 pass took ~1.5x as long)
-            grown = _next_habit(h, (ab[j] | grow_b[j]) != 0, gain, keep)
-            hab_b[j] = h if (op or not fuse_habit) else grown
+        coef = (p0, p1, p2, p3, p4, p5, p6, p7, p8, p9)
+        if fused:
+            words = cnt.reshape(cnt.shape[0] * 4)[4 * lo:4 * hi].view(np.int32)
+            tb = ward_boost[w0] if (flags & HAS_TIE_BOOST) != 0 else 0.0
+            sbm = blank[:m]  # no message: weights 0.0 keep each norm exactly
+            w_in = w_out = sh_in = sh_out = 0.0
+            inj = False
+            if mrow.shape[0] == 1:
+                sbm = stamps[mrow[0], lo:hi]
+                w_in, sh_in = mtab[0, t - s_msg], mshown[0, s_msg + 1, w0]
+                w_out, sh_out = mtab[0, t + 1], mshown[0, 0, w0]
+                inj = minj[0]
+            for j in range(m):
+                nj = _row_norm(words[2 * j], words[2 * j + 1], tb)
+                pulled = _pull(nj, sbm[j] == s_msg, w_in, w_out, sh_in, sh_out)
+                nj = max(pulled, nj) if (ab[j] != 0) & inj else pulled  # no branch
+                h = hab_b[j]
+                xj = _log_odds(att_b[j] + ash[j], cost_r[j], susc_r[j] * nj, h, util[j],
+                               lap[j], ab[j] != 0, coef)
+                x[j] = xj
+                op = not _surely_no_event(_uniform_below(z), xj, margin)
+                open_[j] = op
+                z += ODD
+                grown = _next_habit(h, (ab[j] | grow_b[j]) != 0, gain, keep)
+                hab_b[j] = h if (op or not fuse_habit) else grown
+        else:
+            for j in range(m):
+                h = hab_b[j]
+                xj = _log_odds(att_b[j] + ash[j], cost_r[j], susc_r[j] * norm[j], h, util[j],
+                               lap[j], ab[j] != 0, coef)
+                x[j] = xj
+                op = not _surely_no_event(_uniform_below(z), xj, margin)
+                open_[j] = op
+                z += ODD
+                grown = _next_habit(h, (ab[j] | grow_b[j]) != 0, gain, keep)
+                hab_b[j] = h if (op or not fuse_habit) else grown
     else:
         for j in range(m):
             open_[j] = True
@@ -972,7 +1036,7 @@ def _decide(by_counts, cnt, indptr, indices, weights, unit, adopted, newly, ward
     costs O(undecided) instead of a pass over every resident's flags; a chunk with more
     than `room` of them leaves the caller to find them (only the tests' wide band).
 
-    restamp: StampBook's deferred re-stamps, applied to every resident (_decide_block).
+    restamp: StampBook's deferred re-stamps, applied block by block (_restamp).
 
     block: residents per block, block() on counts; BLOCK when summing ties, since the
     running sums' scratch (TIE_SCRATCH) is sized for it. Decisions do not depend on it."""
@@ -990,15 +1054,18 @@ def _decide(by_counts, cnt, indptr, indices, weights, unit, adopted, newly, ward
         open_ = np.empty(block, dtype=np.bool_)
         idx = np.empty(block, dtype=np.int64)
         tmp = np.empty((2, block))
+        blank = np.full(block, -1, dtype=stamps.dtype)  # a stamp row nobody is in
         cum = np.empty(0 if by_counts else TIE_SCRATCH, dtype=np.int32)
         k = 0
         hi = min(n, (c + 1) * size)
         lo = c * size
         while lo < hi:
             m = _block_size(lo, hi, starts, block)
-            if by_counts:
+            _restamp(lo, m, stamps, restamp)
+            fused, s_msg = _fusable(lo, m, by_counts, cnt, starts, stamps, mrow, rule, flags)
+            if by_counts and not fused:
                 _norms_from_counts(lo, m, cnt, ward, starts, ward_boost, flags, norm)
-            else:
+            elif not by_counts:
                 _norms_from_graph(lo, m, indptr, indices, weights, unit, adopted, newly,
                                   ward, ward_boost, infl, flags, rule == 3, tie_x, cum,
                                   norm, expo)
@@ -1006,7 +1073,8 @@ def _decide(by_counts, cnt, indptr, indices, weights, unit, adopted, newly, ward
                                ttab, mrow, mtab, mshown, minj, rule, params, attitude, habit,
                                cost, threshold, susc, direct, locked, flags, skey, band,
                                adopt_out, lapse_out, norm, ch, x, open_, idx, tmp, found[c], k,
-                               fuse_habit, gain, keep, restamp)
+                               fuse_habit, gain, keep, fused, s_msg, cnt, ward_boost,
+                               blank)
             if update:  # habits already updated by _decide_block (fuse_habit)
                 _apply_block(lo, lo + m, adopted, adopt_out, lapse_out, ever, habit,
                              False, gain, keep, ward, starts, now_out, part[c], counts[c])

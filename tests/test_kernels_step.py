@@ -243,3 +243,38 @@ def test_blocks_fill_at_most_half_the_l2_a_thread_has(l2, shared, expected, tmp_
     l2_bytes = kernels.l2_bytes(tmp_path)
     monkeypatch.setattr(kernels, "l2_bytes", lambda: l2_bytes)
     assert kernels.block.__wrapped__() == expected
+
+
+COMMUNITY = {"kind": "community_partnership", "wards": ["W02"], "start": 2, "duration": 3}
+
+
+@pytest.mark.parametrize("gathers", [True, False])
+@pytest.mark.parametrize("nudges", [
+    [COMMUNITY],  # no norm message: the loop's pull weighs 0.0
+    [COMMUNITY, {"kind": "norm_feedback", "every": 2, "reach": 0.6, "scope": "ward"}],
+    [COMMUNITY, {"kind": "norm_feedback", "every": 3, "injunctive": True},
+     {"kind": "reminder", "every": 2, "reach": 0.5}],
+    [COMMUNITY, {"kind": "norm_feedback", "every": 2}, {"kind": "norm_feedback", "every": 3,
+                                                         "injunctive": True}],  # two: passes
+    # shown to those not yet taking part, so a block holds residents shown it in
+    # different weeks: several stamp values, a pass of its own
+    [COMMUNITY, {"kind": "norm_feedback", "every": 2, "targeting": {"adopted": False}}],
+])
+def test_the_logistic_loop_reading_the_counts_itself_matches_numpy(gathers, nudges,
+                                                                    monkeypatch):
+    # With AVX-512 (gathers) a block in one ward with int16 in-ward counts and at most
+    # one norm message given to one stamp value reads its counts in the logistic loop
+    # (_fusable); without, or with two messages, norms and messages take passes of
+    # their own. Weeks with and without the community group's boost, wards of 2,048.
+    monkeypatch.setattr(kernels, "gathers", lambda: gathers)
+    pin_block(monkeypatch)
+    sc = ns.Scenario.from_dict({
+        "seed": 8, "steps": 8, "population": {"size": 3 * kernels.BLOCK, "wards": 3},
+        "network": NETWORKS[3], "rule": RULES[0], "initial_adopters": 0.2,
+        "nudges": nudges,
+    })
+    eng = Engine(sc)
+    eng.run()
+    assert eng.backend.counts.inward and eng.backend.counts.both.dtype == np.int16
+    fast, slow = run_both(sc, monkeypatch)
+    assert_same(fast, slow)
