@@ -779,6 +779,16 @@ def _log_odds(att, cc, nrm, h, util, lap, was, coef):
     return ul if was else ua
 
 @njit(inline="always", cache=True, error_model="numpy")
+def _settled_habit(h, open_, grows, fuse_habit, gain, keep):
+    """The habit the logistic loop writes back: the next one (grows: adopted or enrolled
+    by a default) when the bound settles the resident and the step is fused, else h
+    unchanged. Written back either way: a store under `if fuse_habit` kept the loop from
+    vectorising (the 10^7 pass took ~1.5x as long), and so did working out the next
+    habit only when needed (compiled for AVX2: 1.6x)."""
+    grown = _next_habit(h, grows != 0, gain, keep)
+    return h if (open_ or not fuse_habit) else grown
+
+@njit(inline="always", cache=True, error_model="numpy")
 def _next_habit(h, now, gain, keep):
     """rules.update_habit for one resident: toward 1 while adopted (now), decaying
     otherwise. The fused decide loop, its exact path and _apply_block all take it from
@@ -805,9 +815,10 @@ def _fusable(lo, m, by_counts, cnt, starts, stamps, mrow, rule, flags):
     to one stamp value in the block; compiled with AVX-512 (no HALF_ROWS).
 
     Why: the block then needs no pass of its own over the counts and the norms, and
-    the counts stream in with the traits: the decide pass at 10^7 took 15.6 ms against
-    17.8 (AMD Zen 5, weeks 30 and 45). Compiled for AVX2 the one loop's ~20 live values
-    spill its 16 vector registers: 23.1 against 21.1 ms, so separate passes stay."""
+    the counts stream in with the traits: the decide pass at 10^7 took 16.0 ms against
+    17.9 (week 30) and 15.3 against 17.3 (week 45; AMD Zen 5). Compiled for AVX2 the one
+    loop's ~20 live values spill its 16 vector registers: 25.8 ms against 22.0 (23.1
+    against 21.1 reading half rows), so separate passes stay there."""
     if not (by_counts and rule == 0 and cnt.itemsize == 2 and cnt.shape[1] == 4
             and (flags & HALF_ROWS) == 0 and mrow.shape[0] <= 1
             and _one_ward(starts, lo, lo + m)):
@@ -958,9 +969,9 @@ def _decide_block(lo, m, expo, ward, starts, adopted, stamps, t, trow, tchan, tt
                 op = not _surely_no_event(_uniform_below(z), xj, margin)
                 open_[j] = op
                 z += ODD
-                grown = _next_habit(h, (ab[j] | grow_b[j]) != 0, gain, keep)
-                hab_b[j] = h if (op or not fuse_habit) else grown
-        else:
+                hab_b[j] = _settled_habit(h, op, ab[j] | grow_b[j], fuse_habit, gain, keep)
+        else:  # the same loop on the norms the passes above worked out (one loop for both,
+            # the body an inlined function of the arrays and j, was not vectorised: 1.5x)
             for j in range(m):
                 h = hab_b[j]
                 xj = _log_odds(att_b[j] + ash[j], cost_r[j], susc_r[j] * norm[j], h, util[j],
@@ -969,8 +980,7 @@ def _decide_block(lo, m, expo, ward, starts, adopted, stamps, t, trow, tchan, tt
                 op = not _surely_no_event(_uniform_below(z), xj, margin)
                 open_[j] = op
                 z += ODD
-                grown = _next_habit(h, (ab[j] | grow_b[j]) != 0, gain, keep)
-                hab_b[j] = h if (op or not fuse_habit) else grown
+                hab_b[j] = _settled_habit(h, op, ab[j] | grow_b[j], fuse_habit, gain, keep)
     else:
         for j in range(m):
             open_[j] = True
