@@ -158,7 +158,7 @@ HAS_TIE_BOOST = 2
 HAS_DIRECT = 128
 HAS_LOCKED = 256
 INTEGRAL = 512  # influence holds int8-range integers: sum ties in int64 (exact)
-HALF_ROWS = 1024  # compiled without AVX-512: see _norms_from_counts and _fusable
+HALF_ROWS = 1024  # compiled without AVX-512: see _norms_from_counts and _counts_in_loop
 
 
 def _setting() -> bool | None:
@@ -808,7 +808,7 @@ def _restamp(lo, m, stamps, restamp):
             sb[j] = s_to if sb[j] == s_from else sb[j]
 
 @njit(inline="always", cache=True, error_model="numpy")
-def _fusable(lo, m, by_counts, cnt, starts, stamps, mrow, rule, flags):
+def _counts_in_loop(lo, m, by_counts, cnt, starts, stamps, mrow, rule, flags):
     """(whether _decide_block reads block lo..lo+m-1's counts in its logistic loop, the
     stamp its norm message gives the block, or -1). Yes for the usual block: logistic
     rule, int16 counts with in-ward columns, one ward, at most one norm message, given
@@ -832,12 +832,12 @@ def _fusable(lo, m, by_counts, cnt, starts, stamps, mrow, rule, flags):
 def _decide_block(lo, m, expo, ward, starts, adopted, stamps, t, trow, tchan, ttab, mrow,
                   mtab, mshown, minj, rule, params, attitude, habit, cost, threshold, susc,
                   direct, locked, flags, skey, band, adopt_out, lapse_out, norm, ch, x,
-                  open_, idx, tmp, found, k0, fuse_habit, gain, keep, fused, s_msg, cnt,
-                  ward_boost, blank):
-    """Residents lo..lo+m-1 given their norms: messages, nudge channels, then the
-    logistic log-odds and an exp-free bound. Only residents the bound cannot settle (a
-    few per cent) take the scalar exact path. Returns the undecided count; their ids go
-    to found[k0:] while it has room (see _decide).
+                  open_, idx, tmp, found, k0, fuse_habit, gain, keep, in_loop, s_msg,
+                  cnt, ward_boost, blank):
+    """Residents lo..lo+m-1 given their norms (or, in_loop, their counts): messages,
+    nudge channels, then the logistic log-odds and an exp-free bound. Only residents the
+    bound cannot settle (a few per cent) take the scalar exact path. Returns the
+    undecided count; their ids go to found[k0:] while it has room (see _decide).
 
     fuse_habit (the fused step, logistic rule): each habit is updated here, in the loop
     that reads it, instead of in a pass of its own in _apply_block (in cache, 10^5
@@ -846,7 +846,7 @@ def _decide_block(lo, m, expo, ward, starts, adopted, stamps, t, trow, tchan, tt
     known there; an open one keeps the old habit until the exact path has decided it,
     and an undecided one keeps it for the re-check, as in _apply_block.
 
-    fused, s_msg: see _fusable (the block's stamps are re-stamped by then)."""
+    in_loop, s_msg: see _counts_in_loop (the block's stamps are re-stamped by then)."""
     hi = lo + m
     ab = adopted[lo:hi]
     wb = ward[lo:hi]
@@ -857,7 +857,7 @@ def _decide_block(lo, m, expo, ward, starts, adopted, stamps, t, trow, tchan, tt
     # lookups become two scalars and a select, and the loop vectorises.
     w0 = wb[0]
     one_ward = _one_ward(starts, lo, hi)
-    for k in range(0 if fused else mrow.shape[0]):
+    for k in range(0 if in_loop else mrow.shape[0]):
         sb = stamps[mrow[k], lo:hi]
         wtab = mtab[k]
         shown = mshown[k]
@@ -947,7 +947,7 @@ def _decide_block(lo, m, expo, ward, starts, adopted, stamps, t, trow, tchan, tt
             for j in range(m):
                 susc_r[j] = susc_b[j] * (1.0 + sal[j])
         coef = (p0, p1, p2, p3, p4, p5, p6, p7, p8, p9)
-        if fused:
+        if in_loop:
             words = cnt.reshape(cnt.shape[0] * 4)[4 * lo:4 * hi].view(np.int32)
             tb = ward_boost[w0] if (flags & HAS_TIE_BOOST) != 0 else 0.0
             sbm = blank[:m]  # no message: weights 0.0 keep each norm exactly
@@ -1072,8 +1072,9 @@ def _decide(by_counts, cnt, indptr, indices, weights, unit, adopted, newly, ward
         while lo < hi:
             m = _block_size(lo, hi, starts, block)
             _restamp(lo, m, stamps, restamp)
-            fused, s_msg = _fusable(lo, m, by_counts, cnt, starts, stamps, mrow, rule, flags)
-            if by_counts and not fused:
+            in_loop, s_msg = _counts_in_loop(lo, m, by_counts, cnt, starts, stamps, mrow,
+                                             rule, flags)
+            if by_counts and not in_loop:
                 _norms_from_counts(lo, m, cnt, ward, starts, ward_boost, flags, norm)
             elif not by_counts:
                 _norms_from_graph(lo, m, indptr, indices, weights, unit, adopted, newly,
@@ -1083,7 +1084,7 @@ def _decide(by_counts, cnt, indptr, indices, weights, unit, adopted, newly, ward
                                ttab, mrow, mtab, mshown, minj, rule, params, attitude, habit,
                                cost, threshold, susc, direct, locked, flags, skey, band,
                                adopt_out, lapse_out, norm, ch, x, open_, idx, tmp, found[c], k,
-                               fuse_habit, gain, keep, fused, s_msg, cnt, ward_boost,
+                               fuse_habit, gain, keep, in_loop, s_msg, cnt, ward_boost,
                                blank)
             if update:  # habits already updated by _decide_block (fuse_habit)
                 _apply_block(lo, lo + m, adopted, adopt_out, lapse_out, ever, habit,

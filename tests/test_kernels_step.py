@@ -264,7 +264,7 @@ def test_the_logistic_loop_reading_the_counts_itself_matches_numpy(gathers, nudg
                                                                     monkeypatch):
     # With AVX-512 (gathers) a block in one ward with int16 in-ward counts and at most
     # one norm message given to one stamp value reads its counts in the logistic loop
-    # (_fusable); without, or with two messages, norms and messages take passes of
+    # (_counts_in_loop); without, or with two messages, norms and messages take passes of
     # their own. Weeks with and without the community group's boost, wards of 2,048.
     monkeypatch.setattr(kernels, "gathers", lambda: gathers)
     pin_block(monkeypatch)
