@@ -772,11 +772,14 @@ def _single_stamp(sb, m):
 @njit(inline="always", cache=True, error_model="numpy")
 def _log_odds(att, cc, nrm, h, util, lap, was, coef):
     """rules.logistic's log-odds for one resident, in numpy's order: of lapsing if
-    adopted (was), else of adopting."""
+    adopted (was), else of adopting.
+
+    Each coefficient is chosen first, then one sum is made: a - b c is a + (-b) c in
+    IEEE arithmetic, so this is numpy's value bit for bit, with half the multiplies and
+    adds of working out both sums and choosing one."""
     p0, p1, p2, p3, p4, p5, p6, p7, p8, p9 = coef
-    ua = p0 + p1 * att + p2 * nrm + p3 * h - p4 * cc + util
-    ul = p5 - p6 * att - p7 * nrm - p8 * h + p9 * cc + lap
-    return ul if was else ua
+    return ((p5 if was else p0) + (-p6 if was else p1) * att + (-p7 if was else p2) * nrm
+            + (-p8 if was else p3) * h + (p9 if was else -p4) * cc + (lap if was else util))
 
 @njit(inline="always", cache=True, error_model="numpy")
 def _settled_habit(h, open_, grows, fuse_habit, gain, keep):
