@@ -225,6 +225,8 @@ def load() -> None:
         names = globals()
         names["_prefetch"] = prefetch_intrinsic()
         names["_f64_from_bits"] = f64_from_bits_intrinsic()
+        names["_trailing_zeros"] = importlib.import_module(
+            "numba.cpython.unsafe.numbers").trailing_zeros  # LLVM's cttz
         for name, obj in list(names.items()):
             if isinstance(obj, _Kernel):
                 names[name] = nb.njit(**obj.options)(obj.fn)
@@ -276,6 +278,12 @@ def _f64_from_bits(bits: int) -> float:
     """The double whose bits are the int64 `bits` (load() replaces this with an LLVM
     bitcast; vectorised, it is no instruction at all)."""
     return float(np.array(bits, dtype=np.int64).view(np.float64))
+
+
+def _trailing_zeros(word: int) -> int:
+    """The number of zero bits below the lowest set bit of a nonzero uint64 (load()
+    replaces this with numba's intrinsic for LLVM's cttz: one instruction)."""
+    return (int(word) & -int(word)).bit_length() - 1
 
 
 def f64_from_bits_intrinsic() -> Any:
@@ -1168,7 +1176,13 @@ def _recount(indptr, indices, ward, a, f, has_f, inward, cnt, a_seen, f_seen, st
 def _changed_in(lo, hi, a, a_seen, f, f_seen, has_f, check_f, aw, asw, fw, fsw, ids, k):
     """Residents lo..hi-1 (lo, hi multiples of 8, or hi = n) whose adoption or (if
     check_f) influence differs from what the counts saw, eight at a time: most words
-    are unchanged. Writes their ids from ids[k] while ids has room; returns the count."""
+    are unchanged. Writes their ids from ids[k] while ids has room; returns the count.
+
+    A changed word's nonzero bytes are its changed residents, byte b resident 8w + b
+    (x86 and ARM numba are little-endian): they are taken lowest first by counting
+    trailing zeros, instead of comparing all eight residents again with a branch each
+    (at 10^7 with 26,000 changes, 2 threads: 0.99 -> 0.77 ms, comparing influence too
+    1.40 -> 0.99 ms)."""
     ones = np.uint64(0x0101010101010101)
     count = 0
     w_hi = min(hi, aw.shape[0] * 8) // 8
@@ -1176,13 +1190,12 @@ def _changed_in(lo, hi, a, a_seen, f, f_seen, has_f, check_f, aw, asw, fw, fsw, 
         diff = aw[w] ^ asw[w]
         if check_f:
             diff |= (fw[w] if has_f else ones) ^ fsw[w]
-        if diff != 0:
-            for i in range(w * 8, w * 8 + 8):
-                fi = f[i] if has_f else np.int8(1)
-                if a[i] != a_seen[i] or (check_f and fi != f_seen[i]):
-                    if k + count < ids.shape[0]:
-                        ids[k + count] = i
-                    count += 1
+        while diff != 0:
+            b = _trailing_zeros(diff) >> np.uint64(3)
+            if k + count < ids.shape[0]:
+                ids[k + count] = w * 8 + np.int64(b)
+            count += 1
+            diff &= ~(np.uint64(0xFF) << (b << np.uint64(3)))
     for i in range(max(lo, w_hi * 8), hi):  # the tail after the last whole word
         fi = f[i] if has_f else np.int8(1)
         if a[i] != a_seen[i] or (check_f and fi != f_seen[i]):

@@ -299,6 +299,31 @@ def test_counts_pushed_in_chunks_reach_neighbours_in_other_chunks(network, monke
     assert counts.recounts == 1 and counts.pushed > 0
 
 
+@settings(max_examples=200, deadline=None)
+@given(seed=st.integers(0, 10**6), n=st.integers(0, 70), chunks=st.integers(1, 4),
+       has_f=st.booleans(), check_f=st.booleans(), share=st.sampled_from([0.0, 0.1, 0.5]))
+def test_changed_finds_exactly_the_residents_that_differ(seed, n, chunks, has_f, check_f,
+                                                        share):
+    # whole words of eight with several changes, words without any, and the tail after
+    # the last whole word; ids ascending, and each chunk's tie ends
+    r = np.random.default_rng(seed)
+    a_seen = (r.random(n) < 0.4).astype(np.uint8)
+    a = a_seen ^ (r.random(n) < share).astype(np.uint8)
+    f_seen = r.integers(-2, 3, n).astype(np.int8)
+    f = np.where(r.random(n) < share, r.integers(-2, 3, n), f_seen).astype(np.int8)
+    if not has_f:
+        f = np.empty(0, dtype=np.int8)
+    indptr = np.concatenate([[0], np.cumsum(r.integers(0, 5, n))]).astype(np.int64)
+    w = kernels._words
+    ids, per, ends, fits = kernels._changed(a, a_seen, f, f_seen, has_f, check_f, w(a),
+                                            w(a_seen), w(f), w(f_seen), chunks, indptr)
+    now_f = f if has_f else np.ones(n, dtype=np.int8)
+    expected = np.flatnonzero((a != a_seen) | (check_f & (now_f != f_seen)))
+    assert fits and ids.tolist() == expected.tolist()
+    assert per.sum() == expected.size
+    assert ends.sum() == int((indptr[expected + 1] - indptr[expected]).sum())
+
+
 def test_counts_push_few_changes_and_recount_many():
     eng = Engine(small(2, RULES[0], NETWORKS[1], [], n=400))
     counts = kernels.Counts(eng.backend.graph, inward=False)
