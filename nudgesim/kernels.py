@@ -225,8 +225,7 @@ def load() -> None:
         names = globals()
         names["_prefetch"] = prefetch_intrinsic()
         names["_f64_from_bits"] = f64_from_bits_intrinsic()
-        names["_trailing_zeros"] = importlib.import_module(
-            "numba.cpython.unsafe.numbers").trailing_zeros  # LLVM's cttz
+        names["_trailing_zeros"] = trailing_zeros_intrinsic()
         for name, obj in list(names.items()):
             if isinstance(obj, _Kernel):
                 names[name] = nb.njit(**obj.options)(obj.fn)
@@ -282,8 +281,28 @@ def _f64_from_bits(bits: int) -> float:
 
 def _trailing_zeros(word: int) -> int:
     """The number of zero bits below the lowest set bit of a nonzero uint64 (load()
-    replaces this with numba's intrinsic for LLVM's cttz: one instruction)."""
+    replaces this with LLVM's cttz: one instruction)."""
     return (int(word) & -int(word)).bit_length() - 1
+
+
+def trailing_zeros_intrinsic() -> Any:
+    """_trailing_zeros as LLVM's cttz on a 64-bit integer (ours, not numba's internal
+    one, so a numba release that moves that cannot break load())."""
+    ir: Any = importlib.import_module("llvmlite.ir")  # untyped package
+    from numba.core import types
+    from numba.extending import intrinsic
+
+    @intrinsic
+    def trailing_zeros(typingctx, word):
+        if not isinstance(word, types.Integer) or word.bitwidth != 64:
+            return None
+
+        def codegen(context, builder, signature, args):
+            return builder.cttz(args[0], ir.Constant(ir.IntType(1), 0))
+
+        return word(word), codegen
+
+    return trailing_zeros
 
 
 def f64_from_bits_intrinsic() -> Any:
