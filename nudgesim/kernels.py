@@ -285,43 +285,39 @@ def _trailing_zeros(word: int) -> int:
     return (int(word) & -int(word)).bit_length() - 1
 
 
-def trailing_zeros_intrinsic() -> Any:
-    """_trailing_zeros as LLVM's cttz on a 64-bit integer (ours, not numba's internal
-    one, so a numba release that moves that cannot break load())."""
-    ir: Any = importlib.import_module("llvmlite.ir")  # untyped package
-    from numba.core import types
-    from numba.extending import intrinsic
-
-    @intrinsic
-    def trailing_zeros(typingctx, word):
-        if not isinstance(word, types.Integer) or word.bitwidth != 64:
-            return None
-
-        def codegen(context, builder, signature, args):
-            return builder.cttz(args[0], ir.Constant(ir.IntType(1), 0))
-
-        return word(word), codegen
-
-    return trailing_zeros
-
-
 def f64_from_bits_intrinsic() -> Any:
     """_f64_from_bits as LLVM's bitcast from i64 to double."""
     ir: Any = importlib.import_module("llvmlite.ir")  # untyped package
     from numba.core import types
+    return _int64_intrinsic("f64_from_bits", lambda word: types.float64,
+                            lambda builder, v: builder.bitcast(v, ir.DoubleType()))
+
+
+def trailing_zeros_intrinsic() -> Any:
+    """_trailing_zeros as LLVM's cttz on a 64-bit integer (ours, not numba's internal
+    one, so a numba release that moves that cannot break load())."""
+    ir: Any = importlib.import_module("llvmlite.ir")  # untyped package
+    return _int64_intrinsic("trailing_zeros", lambda word: word,
+                            lambda builder, v: builder.cttz(v, ir.Constant(ir.IntType(1), 0)))
+
+
+def _int64_intrinsic(name: str, result: Callable, emit: Callable) -> Any:
+    """A numba intrinsic of one 64-bit integer (signed or not) that `emit(builder,
+    value)` compiles to one LLVM instruction, returning `result(argument type)`."""
+    from numba.core import types
     from numba.extending import intrinsic
 
-    @intrinsic
-    def f64_from_bits(typingctx, bits):
-        if not isinstance(bits, types.Integer) or bits.bitwidth != 64:
+    def typer(typingctx, word):
+        if not isinstance(word, types.Integer) or word.bitwidth != 64:
             return None
 
         def codegen(context, builder, signature, args):
-            return builder.bitcast(args[0], ir.DoubleType())
+            return emit(builder, args[0])
 
-        return types.float64(bits), codegen
+        return result(word)(word), codegen
 
-    return f64_from_bits
+    typer.__name__ = typer.__qualname__ = name  # numba names the intrinsic after it
+    return intrinsic(typer)
 
 
 _U64 = np.uint64
