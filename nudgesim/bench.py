@@ -19,6 +19,7 @@ import os
 import platform
 import time
 import tracemalloc
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -31,7 +32,10 @@ from .files import write_atomic
 from .network import RowProduct
 from .scenario import Scenario
 
-CONTENDERS = ("engine", "ties", "numpy", "agents", "mesa", "scipy", "floor")
+CONTENDERS = ("engine", "ties", "weighted", "numpy", "agents", "mesa", "scipy", "floor")
+#: The `weighted` contender's tie weights (an assumption: any non-integer weights take
+#: the same float path).
+TIE_WEIGHTS = {"dist": "uniform", "low": 0.1, "high": 2.0}
 #: Largest size each slow contender is run at (its step takes ~seconds there; assumption).
 DEFAULT_LIMITS = {"agents": 10_000, "mesa": 100_000}
 GRAPH_KINDS = {
@@ -42,13 +46,15 @@ GRAPH_KINDS = {
 }
 
 
-def bench_scenario(n: int, steps: int, seed: int = 1) -> Scenario:
-    """Watts-Strogatz k=10, p=0.1 (the issue's graph); logistic rule; three nudges active
-    from step 1 so every timed step computes norms, messages, influence and reminders."""
+def bench_scenario(n: int, steps: int, seed: int = 1, weighted: bool = False) -> Scenario:
+    """Watts-Strogatz k=10, p=0.1 (the issue's graph), with TIE_WEIGHTS if `weighted`;
+    logistic rule; three nudges active from step 1 so every timed step computes norms,
+    messages, influence and reminders."""
+    network = GRAPH_KINDS["watts_strogatz"] | ({"weights": TIE_WEIGHTS} if weighted else {})
     return Scenario.from_dict({
-        "name": f"bench-{n}", "seed": seed, "steps": steps,
+        "name": f"bench-{n}" + ("-weighted" if weighted else ""), "seed": seed, "steps": steps,
         "population": {"size": n, "wards": 24},
-        "network": GRAPH_KINDS["watts_strogatz"],
+        "network": network,
         "rule": {"kind": "logistic"},
         "initial_adopters": 0.1,
         "nudges": [
@@ -118,8 +124,8 @@ def state_bytes(engine: Engine) -> tuple[int, int]:
     return per_resident, per_tie
 
 
-def _time_engine(sc: Scenario, steps: int, numba_on: bool,
-                 counts: bool = True) -> tuple[Row, Engine]:
+def _time_engine(sc: Scenario, steps: int, numba_on: bool, counts: bool = True,
+                 name: str | None = None) -> tuple[Row, Engine]:
     """The compiled engine (counts=False: summing every tie every step, as it does on
     weighted graphs) or, numba_on=False, the numpy engine."""
     gc.collect()  # the previous contender's objects (a Mesa town holds reference cycles)
@@ -155,7 +161,7 @@ def _time_engine(sc: Scenario, steps: int, numba_on: bool,
         tracemalloc.stop()
     finally:
         kernels.ENABLED = saved
-    name = ("engine" if counts else "ties") if numba_on else "numpy"
+    name = name or (("engine" if counts else "ties") if numba_on else "numpy")
     note = ("numpy" if eng.backend.graph is None else
             "numba, tie counts kept up to date" if eng.backend.counts is not None else
             "numba, every tie summed each step")
@@ -230,7 +236,9 @@ def _time_mesa(eng: Engine, steps: int, seed: int) -> Row:
     return Row("mesa", eng.n, int(a.nnz), dt, note="idiomatic Mesa agents, neighbour loop")
 
 
-def _time_scipy(eng: Engine, repeats: int) -> Row:
+def _time_scipy(eng: Engine, repeats: int) -> tuple[Row, Callable[[], float]]:
+    """scipy's bare float32 `A @ x` on the engine's graph, and the product to time again
+    in pairs with the `ties` step (see paired_ratio)."""
     gc.collect()
     A = eng.adjacency.astype(np.float32)
     x = eng.adopted.astype(np.float32)
@@ -239,7 +247,18 @@ def _time_scipy(eng: Engine, repeats: int) -> Row:
     for _ in range(repeats):
         A @ x
     dt = (time.perf_counter() - t0) / repeats
-    return Row("scipy", eng.n, int(A.nnz), dt, note="bare float32 CSR A @ x, same graph")
+
+    def product() -> float:
+        """Seconds of one product: the mean of PAIR_STEPS after one untimed. At 10^6 the
+        first product after engine steps took 10.5-14 ms, the next ones ~7 (as back to
+        back), so timing it alone would flatter the engine."""
+        A @ x
+        t0 = time.perf_counter()
+        for _ in range(PAIR_STEPS):
+            A @ x
+        return (time.perf_counter() - t0) / PAIR_STEPS
+
+    return Row("scipy", eng.n, int(A.nnz), dt, note="bare float32 CSR A @ x, same graph"), product
 
 
 @functools.cache
@@ -343,19 +362,21 @@ def _thread_range(counts: list[int]) -> str:
 PAIRS, PAIR_STEPS = 6, 4
 
 
-def paired_floor_ratio(eng: Engine, floor: _Floor) -> dict[str, float]:
-    """Engine step time over floor time, measured in pairs: PAIR_STEPS engine steps, then
-    the floor read from memory straight after, PAIRS times. Both halves of a pair see the
-    machine in the same state, so a slow spell on a shared machine moves both; the
-    median of the pairs' ratios is the robust figure. (Each pair's first step starts
-    after the floor's cache flush, which only counts against the engine.)"""
+def paired_ratio(eng: Engine, other: Callable[[], float]) -> dict[str, float]:
+    """Engine step time over `other`'s (it returns its seconds), measured in pairs:
+    PAIR_STEPS engine steps, then `other` straight after, PAIRS times. Both halves of a
+    pair see the machine in the same state, so a slow spell on a shared machine moves
+    both; the median of the pairs' ratios is the robust figure. (Timed a minute apart,
+    unpaired, the `ties` step ÷ scipy's product read 0.72, 0.86 and 1.14 in three runs.
+    Against the floor, each pair's first step starts after the floor's cache flush,
+    which only counts against the engine.)"""
     ratios = []
     for _ in range(PAIRS):
         t0 = time.perf_counter()
         for _ in range(PAIR_STEPS):
             eng.step()
         step = (time.perf_counter() - t0) / PAIR_STEPS
-        ratios.append(step / floor.cold())
+        ratios.append(step / other())
     return {"median": float(np.median(ratios)), "min": float(min(ratios)),
             "max": float(max(ratios)), "pairs": PAIRS}
 
@@ -536,6 +557,15 @@ def _fmt(x: float | None, unit: str = "") -> str:
     return f"{x:,.0f}" if x >= 100 else f"{x:.3g}"
 
 
+def _paired_lines(title: str, pairs: list[tuple[str, dict]]) -> list[str]:
+    """A paired ratio's lines in the benchmark table (none without pairs)."""
+    if not pairs:
+        return []
+    return ["", title, ""] + [f"- {label}: median {p['median']:.2f}× "
+                              f"({p['min']:.2f}–{p['max']:.2f}× over {p['pairs']} pairs)"
+                              for label, p in pairs]
+
+
 def markdown(rows: list[Row], memory: list[dict], builds: list[dict], sweep: dict | None,
              info: dict, command: str) -> str:
     lines = ["# nudgesim benchmark", "",
@@ -543,8 +573,10 @@ def markdown(rows: list[Row], memory: list[dict], builds: list[dict], sweep: dic
              "logistic rule with norm feedback, ambassadors and reminders active; "
              "Watts-Strogatz k = 10, p = 0.1. `engine` keeps each resident's integer tie "
              "counts up to date from the few who changed (exact; what runs on unit-weight "
-             "graphs); `ties` is the same compiled engine summing every tie every step (what "
-             "runs on weighted graphs and for the cascade rule). Residents' part = the step "
+             "graphs); `ties` is the same compiled engine summing every tie every step in "
+             "integers; `weighted` sums them in float on the same graph with tie weights "
+             "uniform in 0.1-2.0 (what runs on weighted graphs and for fractional "
+             "influence). Residents' part = the step "
              "after the nudges (Engine.respond: decide, update, record). `floor` = the memory "
              "floor measured in this run: a streaming read from memory (caches flushed first), on "
              "the threads the engine gets (every CPU when the machine is quiet), of the graph's "
@@ -565,15 +597,18 @@ def markdown(rows: list[Row], memory: list[dict], builds: list[dict], sweep: dic
             f"{_fmt(r.decide_sec, 's')} | {_fmt(r.resident_steps_per_sec)} | "
             f"{_fmt(r.peak_mb)} | {_fmt(vs_floor)} | {_fmt(vs_scipy)} | {_fmt(vs_eng)} | "
             f"{r.note} |")
-    paired = [(r.n, r.extra["paired_floor_ratio"]) for r in rows
-              if "paired_floor_ratio" in r.extra]
-    if paired:
-        lines += ["", "Engine step ÷ memory floor, paired (each pair: "
-                  f"{PAIR_STEPS} engine steps, then the floor read from memory straight "
-                  "after, so both see the machine in the same state):", ""]
-        lines += [f"- {n:,} residents: median {p['median']:.2f}× "
-                  f"({p['min']:.2f}–{p['max']:.2f}× over {p['pairs']} pairs)"
-                  for n, p in paired]
+    lines += _paired_lines(
+        "Engine step ÷ memory floor, paired (each pair: "
+        f"{PAIR_STEPS} engine steps, then the floor read from memory straight "
+        "after, so both see the machine in the same state):",
+        [(f"{r.n:,} residents", r.extra["paired_floor_ratio"]) for r in rows
+         if "paired_floor_ratio" in r.extra])
+    lines += _paired_lines(
+        "`ties` and `weighted` step ÷ scipy's `A @ x` on the same ties, paired "
+        f"(each pair: {PAIR_STEPS} steps, then one untimed product and {PAIR_STEPS} "
+        "timed straight after; the target is ≤ 1):",
+        [(f"`{r.contender}`, {r.n:,} residents", r.extra["paired_scipy_ratio"]) for r in rows
+         if "paired_scipy_ratio" in r.extra])
     if memory:
         lines += ["", "## Engine state memory", "",
                   "| residents | tie ends | bytes / resident | bytes / tie end | total MB |",
@@ -694,6 +729,7 @@ def bench_main(argv: list[str] | None = None) -> int:
         # + 2 warm-up, 2 traced, 1 spare, and the paired engine/floor steps
         sc = bench_scenario(n, args.steps + 5 + PAIRS * PAIR_STEPS)
         eng = None
+        product: Callable[[], float] | None = None  # scipy's A @ x, for the paired `ties`
         if {"engine", "scipy", "mesa", "floor"} & set(wanted):
             row, eng = _time_engine(sc, args.steps, numba_on=True)
             per_res, per_tie = state_bytes(eng)
@@ -707,20 +743,35 @@ def bench_main(argv: list[str] | None = None) -> int:
             print(f"engine  n={n:>9,}  {row.sec_per_step * 1e3:9.2f} ms/step", flush=True)
             if "scipy" in wanted:  # next to the engine: after the numpy engine's many large
                 # allocations, the same A @ x measured up to 1.8x slower on this VM
-                rows.append(_time_scipy(eng, max(10, args.steps)))
+                scipy_row, product = _time_scipy(eng, max(10, args.steps))
+                rows.append(scipy_row)
             if "floor" in wanted and kernels.AVAILABLE:
                 floor_row, floor = _time_floor(eng, max(10, args.steps))
                 rows.append(floor_row)
-                row.extra["paired_floor_ratio"] = paired_floor_ratio(eng, floor)
+                row.extra["paired_floor_ratio"] = paired_ratio(eng, floor.cold)
                 del floor
+        if "ties" in wanted:  # before the numpy engine, whose large allocations slow the
+            # A @ x it is paired with (see the scipy row above)
+            row, ties = _time_engine(sc, args.steps, numba_on=True, counts=False)
+            if product is not None and ties.backend.compiled:
+                row.extra["paired_scipy_ratio"] = paired_ratio(ties, product)
+            del ties
+            rows.append(row)
+            print(f"ties    n={n:>9,}  {row.sec_per_step * 1e3:9.2f} ms/step", flush=True)
+        if "weighted" in wanted:  # the float tie sums, paired with scipy on the same weights
+            wsc = bench_scenario(n, sc.steps, sc.seed, weighted=True)
+            row, ties = _time_engine(wsc, args.steps, numba_on=True, counts=False,
+                                     name="weighted")
+            row.note = row.note.replace("every tie", "every weighted tie")
+            if "scipy" in wanted and ties.backend.compiled:
+                row.extra["paired_scipy_ratio"] = paired_ratio(ties, _time_scipy(ties, 1)[1])
+            del ties
+            rows.append(row)
+            print(f"weighted n={n:>8,}  {row.sec_per_step * 1e3:9.2f} ms/step", flush=True)
         if "numpy" in wanted:
             row, _ = _time_engine(sc, args.steps, numba_on=False)
             rows.append(row)
             print(f"numpy   n={n:>9,}  {row.sec_per_step * 1e3:9.2f} ms/step", flush=True)
-        if "ties" in wanted:
-            row, _ = _time_engine(sc, args.steps, numba_on=True, counts=False)
-            rows.append(row)
-            print(f"ties    n={n:>9,}  {row.sec_per_step * 1e3:9.2f} ms/step", flush=True)
         if "agents" in wanted and n <= args.agents_max:
             rows.append(_time_agents(sc, min(args.steps, 2)))
             print(f"agents  n={n:>9,}  {rows[-1].sec_per_step:9.2f} s/step", flush=True)
