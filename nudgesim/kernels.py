@@ -378,6 +378,22 @@ def _count_infl(i, indptr, indices, x, f8):
         d += f
     return c, d
 
+@njit(inline="always", cache=True, error_model="numpy")
+def _count_both(start, end, ties, x, y, f8, has_infl):
+    """(Σ f x, Σ f y, Σ f) over ties[start:end] (f = 1 without influence): the norm's
+    counts and the cascade's exposure in one pass over the row. `ties` as uint32, so
+    numba checks no index for being negative (see _float_row)."""
+    c = 0
+    e = 0
+    d = 0
+    for jj in range(start, end):
+        j = ties[jj]
+        f = np.int64(f8[j]) if has_infl else np.int64(1)
+        c += f * np.int64(x[j])
+        e += f * np.int64(y[j])
+        d += f
+    return c, e, d
+
 @njit(cache=True, error_model="numpy")
 def _count_ward(i, indptr, indices, x, f8, has_infl, ward):
     wi = ward[i]
@@ -466,6 +482,8 @@ def _sigmoid(x):
 def _shift(p, push):
     if push == 0:
         return p
+    if p == 0.0:  # what the formula gives (sigmoid(-inf) is 0.0), without log and exp:
+        return 0.0  # the cascade's hazard of a resident no new adopter reached
     return _sigmoid(np.log(p) - np.log1p(-p) + push)
 
 @njit(inline="always", cache=True, error_model="numpy")
@@ -481,7 +499,9 @@ def _mechanistic(i, was, rule, params, norm, exposure, cost, threshold, util, la
         return 1.0 if norm >= threshold[i] else 0.0
     if rule == 2:  # bass
         return _shift(params[0] + params[1] * norm, push)
-    return _shift(1.0 - params[0] ** exposure, push)  # independent cascade: params[0] = 1-p
+    # independent cascade, params[0] = 1 - p: (1 - p)^0 is 1.0 exactly, so most residents,
+    # whom no new adopter reached, skip the pow
+    return _shift(1.0 - (1.0 if exposure == 0.0 else params[0] ** exposure), push)
 
 @njit(inline="always", cache=True, error_model="numpy")
 def _exp_above(x):
@@ -544,6 +564,52 @@ def integer_ties(unit, flags, cascade):
     fast case, which reads decide()'s tie_x."""
     return (unit and (flags & HAS_TIE_BOOST) == 0 and not cascade
             and ((flags & HAS_INFLUENCE) == 0 or (flags & INTEGRAL) != 0))
+
+@njit(inline="always", cache=True, error_model="numpy")
+def float_ties(unit, flags, cascade):
+    """True when the norms are float tie sums with no in-ward boost and no cascade
+    exposure (weighted ties, or influence that is not a small integer): each tie then
+    reads one value per neighbour, influence x adoption (int8 when the influence is
+    integral or absent, else float32: _products_f), and the denominators are cached
+    (_row_totals_f), as in the integer case."""
+    return (not integer_ties(unit, flags, cascade) and (flags & HAS_TIE_BOOST) == 0
+            and not cascade)
+
+@njit(parallel=True, cache=True, error_model="numpy")
+def _products_f(a, f32, v):
+    """v = influence x adoption as float32: f x 1 is f and f x 0 is a zero of f's sign,
+    so v holds _fsum's f * a exactly, and a tie reads one value instead of two."""
+    for i in prange(v.shape[0]):
+        v[i] = np.float32(np.float64(f32[i]) * np.float64(a[i]))
+
+@njit(inline="always", cache=True, error_model="numpy")
+def _float_row(start, end, ties, weights, unit, v):
+    """Σ w x v over ties[start:end] from 0.0, one term at a time: _fsum's numerator in
+    its order (v = f a exactly, see _products_f; 1.0 x v is v). `ties` as uint32: with
+    int32 indices numba checks each for a negative index, and such a loop at 10^6
+    residents took ~1.4x as long; a while loop took a little less than a range."""
+    num = 0.0
+    jj = start
+    if unit:
+        while jj < end:
+            num += 1.0 * np.float64(v[ties[jj]])
+            jj += 1
+    else:
+        while jj < end:
+            num += weights[jj] * np.float64(v[ties[jj]])
+            jj += 1
+    return num
+
+@njit(parallel=True, cache=True, error_model="numpy")
+def _row_totals_f(indptr, indices, weights, unit, f32, has_infl, den):
+    """Each resident's Σ w f over its ties (Σ w without influence), in _fsum's order:
+    the float norm's denominator, which depends on the ties and the influence only."""
+    for i in prange(den.shape[0]):
+        d = 0.0
+        for jj in range(indptr[i], indptr[i + 1]):
+            w = 1.0 if unit else weights[jj]
+            d += w * (np.float64(f32[indices[jj]]) if has_infl else 1.0)
+        den[i] = d
 
 @njit(parallel=True, cache=True, error_model="numpy")
 def _products(a, f8, v):
@@ -699,14 +765,16 @@ def _norms_from_graph(lo, m, indptr, indices, weights, unit, adopted, newly, war
         # _row_sums), one byte read per tie: the numerator's influence x adoption
         # (_products), the denominator from the row's length or its cached total influence
         # (_row_totals: it changes only when the influence does)
-        v, den = tie_x
+        v, den = tie_x[0], tie_x[1]
         base = indptr[lo]
         count = indptr[lo + m] - base
         if count < cum.shape[0]:
             # one running sum over the block's ties, each row's sum the difference of two
             # of its values: no short loop (and its set-up) per row, and exact, since
             # |Σ| <= 127 x cum.shape[0] stays far inside int32
-            _running_sums(indices[base:base + count], v, cum)
+            # (uint32: no check of each index for being negative; 4.7 -> 4.0 ms for the
+            # loop at 10^6 on two threads)
+            _running_sums(indices[base:base + count].view(np.uint32), v, cum)
             rows = indptr[lo:lo + m + 1]  # each row's ends, read once
             for j in range(m):
                 s = rows[j] - base
@@ -725,6 +793,35 @@ def _norms_from_graph(lo, m, indptr, indices, weights, unit, adopted, newly, war
             num = np.float64(c)
             dn = np.float64(d)
             norm[j] = num / dn if dn > 0 else 0.0
+        return
+    if float_ties(unit, flags, cascade):
+        # _fsum's sums in its order, each term w x (f a) read as one value (exact, see
+        # _float_row), the denominator cached (_row_totals_f): at 10^6 on a weighted
+        # graph the decide pass took ~2x as long summing both, with the flags checked
+        # per tie
+        v8, vf, denf = tie_x[0], tie_x[2], tie_x[3]
+        ties = indices.view(np.uint32)  # tie ends are never negative
+        for j in range(m):
+            i = lo + j
+            if v8.size > 0:  # integral or no influence: one byte a tie, 1 MB at 10^6
+                num = _float_row(indptr[i], indptr[i + 1], ties, weights, unit, v8)
+            else:
+                num = _float_row(indptr[i], indptr[i + 1], ties, weights, unit, vf)
+            dn = denf[i]
+            norm[j] = num / dn if dn > 0 else 0.0
+        return
+    if cascade and unit and not boosted and (not has_infl or (flags & INTEGRAL) != 0):
+        # the cascade's integer sums, norm and exposure, in one pass over each row: at 10^6
+        # the two passes of _row_sums took 29 ms (two threads)
+        f8 = infl[0]
+        ties = indices.view(np.uint32)
+        for j in range(m):
+            i = lo + j
+            c, e, d = _count_both(indptr[i], indptr[i + 1], ties, adopted, newly, f8, has_infl)
+            num = np.float64(c)
+            dn = np.float64(d)
+            norm[j] = num / dn if dn > 0 else 0.0
+            expo[j] = np.float64(e)
         return
     for j in range(m):
         i = lo + j
@@ -2467,31 +2564,63 @@ def _py(kernel: Any) -> Callable:
     return getattr(kernel, "py_func", None) or kernel.fn
 
 
-_NO_TIE_X = (_EMPTY_I8, np.zeros(0, dtype=np.int64))
+_NO_TIE_X = (_EMPTY_I8, np.zeros(0, dtype=np.int64), _EMPTY_F32, _EMPTY_F)
 
 
-def _tie_x(g: Graph, prog: Program, a8: np.ndarray, pool: dict,
-           cascade: bool) -> tuple[np.ndarray, np.ndarray]:
-    """What _norms_from_graph's integer case reads (integer_ties): one int8 per resident,
-    influence x adoption (adoption itself when everyone weighs 1), and each resident's
-    total tie influence, recounted only when the influence terms change (Program.f_key).
-    Elsewhere empty. Call inside Threads."""
-    if not _py(integer_ties)(g.unit, prog.flags, cascade):
+def _tie_x(g: Graph, prog: Program, a8: np.ndarray, pool: dict, cascade: bool) -> tuple:
+    """What _norms_from_graph's fast cases read: (int8 v, int64 totals, -, -) for integer
+    tie sums (integer_ties); for float ones (float_ties) (int8 v, -, -, float64 totals),
+    or (-, -, float32 v, float64 totals) when the influence is not integral. v is
+    influence x adoption per resident (adoption itself when everyone weighs 1); the
+    totals, each resident's tie influence, are recounted only when the influence terms
+    change (Program.f_key). Call inside Threads."""
+    if _py(integer_ties)(g.unit, prog.flags, cascade):
+        if prog.f8 is None:
+            return a8.view(np.int8), _NO_TIE_X[1], _EMPTY_F32, _EMPTY_F
+        v = _pooled(pool, "ties:v", g.n, np.int8)
+        _products(a8, prog.f8, v)
+        den = _totals_for(pool, "ties", g.n, np.int64, prog.f_key,
+                          lambda d: _row_totals(g.indptr, g.indices, prog.f8, d))
+        return v, den, _EMPTY_F32, _EMPTY_F
+    if not _py(float_ties)(g.unit, prog.flags, cascade):
         return _NO_TIE_X
-    if prog.f8 is None:
-        return a8.view(np.int8), _NO_TIE_X[1]
-    v = pool.get("ties:v")
-    if v is None or v.size != g.n:
-        v = pool["ties:v"] = np.empty(g.n, dtype=np.int8)
-    _products(a8, prog.f8, v)
-    den = pool.get("ties:den")
-    if den is None or den.size != g.n or not _same_key(pool.get("ties:key"), prog.f_key):
-        if den is None or den.size != g.n:
-            den = pool["ties:den"] = np.empty(g.n, dtype=np.int64)
-        pool["ties:key"] = None
-        _row_totals(g.indptr, g.indices, prog.f8, den)
-        pool["ties:key"] = prog.f_key
-    return v, den
+    f32 = prog.influence(g)[1]
+    has_infl = (prog.flags & HAS_INFLUENCE) != 0
+    v8, vf = _EMPTY_I8, _EMPTY_F32
+    if not has_infl:
+        v8 = a8.view(np.int8)
+    elif prog.f8 is not None:  # integral influence on weighted ties
+        v8 = _pooled(pool, "ties:v", g.n, np.int8)
+        _products(a8, prog.f8, v8)
+    else:
+        vf = _pooled(pool, "tiesf:v", g.n, np.float32)
+        _products_f(a8, f32, vf)
+    # the totals need the influence's values: a key of () names "no influence"
+    den = _totals_for(pool, "tiesf", g.n, np.float64, prog.f_key if has_infl else (),
+                      lambda d: _row_totals_f(g.indptr, g.indices, g.weights, g.unit, f32,
+                                              has_infl, d))
+    return v8, _NO_TIE_X[1], vf, den
+
+
+def _pooled(pool: dict, name: str, n: int, dtype: type) -> np.ndarray:
+    """A resident-sized scratch array kept in the engine's pool between steps."""
+    arr = pool.get(name)
+    if arr is None or arr.size != n:
+        arr = pool[name] = np.empty(n, dtype=dtype)
+    return arr
+
+
+def _totals_for(pool: dict, name: str, n: int, dtype: type, key: tuple,
+                count: Callable[[np.ndarray], None]) -> np.ndarray:
+    """The pooled per-resident tie totals `name`, counted again only when the influence
+    `key` differs from the one they were counted for (see _same_key)."""
+    den = pool.get(name + ":den")
+    if den is None or den.size != n or not _same_key(pool.get(name + ":key"), key):
+        den = _pooled(pool, name + ":den", n, dtype)
+        pool[name + ":key"] = None
+        count(den)
+        pool[name + ":key"] = key
+    return den
 
 
 def _apply_rechecked(engine, ids, adopt, lapse, now, total, by_ward) -> None:

@@ -661,3 +661,63 @@ def test_tie_totals_follow_the_influence_terms():
     net = eng.network
     expected = np.add.reduceat(f[net.indices], net.indptr[:-1])
     assert np.array_equal(den, expected)
+
+
+@pytest.mark.parametrize("network, nudges", [
+    (NETWORKS[-1], [NUDGES[0]]),  # weighted, no influence: Σ w a over Σ w
+    (NETWORKS[-1], [NUDGES[7] | {"start": 3, "duration": 2},  # weighted, integer influence
+                    NUDGES[8] | {"start": 4}]),  # then fractional: it starts, stops, changes
+    (NETWORKS[0], [NUDGES[8] | {"start": 2, "duration": 3},  # unit ties, fractional
+                   NUDGES[8] | {"influence": 3.5, "start": 4}, NUDGES[2]]),
+])
+@pytest.mark.parametrize("rule", RULES[:3])
+def test_float_tie_sums_match_numpy(rule, network, nudges, monkeypatch):
+    # _norms_from_graph's float case (float_ties: one float32 of influence x adoption per
+    # tie, denominators cached until the influence terms change) against numpy, in
+    # several blocks and chunks
+    monkeypatch.setattr(kernels, "PARALLEL_MIN_N", 0)
+    sc = small(8, rule, network, nudges, steps=8, n=3 * kernels.BLOCK + 17)
+    fast = _run_tie_sums(sc)
+    with monkeypatch.context() as m:
+        m.setattr(kernels, "ENABLED", False)
+        slow = ns.simulate(sc)
+    assert_same(fast, slow)
+
+
+@pytest.mark.parametrize("nudges", [
+    [NUDGES[0]],  # no influence
+    [NUDGES[7] | {"targeting": {"strategy": "degree", "count": 900}}, NUDGES[2]],  # integer
+    [NUDGES[8] | {"targeting": {"count": 900}}],  # fractional: the general sums
+])
+def test_cascade_norm_and_exposure_match_numpy(nudges, monkeypatch):
+    # the cascade's norm and exposure counted in one pass over each row (_count_both),
+    # influence weighing each new adopter's tie, against numpy; many blocks and chunks
+    monkeypatch.setattr(kernels, "PARALLEL_MIN_N", 0)
+    sc = small(9, RULES[3], NETWORKS[0], nudges, steps=8, n=3 * kernels.BLOCK + 17)
+    fast, slow = run_both(sc, monkeypatch)
+    assert_same(fast, slow)
+
+
+def test_float_tie_totals_follow_the_influence_terms():
+    # the float denominators, Σ w f over each row in stored order, are counted when the
+    # influence terms change and kept while they stay the same
+    nudges = [NUDGES[8] | {"start": 2, "duration": 2}]
+    sc = small(5, RULES[0], NETWORKS[-1], nudges, steps=5, n=400)
+    eng = Engine(sc)
+    eng.backend.counts = None
+    keys, dens = [], []
+    while eng.t < eng.steps:
+        eng.step()
+        keys.append(eng.backend.effects.get("tiesf:key"))
+        dens.append(eng.backend.effects["tiesf:den"].copy())
+    assert keys[0] == () and keys[1] != () and keys[2] is keys[1] and keys[3] == ()
+    net = eng.network
+    for key, den in zip(keys, dens, strict=True):
+        f = np.ones(eng.n)
+        for ids, factor in key:
+            f[ids] *= factor
+        expected = np.zeros(eng.n)
+        for i in range(eng.n):  # one row at a time, in stored order from 0.0, as _fsum
+            for p in range(net.indptr[i], net.indptr[i + 1]):
+                expected[i] += net.weights[p] * f[net.indices[p]]
+        assert np.array_equal(den, expected)
