@@ -1,8 +1,8 @@
 """`nudgesim bench`: how fast the engine is, measured against honest baselines in one run.
 
 Everything is timed in one process on one graph per size, so the ratios compare like with
-like on whatever machine runs it: the compiled engine, the numpy engine (NUDGESIM_NUMBA=0
-path), the per-agent Mesa reference path (``NudgeModel(vectorised=False)``), an idiomatic
+like on whatever machine runs it: the compiled engine (and, `weighted`, on the same graph
+with tie weights), the numpy engine (NUDGESIM_NUMBA=0 path), the per-agent Mesa reference path (``NudgeModel(vectorised=False)``), an idiomatic
 Mesa model whose agents loop over their neighbours, and a bare scipy float32 ``A @ x``.
 The workload is the default logistic rule with norm feedback, ambassadors and reminders
 all active. The table goes to ``results/benchmark/`` with a description of the machine.
@@ -238,7 +238,7 @@ def _time_mesa(eng: Engine, steps: int, seed: int) -> Row:
 
 def _time_scipy(eng: Engine, repeats: int) -> tuple[Row, Callable[[], float]]:
     """scipy's bare float32 `A @ x` on the engine's graph, and the product to time again
-    in pairs with the `ties` step (see paired_ratio)."""
+    in pairs with the `ties` or `weighted` step (see paired_ratio)."""
     gc.collect()
     A = eng.adjacency.astype(np.float32)
     x = eng.adopted.astype(np.float32)
