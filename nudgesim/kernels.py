@@ -1104,6 +1104,14 @@ def _decide_block(lo, m, expo, ward, starts, adopted, stamps, t, trow, tchan, tt
                 open_[j] = op
                 z += ODD
                 hab_b[j] = _settled_habit(h, op, ab[j] | grow_b[j], fuse_habit, gain, keep)
+    elif rule == 3:  # the cascade: a resident not adopted whom no new adopter reached has
+        # a hazard of 0.0 exactly (_mechanistic), so it is settled, no event, when its
+        # uniform is above the band (_choose); only the others take the exact path
+        z = np.uint64(lo) * ODD + skey
+        for j in range(m):
+            quiet = (ab[j] == 0) & (expo[j] == 0.0)
+            open_[j] = not (quiet & (_uniform_below(z) > band))
+            z += ODD
     else:
         for j in range(m):
             open_[j] = True
