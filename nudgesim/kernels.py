@@ -586,8 +586,8 @@ def _products_f(a, f32, v):
 def _float_row(start, end, ties, weights, unit, v):
     """Σ w x v over ties[start:end] from 0.0, one term at a time: _fsum's numerator in
     its order (v = f a exactly, see _products_f; 1.0 x v is v). `ties` as uint32: with
-    int32 indices numba checks each for a negative index, and such a loop at 10^6
-    residents took ~1.4x as long; a while loop took a little less than a range."""
+    int32 indices numba checks each for a negative index. Alone at 10^6 residents on one
+    thread such a loop took 13.9 ms, 9.2-10.0 on uint32, 8.0 as this while loop."""
     num = 0.0
     jj = start
     if unit:
