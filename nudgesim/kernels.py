@@ -1112,6 +1112,14 @@ def _decide_block(lo, m, expo, ward, starts, adopted, stamps, t, trow, tchan, tt
             quiet = (ab[j] == 0) & (expo[j] == 0.0)
             open_[j] = not (quiet & (_uniform_below(z) > band))
             z += ODD
+    elif rule == 1:  # the threshold rule: the same for a resident not adopted whose norm
+        # is below its threshold (a loop of its own: `threshold` is empty for other rules)
+        thr_b = threshold[lo:hi]
+        z = np.uint64(lo) * ODD + skey
+        for j in range(m):
+            quiet = (ab[j] == 0) & (norm[j] < thr_b[j])
+            open_[j] = not (quiet & (_uniform_below(z) > band))
+            z += ODD
     else:
         for j in range(m):
             open_[j] = True
