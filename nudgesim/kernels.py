@@ -483,7 +483,7 @@ def _shift(p, push):
     if push == 0:
         return p
     if p == 0.0:  # what the formula gives (sigmoid(-inf) is 0.0), without log and exp:
-        return 0.0  # the cascade's hazard of a resident no new adopter reached
+        return 0.0  # a lapse of 0 (progressive rules), a Bass p of 0 with no adopted tie
     return _sigmoid(np.log(p) - np.log1p(-p) + push)
 
 @njit(inline="always", cache=True, error_model="numpy")
@@ -499,9 +499,7 @@ def _mechanistic(i, was, rule, params, norm, exposure, cost, threshold, util, la
         return 1.0 if norm >= threshold[i] else 0.0
     if rule == 2:  # bass
         return _shift(params[0] + params[1] * norm, push)
-    # independent cascade, params[0] = 1 - p: (1 - p)^0 is 1.0 exactly, so most residents,
-    # whom no new adopter reached, skip the pow
-    return _shift(1.0 - (1.0 if exposure == 0.0 else params[0] ** exposure), push)
+    return _shift(1.0 - params[0] ** exposure, push)  # independent cascade: params[0] = 1-p
 
 @njit(inline="always", cache=True, error_model="numpy")
 def _exp_above(x):
@@ -2377,8 +2375,7 @@ def _integer_influence(fx, pool: dict) -> np.ndarray | None:
     f8 = pool.get("influence:int8")
     if _same_key(pool.get("influence:key"), tuple(fx.influence_terms)):
         return f8  # the same terms as last step: the same weights
-    if f8 is None or f8.size != fx.n:
-        f8 = pool["influence:int8"] = np.empty(fx.n, dtype=np.int8)
+    f8 = _pooled(pool, "influence:int8", fx.n, np.int8)
     pool["influence:key"] = None
     f8.fill(1)
     for ids, factor in fx.influence_terms:
