@@ -241,10 +241,8 @@ class Engine:
     def perceived_norm(self, fx: Effects) -> np.ndarray:
         """Weighted adopted share of neighbours, then pulled toward any norm message shown."""
         if self.backend.graph is not None:
-            norm = kernels.perceived_norm(self.backend.graph, self.adopted, fx,
+            return kernels.perceived_norm(self.backend.graph, self.adopted, fx,
                                           self.stamp_book.matrix)
-            if norm is not None:
-                return norm
         influence = fx.influence if fx.influence is not None else None
         a = self.adopted.astype(np.float64)
         if influence is None:
@@ -271,12 +269,10 @@ class Engine:
     def respond(self, t: int, fx: Effects, logs: list[StepLog]) -> None:
         """The residents' part of a step: decide, update and record (after begin_step)."""
         if self.backend.graph is not None:  # decide and update in one compiled pass
-            fused = kernels.decide(self, t, fx, update=True)
-            if fused is not None:
-                adopt, _, near, tallies = fused
-                self.near_ties += near
-                self._commit(t, logs, adopt, tallies)
-                return
+            adopt, _, near, tallies = kernels.decide(self, t, fx, update=True)
+            self.near_ties += near
+            self._commit(t, logs, adopt, tallies)
+            return
         adopt, lapse = self.decide(t, fx)
         self.finish_step(t, fx, logs, adopt, lapse)
 
@@ -307,10 +303,9 @@ class Engine:
     def decide(self, t: int, fx: Effects) -> tuple[np.ndarray, np.ndarray]:
         """Residents' part, vectorised: masks of who adopts and who lapses at step t."""
         if self.backend.graph is not None:  # one fused pass; same decisions, bit for bit
-            fused = kernels.decide(self, t, fx)
-            if fused is not None:
-                self.near_ties += fused[2]
-                return fused[0], fused[1]
+            adopt, lapse, near = kernels.decide(self, t, fx)
+            self.near_ties += near
+            return adopt, lapse
         p_adopt, p_lapse = rules.hazards(self.rule, self.inputs(fx))
         u = self.streams.uniform("decide", t, self.n)
         was = self.adopted

@@ -157,7 +157,7 @@ HAS_INFLUENCE = 1
 HAS_TIE_BOOST = 2
 HAS_DIRECT = 128
 HAS_LOCKED = 256
-INTEGRAL = 512  # influence holds int8-range integers: sum ties in int64 (exact)
+INTEGRAL = 512  # influence holds int8-range integers (times a power of two): int64 sums
 HALF_ROWS = 1024  # compiled without AVX-512: see _norms_from_counts and _counts_in_loop
 
 
@@ -408,7 +408,7 @@ def _count_ward(i, indptr, indices, x, f8, has_infl, ward):
     return c, d
 
 @njit(cache=True, error_model="numpy")
-def _fsum(i, indptr, indices, weights, unit, x, f32, has_infl, ward, in_ward):
+def _fsum(i, indptr, indices, weights, unit, x, fl, has_infl, ward, in_ward):
     """Float sums in stored order from 0.0, one ``w * x`` at a time (scipy's order)."""
     wi = ward[i] if in_ward else 0
     num = 0.0
@@ -420,7 +420,7 @@ def _fsum(i, indptr, indices, weights, unit, x, f32, has_infl, ward, in_ward):
         w = 1.0 if unit else weights[jj]
         a = np.float64(x[j])
         if has_infl:
-            f = np.float64(f32[j])
+            f = fl[j]
             num += w * (f * a)
             den += w * f
         else:
@@ -434,28 +434,29 @@ def _row_sums(i, indptr, indices, weights, unit, x, ward, infl, tb, flags):
     ties): the operation order of Engine.neighbour_sum. x is a uint8 mask (adopted for
     the norm, newly adopted for the cascade exposure), times the influence if any.
 
-    With unit weights and int8 influence (flag INTEGRAL) every partial sum is an integer
-    below 2^53, so int64 sums equal the float sums exactly, without the float-add
+    With unit weights and int8 influence (flag INTEGRAL: the influence is f8 x scale,
+    scale a power of two) every partial sum is an integer below 2^53 times scale, so
+    int64 sums times scale equal the float sums exactly, without the float-add
     dependency chain.
     """
     has_infl = (flags & HAS_INFLUENCE) != 0
     boosted = (flags & HAS_TIE_BOOST) != 0
-    f8, f32 = infl  # int8 copy (INTEGRAL) or exact float32 copy of the influence
+    f8, fl, scale = infl  # (int8 influence / scale (INTEGRAL), float64 influence, scale)
     if unit and (not has_infl or (flags & INTEGRAL) != 0):
         if has_infl:
             c, d = _count_infl(i, indptr, indices, x, f8)
         else:
             c, d = _count(i, indptr, indices, x)
-        num = np.float64(c)
-        den = np.float64(d)
+        num = np.float64(c) * scale  # exact: a power of two times an integer < 2^53
+        den = np.float64(d) * scale
         if boosted:
             c, d = _count_ward(i, indptr, indices, x, f8, has_infl, ward)
-            num += tb * np.float64(c)
-            den += tb * np.float64(d)
+            num += tb * (np.float64(c) * scale)
+            den += tb * (np.float64(d) * scale)
         return num, den
-    num, den = _fsum(i, indptr, indices, weights, unit, x, f32, has_infl, ward, False)
+    num, den = _fsum(i, indptr, indices, weights, unit, x, fl, has_infl, ward, False)
     if boosted:
-        inum, iden = _fsum(i, indptr, indices, weights, unit, x, f32, has_infl, ward, True)
+        inum, iden = _fsum(i, indptr, indices, weights, unit, x, fl, has_infl, ward, True)
         num += tb * inum
         den += tb * iden
     return num, den
@@ -568,17 +569,17 @@ def float_ties(unit, flags, cascade):
     """True when the norms are float tie sums with no in-ward boost and no cascade
     exposure (weighted ties, or influence that is not a small integer): each tie then
     reads one value per neighbour, influence x adoption (int8 when the influence is
-    integral or absent, else float32: _products_f), and the denominators are cached
+    integral or absent, else float64: _products_f), and the denominators are cached
     (_row_totals_f), as in the integer case."""
     return (not integer_ties(unit, flags, cascade) and (flags & HAS_TIE_BOOST) == 0
             and not cascade)
 
 @njit(parallel=True, cache=True, error_model="numpy")
-def _products_f(a, f32, v):
-    """v = influence x adoption as float32: f x 1 is f and f x 0 is a zero of f's sign,
-    so v holds _fsum's f * a exactly, and a tie reads one value instead of two."""
+def _products_f(a, fl, v):
+    """v = influence x adoption: _fsum's f * a exactly, so a tie reads one value instead
+    of two. float64, since any influence is allowed (1.1 is not exact in float32)."""
     for i in prange(v.shape[0]):
-        v[i] = np.float32(np.float64(f32[i]) * np.float64(a[i]))
+        v[i] = fl[i] * np.float64(a[i])
 
 @njit(inline="always", cache=True, error_model="numpy")
 def _float_row(start, end, ties, weights, unit, v):
@@ -599,14 +600,14 @@ def _float_row(start, end, ties, weights, unit, v):
     return num
 
 @njit(parallel=True, cache=True, error_model="numpy")
-def _row_totals_f(indptr, indices, weights, unit, f32, has_infl, den):
+def _row_totals_f(indptr, indices, weights, unit, fl, has_infl, den):
     """Each resident's Σ w f over its ties (Σ w without influence), in _fsum's order:
     the float norm's denominator, which depends on the ties and the influence only."""
     for i in prange(den.shape[0]):
         d = 0.0
         for jj in range(indptr[i], indptr[i + 1]):
             w = 1.0 if unit else weights[jj]
-            d += w * (np.float64(f32[indices[jj]]) if has_infl else 1.0)
+            d += w * (fl[indices[jj]] if has_infl else 1.0)
         den[i] = d
 
 @njit(parallel=True, cache=True, error_model="numpy")
@@ -762,7 +763,8 @@ def _norms_from_graph(lo, m, indptr, indices, weights, unit, adopted, newly, war
         # the common case taken first: integer sums over unit ties (exact, see
         # _row_sums), one byte read per tie: the numerator's influence x adoption
         # (_products), the denominator from the row's length or its cached total influence
-        # (_row_totals: it changes only when the influence does)
+        # (_row_totals: it changes only when the influence does). With influence f8 x
+        # scale both sums carry the scale, a power of two: the ratio is the same double
         v, den = tie_x[0], tie_x[1]
         base = indptr[lo]
         count = indptr[lo + m] - base
@@ -801,7 +803,7 @@ def _norms_from_graph(lo, m, indptr, indices, weights, unit, adopted, newly, war
         ties = indices.view(np.uint32)  # tie ends are never negative
         for j in range(m):
             i = lo + j
-            if v8.size > 0:  # integral or no influence: one byte a tie, 1 MB at 10^6
+            if v8.size > 0:  # integer or no influence: one byte a tie, 1 MB at 10^6
                 num = _float_row(indptr[i], indptr[i + 1], ties, weights, unit, v8)
             else:
                 num = _float_row(indptr[i], indptr[i + 1], ties, weights, unit, vf)
@@ -811,15 +813,15 @@ def _norms_from_graph(lo, m, indptr, indices, weights, unit, adopted, newly, war
     if cascade and unit and not boosted and (not has_infl or (flags & INTEGRAL) != 0):
         # the cascade's integer sums, norm and exposure, in one pass over each row: at 10^6
         # the two passes of _row_sums took 29 ms (two threads)
-        f8 = infl[0]
+        f8, scale = infl[0], infl[2]
         ties = indices.view(np.uint32)
         for j in range(m):
             i = lo + j
             c, e, d = _count_both(indptr[i], indptr[i + 1], ties, adopted, newly, f8, has_infl)
-            num = np.float64(c)
-            dn = np.float64(d)
+            num = np.float64(c) * scale  # exact, as in _row_sums
+            dn = np.float64(d) * scale
             norm[j] = num / dn if dn > 0 else 0.0
-            expo[j] = np.float64(e)
+            expo[j] = np.float64(e) * scale
         return
     for j in range(m):
         i = lo + j
@@ -1673,7 +1675,6 @@ def _neighbour_sum_kernel(indptr, indices, weights, unit, x, ward, tie_boost, bo
 _EMPTY_F = np.zeros(0)
 _EMPTY_B = np.zeros(0, dtype=np.bool_)
 _EMPTY_I8 = np.zeros(0, dtype=np.int8)
-_EMPTY_F32 = np.zeros(0, dtype=np.float32)
 _NO_COUNTS = np.zeros((0, 2), dtype=np.int16)  # Counts' usual type: one _decide compiled
 CHANNEL_CODES = {"utility": 0, "lapse": 1, "attitude": 2, "cost_relief": 3, "norm_salience": 4}
 #: Above this share of tie ends owned by changed residents, recounting every row in
@@ -2339,52 +2340,82 @@ class Program:
             flags |= HAS_DIRECT
         if fx.locked is not None:
             flags |= HAS_LOCKED
-        self.f8: np.ndarray | None = None  # integer influence, None if everyone weighs 1
+        #: the influence as int8 integers (None: not such, or everyone weighs 1), and the
+        #: power of two they are scaled by: influence = f8 x scale (_integer_influence)
+        self.f8: np.ndarray | None = None
+        self.scale = 1.0
         #: names this step's influence: the (ids, factor) terms themselves, in order
         self.f_key = tuple(fx.influence_terms)
-        self.infl = (_EMPTY_I8, _EMPTY_F32)
-        self.exact = True  # False: influence not exact in float32, numpy must take the step
+        self._fx = fx
         if fx.influence_terms:
             flags |= HAS_INFLUENCE
-            self.f8 = _integer_influence(fx, pool)
-            if self.f8 is not None:
+            small = _integer_influence(fx, pool)
+            if small is not None:
                 flags |= INTEGRAL
-                self.infl = (self.f8, _EMPTY_F32)
-            else:
-                dense = fx.influence
-                f32 = dense.astype(np.float32)
-                self.exact = bool(np.array_equal(f32, dense))
-                self.infl = (_EMPTY_I8, f32)
+                self.f8, self.scale = small
         self.flags = flags
 
-    def influence(self, g: Graph) -> tuple[np.ndarray, np.ndarray]:
-        """(int8, float32) influence for the tie sums: a weighted graph sums in float."""
-        if self.f8 is not None and not g.unit:
-            return self.f8, self.f8.astype(np.float32)
-        return self.infl
+    def influence(self, g: Graph) -> tuple[np.ndarray, np.ndarray, float]:
+        """(int8, float64, scale) influence for the tie sums: the int8 integers where
+        unit ties sum them (influence = int8 x scale), the float64 influence itself
+        where sums are in float (weighted ties, or influence that is no such integer)."""
+        f8 = _EMPTY_I8 if self.f8 is None else self.f8
+        if self.f8 is not None and g.unit or self._fx.influence is None:
+            return f8, _EMPTY_F, self.scale
+        return f8, self._fx.influence, self.scale
 
     def messages(self) -> tuple:
         return self.stamps, self.t, self.mrow, self.mtab, self.mshown, self.minj
 
 
-def _integer_influence(fx, pool: dict) -> np.ndarray | None:
-    """The influence weights as int8 when every factor is a small integer: the products are
-    then the exact float64 products, and tie sums of them are exact integers."""
-    if not all(float(f).is_integer() and abs(f) <= 127 for _, f in fx.influence_terms):
+#: the finest power of two _integer_influence scales by: 2^-6, so 2^6 (everyone's
+#: weight of 1) still fits in int8 beside the factors
+FINEST_SHIFT = 6
+
+
+def _shift_of(factor: float) -> int | None:
+    """The least k with factor x 2^k an integer of at most 127 (2.5 -> 1, 3.0 -> 0),
+    None if there is none within FINEST_SHIFT (1.1, 200)."""
+    for k in range(FINEST_SHIFT + 1):
+        m = factor * 2.0**k  # exact: a power of two
+        if m.is_integer():
+            return k if abs(m) <= 127 else None
+    return None
+
+
+def _integer_influence(fx, pool: dict) -> tuple[np.ndarray, float] | None:
+    """(f8, scale) with the influence = f8 x scale exactly, f8 int8 and scale = 2^-K, when
+    every factor is a multiple of a small power of two (3.0, 2.5, 0.25) and the products
+    fit; else None. Every influence, and every tie sum of it, is then an integer times
+    scale, below 2^53 times it: float64 holds those exactly in any order of adding, so
+    integer sums times scale equal the numpy engine's float sums bit for bit.
+
+    Everyone starts at 2^K (K, the sum of the factors' shifts: 1 x 2^K) and each term
+    trades its own 2^k for factor x 2^k, so a resident under any set of terms ends at
+    its product x 2^K."""
+    shifts = []
+    for _, factor in fx.influence_terms:
+        k = _shift_of(factor)
+        if k is None:
+            return None
+        shifts.append(k)
+    big = sum(shifts)
+    if big > FINEST_SHIFT:
         return None
-    f8 = pool.get("influence:int8")
-    if _same_key(pool.get("influence:key"), tuple(fx.influence_terms)):
-        return f8  # the same terms as last step: the same weights
+    scale = 2.0**-big
+    key = tuple(fx.influence_terms)
+    if _same_key(pool.get("influence:key"), key):
+        return pool["influence:int8"], scale  # the same terms as last step
     f8 = _pooled(pool, "influence:int8", fx.n, np.int8)
     pool["influence:key"] = None
-    f8.fill(1)
-    for ids, factor in fx.influence_terms:
-        product = f8[ids].astype(np.int16) * int(factor)
+    f8.fill(1 << big)
+    for (ids, factor), k in zip(fx.influence_terms, shifts):
+        product = (f8[ids].astype(np.int64) >> k) * int(factor * 2.0**k)
         if np.abs(product).max(initial=0) > 127:
             return None
         f8[ids] = product
-    pool["influence:key"] = tuple(fx.influence_terms)
-    return f8
+    pool["influence:key"] = key
+    return f8, scale
 
 
 def rule_params(rule) -> tuple[int, np.ndarray]:
@@ -2403,11 +2434,9 @@ def rule_params(rule) -> tuple[int, np.ndarray]:
     return RULE_CODES[kind], np.array(vals, dtype=np.float64)
 
 
-def perceived_norm(g: Graph, adopted: np.ndarray, fx, stamps: np.ndarray) -> np.ndarray | None:
-    """Engine.perceived_norm, bit for bit (None: leave this one to numpy)."""
+def perceived_norm(g: Graph, adopted: np.ndarray, fx, stamps: np.ndarray) -> np.ndarray:
+    """Engine.perceived_norm, bit for bit."""
     prog = Program(fx, stamps, {})
-    if not prog.exact:
-        return None
     out = np.empty(g.n)
     with Threads(g.n):
         _norm_kernel(g.indptr, g.indices, g.weights, g.unit, _u8(adopted), g.ward,
@@ -2460,9 +2489,8 @@ def _totals(total: np.ndarray) -> tuple[int, int, int, int]:
     return int(total[0]), int(total[1]), int(total[2]), int(total[3])
 
 
-def decide(engine, t: int, fx, update: bool = False) -> tuple | None:
-    """Engine.decide in one pass: (adopt, lapse, residents re-checked with the numpy rule),
-    or None when this step must run on numpy (influence not exact in float32).
+def decide(engine, t: int, fx, update: bool = False) -> tuple:
+    """Engine.decide in one pass: (adopt, lapse, residents re-checked with the numpy rule).
 
     update=True also applies the decisions in the same pass (Engine.step): the result then
     ends with apply()'s tuple, and habits and ever-adopted have changed in place."""
@@ -2471,8 +2499,6 @@ def decide(engine, t: int, fx, update: bool = False) -> tuple | None:
     # pass below applies those as it reads the rows, instead of a pass of its own
     stamps, restamp = book.deferred()
     prog = Program(fx, stamps, engine.backend.effects)
-    if not prog.exact:
-        return None
     g: Graph = engine.backend.graph
     pop = engine.population
     code, params = engine.backend.params
@@ -2495,8 +2521,9 @@ def decide(engine, t: int, fx, update: bool = False) -> tuple | None:
             chunks, update, engine.ever_adopted, *_habit(engine.rule),
             pop.n_wards if update else 1, now, found)
     terms = (prog.trow, prog.tchan, prog.ttab)
-    # the counts hold integers: no fractional influence, and not the cascade's exposure
-    by_counts = (counts is not None and code != 3
+    # the counts hold integers: influence that is integral (no power of two to scale
+    # by), and not the cascade's exposure
+    by_counts = (counts is not None and code != 3 and prog.scale == 1.0
                  and (prog.f8 is not None or not fx.influence_terms))
     if by_counts:
         counts.sync(a8, prog.f8, prog.f_key)
@@ -2577,40 +2604,41 @@ def _py(kernel: Any) -> Callable:
     return getattr(kernel, "py_func", None) or kernel.fn
 
 
-_NO_TIE_X = (_EMPTY_I8, np.zeros(0, dtype=np.int64), _EMPTY_F32, _EMPTY_F)
+_NO_TIE_X = (_EMPTY_I8, np.zeros(0, dtype=np.int64), _EMPTY_F, _EMPTY_F)
 
 
 def _tie_x(g: Graph, prog: Program, a8: np.ndarray, pool: dict, cascade: bool) -> tuple:
     """What _norms_from_graph's fast cases read: (int8 v, int64 totals, -, -) for integer
     tie sums (integer_ties); for float ones (float_ties) (int8 v, -, -, float64 totals),
-    or (-, -, float32 v, float64 totals) when the influence is not integral. v is
-    influence x adoption per resident (adoption itself when everyone weighs 1); the
+    or (-, -, float64 v, float64 totals) when the influence is not integral. v is
+    influence x adoption per resident (adoption itself when everyone weighs 1; on unit
+    ties the influence may be int8 x a power of two, the scale both sums carry); the
     totals, each resident's tie influence, are recounted only when the influence terms
     change (Program.f_key). Call inside Threads."""
     if _py(integer_ties)(g.unit, prog.flags, cascade):
         if prog.f8 is None:
-            return a8.view(np.int8), _NO_TIE_X[1], _EMPTY_F32, _EMPTY_F
+            return a8.view(np.int8), _NO_TIE_X[1], _EMPTY_F, _EMPTY_F
         v = _pooled(pool, "ties:v", g.n, np.int8)
         _products(a8, prog.f8, v)
         den = _totals_for(pool, "ties", g.n, np.int64, prog.f_key,
                           lambda d: _row_totals(g.indptr, g.indices, prog.f8, d))
-        return v, den, _EMPTY_F32, _EMPTY_F
+        return v, den, _EMPTY_F, _EMPTY_F
     if not _py(float_ties)(g.unit, prog.flags, cascade):
         return _NO_TIE_X
-    f32 = prog.influence(g)[1]
+    fl = prog.influence(g)[1]
     has_infl = (prog.flags & HAS_INFLUENCE) != 0
-    v8, vf = _EMPTY_I8, _EMPTY_F32
+    v8, vf = _EMPTY_I8, _EMPTY_F
     if not has_infl:
         v8 = a8.view(np.int8)
-    elif prog.f8 is not None:  # integral influence on weighted ties
+    elif prog.f8 is not None and prog.scale == 1.0:  # integral influence on weighted ties
         v8 = _pooled(pool, "ties:v", g.n, np.int8)
         _products(a8, prog.f8, v8)
-    else:
-        vf = _pooled(pool, "tiesf:v", g.n, np.float32)
-        _products_f(a8, f32, vf)
+    else:  # the influence itself: w x (f8 x scale) could round where w x f does not
+        vf = _pooled(pool, "tiesf:v", g.n, np.float64)
+        _products_f(a8, fl, vf)
     # the totals need the influence's values: a key of () names "no influence"
     den = _totals_for(pool, "tiesf", g.n, np.float64, prog.f_key if has_infl else (),
-                      lambda d: _row_totals_f(g.indptr, g.indices, g.weights, g.unit, f32,
+                      lambda d: _row_totals_f(g.indptr, g.indices, g.weights, g.unit, fl,
                                               has_infl, d))
     return v8, _NO_TIE_X[1], vf, den
 

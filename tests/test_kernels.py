@@ -43,8 +43,8 @@ NUDGES = [
     {"kind": "canvassing"},
     {"kind": "information"},
     {"kind": "ambassadors", "targeting": {"strategy": "degree", "count": 5}},  # integer influence
-    {"kind": "ambassadors", "influence": 2.5, "targeting": {"count": 7}},  # float32-exact
-    {"kind": "ambassadors", "influence": 1.1, "targeting": {"count": 7}},  # numpy fallback
+    {"kind": "ambassadors", "influence": 2.5, "targeting": {"count": 7}},  # int8 x 2^-1
+    {"kind": "ambassadors", "influence": 1.1, "targeting": {"count": 7}},  # float sums
     {"kind": "default", "start": 4},
     {"kind": "community_partnership", "wards": ["W02"], "duration": 4, "norm_salience": 0.5},
 ]
@@ -600,6 +600,9 @@ def _run_tie_sums(sc, graph=None):
     [NUDGES[0]],  # no influence: the adoption bytes themselves
     [NUDGES[7], NUDGES[2]],  # integer influence: influence x adoption, cached totals
     [NUDGES[7] | {"start": 3, "duration": 2}, NUDGES[8] | {"influence": 2.0, "start": 4}],
+    # halves and quarters: integers x 2^-3 (2.5 x 0.25 x 2 = 1.25 is 10 x 2^-3)
+    [NUDGES[8] | {"start": 2}, NUDGES[8] | {"influence": 0.25, "start": 3},
+     NUDGES[7] | {"influence": 2.0, "start": 4}, NUDGES[2]],
 ])
 @pytest.mark.parametrize("rule", RULES[:3])
 def test_summing_every_tie_matches_numpy_on_unit_graphs(rule, nudges, monkeypatch):
@@ -667,13 +670,17 @@ def test_tie_totals_follow_the_influence_terms():
     (NETWORKS[-1], [NUDGES[0]]),  # weighted, no influence: Σ w a over Σ w
     (NETWORKS[-1], [NUDGES[7] | {"start": 3, "duration": 2},  # weighted, integer influence
                     NUDGES[8] | {"start": 4}]),  # then fractional: it starts, stops, changes
-    (NETWORKS[0], [NUDGES[8] | {"start": 2, "duration": 3},  # unit ties, fractional
-                   NUDGES[8] | {"influence": 3.5, "start": 4}, NUDGES[2]]),
+    (NETWORKS[-1], [NUDGES[9] | {"start": 2, "duration": 3},  # weighted, 1.1 and 1.3
+                    NUDGES[9] | {"influence": 1.3, "start": 4}]),
+    (NETWORKS[0], [NUDGES[9] | {"start": 2, "duration": 3},  # unit ties, not in float32
+                   NUDGES[9] | {"influence": 2.7, "start": 4}, NUDGES[2]]),
+    (NETWORKS[0], [NUDGES[8] | {"influence": 0.1, "start": 2},  # not a small power of two
+                   NUDGES[8] | {"influence": 100.5, "start": 3}]),  # x 2 is past int8
 ])
 @pytest.mark.parametrize("rule", RULES[:3])
 def test_float_tie_sums_match_numpy(rule, network, nudges, monkeypatch):
     # _norms_from_graph's float case (float_ties: one value of influence x adoption per
-    # tie, int8 or float32, denominators cached until the influence terms change) against
+    # tie, int8 or float64, denominators cached until the influence terms change) against
     # numpy, in several blocks and chunks
     monkeypatch.setattr(kernels, "PARALLEL_MIN_N", 0)
     sc = small(8, rule, network, nudges, steps=8, n=3 * kernels.BLOCK + 17)
@@ -687,7 +694,8 @@ def test_float_tie_sums_match_numpy(rule, network, nudges, monkeypatch):
 @pytest.mark.parametrize("nudges", [
     [NUDGES[0]],  # no influence
     [NUDGES[7] | {"targeting": {"strategy": "degree", "count": 900}}, NUDGES[2]],  # integer
-    [NUDGES[8] | {"targeting": {"count": 900}}],  # fractional: the general sums
+    [NUDGES[8] | {"targeting": {"count": 900}}],  # a half: integers x 2^-1
+    [NUDGES[9] | {"targeting": {"count": 900}}],  # 1.1: the general float sums
 ])
 def test_cascade_norm_and_exposure_match_numpy(nudges, monkeypatch):
     # the cascade's norm and exposure counted in one pass over each row (_count_both),
@@ -721,3 +729,60 @@ def test_float_tie_totals_follow_the_influence_terms():
             for p in range(net.indptr[i], net.indptr[i + 1]):
                 expected[i] += net.weights[p] * f[net.indices[p]]
         assert np.array_equal(den, expected)
+
+
+def test_the_shift_of_a_factor_is_its_least_power_of_two():
+    assert [kernels._shift_of(f) for f in (3.0, 2.5, 0.25, 1.75, 1 / 64, 0.0, 127.0)] == [
+        0, 1, 2, 2, 6, 0, 0]
+    # 1/128 needs 2^7, 1.1 and 0.1 no power of two, 128 and 100.5 x 2 pass int8
+    assert [kernels._shift_of(f) for f in (1 / 128, 1.1, 0.1, 128.0, 100.5)] == [None] * 5
+
+
+FACTORS = [0.0, 0.5, 1.0, 2.0, 2.5, 3.0, 0.25, 1.75, 0.125, 1 / 64, 63.5, 64.5, 100.0, 1.1, 0.1]
+
+
+@settings(max_examples=120, deadline=None)
+@given(terms=st.lists(st.tuples(st.sampled_from(FACTORS),
+                                st.lists(st.integers(0, 11), unique=True)), min_size=1,
+                      max_size=4))
+def test_integer_influence_is_the_influence_exactly(terms):
+    # f8 x scale is the numpy engine's dense influence bit for bit, or None when some
+    # factor is no integer over 2^6 at most, the shifts add past 2^6, or a product
+    # (after any term) passes int8
+    n = 12
+    fx = Effects(n, t=1, ward=np.zeros(n, dtype=np.int64))
+    for factor, ids in terms:
+        fx.scale_influence(np.array(ids, dtype=np.int64), factor)
+    pool: dict = {}
+    small = kernels._integer_influence(fx, pool)
+    shifts = [kernels._shift_of(f) for f, _ in terms]
+    if None in shifts or sum(shifts) > kernels.FINEST_SHIFT:
+        assert small is None
+        return
+    big = sum(shifts)
+    value = np.ones(n)
+    fits = True
+    for factor, ids in terms:
+        value[ids] *= factor
+        fits &= bool(np.abs(value * 2.0**big).max() <= 127)
+    if not fits:
+        assert small is None
+        return
+    f8, scale = small
+    assert f8.dtype == np.int8 and scale == 2.0**-big
+    assert np.array_equal(f8 * scale, fx.influence)
+    again = kernels._integer_influence(fx, pool)  # the same terms: kept, not recounted
+    assert again is not None and again[0] is f8 and again[1] == scale
+
+
+def test_any_influence_runs_on_the_kernels(monkeypatch):
+    # influence not exact in float32 (1.1) once sent each step to the numpy engine
+    sc = small(3, RULES[0], NETWORKS[0], [NUDGES[9] | {"start": 1}, NUDGES[2]], n=300)
+    fast = Engine(sc)
+    with monkeypatch.context() as m:
+        m.setattr(Engine, "inputs", lambda *a: pytest.fail("a step ran on numpy"))
+        fast.run()
+    with monkeypatch.context() as m:
+        m.setattr(kernels, "ENABLED", False)
+        slow = ns.simulate(sc)
+    assert_same(fast.result(), slow)
