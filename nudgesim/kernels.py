@@ -599,6 +599,22 @@ def _float_row(start, end, ties, weights, unit, v):
             jj += 1
     return num
 
+@njit(inline="always", cache=True, error_model="numpy")
+def _coded_row(start, end, ties, weights, unit, code, table):
+    """_float_row with each neighbour's f a read as table[code]: one byte a tie, where
+    float64 values would be eight (_influence_codes)."""
+    num = 0.0
+    jj = start
+    if unit:
+        while jj < end:
+            num += 1.0 * table[code[ties[jj]]]
+            jj += 1
+    else:
+        while jj < end:
+            num += weights[jj] * table[code[ties[jj]]]
+            jj += 1
+    return num
+
 @njit(parallel=True, cache=True, error_model="numpy")
 def _row_totals_f(indptr, indices, weights, unit, fl, has_infl, den):
     """Each resident's Σ w f over its ties (Σ w without influence), in _fsum's order:
@@ -612,8 +628,8 @@ def _row_totals_f(indptr, indices, weights, unit, fl, has_infl, den):
 
 @njit(parallel=True, cache=True, error_model="numpy")
 def _products(a, f8, v):
-    """v = influence x adoption as int8 (|f| <= 127, adoption 0/1): the one byte per
-    neighbour that an integer tie sum reads. Before, each tie read the neighbour's
+    """v = influence x adoption as int8 (|f| <= 127, adoption 0/1; or uint8 influence
+    codes, _influence_codes): the one byte per neighbour that a tie sum reads. Before, each tie read the neighbour's
     adoption and its influence, two scattered bytes instead of one."""
     for i in prange(v.shape[0]):
         v[i] = f8[i] * np.int8(a[i])
@@ -799,12 +815,14 @@ def _norms_from_graph(lo, m, indptr, indices, weights, unit, adopted, newly, war
         # _float_row), the denominator cached (_row_totals_f): at 10^6 on a weighted
         # graph the decide pass took ~2x as long summing both, with the flags checked
         # per tie
-        v8, vf, denf = tie_x[0], tie_x[2], tie_x[3]
+        v8, vf, denf, code, table = tie_x[0], tie_x[2], tie_x[3], tie_x[4], tie_x[5]
         ties = indices.view(np.uint32)  # tie ends are never negative
         for j in range(m):
             i = lo + j
             if v8.size > 0:  # integer or no influence: one byte a tie, 1 MB at 10^6
                 num = _float_row(indptr[i], indptr[i + 1], ties, weights, unit, v8)
+            elif code.size > 0:  # few influence terms: one byte a tie too
+                num = _coded_row(indptr[i], indptr[i + 1], ties, weights, unit, code, table)
             else:
                 num = _float_row(indptr[i], indptr[i + 1], ties, weights, unit, vf)
             dn = denf[i]
@@ -2521,9 +2539,9 @@ def decide(engine, t: int, fx, update: bool = False) -> tuple:
             chunks, update, engine.ever_adopted, *_habit(engine.rule),
             pop.n_wards if update else 1, now, found)
     terms = (prog.trow, prog.tchan, prog.ttab)
-    # the counts hold integers: influence that is integral (no power of two to scale
-    # by), and not the cascade's exposure
-    by_counts = (counts is not None and code != 3 and prog.scale == 1.0
+    # the counts hold integers: integer influence (x a power of two, see _scaled_counts),
+    # and not the cascade's exposure
+    by_counts = (counts is not None and code != 3 and _scaled_counts(prog)
                  and (prog.f8 is not None or not fx.influence_terms))
     if by_counts:
         counts.sync(a8, prog.f8, prog.f_key)
@@ -2545,6 +2563,16 @@ def decide(engine, t: int, fx, update: bool = False) -> tuple:
     if ids is not None:
         _apply_rechecked(engine, ids, adopt, lapse, now, total, by_ward)
     return adopt, lapse, n_near, (now, *_totals(total), by_ward)
+
+
+def _scaled_counts(prog: Program) -> bool:
+    """True when counts of influence f8 = influence / scale give the numpy engine's norms.
+
+    The norm is (C + tb C_w) / (D + tb D_w) in counts, the numpy engine's sums divided by
+    scale, a power of two: both sums are then the numpy ones / scale exactly, and so is
+    their ratio, unless tb C_w rounds differently. It cannot once tb <= 2^900 (no
+    overflow); below the normal range it is lost beside C >= C_w >= 1 either way."""
+    return prog.scale == 1.0 or not prog.ward_boost.size or prog.ward_boost.max() <= 2.0**900
 
 
 def _found(found: np.ndarray, near: np.ndarray) -> np.ndarray | None:
@@ -2604,43 +2632,85 @@ def _py(kernel: Any) -> Callable:
     return getattr(kernel, "py_func", None) or kernel.fn
 
 
-_NO_TIE_X = (_EMPTY_I8, np.zeros(0, dtype=np.int64), _EMPTY_F, _EMPTY_F)
+_EMPTY_U8 = np.zeros(0, dtype=np.uint8)
+_NO_TIE_X = (_EMPTY_I8, np.zeros(0, dtype=np.int64), _EMPTY_F, _EMPTY_F, _EMPTY_U8, _EMPTY_F)
 
 
 def _tie_x(g: Graph, prog: Program, a8: np.ndarray, pool: dict, cascade: bool) -> tuple:
-    """What _norms_from_graph's fast cases read: (int8 v, int64 totals, -, -) for integer
-    tie sums (integer_ties); for float ones (float_ties) (int8 v, -, -, float64 totals),
-    or (-, -, float64 v, float64 totals) when the influence is not integral. v is
-    influence x adoption per resident (adoption itself when everyone weighs 1; on unit
-    ties the influence may be int8 x a power of two, the scale both sums carry); the
-    totals, each resident's tie influence, are recounted only when the influence terms
-    change (Program.f_key). Call inside Threads."""
+    """What _norms_from_graph's fast cases read, (v8, int64 totals, vf, float64 totals,
+    code, table), each resident's influence x adoption in one of three forms:
+
+    * integer tie sums (integer_ties): int8 v8 and int64 totals (on unit ties the
+      influence may be int8 x a power of two, the scale both sums carry);
+    * float ones (float_ties), float64 totals and, by the influence:
+      none or integral: int8 v8; set by at most CODED_TERMS terms: uint8 code, with
+      table[code] the value (_influence_codes); else float64 vf.
+
+    Adoption itself is v8 when everyone weighs 1. The totals, each resident's tie
+    influence, are recounted only when the influence terms change (Program.f_key).
+    Call inside Threads."""
+    none = _NO_TIE_X
     if _py(integer_ties)(g.unit, prog.flags, cascade):
         if prog.f8 is None:
-            return a8.view(np.int8), _NO_TIE_X[1], _EMPTY_F, _EMPTY_F
+            return a8.view(np.int8), *none[1:]
         v = _pooled(pool, "ties:v", g.n, np.int8)
         _products(a8, prog.f8, v)
         den = _totals_for(pool, "ties", g.n, np.int64, prog.f_key,
                           lambda d: _row_totals(g.indptr, g.indices, prog.f8, d))
-        return v, den, _EMPTY_F, _EMPTY_F
+        return v, den, *none[2:]
     if not _py(float_ties)(g.unit, prog.flags, cascade):
-        return _NO_TIE_X
+        return none
     fl = prog.influence(g)[1]
     has_infl = (prog.flags & HAS_INFLUENCE) != 0
-    v8, vf = _EMPTY_I8, _EMPTY_F
+    v8, vf, code, table = none[0], none[2], none[4], none[5]
     if not has_infl:
         v8 = a8.view(np.int8)
     elif prog.f8 is not None and prog.scale == 1.0:  # integral influence on weighted ties
         v8 = _pooled(pool, "ties:v", g.n, np.int8)
         _products(a8, prog.f8, v8)
-    else:  # the influence itself: w x (f8 x scale) could round where w x f does not
+    elif len(prog.f_key) <= CODED_TERMS:  # the influence itself, as a code per resident
+        coded = _influence_codes(prog.f_key, g.n, pool)
+        code = _pooled(pool, "tiesc:v", g.n, np.uint8)
+        _products(a8, coded[0], code)
+        table = coded[1]
+    else:  # w x (f8 x scale) could round where w x f does not: the influence itself
         vf = _pooled(pool, "tiesf:v", g.n, np.float64)
         _products_f(a8, fl, vf)
     # the totals need the influence's values: a key of () names "no influence"
     den = _totals_for(pool, "tiesf", g.n, np.float64, prog.f_key if has_infl else (),
                       lambda d: _row_totals_f(g.indptr, g.indices, g.weights, g.unit, fl,
                                               has_infl, d))
-    return v8, _NO_TIE_X[1], vf, den
+    return v8, none[1], vf, den, code, table
+
+
+#: at most this many influence terms are read through codes (_influence_codes): a code
+#: (1 + 2 x the subset of terms, 0 for "not adopted") then fits one byte
+CODED_TERMS = 7
+
+
+def _influence_codes(key: tuple, n: int, pool: dict) -> tuple[np.ndarray, np.ndarray]:
+    """(code, table): each resident's influence as table[code], code = 1 + 2 x the set
+    of terms it is under, as bits; table[0] = 0.0 for code x adoption = 0. A resident's
+    influence depends only on which terms it is under: table[1 + bits] folds their
+    factors in term order from 1.0, as Effects.influence multiplies them, so it is that
+    double exactly. Kept until the terms change: `key` is Program.f_key."""
+    if _same_key(pool.get("tiesc:key"), key):
+        return pool["tiesc:code"], pool["tiesc:table"]
+    code = _pooled(pool, "tiesc:code", n, np.uint8)
+    pool["tiesc:key"] = None
+    code.fill(1)
+    for bit, (ids, _) in enumerate(key):
+        code[ids] |= np.uint8(2 << bit)  # term k is bit k + 1 of 1 + 2 x set
+    table = np.zeros(2 << len(key))
+    for bits in range(1 << len(key)):
+        value = 1.0
+        for k, (_, factor) in enumerate(key):
+            if bits >> k & 1:
+                value *= factor
+        table[1 + 2 * bits] = value
+    pool["tiesc:table"] = table
+    pool["tiesc:key"] = key
+    return code, table
 
 
 def _pooled(pool: dict, name: str, n: int, dtype: type) -> np.ndarray:

@@ -676,11 +676,15 @@ def test_tie_totals_follow_the_influence_terms():
                    NUDGES[9] | {"influence": 2.7, "start": 4}, NUDGES[2]]),
     (NETWORKS[0], [NUDGES[8] | {"influence": 0.1, "start": 2},  # not a small power of two
                    NUDGES[8] | {"influence": 100.5, "start": 3}]),  # x 2 is past int8
+    # more terms than codes: float64 values of influence x adoption
+    (NETWORKS[-1], [NUDGES[9] | {"influence": 1.1 + k / 10, "start": 2 + k // 4}
+                    for k in range(kernels.CODED_TERMS + 1)]),
 ])
 @pytest.mark.parametrize("rule", RULES[:3])
 def test_float_tie_sums_match_numpy(rule, network, nudges, monkeypatch):
     # _norms_from_graph's float case (float_ties: one value of influence x adoption per
-    # tie, int8 or float64, denominators cached until the influence terms change) against
+    # tie, int8, a code or float64, denominators cached until the influence terms change)
+    # against
     # numpy, in several blocks and chunks
     monkeypatch.setattr(kernels, "PARALLEL_MIN_N", 0)
     sc = small(8, rule, network, nudges, steps=8, n=3 * kernels.BLOCK + 17)
@@ -775,6 +779,24 @@ def test_integer_influence_is_the_influence_exactly(terms):
     assert again is not None and again[0] is f8 and again[1] == scale
 
 
+@settings(max_examples=80, deadline=None)
+@given(terms=st.lists(st.tuples(st.sampled_from(FACTORS),
+                                st.lists(st.integers(0, 11), unique=True)), min_size=1,
+                      max_size=kernels.CODED_TERMS))
+def test_influence_codes_read_the_influence_exactly(terms):
+    # table[code] is the numpy engine's dense influence bit for bit, and code x 0 reads 0.0
+    n = 12
+    fx = Effects(n, t=1, ward=np.zeros(n, dtype=np.int64))
+    for factor, ids in terms:
+        fx.scale_influence(np.array(ids, dtype=np.int64), factor)
+    pool: dict = {}
+    code, table = kernels._influence_codes(tuple(fx.influence_terms), n, pool)
+    assert code.dtype == np.uint8 and code.min() >= 1 and table[0] == 0.0
+    assert np.array_equal(table[code], fx.influence)
+    again = kernels._influence_codes(tuple(fx.influence_terms), n, pool)
+    assert again[0] is code and again[1] is table  # the same terms: kept
+
+
 def test_any_influence_runs_on_the_kernels(monkeypatch):
     # influence not exact in float32 (1.1) once sent each step to the numpy engine
     sc = small(3, RULES[0], NETWORKS[0], [NUDGES[9] | {"start": 1}, NUDGES[2]], n=300)
@@ -786,3 +808,22 @@ def test_any_influence_runs_on_the_kernels(monkeypatch):
         m.setattr(kernels, "ENABLED", False)
         slow = ns.simulate(sc)
     assert_same(fast.result(), slow)
+
+
+@pytest.mark.parametrize("strength", [0.7, 1e307])
+def test_counts_of_scaled_influence_match_numpy(strength, monkeypatch):
+    # the counts hold influence / scale (2.5 as 5 x 2^-1) and give numpy's norms, boosted
+    # in-ward ties included; a boost near the largest double takes the tie sums instead,
+    # where tb x (influence / scale) could overflow and tb x influence does not
+    nudges = [NUDGES[8] | {"targeting": {"count": 60}},
+              NUDGES[11] | {"start": 1, "duration": 8, "tie_strength": strength}]
+    sc = small(6, RULES[0], NETWORKS[0], nudges, n=300)
+    eng = Engine(sc)
+    assert eng.backend.counts is not None
+    fast = eng.run()
+    with monkeypatch.context() as m:
+        m.setattr(kernels, "ENABLED", False)
+        slow = ns.simulate(sc)
+    assert_same(fast, slow)
+    synced = bool(eng.backend.counts.f_key)  # the counts followed the influence
+    assert synced == (strength < 2.0**900)
