@@ -2,7 +2,7 @@
 
 Everything is timed in one process on one graph per size, so the ratios compare like with
 like on whatever machine runs it: the compiled engine (and, `weighted`, on the same graph
-with tie weights), the numpy engine (NUDGESIM_NUMBA=0 path), the per-agent Mesa reference path (``NudgeModel(vectorised=False)``), an idiomatic
+with tie weights; `fractional`, with ambassadors of influence 1.1), the numpy engine (NUDGESIM_NUMBA=0 path), the per-agent Mesa reference path (``NudgeModel(vectorised=False)``), an idiomatic
 Mesa model whose agents loop over their neighbours, and a bare scipy float32 ``A @ x``.
 The workload is the default logistic rule with norm feedback, ambassadors and reminders
 all active. The table goes to ``results/benchmark/`` with a description of the machine.
@@ -32,10 +32,14 @@ from .files import write_atomic
 from .network import RowProduct
 from .scenario import Scenario
 
-CONTENDERS = ("engine", "ties", "weighted", "numpy", "agents", "mesa", "scipy", "floor")
+CONTENDERS = ("engine", "ties", "weighted", "fractional", "numpy", "agents", "mesa", "scipy",
+              "floor")
 #: The `weighted` contender's tie weights (an assumption: any non-integer weights take
 #: the same float path).
 TIE_WEIGHTS = {"dist": "uniform", "low": 0.1, "high": 2.0}
+#: The `fractional` contender's ambassador influence: no integer times a power of two,
+#: so ties are summed in float (any such value takes the same path; assumption).
+FRACTIONAL_INFLUENCE = 1.1
 #: Largest size each slow contender is run at (its step takes ~seconds there; assumption).
 DEFAULT_LIMITS = {"agents": 10_000, "mesa": 100_000}
 GRAPH_KINDS = {
@@ -46,13 +50,16 @@ GRAPH_KINDS = {
 }
 
 
-def bench_scenario(n: int, steps: int, seed: int = 1, weighted: bool = False) -> Scenario:
+def bench_scenario(n: int, steps: int, seed: int = 1, weighted: bool = False,
+                   influence: float = 3.0) -> Scenario:
     """Watts-Strogatz k=10, p=0.1 (the issue's graph), with TIE_WEIGHTS if `weighted`;
     logistic rule; three nudges active from step 1 so every timed step computes norms,
-    messages, influence and reminders."""
+    messages, influence (the ambassadors' `influence`) and reminders."""
     network = GRAPH_KINDS["watts_strogatz"] | ({"weights": TIE_WEIGHTS} if weighted else {})
+    name = f"bench-{n}" + ("-weighted" if weighted else "")
+    name += f"-influence-{influence:g}" if influence != 3.0 else ""
     return Scenario.from_dict({
-        "name": f"bench-{n}" + ("-weighted" if weighted else ""), "seed": seed, "steps": steps,
+        "name": name, "seed": seed, "steps": steps,
         "population": {"size": n, "wards": 24},
         "network": network,
         "rule": {"kind": "logistic"},
@@ -60,7 +67,7 @@ def bench_scenario(n: int, steps: int, seed: int = 1, weighted: bool = False) ->
         "nudges": [
             {"kind": "norm_feedback", "start": 1, "every": 4, "scope": "ward", "injunctive": True,
              "reach": 0.8},
-            {"kind": "ambassadors", "start": 1, "duration": steps + 1, "influence": 3.0,
+            {"kind": "ambassadors", "start": 1, "duration": steps + 1, "influence": influence,
              "targeting": {"strategy": "degree", "count": max(1, n // 100)}},
             {"kind": "reminder", "start": 1, "every": 1, "reach": 0.35},
         ],
@@ -575,8 +582,10 @@ def markdown(rows: list[Row], memory: list[dict], builds: list[dict], sweep: dic
              "counts up to date from the few who changed (exact; what runs on unit-weight "
              "graphs); `ties` is the same compiled engine summing every tie every step in "
              "integers; `weighted` sums them in float on the same graph with tie weights "
-             "uniform in 0.1-2.0 (what runs on weighted graphs and for fractional "
-             "influence). Residents' part = the step "
+             "uniform in 0.1-2.0 (what runs on weighted graphs); `fractional` sums them in "
+             f"float on unit ties with ambassadors of influence {FRACTIONAL_INFLUENCE:g} "
+             "(what runs for influence that is no integer times a power of two). "
+             "Residents' part = the step "
              "after the nudges (Engine.respond: decide, update, record). `floor` = the memory "
              "floor measured in this run: a streaming read from memory (caches flushed first), on "
              "the threads the engine gets (every CPU when the machine is quiet), of the graph's "
@@ -604,7 +613,7 @@ def markdown(rows: list[Row], memory: list[dict], builds: list[dict], sweep: dic
         [(f"{r.n:,} residents", r.extra["paired_floor_ratio"]) for r in rows
          if "paired_floor_ratio" in r.extra])
     lines += _paired_lines(
-        "`ties` and `weighted` step ÷ scipy's `A @ x` on the same ties, paired "
+        "`ties`, `weighted` and `fractional` step ÷ scipy's `A @ x` on the same ties, paired "
         f"(each pair: {PAIR_STEPS} steps, then one untimed product and {PAIR_STEPS} "
         "timed straight after; the target is ≤ 1):",
         [(f"`{r.contender}`, {r.n:,} residents", r.extra["paired_scipy_ratio"]) for r in rows
@@ -729,7 +738,7 @@ def bench_main(argv: list[str] | None = None) -> int:
         # + 2 warm-up, 2 traced, 1 spare, and the paired engine/floor steps
         sc = bench_scenario(n, args.steps + 5 + PAIRS * PAIR_STEPS)
         eng = None
-        product: Callable[[], float] | None = None  # scipy's A @ x, for the paired `ties`
+        product: Callable[[], float] | None = None  # scipy's A @ x, paired with unit ties
         if {"engine", "scipy", "mesa", "floor"} & set(wanted):
             row, eng = _time_engine(sc, args.steps, numba_on=True)
             per_res, per_tie = state_bytes(eng)
@@ -768,6 +777,16 @@ def bench_main(argv: list[str] | None = None) -> int:
             del ties
             rows.append(row)
             print(f"weighted n={n:>8,}  {row.sec_per_step * 1e3:9.2f} ms/step", flush=True)
+        if "fractional" in wanted:  # the float tie sums of influence on unit ties
+            fsc = bench_scenario(n, sc.steps, sc.seed, influence=FRACTIONAL_INFLUENCE)
+            row, ties = _time_engine(fsc, args.steps, numba_on=True, counts=False,
+                                     name="fractional")
+            row.note = row.note.replace("every tie summed", "every tie summed in float")
+            if product is not None and ties.backend.compiled:
+                row.extra["paired_scipy_ratio"] = paired_ratio(ties, product)
+            del ties
+            rows.append(row)
+            print(f"fractional n={n:>6,}  {row.sec_per_step * 1e3:9.2f} ms/step", flush=True)
         if "numpy" in wanted:
             row, _ = _time_engine(sc, args.steps, numba_on=False)
             rows.append(row)
