@@ -8,15 +8,17 @@ at 10^6 residents that is memory traffic, not arithmetic. Here a step is:
    them) are brought up to date by pushing the differences of the few residents whose
    adoption or influence changed to their neighbours — a few thousand tie visits rather
    than all 10^7 at a million residents. On a unit-weight graph with integer influence
-   these integers are exactly the numpy engine's norm numerator and denominator.
+   these integers are exactly the numpy engine's norm numerator and denominator (with
+   influence an integer times 2^-K, such as 2.5, exactly those times 2^K).
 2. ``_decide``: one pass over residents in blocks (:func:`block`): norms from
    the counts, the nudges' terms (Effects: "stamped residents get table[t - stamp]"),
    the log-odds, the counter-based uniform, and a cheap bound that settles most residents
    without ``exp``; the few the bound cannot settle take the exact scalar path.
 3. ``_apply``: the synchronous update, habits and the step's tallies in one pass.
 
-Weighted graphs, fractional influence and the cascade rule sum every tie each step
-instead (``_decide`` with ``by_counts=False``: the same block code after per-row sums).
+Weighted graphs, other fractional influence (1.1) and the cascade rule sum every tie
+each step instead (``_decide`` with ``by_counts=False``: the same block code after per-row
+sums). Every influence runs here; none sends a step back to numpy.
 
 Exactness (results are bit-identical to the numpy engine, which stays the reference and
 the fallback):
