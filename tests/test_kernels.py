@@ -745,18 +745,27 @@ def test_the_shift_of_a_factor_is_its_least_power_of_two():
 FACTORS = [0.0, 0.5, 1.0, 2.0, 2.5, 3.0, 0.25, 1.75, 0.125, 1 / 64, 63.5, 64.5, 100.0, 1.1, 0.1]
 
 
+def influence_terms(most: int):
+    """Up to `most` (factor, residents) influence terms over 12 residents."""
+    return st.lists(st.tuples(st.sampled_from(FACTORS),
+                              st.lists(st.integers(0, 11), unique=True)),
+                    min_size=1, max_size=most)
+
+
+def effects_with(terms) -> Effects:
+    fx = Effects(12, t=1, ward=np.zeros(12, dtype=np.int64))
+    for factor, ids in terms:
+        fx.scale_influence(np.array(ids, dtype=np.int64), factor)
+    return fx
+
+
 @settings(max_examples=120, deadline=None)
-@given(terms=st.lists(st.tuples(st.sampled_from(FACTORS),
-                                st.lists(st.integers(0, 11), unique=True)), min_size=1,
-                      max_size=4))
+@given(terms=influence_terms(4))
 def test_integer_influence_is_the_influence_exactly(terms):
     # f8 x scale is the numpy engine's dense influence bit for bit, or None when some
     # factor is no integer over 2^6 at most, the shifts add past 2^6, or a product
     # (after any term) passes int8
-    n = 12
-    fx = Effects(n, t=1, ward=np.zeros(n, dtype=np.int64))
-    for factor, ids in terms:
-        fx.scale_influence(np.array(ids, dtype=np.int64), factor)
+    fx = effects_with(terms)
     pool: dict = {}
     small = kernels._integer_influence(fx, pool)
     shifts = [kernels._shift_of(f) for f, _ in terms]
@@ -764,7 +773,7 @@ def test_integer_influence_is_the_influence_exactly(terms):
         assert small is None
         return
     big = sum(shifts)
-    value = np.ones(n)
+    value = np.ones(fx.n)
     fits = True
     for factor, ids in terms:
         value[ids] *= factor
@@ -780,20 +789,15 @@ def test_integer_influence_is_the_influence_exactly(terms):
 
 
 @settings(max_examples=80, deadline=None)
-@given(terms=st.lists(st.tuples(st.sampled_from(FACTORS),
-                                st.lists(st.integers(0, 11), unique=True)), min_size=1,
-                      max_size=kernels.CODED_TERMS))
+@given(terms=influence_terms(kernels.CODED_TERMS))
 def test_influence_codes_read_the_influence_exactly(terms):
     # table[code] is the numpy engine's dense influence bit for bit, and code x 0 reads 0.0
-    n = 12
-    fx = Effects(n, t=1, ward=np.zeros(n, dtype=np.int64))
-    for factor, ids in terms:
-        fx.scale_influence(np.array(ids, dtype=np.int64), factor)
+    fx = effects_with(terms)
     pool: dict = {}
-    code, table = kernels._influence_codes(tuple(fx.influence_terms), n, pool)
+    code, table = kernels._influence_codes(tuple(fx.influence_terms), fx.n, pool)
     assert code.dtype == np.uint8 and code.min() >= 1 and table[0] == 0.0
     assert np.array_equal(table[code], fx.influence)
-    again = kernels._influence_codes(tuple(fx.influence_terms), n, pool)
+    again = kernels._influence_codes(tuple(fx.influence_terms), fx.n, pool)
     assert again[0] is code and again[1] is table  # the same terms: kept
 
 
