@@ -1124,13 +1124,24 @@ def _decide_block(lo, m, expo, ward, starts, adopted, stamps, t, trow, tchan, tt
                 open_[j] = op
                 z += ODD
                 hab_b[j] = _settled_habit(h, op, ab[j] | grow_b[j], fuse_habit, gain, keep)
-    elif rule == 3:  # the cascade: a resident not adopted whom no new adopter reached has
-        # a hazard of 0.0 exactly (_mechanistic), so it is settled, no event, when its
-        # uniform is above the band (_choose); only the others take the exact path
+    elif rule == 3:  # the cascade: settled, no event, when the uniform is above a bound
+        # of the hazard by the band (_choose); only the others take the exact path.
+        # Bounds: 0.0 exactly for a resident not adopted whom no new adopter reached, and
+        # for an adopted one when the lapse is 0 (a progressive cascade; _shift of 0 is
+        # 0); 1 - (1 - p)^e <= e p (Bernoulli, for e >= 1) for one reached with no push
+        # (_shift of it is itself; a push, or e < 1, leaves it to the exact path)
         z = np.uint64(lo) * ODD + skey
+        p_tie = 1.0 - params[0]  # params[0] = 1 - p: exact for p <= 1/2 (Sterbenz)
+        no_lapse = params[1] == 0.0
+        margin = 4.0 * band
+        util, ash, crel = ch[0], ch[2], ch[3]
         for j in range(m):
-            quiet = (ab[j] == 0) & (expo[j] == 0.0)
-            open_[j] = not (quiet & (_uniform_below(z) > band))
+            e = expo[j]
+            was, new = ab[j] != 0, ab[j] == 0
+            zero = (was & no_lapse) | (new & (e == 0.0))  # a hazard of exactly 0.0
+            calm = new & (e >= 1.0) & (util[j] == 0.0) & (ash[j] == 0.0) & (crel[j] == 0.0)
+            bound = band if zero else e * p_tie + margin
+            open_[j] = not ((zero | calm) & (_uniform_below(z) > bound))
             z += ODD
     elif rule == 1:  # the threshold rule: the same for a resident not adopted whose norm
         # is below its threshold (a loop of its own: `threshold` is empty for other rules)

@@ -831,3 +831,23 @@ def test_counts_of_scaled_influence_match_numpy(strength, monkeypatch):
     assert_same(fast, slow)
     synced = bool(eng.backend.counts.f_key)  # the counts followed the influence
     assert synced == (strength < 2.0**900)
+
+
+@pytest.mark.parametrize("lapse", [0.0, 0.05])
+@pytest.mark.parametrize("p, nudges", [
+    (0.6, [NUDGES[8] | {"influence": 0.5, "targeting": {"count": 2000}}]),  # e < 1: exact
+    # pushes: reminders (utility), information (attitude), an incentive (cost relief)
+    (0.2, [NUDGES[8] | {"targeting": {"count": 900}}, NUDGES[0]]),
+    (0.2, [NUDGES[6] | {"reach": 0.5}]),
+    (0.2, [NUDGES[4] | {"reach": 0.5, "crowding_out": 0.0}]),
+    (0.45, []),
+])
+def test_cascade_bounds_settle_as_numpy_decides(lapse, p, nudges, monkeypatch):
+    # the cascade settles residents whose uniform is above a bound of their hazard: 0.0
+    # (not reached; adopted with no lapse) or e p (reached by e >= 1 with no push); with
+    # influence 0.5 a single new adopter gives e = 0.5, where e p is below 1 - (1 - p)^e
+    monkeypatch.setattr(kernels, "PARALLEL_MIN_N", 0)
+    rule = {"kind": "independent_cascade", "p": p, "lapse": lapse}
+    sc = small(11, rule, NETWORKS[0], nudges, steps=8, n=3 * kernels.BLOCK + 17)
+    fast, slow = run_both(sc, monkeypatch)
+    assert_same(fast, slow)
