@@ -2,7 +2,8 @@
 
 Everything is timed in one process on one graph per size, so the ratios compare like with
 like on whatever machine runs it: the compiled engine (and, `weighted`, on the same graph
-with tie weights; `fractional`, with ambassadors of influence 1.1), the numpy engine (NUDGESIM_NUMBA=0 path), the per-agent Mesa reference path (``NudgeModel(vectorised=False)``), an idiomatic
+with tie weights; `fractional`, with ambassadors of influence 1.1; `cascade`, under the
+independent cascade rule), the numpy engine (NUDGESIM_NUMBA=0 path), the per-agent Mesa reference path (``NudgeModel(vectorised=False)``), an idiomatic
 Mesa model whose agents loop over their neighbours, and a bare scipy float32 ``A @ x``.
 The workload is the default logistic rule with norm feedback, ambassadors and reminders
 all active. The table goes to ``results/benchmark/`` with a description of the machine.
@@ -32,14 +33,17 @@ from .files import write_atomic
 from .network import RowProduct
 from .scenario import Scenario
 
-CONTENDERS = ("engine", "ties", "weighted", "fractional", "numpy", "agents", "mesa", "scipy",
-              "floor")
+CONTENDERS = ("engine", "ties", "weighted", "fractional", "cascade", "numpy", "agents", "mesa",
+              "scipy", "floor")
 #: The `weighted` contender's tie weights (an assumption: any non-integer weights take
 #: the same float path).
 TIE_WEIGHTS = {"dist": "uniform", "low": 0.1, "high": 2.0}
 #: The `fractional` contender's ambassador influence: no integer times a power of two,
 #: so ties are summed in float (any such value takes the same path; assumption).
 FRACTIONAL_INFLUENCE = 1.1
+#: The `cascade` contender's rule: the independent cascade at its defaults (p 0.1,
+#: progressive), whose exposure is summed over every tie each step.
+CASCADE_RULE = {"kind": "independent_cascade"}
 #: Largest size each slow contender is run at (its step takes ~seconds there; assumption).
 DEFAULT_LIMITS = {"agents": 10_000, "mesa": 100_000}
 GRAPH_KINDS = {
@@ -51,18 +55,19 @@ GRAPH_KINDS = {
 
 
 def bench_scenario(n: int, steps: int, seed: int = 1, weighted: bool = False,
-                   influence: float = 3.0) -> Scenario:
+                   influence: float = 3.0, rule: dict | None = None) -> Scenario:
     """Watts-Strogatz k=10, p=0.1 (the issue's graph), with TIE_WEIGHTS if `weighted`;
-    logistic rule; three nudges active from step 1 so every timed step computes norms,
-    messages, influence (the ambassadors' `influence`) and reminders."""
+    the logistic rule unless `rule`; three nudges active from step 1 so every timed step
+    computes norms, messages, influence (the ambassadors' `influence`) and reminders."""
     network = GRAPH_KINDS["watts_strogatz"] | ({"weights": TIE_WEIGHTS} if weighted else {})
     name = f"bench-{n}" + ("-weighted" if weighted else "")
     name += f"-influence-{influence:g}" if influence != 3.0 else ""
+    name += f"-{rule['kind']}" if rule else ""
     return Scenario.from_dict({
         "name": name, "seed": seed, "steps": steps,
         "population": {"size": n, "wards": 24},
         "network": network,
-        "rule": {"kind": "logistic"},
+        "rule": rule or {"kind": "logistic"},
         "initial_adopters": 0.1,
         "nudges": [
             {"kind": "norm_feedback", "start": 1, "every": 4, "scope": "ward", "injunctive": True,
@@ -584,7 +589,9 @@ def markdown(rows: list[Row], memory: list[dict], builds: list[dict], sweep: dic
              "integers; `weighted` sums them in float on the same graph with tie weights "
              "uniform in 0.1-2.0 (what runs on weighted graphs); `fractional` sums them in "
              f"float on unit ties with ambassadors of influence {FRACTIONAL_INFLUENCE:g} "
-             "(what runs for influence that is no integer times a power of two). "
+             "(what runs for influence that is no integer times a power of two); `cascade` "
+             "runs the independent cascade (p 0.1, progressive) on the same unit ties, its "
+             "exposure summed over every tie. "
              "Residents' part = the step "
              "after the nudges (Engine.respond: decide, update, record). `floor` = the memory "
              "floor measured in this run: a streaming read from memory (caches flushed first), on "
@@ -613,7 +620,8 @@ def markdown(rows: list[Row], memory: list[dict], builds: list[dict], sweep: dic
         [(f"{r.n:,} residents", r.extra["paired_floor_ratio"]) for r in rows
          if "paired_floor_ratio" in r.extra])
     lines += _paired_lines(
-        "`ties`, `weighted` and `fractional` step ÷ scipy's `A @ x` on the same ties, paired "
+        "`ties`, `weighted`, `fractional` and `cascade` step ÷ scipy's `A @ x` on the same "
+        "ties, paired "
         f"(each pair: {PAIR_STEPS} steps, then one untimed product and {PAIR_STEPS} "
         "timed straight after; the target is ≤ 1):",
         [(f"`{r.contender}`, {r.n:,} residents", r.extra["paired_scipy_ratio"]) for r in rows
@@ -787,6 +795,15 @@ def bench_main(argv: list[str] | None = None) -> int:
             del ties
             rows.append(row)
             print(f"fractional n={n:>6,}  {row.sec_per_step * 1e3:9.2f} ms/step", flush=True)
+        if "cascade" in wanted:  # the cascade's exposure, summed over every tie
+            csc = bench_scenario(n, sc.steps, sc.seed, rule=CASCADE_RULE)
+            row, ties = _time_engine(csc, args.steps, numba_on=True, counts=False,
+                                     name="cascade")
+            if product is not None and ties.backend.compiled:
+                row.extra["paired_scipy_ratio"] = paired_ratio(ties, product)
+            del ties
+            rows.append(row)
+            print(f"cascade n={n:>9,}  {row.sec_per_step * 1e3:9.2f} ms/step", flush=True)
         if "numpy" in wanted:
             row, _ = _time_engine(sc, args.steps, numba_on=False)
             rows.append(row)

@@ -381,20 +381,13 @@ def _count_infl(i, indptr, indices, x, f8):
     return c, d
 
 @njit(inline="always", cache=True, error_model="numpy")
-def _count_both(start, end, ties, x, y, f8, has_infl):
-    """(Σ f x, Σ f y, Σ f) over ties[start:end] (f = 1 without influence): the norm's
-    counts and the cascade's exposure in one pass over the row. `ties` as uint32, so
-    numba checks no index for being negative (see _float_row)."""
+def _count_bytes(start, end, ties, v):
+    """Σ v over ties[start:end] in int64, `ties` as uint32 (no check of each index for
+    being negative)."""
     c = 0
-    e = 0
-    d = 0
     for jj in range(start, end):
-        j = ties[jj]
-        f = np.int64(f8[j]) if has_infl else np.int64(1)
-        c += f * np.int64(x[j])
-        e += f * np.int64(y[j])
-        d += f
-    return c, e, d
+        c += np.int64(v[ties[jj]])
+    return c
 
 @njit(cache=True, error_model="numpy")
 def _count_ward(i, indptr, indices, x, f8, has_infl, ward):
@@ -557,6 +550,14 @@ def _choose(u, was, p, band):
 # work: table lookups by stamp run in a scalar loop of their own, then the arithmetic on
 # the looked-up values in a vector loop; a per-resident condition becomes a select on
 # values loaded unconditionally; flags are combined and counted eight bytes to a word.
+
+@njit(inline="always", cache=True, error_model="numpy")
+def cascade_ties(unit, flags, cascade):
+    """True when the cascade's exposure is an integer tie sum of one byte per neighbour,
+    influence x new adoption (unit ties, no in-ward boost, integer influence if any),
+    read from decide()'s tie_x."""
+    return (cascade and unit and (flags & HAS_TIE_BOOST) == 0
+            and ((flags & HAS_INFLUENCE) == 0 or (flags & INTEGRAL) != 0))
 
 @njit(inline="always", cache=True, error_model="numpy")
 def integer_ties(unit, flags, cascade):
@@ -812,6 +813,20 @@ def _norms_from_graph(lo, m, indptr, indices, weights, unit, adopted, newly, war
             dn = np.float64(d)
             norm[j] = num / dn if dn > 0 else 0.0
         return
+    if cascade_ties(unit, flags, cascade):
+        # the cascade's exposure, an integer sum of influence x new adoption read as one
+        # byte a tie (exact x scale, as in _row_sums). Its hazard reads no norm
+        # (rules.independent_cascade), so the norm is left at 0.0. Before, one pass summed
+        # norm and exposure reading adoption, new adoption and influence per tie: the
+        # decide kernel at 10^6 took 10.2 ms, 9.5 with this loop, 14.4 with the running
+        # sums of the case above (not investigated)
+        v, scale = tie_x[0], infl[2]
+        ties = indices.view(np.uint32)
+        for j in range(m):
+            i = lo + j
+            expo[j] = np.float64(_count_bytes(indptr[i], indptr[i + 1], ties, v)) * scale
+            norm[j] = 0.0
+        return
     if float_ties(unit, flags, cascade):
         # _fsum's sums in its order, each term w x (f a) read as one value (exact, see
         # _float_row), the denominator cached (_row_totals_f): at 10^6 on a weighted
@@ -830,18 +845,6 @@ def _norms_from_graph(lo, m, indptr, indices, weights, unit, adopted, newly, war
             dn = denf[i]
             norm[j] = num / dn if dn > 0 else 0.0
         return
-    if cascade and unit and not boosted and (not has_infl or (flags & INTEGRAL) != 0):
-        # the cascade's integer sums, norm and exposure, in one pass over each row: at 10^6
-        # the two passes of _row_sums took 29 ms (two threads)
-        f8, scale = infl[0], infl[2]
-        ties = indices.view(np.uint32)
-        for j in range(m):
-            i = lo + j
-            c, e, d = _count_both(indptr[i], indptr[i + 1], ties, adopted, newly, f8, has_infl)
-            num = np.float64(c) * scale  # exact, as in _row_sums
-            dn = np.float64(d) * scale
-            norm[j] = num / dn if dn > 0 else 0.0
-            expo[j] = np.float64(e) * scale
         return
     for j in range(m):
         i = lo + j
@@ -2560,8 +2563,8 @@ def decide(engine, t: int, fx, update: bool = False) -> tuple:
         counts.sync(a8, prog.f8, prog.f_key)
     cnt = counts.both if by_counts else _NO_COUNTS
     with Threads(g.n):
-        tie_x = _NO_TIE_X if by_counts else _tie_x(g, prog, a8, engine.backend.effects,
-                                                   code == 3)
+        tie_x = _NO_TIE_X if by_counts else _tie_x(g, prog, a8, _u8(engine.newly_adopted),
+                                                   engine.backend.effects, code == 3)
         near, total, by_ward = _decide(
             by_counts, cnt, g.indptr, g.indices, g.weights, g.unit, a8,
             _u8(engine.newly_adopted), g.ward, g.starts, prog.ward_boost, prog.influence(g),
@@ -2649,7 +2652,8 @@ _EMPTY_U8 = np.zeros(0, dtype=np.uint8)
 _NO_TIE_X = (_EMPTY_I8, np.zeros(0, dtype=np.int64), _EMPTY_F, _EMPTY_F, _EMPTY_U8, _EMPTY_F)
 
 
-def _tie_x(g: Graph, prog: Program, a8: np.ndarray, pool: dict, cascade: bool) -> tuple:
+def _tie_x(g: Graph, prog: Program, a8: np.ndarray, n8: np.ndarray, pool: dict,
+           cascade: bool) -> tuple:
     """What _norms_from_graph's fast cases read, (v8, int64 totals, vf, float64 totals,
     code, table), each resident's influence x adoption in one of three forms:
 
@@ -2659,10 +2663,18 @@ def _tie_x(g: Graph, prog: Program, a8: np.ndarray, pool: dict, cascade: bool) -
       none or integral: int8 v8; set by at most CODED_TERMS terms: uint8 code, with
       table[code] the value (_influence_codes); else float64 vf.
 
+    For the cascade's integer sums (cascade_ties), v8 is influence x new adoption (n8).
+
     Adoption itself is v8 when everyone weighs 1. The totals, each resident's tie
     influence, are recounted only when the influence terms change (Program.f_key).
     Call inside Threads."""
     none = _NO_TIE_X
+    if _py(cascade_ties)(g.unit, prog.flags, cascade):
+        if prog.f8 is None:
+            return n8.view(np.int8), *none[1:]
+        v = _pooled(pool, "ties:v", g.n, np.int8)
+        _products(n8, prog.f8, v)
+        return v, *none[1:]
     if _py(integer_ties)(g.unit, prog.flags, cascade):
         if prog.f8 is None:
             return a8.view(np.int8), *none[1:]

@@ -17,19 +17,20 @@ from nudgesim.errors import UsageError
 def test_quick_bench_writes_the_table(tmp_path):
     assert bench_main(["--quick", "--out", str(tmp_path)]) == 0
     text = (tmp_path / "benchmark.md").read_text()
-    for contender in ("engine", "ties", "weighted", "fractional", "numpy", "agents", "mesa",
-                      "scipy", "floor"):
+    for contender in ("engine", "ties", "weighted", "fractional", "cascade", "numpy", "agents",
+                      "mesa", "scipy", "floor"):
         assert f"| {contender} | 2,000 |" in text
     assert "bytes / resident" in text and "## Machine" in text and "Reproduce:" in text
     assert "Engine step ÷ memory floor, paired" in text
-    assert ("`ties`, `weighted` and `fractional` step ÷ scipy's `A @ x` on the same ties, "
-            "paired") in text
+    assert ("`ties`, `weighted`, `fractional` and `cascade` step ÷ scipy's `A @ x` on the "
+            "same ties, paired") in text
     data = json.loads((tmp_path / "benchmark.json").read_text())
-    for name in ("ties", "weighted", "fractional"):
+    for name in ("ties", "weighted", "fractional", "cascade"):
         paired = next(r for r in data["rows"] if r["contender"] == name)["extra"]["paired_scipy_ratio"]
         assert paired["pairs"] == 6 and 0 < paired["min"] <= paired["median"] <= paired["max"]
     assert {r["contender"] for r in data["rows"]} == {
-        "engine", "ties", "weighted", "fractional", "numpy", "agents", "mesa", "scipy", "floor"}
+        "engine", "ties", "weighted", "fractional", "cascade", "numpy", "agents", "mesa", "scipy",
+        "floor"}
     assert all(r["sec_per_step"] > 0 for r in data["rows"])
 
 

@@ -633,12 +633,13 @@ def test_running_sums_are_the_prefix_sums_of_the_tied_values(values, ties):
     assert np.all(cum[t.size + 1:] == -999)  # nothing written past the ties
 
 
-def test_summing_every_tie_row_by_row_when_a_block_has_too_many_ties(monkeypatch):
+@pytest.mark.parametrize("rule", [RULES[0], RULES[3]])
+def test_summing_every_tie_row_by_row_when_a_block_has_too_many_ties(rule, monkeypatch):
     # a complete graph of 300 has 89,700 tie ends in one block: more than the running
-    # sum's scratch, so the rows are summed one by one
+    # sum's scratch, so the rows are summed one by one (the cascade's exposure always is)
     graph = nx.complete_graph(300)
     assert 300 * 299 > kernels.TIE_SCRATCH
-    sc = small(2, RULES[0], NETWORKS[0], [NUDGES[7], NUDGES[0]], steps=5, n=300)
+    sc = small(2, rule, NETWORKS[0], [NUDGES[7], NUDGES[0]], steps=5, n=300)
     fast = _run_tie_sums(sc, graph)
     with monkeypatch.context() as m:
         m.setattr(kernels, "ENABLED", False)
@@ -701,9 +702,9 @@ def test_float_tie_sums_match_numpy(rule, network, nudges, monkeypatch):
     [NUDGES[8] | {"targeting": {"count": 900}}],  # a half: integers x 2^-1
     [NUDGES[9] | {"targeting": {"count": 900}}],  # 1.1: the general float sums
 ])
-def test_cascade_norm_and_exposure_match_numpy(nudges, monkeypatch):
-    # the cascade's norm and exposure counted in one pass over each row (_count_both),
-    # influence weighing each new adopter's tie, against numpy; many blocks and chunks
+def test_cascade_exposure_matches_numpy(nudges, monkeypatch):
+    # the cascade's exposure summed in integers, one byte a tie (cascade_ties), influence
+    # weighing each new adopter's tie, against numpy; many blocks and chunks
     monkeypatch.setattr(kernels, "PARALLEL_MIN_N", 0)
     sc = small(9, RULES[3], NETWORKS[0], nudges, steps=8, n=3 * kernels.BLOCK + 17)
     fast, slow = run_both(sc, monkeypatch)
