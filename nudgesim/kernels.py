@@ -632,8 +632,8 @@ def _row_totals_f(indptr, indices, weights, unit, fl, has_infl, den):
 @njit(parallel=True, cache=True, error_model="numpy")
 def _products(a, f8, v):
     """v = influence x adoption as int8 (|f| <= 127, adoption 0/1; or uint8 influence
-    codes, _influence_codes): the one byte per neighbour that a tie sum reads. Before, each tie read the neighbour's
-    adoption and its influence, two scattered bytes instead of one."""
+    codes, _influence_codes): the one byte per neighbour that a tie sum reads. Before,
+    each tie read the neighbour's adoption and its influence, two scattered bytes."""
     for i in prange(v.shape[0]):
         v[i] = f8[i] * np.int8(a[i])
 
