@@ -521,6 +521,29 @@ def _surely_no_event(u, x, margin):
     and 21.6 -> 21.4 ms for AVX-512; AMD Zen 5)."""
     return (x < 0.0) & (u - margin > _exp_above(x))
 
+@njit(inline="always", cache=True, error_model="numpy")
+def _cascade_bound(e, p_tie, push):
+    """A number never below the cascade's adoption hazard, _shift(1 - (1 - p)^e, push),
+    for exposure e > 0 (2.0 when there is none to give: a uniform is never above it).
+
+    1 - (1 - p)^e <= p max(e, 1) = h: Bernoulli's inequality for e >= 1, and
+    (1 - p)^e >= 1 - p for e <= 1. A push <= 0 only lowers a hazard (_shift). One > 0
+    gives h e^push / (1 + h (e^push - 1)) <= h e^push, and e^push <= 1.07 /
+    _exp_above(-push), since _exp_above is at most 6.2% above exp (down to -1000 log 2,
+    so for a push up to 600)."""
+    h = p_tie * max(e, 1.0)
+    if push <= 0.0:
+        return h
+    if push > 600.0:
+        return 2.0
+    return h * (1.07 / _exp_above(-push))
+
+@njit(cache=True, error_model="numpy")
+def _cascade_bound_many(e, p_tie, push, out):
+    """_cascade_bound over arrays (for tests)."""
+    for i in range(out.shape[0]):
+        out[i] = _cascade_bound(e[i], p_tie, push[i])
+
 @njit(cache=True, error_model="numpy")
 def _surely_no_event_many(u, x, margin, out):
     """_surely_no_event over arrays (for tests)."""
@@ -1131,20 +1154,21 @@ def _decide_block(lo, m, expo, ward, starts, adopted, stamps, t, trow, tchan, tt
         # of the hazard by the band (_choose); only the others take the exact path.
         # Bounds: 0.0 exactly for a resident not adopted whom no new adopter reached, and
         # for an adopted one when the lapse is 0 (a progressive cascade; _shift of 0 is
-        # 0); 1 - (1 - p)^e <= e p (Bernoulli, for e >= 1) for one reached with no push
-        # (_shift of it is itself; a push, or e < 1, leaves it to the exact path)
+        # 0). For one reached, _cascade_bound, with the push of _mechanistic added in its
+        # order (so of the same sign)
         z = np.uint64(lo) * ODD + skey
         p_tie = 1.0 - params[0]  # params[0] = 1 - p: exact for p <= 1/2 (Sterbenz)
         no_lapse = params[1] == 0.0
         margin = 4.0 * band
         util, ash, crel = ch[0], ch[2], ch[3]
+        cost_b = cost[lo:hi]
         for j in range(m):
             e = expo[j]
             was, new = ab[j] != 0, ab[j] == 0
             zero = (was & no_lapse) | (new & (e == 0.0))  # a hazard of exactly 0.0
-            calm = new & (e >= 1.0) & (util[j] == 0.0) & (ash[j] == 0.0) & (crel[j] == 0.0)
-            bound = band if zero else e * p_tie + margin
-            open_[j] = not ((zero | calm) & (_uniform_below(z) > bound))
+            push = util[j] + ash[j] + cost_b[j] * crel[j]
+            bound = band if zero else _cascade_bound(e, p_tie, push) + margin
+            open_[j] = not ((zero | new) & (_uniform_below(z) > bound))
             z += ODD
     elif rule == 1:  # the threshold rule: the same for a resident not adopted whose norm
         # is below its threshold (a loop of its own: `threshold` is empty for other rules)

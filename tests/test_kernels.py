@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from cases import NETWORKS as BASE_NETWORKS
 from cases import RULES
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 import nudgesim as ns
@@ -836,19 +836,36 @@ def test_counts_of_scaled_influence_match_numpy(strength, monkeypatch):
 
 @pytest.mark.parametrize("lapse", [0.0, 0.05])
 @pytest.mark.parametrize("p, nudges", [
-    (0.6, [NUDGES[8] | {"influence": 0.5, "targeting": {"count": 2000}}]),  # e < 1: exact
+    (0.6, [NUDGES[8] | {"influence": 0.5, "targeting": {"count": 2000}}]),  # e < 1: p
     # pushes: reminders (utility), information (attitude), an incentive (cost relief)
     (0.2, [NUDGES[8] | {"targeting": {"count": 900}}, NUDGES[0]]),
     (0.2, [NUDGES[6] | {"reach": 0.5}]),
     (0.2, [NUDGES[4] | {"reach": 0.5, "crowding_out": 0.0}]),
+    (0.2, [NUDGES[4] | {"reach": 0.5, "end": 3}]),  # then crowding out: a push < 0
     (0.45, []),
 ])
 def test_cascade_bounds_settle_as_numpy_decides(lapse, p, nudges, monkeypatch):
     # the cascade settles residents whose uniform is above a bound of their hazard: 0.0
-    # (not reached; adopted with no lapse) or e p (reached by e >= 1 with no push); with
-    # influence 0.5 a single new adopter gives e = 0.5, where e p is below 1 - (1 - p)^e
+    # (not reached; adopted with no lapse), p max(e, 1) for one reached, its odds times a
+    # bound of e^push under a push > 0; with influence 0.5 a single new adopter gives
+    # e = 0.5, where e p is below 1 - (1 - p)^e
     monkeypatch.setattr(kernels, "PARALLEL_MIN_N", 0)
     rule = {"kind": "independent_cascade", "p": p, "lapse": lapse}
     sc = small(11, rule, NETWORKS[0], nudges, steps=8, n=3 * kernels.BLOCK + 17)
     fast, slow = run_both(sc, monkeypatch)
     assert_same(fast, slow)
+
+
+@settings(max_examples=300, deadline=None)
+@given(p=st.floats(1e-12, 1.0), e=st.floats(1e-3, 2e3), push=st.floats(-60.0, 700.0))
+@example(p=1e-6, e=1.0, push=0.3863)  # where _exp_above is 6.15% above exp
+@example(p=0.5, e=0.5, push=0.0)  # e < 1: p, not e p
+def test_the_cascade_bound_is_never_below_the_hazard(p, e, push):
+    # the numpy rule's hazard, as rules.independent_cascade computes it
+    from nudgesim import rules
+
+    q = 1.0 - p
+    hazard = rules.shift(np.array([1.0 - q**e]), np.array([push]))[0]
+    out = np.empty(1)
+    kernels._cascade_bound_many(np.array([e]), 1.0 - q, np.array([push]), out)
+    assert out[0] >= hazard - 1e-12
