@@ -44,6 +44,10 @@ FRACTIONAL_INFLUENCE = 1.1
 #: The `cascade` contender's rule: the independent cascade at its defaults (p 0.1,
 #: progressive), whose exposure is summed over every tie each step.
 CASCADE_RULE = {"kind": "independent_cascade"}
+#: Contenders that run the benchmark's unit ties another way, summing every tie each
+#: step, each paired with scipy's A @ x on those ties: bench_scenario's arguments.
+UNIT_TIE_VARIANTS: dict[str, dict[str, Any]] = {
+    "fractional": {"influence": FRACTIONAL_INFLUENCE}, "cascade": {"rule": CASCADE_RULE}}
 #: Largest size each slow contender is run at (its step takes ~seconds there; assumption).
 DEFAULT_LIMITS = {"agents": 10_000, "mesa": 100_000}
 GRAPH_KINDS = {
@@ -785,25 +789,16 @@ def bench_main(argv: list[str] | None = None) -> int:
             del ties
             rows.append(row)
             print(f"weighted n={n:>8,}  {row.sec_per_step * 1e3:9.2f} ms/step", flush=True)
-        if "fractional" in wanted:  # the float tie sums of influence on unit ties
-            fsc = bench_scenario(n, sc.steps, sc.seed, influence=FRACTIONAL_INFLUENCE)
-            row, ties = _time_engine(fsc, args.steps, numba_on=True, counts=False,
-                                     name="fractional")
-            row.note = row.note.replace("every tie summed", "every tie summed in float")
+        for name, variant in UNIT_TIE_VARIANTS.items():
+            if name not in wanted:
+                continue
+            row, ties = _time_engine(bench_scenario(n, sc.steps, sc.seed, **variant),
+                                     args.steps, numba_on=True, counts=False, name=name)
             if product is not None and ties.backend.compiled:
                 row.extra["paired_scipy_ratio"] = paired_ratio(ties, product)
             del ties
             rows.append(row)
-            print(f"fractional n={n:>6,}  {row.sec_per_step * 1e3:9.2f} ms/step", flush=True)
-        if "cascade" in wanted:  # the cascade's exposure, summed over every tie
-            csc = bench_scenario(n, sc.steps, sc.seed, rule=CASCADE_RULE)
-            row, ties = _time_engine(csc, args.steps, numba_on=True, counts=False,
-                                     name="cascade")
-            if product is not None and ties.backend.compiled:
-                row.extra["paired_scipy_ratio"] = paired_ratio(ties, product)
-            del ties
-            rows.append(row)
-            print(f"cascade n={n:>9,}  {row.sec_per_step * 1e3:9.2f} ms/step", flush=True)
+            print(f"{name} n={n:>9,}  {row.sec_per_step * 1e3:9.2f} ms/step", flush=True)
         if "numpy" in wanted:
             row, _ = _time_engine(sc, args.steps, numba_on=False)
             rows.append(row)
