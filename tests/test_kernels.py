@@ -685,8 +685,7 @@ def test_tie_totals_follow_the_influence_terms():
 def test_float_tie_sums_match_numpy(rule, network, nudges, monkeypatch):
     # _norms_from_graph's float case (float_ties: one value of influence x adoption per
     # tie, int8, a code or float64, denominators cached until the influence terms change)
-    # against
-    # numpy, in several blocks and chunks
+    # against numpy, in several blocks and chunks
     monkeypatch.setattr(kernels, "PARALLEL_MIN_N", 0)
     sc = small(8, rule, network, nudges, steps=8, n=3 * kernels.BLOCK + 17)
     fast = _run_tie_sums(sc)
