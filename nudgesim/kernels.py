@@ -826,11 +826,10 @@ def _norms_from_graph(lo, m, indptr, indices, weights, unit, adopted, newly, war
                 dn = np.float64(d)
                 norm[j] = num / dn if dn > 0 else 0.0
             return
+        ties = indices.view(np.uint32)
         for j in range(m):  # a block with more ties than the scratch (hubs)
             i = lo + j
-            c = 0
-            for jj in range(indptr[i], indptr[i + 1]):
-                c += np.int64(v[indices[jj]])
+            c = _count_bytes(indptr[i], indptr[i + 1], ties, v)
             d = den[i] if has_infl else indptr[i + 1] - indptr[i]
             num = np.float64(c)
             dn = np.float64(d)
@@ -844,7 +843,8 @@ def _norms_from_graph(lo, m, indptr, indices, weights, unit, adopted, newly, war
         # adoption and influence per tie. At 10^6 (reminders only), a step took
         # 7.9-8.4 ms with a plain loop over each row's bytes, 4.8-5.2 ms with these sums.
         # A loop of its own: sharing the norms' (a branch per row) took the decide kernel
-        # 14.4 ms, against 9.5 for the plain loop
+        # 14.4 ms, against 9.5 for the plain loop; one helper writing both sums first,
+        # then a pass dividing or scaling them, took the integer norms' step 5.7 -> 6.4 ms
         v, scale = tie_x[0], infl[2]
         base = indptr[lo]
         count = indptr[lo + m] - base
@@ -2704,17 +2704,15 @@ def _tie_x(g: Graph, prog: Program, a8: np.ndarray, n8: np.ndarray, pool: dict,
     influence, are recounted only when the influence terms change (Program.f_key).
     Call inside Threads."""
     none = _NO_TIE_X
-    if _py(cascade_ties)(g.unit, prog.flags, cascade):
+    if _py(integer_ties)(g.unit, prog.flags, cascade) or _py(cascade_ties)(
+            g.unit, prog.flags, cascade):
+        x8 = n8 if cascade else a8  # the cascade sums new adoption: its exposure
         if prog.f8 is None:
-            return n8.view(np.int8), *none[1:]
+            return x8.view(np.int8), *none[1:]
         v = _pooled(pool, "ties:v", g.n, np.int8)
-        _products(n8, prog.f8, v)
-        return v, *none[1:]
-    if _py(integer_ties)(g.unit, prog.flags, cascade):
-        if prog.f8 is None:
-            return a8.view(np.int8), *none[1:]
-        v = _pooled(pool, "ties:v", g.n, np.int8)
-        _products(a8, prog.f8, v)
+        _products(x8, prog.f8, v)
+        if cascade:  # the exposure is no ratio: no totals
+            return v, *none[1:]
         den = _totals_for(pool, "ties", g.n, np.int64, prog.f_key,
                           lambda d: _row_totals(g.indptr, g.indices, prog.f8, d))
         return v, den, *none[2:]
