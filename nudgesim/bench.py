@@ -1509,6 +1509,21 @@ def _size(text: str, option: str) -> int:
     return int(value)
 
 
+def _warm_for_scale(run_steps: list[int]) -> str:
+    """Compile the kernels, where numba's cache is cold for runs of these lengths, before
+    any size runs. Otherwise the first size would run on numpy (a run that short does not
+    wait for a compile) and the next would time the compiling as its engine set-up."""
+    from .engine import warm_up
+
+    cold = sorted({k for k in run_steps if not kernels.cache_is_warm(k)})
+    if not kernels.AVAILABLE or not cold:
+        return ("numba's cache warm" if kernels.AVAILABLE else
+                "none (numba not installed, or NUDGESIM_NUMBA=0)")
+    print("compiling the kernels first (numba's cache is cold)", flush=True)
+    seconds = sum(warm_up(k) for k in cold)
+    return f"compiled first, {seconds:.1f} s (numba's cache was cold)"
+
+
 def scale_main(args: argparse.Namespace, argv: list[str] | None) -> int:
     sizes = [_size(x.strip(), "--scale-sizes") for x in args.scale_sizes.split(",") if x.strip()]
     if not sizes:
@@ -1538,9 +1553,10 @@ def scale_main(args: argparse.Namespace, argv: list[str] | None) -> int:
         from . import limits
 
         limits.parse_size(args.max_memory)  # a bad size is named before anything runs
+    compiled = _warm_for_scale([max(k, CAMPAIGN_WEEKS) for k in steps])
     rows = scale(sizes, steps, args.scale_ward_size, scores,
                  community_method=args.scale_community_method, max_memory=args.max_memory)
-    info = machine()
+    info = machine() | {"kernels_before_the_sizes": compiled}
     command = ("nudgesim bench " + " ".join(argv if argv is not None else [])).strip()
     text = scale_markdown(rows, info, command)
     out = Path(args.out)

@@ -194,6 +194,23 @@ def test_scale_reads_the_floor_after_every_step_and_keeps_it_off_the_steps_memor
     assert 0 < steps["peak"] < 2**30 and steps["rss_after"] < 2**30
 
 
+def test_scale_compiles_the_kernels_before_any_size_on_a_cold_cache(monkeypatch):
+    # else the first size runs on numpy and the next times the compiling as its set-up
+    from nudgesim import bench, engine
+
+    compiled: list[int] = []
+    monkeypatch.setattr(kernels, "AVAILABLE", True)
+    monkeypatch.setattr(kernels, "cache_is_warm", lambda steps=3: steps != 52)
+    monkeypatch.setattr(engine, "warm_up", lambda steps=3: compiled.append(steps) or 31.0)
+    assert bench._warm_for_scale([52, 52, 200]) == (
+        "compiled first, 31.0 s (numba's cache was cold)")
+    assert compiled == [52]
+    monkeypatch.setattr(kernels, "cache_is_warm", lambda steps=3: True)
+    assert bench._warm_for_scale([52]) == "numba's cache warm" and compiled == [52]
+    monkeypatch.setattr(kernels, "AVAILABLE", False)
+    assert bench._warm_for_scale([52]).startswith("none (numba not installed")
+
+
 def test_scale_options_name_the_field(tmp_path):
     for argv, field in ((["--scale-sizes", "1e6,lots"], "--scale-sizes"),
                         (["--scale-sizes", "50"], "--scale-sizes"),
