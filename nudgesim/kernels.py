@@ -161,6 +161,7 @@ HAS_DIRECT = 128
 HAS_LOCKED = 256
 INTEGRAL = 512  # influence holds int8-range integers (times a power of two): int64 sums
 HALF_ROWS = 1024  # compiled without AVX-512: see _norms_from_counts and _counts_in_loop
+WARD_RUNS = 2048  # every ward is one run of residents (Graph.runs): see _float_row_ward
 
 
 def _setting() -> bool | None:
@@ -389,39 +390,57 @@ def _count_bytes(start, end, ties, v):
         c += np.int64(v[ties[jj]])
     return c
 
-@njit(cache=True, error_model="numpy")
+@njit(inline="always", cache=True, error_model="numpy")
 def _count_ward(i, indptr, indices, x, f8, has_infl, ward):
+    """(Σ f x, Σ f) over row i's ties, then over its in-ward ones, in one pass."""
     wi = ward[i]
     c = 0
     d = 0
+    cw = 0
+    dw = 0
     for jj in range(indptr[i], indptr[i + 1]):
         j = indices[jj]
         same = np.int64(ward[j] == wi)
         f = np.int64(f8[j]) if has_infl else np.int64(1)
-        c += same * f * np.int64(x[j])
-        d += same * f
-    return c, d
+        fx = f * np.int64(x[j])
+        c += fx
+        d += f
+        cw += same * fx
+        dw += same * f
+    return c, d, cw, dw
 
-@njit(cache=True, error_model="numpy")
-def _fsum(i, indptr, indices, weights, unit, x, fl, has_infl, ward, in_ward):
-    """Float sums in stored order from 0.0, one ``w * x`` at a time (scipy's order)."""
-    wi = ward[i] if in_ward else 0
+@njit(inline="always", cache=True, error_model="numpy")
+def _fsum(i, indptr, indices, weights, unit, x, fl, has_infl, ward):
+    """Float sums in stored order from 0.0, one ``w * x`` at a time (scipy's order), over
+    row i's ties and, in the same pass, over its in-ward ones.
+
+    Why in one pass, the others' terms added as 0.0: a sum from +0.0 is never -0.0 (in
+    round-to-nearest x + y is -0.0 only when both are), and s + (±0.0) is s for any
+    other s, infinities and NaN included, so adding 0.0 gives the sum that skips the
+    term, bit for bit, without a branch per tie. Two passes (the second skipping other
+    wards) took a step at 10^6 with a community group 250-300 ms."""
+    wi = ward[i]
     num = 0.0
     den = 0.0
+    inum = 0.0
+    iden = 0.0
     for jj in range(indptr[i], indptr[i + 1]):
         j = indices[jj]
-        if in_ward and ward[j] != wi:
-            continue
         w = 1.0 if unit else weights[jj]
         a = np.float64(x[j])
         if has_infl:
             f = fl[j]
-            num += w * (f * a)
-            den += w * f
+            tn = w * (f * a)
+            td = w * f
         else:
-            num += w * a
-            den += w * 1.0
-    return num, den
+            tn = w * a
+            td = w * 1.0
+        num += tn
+        den += td
+        same = ward[j] == wi
+        inum += tn if same else 0.0
+        iden += td if same else 0.0
+    return num, den, inum, iden
 
 @njit(inline="always", cache=True, error_model="numpy")
 def _row_sums(i, indptr, indices, weights, unit, x, ward, infl, tb, flags):
@@ -438,20 +457,20 @@ def _row_sums(i, indptr, indices, weights, unit, x, ward, infl, tb, flags):
     boosted = (flags & HAS_TIE_BOOST) != 0
     f8, fl, scale = infl  # (int8 influence / scale (INTEGRAL), float64 influence, scale)
     if unit and (not has_infl or (flags & INTEGRAL) != 0):
+        if boosted:
+            c, d, cw, dw = _count_ward(i, indptr, indices, x, f8, has_infl, ward)
+            num = np.float64(c) * scale  # exact: a power of two times an integer < 2^53
+            den = np.float64(d) * scale
+            num += tb * (np.float64(cw) * scale)
+            den += tb * (np.float64(dw) * scale)
+            return num, den
         if has_infl:
             c, d = _count_infl(i, indptr, indices, x, f8)
         else:
             c, d = _count(i, indptr, indices, x)
-        num = np.float64(c) * scale  # exact: a power of two times an integer < 2^53
-        den = np.float64(d) * scale
-        if boosted:
-            c, d = _count_ward(i, indptr, indices, x, f8, has_infl, ward)
-            num += tb * (np.float64(c) * scale)
-            den += tb * (np.float64(d) * scale)
-        return num, den
-    num, den = _fsum(i, indptr, indices, weights, unit, x, fl, has_infl, ward, False)
+        return np.float64(c) * scale, np.float64(d) * scale
+    num, den, inum, iden = _fsum(i, indptr, indices, weights, unit, x, fl, has_infl, ward)
     if boosted:
-        inum, iden = _fsum(i, indptr, indices, weights, unit, x, fl, has_infl, ward, True)
         num += tb * inum
         den += tb * iden
     return num, den
@@ -592,13 +611,14 @@ def integer_ties(unit, flags, cascade):
 
 @njit(inline="always", cache=True, error_model="numpy")
 def float_ties(unit, flags, cascade):
-    """True when the norms are float tie sums with no in-ward boost and no cascade
-    exposure (weighted ties, or influence that is not a small integer): each tie then
-    reads one value per neighbour, influence x adoption (int8 when the influence is
-    integral or absent, else float64: _products_f), and the denominators are cached
-    (_row_totals_f), as in the integer case."""
-    return (not integer_ties(unit, flags, cascade) and (flags & HAS_TIE_BOOST) == 0
-            and not cascade)
+    """True when the norms are float tie sums (weighted ties, or influence that is not a
+    small integer), a community group's in-ward boost or not, and there is no cascade
+    exposure: each tie then reads one value per neighbour, influence x adoption (int8
+    when the influence is integral or absent, else a one-byte code or float64: _tie_x),
+    and the denominators are cached (_row_totals_f), as in the integer case. (Integer
+    sums under a boost stay with _row_sums: Program.influence gives them no floats.)"""
+    return not cascade and (not unit or ((flags & HAS_INFLUENCE) != 0
+                                         and (flags & INTEGRAL) == 0))
 
 @njit(parallel=True, cache=True, error_model="numpy")
 def _products_f(a, fl, v):
@@ -641,15 +661,51 @@ def _coded_row(start, end, ties, weights, unit, code, table):
             jj += 1
     return num
 
+@njit(inline="always", cache=True, error_model="numpy")
+def _float_row_ward(start, end, ties, weights, unit, v, ward, wi, runs, wlo, whi):
+    """_float_row over every tie and, in the same pass, over the ones to ward wi: the
+    others' terms are added as 0.0, which gives the sum that skips them (see _fsum).
+
+    runs (every ward one run of residents, wi's being [wlo, whi)): a neighbour is in
+    ward wi when its id is in that range, without reading its ward. At 10^6 on a
+    weighted graph (AVX2 Zen 3) a pass over every row took 50-90 ms reading each
+    neighbour's ward, 23-24 ms by its id, against 17-19 ms for the sum alone."""
+    num = 0.0
+    inum = 0.0
+    for jj in range(start, end):
+        j = ties[jj]
+        t = (1.0 if unit else weights[jj]) * np.float64(v[j])
+        num += t
+        same = (j >= wlo and j < whi) if runs else ward[j] == wi
+        inum += t if same else 0.0
+    return num, inum
+
+@njit(inline="always", cache=True, error_model="numpy")
+def _coded_row_ward(start, end, ties, weights, unit, code, table, ward, wi, runs, wlo, whi):
+    """_float_row_ward with each neighbour's f a read as table[code] (_coded_row)."""
+    num = 0.0
+    inum = 0.0
+    for jj in range(start, end):
+        j = ties[jj]
+        t = (1.0 if unit else weights[jj]) * table[code[j]]
+        num += t
+        same = (j >= wlo and j < whi) if runs else ward[j] == wi
+        inum += t if same else 0.0
+    return num, inum
+
 @njit(parallel=True, cache=True, error_model="numpy")
-def _row_totals_f(indptr, indices, weights, unit, fl, has_infl, den):
+def _row_totals_f(indptr, indices, weights, unit, fl, has_infl, ward, in_ward, den):
     """Each resident's Σ w f over its ties (Σ w without influence), in _fsum's order:
-    the float norm's denominator, which depends on the ties and the influence only."""
+    the float norm's denominator, which depends on the ties and the influence only.
+    in_ward: over its in-ward ties only (the others added as 0.0, as in _fsum)."""
     for i in prange(den.shape[0]):
+        wi = ward[i]
         d = 0.0
         for jj in range(indptr[i], indptr[i + 1]):
+            j = indices[jj]
             w = 1.0 if unit else weights[jj]
-            d += w * (fl[indices[jj]] if has_infl else 1.0)
+            t = w * (fl[j] if has_infl else 1.0)
+            d += t if not in_ward or ward[j] == wi else 0.0
         den[i] = d
 
 @njit(parallel=True, cache=True, error_model="numpy")
@@ -816,9 +872,59 @@ def _float_norms(lo, m, indptr, ties, weights, unit, tie_x, norm):
             num = _float_row(indptr[i], indptr[i + 1], ties, weights, unit, vf)
             norm[j] = num / denf[i] if denf[i] > 0 else 0.0
 
+@njit(inline="always", cache=True, error_model="numpy")
+def _boosted_norm(i, num, inum, denf, denw, ward_boost, wi, norm, j):
+    """(Σ + tb Σ in-ward) / (D + tb D_w), in _row_sums' order of operations."""
+    tb = ward_boost[wi]
+    num += tb * inum
+    den = denf[i] + tb * denw[i]
+    norm[j] = num / den if den > 0 else 0.0
+
+@njit(inline="always", cache=True, error_model="numpy")
+def _run_of(i, runs, starts, n, wlo, whi):
+    """The run of wards [wlo, whi) that holds resident i, given the last row's (rows come
+    in order): searched again only past its end."""
+    if runs and i >= whi:
+        return _ward_run(i, starts, n)
+    return wlo, whi
+
+@njit(inline="always", cache=True, error_model="numpy")
+def _float_norms_boosted(lo, m, indptr, ties, weights, unit, tie_x, ward, ward_boost,
+                         starts, runs, norm):
+    """_float_norms under a community group: each row's in-ward sum from the same pass
+    (_float_row_ward), D_w cached as D is."""
+    v8, vf, denf, code, table, denw = (tie_x[0], tie_x[2], tie_x[3], tie_x[4], tie_x[5],
+                                       tie_x[6])
+    n = ward.shape[0]
+    wlo, whi = 0, 0
+    if v8.size > 0:
+        for j in range(m):
+            i = lo + j
+            wi = ward[i]
+            wlo, whi = _run_of(i, runs, starts, n, wlo, whi)
+            num, inum = _float_row_ward(indptr[i], indptr[i + 1], ties, weights, unit, v8,
+                                        ward, wi, runs, wlo, whi)
+            _boosted_norm(i, num, inum, denf, denw, ward_boost, wi, norm, j)
+    elif code.size > 0:
+        for j in range(m):
+            i = lo + j
+            wi = ward[i]
+            wlo, whi = _run_of(i, runs, starts, n, wlo, whi)
+            num, inum = _coded_row_ward(indptr[i], indptr[i + 1], ties, weights, unit, code,
+                                        table, ward, wi, runs, wlo, whi)
+            _boosted_norm(i, num, inum, denf, denw, ward_boost, wi, norm, j)
+    else:
+        for j in range(m):
+            i = lo + j
+            wi = ward[i]
+            wlo, whi = _run_of(i, runs, starts, n, wlo, whi)
+            num, inum = _float_row_ward(indptr[i], indptr[i + 1], ties, weights, unit, vf,
+                                        ward, wi, runs, wlo, whi)
+            _boosted_norm(i, num, inum, denf, denw, ward_boost, wi, norm, j)
+
 @njit(cache=True, error_model="numpy")
 def _norms_from_graph(lo, m, indptr, indices, weights, unit, adopted, newly, ward,
-                      ward_boost, infl, flags, cascade, tie_x, cum, norm, expo):
+                      starts, ward_boost, infl, flags, cascade, tie_x, cum, norm, expo):
     """The same, summed over each resident's ties (and the cascade's exposure). cum:
     int32 scratch for the integer case's running sum."""
     boosted = (flags & HAS_TIE_BOOST) != 0
@@ -892,7 +998,13 @@ def _norms_from_graph(lo, m, indptr, indices, weights, unit, adopted, newly, war
         # without the other's branch. At 10^6 on a weighted graph the pass took 14.5 ms
         # with unit read at run time, 11.5 ms so (AVX2 Zen 3, fastest of 20 each)
         ties = indices.view(np.uint32)  # tie ends are never negative
-        if unit:
+        if boosted and (flags & WARD_RUNS) != 0:  # a community group's in-ward boost
+            _float_norms_boosted(lo, m, indptr, ties, weights, unit, tie_x, ward,
+                                 ward_boost, starts, True, norm)
+        elif boosted:
+            _float_norms_boosted(lo, m, indptr, ties, weights, unit, tie_x, ward,
+                                 ward_boost, starts, False, norm)
+        elif unit:
             _float_norms(lo, m, indptr, ties, weights, True, tie_x, norm)
         else:
             _float_norms(lo, m, indptr, ties, weights, False, tie_x, norm)
@@ -1303,7 +1415,7 @@ def _decide(by_counts, cnt, indptr, indices, weights, unit, adopted, newly, ward
                 _norms_from_counts(lo, m, cnt, ward, starts, ward_boost, flags, norm)
             elif not by_counts:
                 _norms_from_graph(lo, m, indptr, indices, weights, unit, adopted, newly,
-                                  ward, ward_boost, infl, flags, rule == 3, tie_x, cum,
+                                  ward, starts, ward_boost, infl, flags, rule == 3, tie_x, cum,
                                   norm, expo)
             k += _decide_block(lo, m, expo, ward, starts, adopted, stamps, t, trow, tchan,
                                ttab, mrow, mtab, mshown, minj, rule, params, attitude, habit,
@@ -2602,7 +2714,7 @@ def decide(engine, t: int, fx, update: bool = False) -> tuple:
     counts = engine.backend.counts
     threshold = pop.threshold if code == 1 else _EMPTY_F  # NaN view otherwise (engine.py)
     traits = (pop.attitude, engine.habit, pop.cost, threshold, pop.susceptibility)
-    flags = prog.flags | (0 if gathers() else HALF_ROWS)
+    flags = prog.flags | (0 if gathers() else HALF_ROWS) | (WARD_RUNS if g.runs else 0)
     tail = (prog.direct, prog.locked, flags, skey, float(NEAR), adopt, lapse,
             chunks, update, engine.ever_adopted, *_habit(engine.rule),
             pop.n_wards if update else 1, now, found)
@@ -2701,19 +2813,22 @@ def _py(kernel: Any) -> Callable:
 
 
 _EMPTY_U8 = np.zeros(0, dtype=np.uint8)
-_NO_TIE_X = (_EMPTY_I8, np.zeros(0, dtype=np.int64), _EMPTY_F, _EMPTY_F, _EMPTY_U8, _EMPTY_F)
+_NO_TIE_X = (_EMPTY_I8, np.zeros(0, dtype=np.int64), _EMPTY_F, _EMPTY_F, _EMPTY_U8, _EMPTY_F,
+             _EMPTY_F)
 
 
 def _tie_x(g: Graph, prog: Program, a8: np.ndarray, n8: np.ndarray, pool: dict,
            cascade: bool) -> tuple:
     """What _norms_from_graph's fast cases read, (v8, int64 totals, vf, float64 totals,
-    code, table), each resident's influence x adoption in one of three forms:
+    code, table, float64 in-ward totals), each resident's influence x adoption in one of
+    three forms:
 
     * integer tie sums (integer_ties): int8 v8 and int64 totals (on unit ties the
       influence may be int8 x a power of two, the scale both sums carry);
     * float ones (float_ties), float64 totals and, by the influence:
       none or integral: int8 v8; set by at most CODED_TERMS terms: uint8 code, with
-      table[code] the value (_influence_codes); else float64 vf.
+      table[code] the value (_influence_codes); else float64 vf. Under a community
+      group's in-ward boost, the totals over in-ward ties too.
 
     For the cascade's integer sums (cascade_ties), v8 is influence x new adoption (n8).
 
@@ -2752,10 +2867,16 @@ def _tie_x(g: Graph, prog: Program, a8: np.ndarray, n8: np.ndarray, pool: dict,
         vf = _pooled(pool, "tiesf:v", g.n, np.float64)
         _products_f(a8, fl, vf)
     # the totals need the influence's values: a key of () names "no influence"
-    den = _totals_for(pool, "tiesf", g.n, np.float64, prog.f_key if has_infl else (),
+    key = prog.f_key if has_infl else ()
+    den = _totals_for(pool, "tiesf", g.n, np.float64, key,
                       lambda d: _row_totals_f(g.indptr, g.indices, g.weights, g.unit, fl,
-                                              has_infl, d))
-    return v8, none[1], vf, den, code, table
+                                              has_infl, g.ward, False, d))
+    denw = none[6]
+    if prog.flags & HAS_TIE_BOOST:  # a community group: the in-ward totals too
+        denw = _totals_for(pool, "tiesw", g.n, np.float64, key,
+                           lambda d: _row_totals_f(g.indptr, g.indices, g.weights, g.unit,
+                                                   fl, has_infl, g.ward, True, d))
+    return v8, none[1], vf, den, code, table, denw
 
 
 #: at most this many influence terms are read through codes (_influence_codes): a code

@@ -680,6 +680,15 @@ def test_tie_totals_follow_the_influence_terms():
     # more terms than codes: float64 values of influence x adoption
     (NETWORKS[-1], [NUDGES[9] | {"influence": 1.1 + k / 10, "start": 2 + k // 4}
                     for k in range(kernels.CODED_TERMS + 1)]),
+    # a community group's in-ward boost, summed in the same pass: weighted with integer
+    # influence (int8), unit ties with 1.1 (codes), weighted past the codes (float64)
+    (NETWORKS[-1], [NUDGES[7] | {"targeting": {"count": 900}},
+                    NUDGES[11] | {"start": 2, "tie_strength": 0.7}]),
+    (NETWORKS[0], [NUDGES[9] | {"targeting": {"count": 900}},
+                   NUDGES[11] | {"start": 2, "tie_strength": 1.3, "wards": ["W01", "W03"]}]),
+    (NETWORKS[-1], [NUDGES[9] | {"influence": 1.1 + k / 10, "start": 2 + k // 4}
+                    for k in range(kernels.CODED_TERMS + 1)]
+     + [NUDGES[11] | {"start": 3, "tie_strength": 2.0}]),
 ])
 @pytest.mark.parametrize("rule", RULES[:3])
 def test_float_tie_sums_match_numpy(rule, network, nudges, monkeypatch):
@@ -689,6 +698,25 @@ def test_float_tie_sums_match_numpy(rule, network, nudges, monkeypatch):
     monkeypatch.setattr(kernels, "PARALLEL_MIN_N", 0)
     sc = small(8, rule, network, nudges, steps=8, n=3 * kernels.BLOCK + 17)
     fast = _run_tie_sums(sc)
+    with monkeypatch.context() as m:
+        m.setattr(kernels, "ENABLED", False)
+        slow = ns.simulate(sc)
+    assert_same(fast, slow)
+
+
+@pytest.mark.parametrize("runs", [True, False])
+def test_boosted_float_sums_find_in_ward_ties_by_run_or_by_ward(runs, monkeypatch):
+    # a community group on weighted ties: a neighbour is in-ward by its id's range where
+    # every ward is one run of residents (Graph.runs), else by its ward; both are numpy's
+    monkeypatch.setattr(kernels, "PARALLEL_MIN_N", 0)
+    nudges = [NUDGES[7] | {"targeting": {"count": 900}},
+              NUDGES[11] | {"start": 2, "tie_strength": 20.0, "wards": ["W01", "W03"]}]
+    sc = small(5, RULES[0], NETWORKS[-1], nudges, steps=8, n=3 * kernels.BLOCK + 17)
+    eng = Engine(sc)
+    eng.backend.counts = None
+    assert eng.backend.graph.runs
+    eng.backend.graph.runs = runs
+    fast = eng.run()
     with monkeypatch.context() as m:
         m.setattr(kernels, "ENABLED", False)
         slow = ns.simulate(sc)
