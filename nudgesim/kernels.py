@@ -889,23 +889,32 @@ def _run_of(i, runs, starts, n, wlo, whi):
     return wlo, whi
 
 @njit(inline="always", cache=True, error_model="numpy")
+def _value_rows_boosted(lo, m, indptr, ties, weights, unit, v, ward, ward_boost, starts,
+                        runs, denf, denw, norm):
+    """_float_norms_boosted's rows with f a read as values v (int8 or float64)."""
+    n = ward.shape[0]
+    wlo, whi = 0, 0
+    for j in range(m):
+        i = lo + j
+        wi = ward[i]
+        wlo, whi = _run_of(i, runs, starts, n, wlo, whi)
+        num, inum = _float_row_ward(indptr[i], indptr[i + 1], ties, weights, unit, v, ward,
+                                    wi, runs, wlo, whi)
+        _boosted_norm(i, num, inum, denf, denw, ward_boost, wi, norm, j)
+
+@njit(inline="always", cache=True, error_model="numpy")
 def _float_norms_boosted(lo, m, indptr, ties, weights, unit, tie_x, ward, ward_boost,
                          starts, runs, norm):
     """_float_norms under a community group: each row's in-ward sum from the same pass
     (_float_row_ward), D_w cached as D is."""
     v8, vf, denf, code, table, denw = (tie_x[0], tie_x[2], tie_x[3], tie_x[4], tie_x[5],
                                        tie_x[6])
-    n = ward.shape[0]
-    wlo, whi = 0, 0
     if v8.size > 0:
-        for j in range(m):
-            i = lo + j
-            wi = ward[i]
-            wlo, whi = _run_of(i, runs, starts, n, wlo, whi)
-            num, inum = _float_row_ward(indptr[i], indptr[i + 1], ties, weights, unit, v8,
-                                        ward, wi, runs, wlo, whi)
-            _boosted_norm(i, num, inum, denf, denw, ward_boost, wi, norm, j)
+        _value_rows_boosted(lo, m, indptr, ties, weights, unit, v8, ward, ward_boost,
+                            starts, runs, denf, denw, norm)
     elif code.size > 0:
+        n = ward.shape[0]
+        wlo, whi = 0, 0
         for j in range(m):
             i = lo + j
             wi = ward[i]
@@ -914,13 +923,8 @@ def _float_norms_boosted(lo, m, indptr, ties, weights, unit, tie_x, ward, ward_b
                                         table, ward, wi, runs, wlo, whi)
             _boosted_norm(i, num, inum, denf, denw, ward_boost, wi, norm, j)
     else:
-        for j in range(m):
-            i = lo + j
-            wi = ward[i]
-            wlo, whi = _run_of(i, runs, starts, n, wlo, whi)
-            num, inum = _float_row_ward(indptr[i], indptr[i + 1], ties, weights, unit, vf,
-                                        ward, wi, runs, wlo, whi)
-            _boosted_norm(i, num, inum, denf, denw, ward_boost, wi, norm, j)
+        _value_rows_boosted(lo, m, indptr, ties, weights, unit, vf, ward, ward_boost,
+                            starts, runs, denf, denw, norm)
 
 @njit(cache=True, error_model="numpy")
 def _norms_from_graph(lo, m, indptr, indices, weights, unit, adopted, newly, ward,
