@@ -1015,8 +1015,11 @@ def contended(n: int, loads: list[str], steps: int = 3, rounds: int = 5,
     configs = ["numpy", "default", "1"] + ([str(ncpu)] if ncpu > 1 else [])
     from .engine import warm_up
 
-    # enough steps for every timed window (int16 stamps: under 32,767)
-    total = min(30_000, 4 + rounds * len(configs) * len(loads) * (1 + max(steps, 300)))
+    # enough steps for every timed window (int16 stamps: under 32,767); a window with no
+    # minimum time takes `steps`, so the quick form stays under 127 steps, on the
+    # int8-stamp kernels .ci/run compiles up front (int16 ones cost it ~100 s to compile)
+    window = 1 + (max(steps, 300) if min_seconds > 0 else steps)
+    total = min(30_000, 4 + rounds * len(configs) * len(loads) * window)
     kernels.load()
     if not kernels.cache_is_warm(total):
         warm_up(total)  # compiled and cached before any competitor starts
