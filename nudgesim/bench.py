@@ -18,6 +18,7 @@ import gc
 import json
 import os
 import platform
+import re
 import time
 import tracemalloc
 from collections.abc import Callable
@@ -378,6 +379,34 @@ def _thread_range(counts: list[int]) -> str:
 PAIRS, PAIR_STEPS = 6, 4
 
 
+def _note_kept_rows(row: Row, eng: Engine, steps: int) -> None:
+    """On the float tie sums' path, whose rows are summed again only when a neighbour
+    changed (kernels._kept_sums): the share of rows a step summed, and a step's seconds
+    with every row summed, which is what a step changing about everyone costs (and what
+    every step cost before the sums were kept). Measured on `steps` steps each, after
+    the timed ones; other paths are left as they are."""
+    pool = eng.backend.effects
+    if "kept:form" not in pool:
+        return
+    pool["kept:count"] = 0
+    for _ in range(steps):
+        eng.step()
+    share = pool.pop("kept:count") / (steps * eng.n)
+    times = []
+    for _ in range(steps):
+        pool["kept:form"] = None  # every row dirty
+        t0 = time.perf_counter()
+        eng.step()
+        times.append(time.perf_counter() - t0)
+    row.extra["rows_summed_share"] = share
+    row.extra["every_row_sec_per_step"] = float(np.median(times))
+    every = _fmt(row.extra["every_row_sec_per_step"], "s")
+    row.note = re.sub(r"every (weighted )?tie summed each step",
+                      f"float tie sums kept, a row summed again when a neighbour changed "
+                      f"({share:.1%} of rows a step; every row summed: {every} a step)",
+                      row.note)
+
+
 def paired_ratio(eng: Engine, other: Callable[[], float]) -> dict[str, float]:
     """Engine step time over `other`'s (it returns its seconds), measured in pairs:
     PAIR_STEPS engine steps, then `other` straight after, PAIRS times. Both halves of a
@@ -593,7 +622,11 @@ def markdown(rows: list[Row], memory: list[dict], builds: list[dict], sweep: dic
              "integers; `weighted` sums them in float on the same graph with tie weights "
              "uniform in 0.1-2.0 (what runs on weighted graphs); `fractional` sums them in "
              f"float on unit ties with ambassadors of influence {FRACTIONAL_INFLUENCE:g} "
-             "(what runs for influence that is no integer times a power of two); `cascade` "
+             "(what runs for influence that is no integer times a power of two); both keep "
+             "each row's float sum and sum a row again only when a neighbour changed "
+             "(exact: the same terms in the same order give the same double), and the note "
+             "gives the step with every row summed, as one changing about everyone "
+             "would be; `cascade` "
              "runs the independent cascade (p 0.1, progressive) on the same unit ties, its "
              "exposure summed over every tie. "
              "Residents' part = the step "
@@ -748,7 +781,8 @@ def bench_main(argv: list[str] | None = None) -> int:
     memory: list[dict] = []
     for n in sizes:
         # + 2 warm-up, 2 traced, 1 spare, and the paired engine/floor steps
-        sc = bench_scenario(n, args.steps + 5 + PAIRS * PAIR_STEPS)
+        # steps for warming, timing, memory, the pairs and (_kept_rows) two more spells
+        sc = bench_scenario(n, 3 * args.steps + 5 + PAIRS * PAIR_STEPS)
         eng = None
         product: Callable[[], float] | None = None  # scipy's A @ x, paired with unit ties
         if {"engine", "scipy", "mesa", "floor"} & set(wanted):
@@ -786,6 +820,7 @@ def bench_main(argv: list[str] | None = None) -> int:
             row.note = row.note.replace("every tie", "every weighted tie")
             if "scipy" in wanted and ties.backend.compiled:
                 row.extra["paired_scipy_ratio"] = paired_ratio(ties, _time_scipy(ties, 1)[1])
+            _note_kept_rows(row, ties, args.steps)
             del ties
             rows.append(row)
             print(f"weighted n={n:>8,}  {row.sec_per_step * 1e3:9.2f} ms/step", flush=True)
@@ -796,6 +831,7 @@ def bench_main(argv: list[str] | None = None) -> int:
                                      args.steps, numba_on=True, counts=False, name=name)
             if product is not None and ties.backend.compiled:
                 row.extra["paired_scipy_ratio"] = paired_ratio(ties, product)
+            _note_kept_rows(row, ties, args.steps)
             del ties
             rows.append(row)
             print(f"{name} n={n:>9,}  {row.sec_per_step * 1e3:9.2f} ms/step", flush=True)

@@ -855,23 +855,34 @@ def _running_sums(ties, v, cum):
 def _float_norms(lo, m, indptr, ties, weights, unit, tie_x, norm):
     """_norms_from_graph's float case: each row's Σ w x (f a) in _fsum's order, read
     as one value a tie (exact, see _float_row), over its cached Σ w f (_row_totals_f).
-    The form of f a is chosen once a block, outside the row loop."""
+    A row is summed only when it is dirty (a neighbour's f a changed since its sum was
+    kept: _mark_changed); else its kept sum is the same double. The form of f a is
+    chosen once a block, outside the row loop."""
     v8, vf, denf, code, table = tie_x[0], tie_x[2], tie_x[3], tie_x[4], tie_x[5]
+    dirty, nums = tie_x[7], tie_x[8]
     if v8.size > 0:  # integer or no influence: one byte a tie, 1 MB at 10^6
         for j in range(m):
             i = lo + j
-            num = _float_row(indptr[i], indptr[i + 1], ties, weights, unit, v8)
-            norm[j] = num / denf[i] if denf[i] > 0 else 0.0
+            if dirty[i]:
+                nums[i] = _float_row(indptr[i], indptr[i + 1], ties, weights, unit, v8)
+                dirty[i] = 0
     elif code.size > 0:  # few influence terms: one byte a tie too
         for j in range(m):
             i = lo + j
-            num = _coded_row(indptr[i], indptr[i + 1], ties, weights, unit, code, table)
-            norm[j] = num / denf[i] if denf[i] > 0 else 0.0
+            if dirty[i]:
+                nums[i] = _coded_row(indptr[i], indptr[i + 1], ties, weights, unit, code,
+                                     table)
+                dirty[i] = 0
     else:
         for j in range(m):
             i = lo + j
-            num = _float_row(indptr[i], indptr[i + 1], ties, weights, unit, vf)
-            norm[j] = num / denf[i] if denf[i] > 0 else 0.0
+            if dirty[i]:
+                nums[i] = _float_row(indptr[i], indptr[i + 1], ties, weights, unit, vf)
+                dirty[i] = 0
+    for j in range(m):  # a loop of its own, with no row to sum: it vectorises
+        i = lo + j
+        d = denf[i]
+        norm[j] = nums[i] / d if d > 0 else 0.0
 
 @njit(inline="always", cache=True, error_model="numpy")
 def _boosted_norm(i, num, inum, denf, denw, ward_boost, wi, norm, j):
@@ -890,42 +901,49 @@ def _run_of(i, runs, starts, n, wlo, whi):
     return wlo, whi
 
 @njit(inline="always", cache=True, error_model="numpy")
-def _value_rows_boosted(lo, m, indptr, ties, weights, unit, v, ward, ward_boost, starts,
-                        runs, denf, denw, norm):
-    """_float_norms_boosted's rows with f a read as values v (int8 or float64)."""
+def _value_rows_boosted(lo, m, indptr, ties, weights, unit, v, ward, starts, runs, dirty,
+                        nums, inums):
+    """_float_norms_boosted's dirty rows summed with f a read as values v (int8 or
+    float64)."""
     n = ward.shape[0]
     wlo, whi = 0, 0
     for j in range(m):
         i = lo + j
-        wi = ward[i]
-        wlo, whi = _run_of(i, runs, starts, n, wlo, whi)
-        num, inum = _float_row_ward(indptr[i], indptr[i + 1], ties, weights, unit, v, ward,
-                                    wi, runs, wlo, whi)
-        _boosted_norm(i, num, inum, denf, denw, ward_boost, wi, norm, j)
+        if dirty[i]:
+            wlo, whi = _run_of(i, runs, starts, n, wlo, whi)
+            nums[i], inums[i] = _float_row_ward(indptr[i], indptr[i + 1], ties, weights,
+                                                unit, v, ward, ward[i], runs, wlo, whi)
+            dirty[i] = 0
 
 @njit(inline="always", cache=True, error_model="numpy")
 def _float_norms_boosted(lo, m, indptr, ties, weights, unit, tie_x, ward, ward_boost,
                          starts, runs, norm):
     """_float_norms under a community group: each row's in-ward sum from the same pass
-    (_float_row_ward), D_w cached as D is."""
+    (_float_row_ward), kept beside its sum until the row is dirty again, D_w cached as D
+    is."""
     v8, vf, denf, code, table, denw = (tie_x[0], tie_x[2], tie_x[3], tie_x[4], tie_x[5],
                                        tie_x[6])
+    dirty, nums, inums = tie_x[7], tie_x[8], tie_x[9]
     if v8.size > 0:
-        _value_rows_boosted(lo, m, indptr, ties, weights, unit, v8, ward, ward_boost,
-                            starts, runs, denf, denw, norm)
+        _value_rows_boosted(lo, m, indptr, ties, weights, unit, v8, ward, starts, runs,
+                            dirty, nums, inums)
     elif code.size > 0:
         n = ward.shape[0]
         wlo, whi = 0, 0
         for j in range(m):
             i = lo + j
-            wi = ward[i]
-            wlo, whi = _run_of(i, runs, starts, n, wlo, whi)
-            num, inum = _coded_row_ward(indptr[i], indptr[i + 1], ties, weights, unit, code,
-                                        table, ward, wi, runs, wlo, whi)
-            _boosted_norm(i, num, inum, denf, denw, ward_boost, wi, norm, j)
+            if dirty[i]:
+                wlo, whi = _run_of(i, runs, starts, n, wlo, whi)
+                nums[i], inums[i] = _coded_row_ward(indptr[i], indptr[i + 1], ties, weights,
+                                                    unit, code, table, ward, ward[i], runs,
+                                                    wlo, whi)
+                dirty[i] = 0
     else:
-        _value_rows_boosted(lo, m, indptr, ties, weights, unit, vf, ward, ward_boost,
-                            starts, runs, denf, denw, norm)
+        _value_rows_boosted(lo, m, indptr, ties, weights, unit, vf, ward, starts, runs,
+                            dirty, nums, inums)
+    for j in range(m):
+        i = lo + j
+        _boosted_norm(i, nums[i], inums[i], denf, denw, ward_boost, ward[i], norm, j)
 
 @njit(cache=True, error_model="numpy")
 def _norms_from_graph(lo, m, indptr, indices, weights, unit, adopted, newly, ward,
@@ -1576,6 +1594,55 @@ def _tie_ends(ids, indptr):
             _prefetch(indptr, ids[q + AHEAD])
         work += indptr[ids[q] + 1] - indptr[ids[q]]
     return work
+
+@njit(inline="always", cache=True, error_model="numpy")
+def _dirty_ties(i, indptr, indices, dirty):
+    """Mark resident i's neighbours' rows dirty; returns how many tie ends that was."""
+    for jj in range(indptr[i], indptr[i + 1]):
+        dirty[indices[jj]] = 1
+    return indptr[i + 1] - indptr[i]
+
+@njit(parallel=True, cache=True, error_model="numpy")
+def _mark_changed(vb, sb, vw, sw, per, indptr, indices, dirty, budget, chunks):
+    """The float tie sums' dirty rows: every row with a tie to a resident whose f a
+    (v, as bytes vb and whole words vw) differs from the copy the kept sums saw (seen:
+    sb, sw), which is brought up to date. per: residents a word (8 for one-byte values,
+    1 for float64, compared as bits). Graphs are symmetric, so the rows that read
+    resident i are i's own ties.
+
+    Why: a row whose neighbours all hold the values they held when it was summed sums
+    to the same double again (the same terms in the same order), so only dirty rows are
+    summed (_float_norms). A week changes few residents: at 10^5 on the benchmark's
+    weighted graph 0.15-0.18 % of them, which dirty 1.3-1.8 % of rows.
+
+    Returns False when the changed residents' tie ends passed `budget` (a chunk's
+    share of it): summing every row is then as cheap, and the caller marks them all."""
+    words = vw.shape[0]
+    size = (words + chunks - 1) // chunks
+    over = np.zeros(chunks, dtype=np.bool_)
+    share = budget // chunks + 1
+    for c in prange(chunks):
+        work = 0
+        for w in range(c * size, min(words, (c + 1) * size)):
+            diff = vw[w] ^ sw[w]
+            if diff == 0:
+                continue
+            sw[w] = vw[w]
+            if per == 1:
+                work += _dirty_ties(w, indptr, indices, dirty)
+            else:
+                while diff != 0:
+                    b = _trailing_zeros(diff) >> np.uint64(3)
+                    work += _dirty_ties(w * per + np.int64(b), indptr, indices, dirty)
+                    diff &= ~(np.uint64(0xFF) << (b << np.uint64(3)))
+            if work > share:
+                over[c] = True
+                break
+    for k in range(words * 8, vb.shape[0]):  # the bytes after the last whole word
+        if vb[k] != sb[k]:
+            sb[k] = vb[k]
+            _dirty_ties(k * per // 8, indptr, indices, dirty)
+    return not over.any()
 
 @njit(inline="always", cache=True, error_model="numpy")
 def _ward_run(j, starts, n):
@@ -2558,12 +2625,15 @@ class Program:
                 self.f8, self.scale = small
         self.flags = flags
 
-    def influence(self, g: Graph) -> tuple[np.ndarray, np.ndarray, float]:
+    def influence(self, g: Graph, dense: bool = True) -> tuple[np.ndarray, np.ndarray, float]:
         """(int8, float64, scale) influence for the tie sums: the int8 integers where
         unit ties sum them (influence = int8 x scale), the float64 influence itself
-        where sums are in float (weighted ties, or influence that is no such integer)."""
+        where sums are in float (weighted ties, or influence that is no such integer).
+
+        dense=False leaves the float64 out: building it is a resident-sized array a
+        step (8 MB and 1.5 ms at 10^6), which the fast cases do not read."""
         f8 = _EMPTY_I8 if self.f8 is None else self.f8
-        if self.f8 is not None and g.unit or self._fx.influence is None:
+        if self.f8 is not None and g.unit or not self._fx.influence_terms or not dense:
             return f8, _EMPTY_F, self.scale
         return f8, self._fx.influence, self.scale
 
@@ -2736,7 +2806,8 @@ def decide(engine, t: int, fx, update: bool = False) -> tuple:
                                                    engine.backend.effects, code == 3)
         near, total, by_ward = _decide(
             by_counts, cnt, g.indptr, g.indices, g.weights, g.unit, a8,
-            _u8(engine.newly_adopted), g.ward, g.starts, prog.ward_boost, prog.influence(g),
+            _u8(engine.newly_adopted), g.ward, g.starts, prog.ward_boost,
+            prog.influence(g, dense=not by_counts and _summed_in_general(g, prog, code == 3)),
             tie_x, prog.stamps, t, *terms, *prog.messages()[2:], code, params, *traits, *tail,
             restamp, block() if by_counts else BLOCK)
     if len(restamp):  # (a pass cut short leaves them owed: settling them again is exact)
@@ -2748,6 +2819,13 @@ def decide(engine, t: int, fx, update: bool = False) -> tuple:
     if ids is not None:
         _apply_rechecked(engine, ids, adopt, lapse, now, total, by_ward)
     return adopt, lapse, n_near, (now, *_totals(total), by_ward)
+
+
+def _summed_in_general(g: Graph, prog: Program, cascade: bool) -> bool:
+    """True when _norms_from_graph takes none of its fast cases but sums with _row_sums,
+    the one that reads the float64 influence (Program.influence)."""
+    return not any(_py(case)(g.unit, prog.flags, cascade)
+                   for case in (integer_ties, cascade_ties, float_ties))
 
 
 def _scaled_counts(prog: Program) -> bool:
@@ -2819,21 +2897,22 @@ def _py(kernel: Any) -> Callable:
 
 _EMPTY_U8 = np.zeros(0, dtype=np.uint8)
 _NO_TIE_X = (_EMPTY_I8, np.zeros(0, dtype=np.int64), _EMPTY_F, _EMPTY_F, _EMPTY_U8, _EMPTY_F,
-             _EMPTY_F)
+             _EMPTY_F, _EMPTY_U8, _EMPTY_F, _EMPTY_F)
 
 
 def _tie_x(g: Graph, prog: Program, a8: np.ndarray, n8: np.ndarray, pool: dict,
            cascade: bool) -> tuple:
     """What _norms_from_graph's fast cases read, (v8, int64 totals, vf, float64 totals,
-    code, table, float64 in-ward totals), each resident's influence x adoption in one of
-    three forms:
+    code, table, float64 in-ward totals, dirty, kept sums, kept in-ward sums), each
+    resident's influence x adoption in one of three forms:
 
     * integer tie sums (integer_ties): int8 v8 and int64 totals (on unit ties the
       influence may be int8 x a power of two, the scale both sums carry);
     * float ones (float_ties), float64 totals and, by the influence:
       none or integral: int8 v8; set by at most CODED_TERMS terms: uint8 code, with
       table[code] the value (_influence_codes); else float64 vf. Under a community
-      group's in-ward boost, the totals over in-ward ties too.
+      group's in-ward boost, the totals over in-ward ties too. Each row's sums are
+      kept between steps and summed again only when dirty (_kept_sums).
 
     For the cascade's integer sums (cascade_ties), v8 is influence x new adoption (n8).
 
@@ -2855,8 +2934,11 @@ def _tie_x(g: Graph, prog: Program, a8: np.ndarray, n8: np.ndarray, pool: dict,
         return v, den, *none[2:]
     if not _py(float_ties)(g.unit, prog.flags, cascade):
         return none
-    fl = prog.influence(g)[1]
     has_infl = (prog.flags & HAS_INFLUENCE) != 0
+
+    def fl() -> np.ndarray:  # the float64 influence, built only where read
+        return prog.influence(g)[1]
+
     v8, vf, code, table = none[0], none[2], none[4], none[5]
     if not has_infl:
         v8 = a8.view(np.int8)
@@ -2870,18 +2952,55 @@ def _tie_x(g: Graph, prog: Program, a8: np.ndarray, n8: np.ndarray, pool: dict,
         table = coded[1]
     else:  # w x (f8 x scale) could round where w x f does not: the influence itself
         vf = _pooled(pool, "tiesf:v", g.n, np.float64)
-        _products_f(a8, fl, vf)
+        _products_f(a8, fl(), vf)
     # the totals need the influence's values: a key of () names "no influence"
     key = prog.f_key if has_infl else ()
     den = _totals_for(pool, "tiesf", g.n, np.float64, key,
-                      lambda d: _row_totals_f(g.indptr, g.indices, g.weights, g.unit, fl,
+                      lambda d: _row_totals_f(g.indptr, g.indices, g.weights, g.unit, fl(),
                                               has_infl, g.ward, False, d))
     denw = none[6]
-    if prog.flags & HAS_TIE_BOOST:  # a community group: the in-ward totals too
+    boosted = bool(prog.flags & HAS_TIE_BOOST)
+    if boosted:  # a community group: the in-ward totals too
         denw = _totals_for(pool, "tiesw", g.n, np.float64, key,
                            lambda d: _row_totals_f(g.indptr, g.indices, g.weights, g.unit,
-                                                   fl, has_infl, g.ward, True, d))
-    return v8, none[1], vf, den, code, table, denw
+                                                   fl(), has_infl, g.ward, True, d))
+    if v8.size:
+        kept = _kept_sums(g, pool, v8, ("int8", boosted))
+    elif code.size:  # a code's value is table[code]: new terms, new values
+        kept = _kept_sums(g, pool, code, ("code", boosted, prog.f_key))
+    else:
+        kept = _kept_sums(g, pool, vf, ("float64", boosted))
+    return v8, none[1], vf, den, code, table, denw, *kept
+
+
+def _kept_sums(g: Graph, pool: dict, v: np.ndarray, form: tuple) -> tuple:
+    """(dirty, sums, in-ward sums): each row's float tie sums as last summed, and which
+    rows must be summed again because a neighbour's value in `v` (f a) changed since
+    (_mark_changed). `form` names what v's values mean: another form, a community
+    group's start (its in-ward sums were not kept) or, for codes, other terms mark every
+    row dirty."""
+    n = g.n
+    dirty = _pooled(pool, "kept:dirty", n, np.uint8)
+    sums = _pooled(pool, "kept:sums", n, np.float64)
+    inward = _pooled(pool, "kept:inward", n, np.float64) if form[1] else _EMPTY_F
+    seen, was = pool.get("kept:seen"), pool.get("kept:form")
+    ok = (was is not None and was[:2] == form[:2]
+          and (len(form) == 2 or _same_key(was[2], form[2])))
+    if ok and seen is not None and seen.dtype == v.dtype and seen.size == n:
+        vb, sb = v.view(np.uint8), seen.view(np.uint8)
+        ok = _mark_changed(vb, sb, _words(vb), _words(sb), 8 // v.itemsize, g.indptr,
+                           g.indices, dirty, int(PUSH_MAX_SHARE * g.indices.size),
+                           _chunks(n))
+    else:
+        ok = False
+    if not ok:
+        pool["kept:form"] = None
+        pool["kept:seen"] = v.copy()
+        dirty.fill(1)
+        pool["kept:form"] = form
+    if "kept:count" in pool:  # `nudgesim bench`: how many rows a step sums
+        pool["kept:count"] += int(np.count_nonzero(dirty))
+    return dirty, sums, inward
 
 
 #: at most this many influence terms are read through codes (_influence_codes): a code

@@ -28,6 +28,10 @@ def test_quick_bench_writes_the_table(tmp_path):
     for name in ("ties", "weighted", "fractional", "cascade"):
         paired = next(r for r in data["rows"] if r["contender"] == name)["extra"]["paired_scipy_ratio"]
         assert paired["pairs"] == 6 and 0 < paired["min"] <= paired["median"] <= paired["max"]
+    for name in ("weighted", "fractional"):  # float sums kept: rows summed, every row's step
+        extra = next(r for r in data["rows"] if r["contender"] == name)["extra"]
+        assert 0 <= extra["rows_summed_share"] <= 1 and extra["every_row_sec_per_step"] > 0
+    assert "float tie sums kept, a row summed again when a neighbour changed (" in text
     assert {r["contender"] for r in data["rows"]} == {
         "engine", "ties", "weighted", "fractional", "cascade", "numpy", "agents", "mesa", "scipy",
         "floor"}

@@ -19,6 +19,7 @@ from hypothesis import strategies as st
 import nudgesim as ns
 from nudgesim import kernels, rng
 from nudgesim.engine import Engine
+from nudgesim.network import from_edges
 from nudgesim.nudges import Effects, Stamps
 
 pytestmark = pytest.mark.skipif(not kernels.AVAILABLE, reason="numba not installed or disabled")
@@ -702,6 +703,76 @@ def test_float_tie_sums_match_numpy(rule, network, nudges, monkeypatch):
         m.setattr(kernels, "ENABLED", False)
         slow = ns.simulate(sc)
     assert_same(fast, slow)
+
+
+@pytest.mark.parametrize("network, nudges", [
+    (NETWORKS[-1], [NUDGES[0]]),  # weighted, no influence: the adoption bytes
+    (NETWORKS[-1], [NUDGES[7] | {"start": 3, "duration": 3}]),  # integer influence, int8
+    (NETWORKS[0], [NUDGES[9] | {"start": 2, "duration": 4}]),  # 1.1: codes, then none
+    # the same residents' code, 3, worth 1.1 and then 1.3: new terms mark every row
+    (NETWORKS[-1], [NUDGES[9] | {"targeting": {"strategy": "degree", "count": 900},
+                                 "start": 2, "duration": 3},
+                    NUDGES[9] | {"targeting": {"strategy": "degree", "count": 900},
+                                 "influence": 1.3, "start": 5}]),
+    (NETWORKS[-1], [NUDGES[9] | {"influence": 1.1 + k / 10, "start": 2 + k // 4}
+                    for k in range(kernels.CODED_TERMS + 1)]),  # float64 values
+    (NETWORKS[-1], [NUDGES[7] | {"targeting": {"count": 900}},  # with in-ward sums
+                    NUDGES[11] | {"start": 2, "tie_strength": 1.3, "duration": 3}]),
+    (NETWORKS[0], [NUDGES[9] | {"targeting": {"count": 900}},
+                   NUDGES[11] | {"start": 3, "tie_strength": 0.7, "wards": ["W01", "W03"]}]),
+])
+def test_kept_float_sums_are_the_sums_from_scratch(network, nudges, monkeypatch):
+    # each row's float tie sums are kept between steps and summed again only when a
+    # neighbour's influence x adoption changed (_kept_sums, _mark_changed): after every
+    # step they are bit for bit those of an engine that sums every row every step, and
+    # the kept copy was diffed, not replaced, while the form stayed the same (kept sums
+    # of weeks on other paths wait, unread, for the next float week)
+    monkeypatch.setattr(kernels, "PARALLEL_MIN_N", 0)
+    sc = small(6, RULES[0], network, nudges, steps=9, n=3 * kernels.BLOCK + 17)
+    kept, scratch = Engine(sc), Engine(sc)
+    kept.backend.counts = scratch.backend.counts = None
+    diffed = 0
+    while kept.t < kept.steps:
+        seen = kept.backend.effects.get("kept:seen")
+        scratch.backend.effects["kept:form"] = None  # every row dirty, every step
+        kept.step()
+        scratch.step()
+        pool, full = kept.backend.effects, scratch.backend.effects
+        if "kept:seen" not in pool:  # no float sums yet (unit ties, no influence)
+            continue
+        diffed += pool["kept:seen"] is seen
+        assert np.array_equal(pool["kept:sums"], full["kept:sums"])
+        if pool["kept:form"][1]:  # a community group's week: the in-ward sums too
+            assert np.array_equal(pool["kept:inward"], full["kept:inward"])
+        assert not pool["kept:dirty"].any()
+    assert diffed >= 4
+    assert_same(kept.result(), scratch.result())
+
+
+@pytest.mark.parametrize("dtype", [np.int8, np.uint8, np.float64])
+def test_changed_values_mark_their_neighbours_rows(dtype):
+    # a path 0-1-...-10 and a tie 2-9; residents 2, 5 and 9 change (2 and 5 in one word,
+    # 9 past the last whole word of one-byte values): the rows of 1, 3, 9, of 4, 6 and of
+    # 8, 10, 2 are dirty, the kept copy follows, and past the budget the caller is told
+    # to sum every row
+    edges = [(i, i + 1) for i in range(10)] + [(2, 9)]
+    u, w = np.array(edges).T
+    net = from_edges(11, u, w)
+    seen = np.zeros(11, dtype=dtype)
+    v = seen.copy()
+    v[2], v[5], v[9] = 3, 2, 1
+    dirty = np.zeros(11, dtype=np.uint8)
+    vb, sb = v.view(np.uint8), seen.view(np.uint8)
+    args = (8 // v.itemsize, net.indptr, net.indices, dirty)
+    assert kernels._mark_changed(vb, sb, kernels._words(vb), kernels._words(sb), *args, 99, 2)
+    assert np.flatnonzero(dirty).tolist() == [1, 2, 3, 4, 6, 8, 9, 10]
+    assert np.array_equal(seen, v)
+    dirty[:] = 0
+    assert kernels._mark_changed(vb, sb, kernels._words(vb), kernels._words(sb), *args, 99, 2)
+    assert not dirty.any()  # nothing changed since
+    v[5] = 1
+    assert not kernels._mark_changed(vb, sb, kernels._words(vb), kernels._words(sb), *args,
+                                     0, 2)
 
 
 @pytest.mark.parametrize("runs", [True, False])
