@@ -419,7 +419,8 @@ def _fsum(i, indptr, indices, weights, unit, x, fl, has_infl, ward):
     other s, infinities and NaN included, so adding 0.0 gives the sum that skips the
     term, bit for bit, without a branch per tie. A weighted step at 10^6 with a
     community group took 257-268 ms in two passes (the second skipping other wards),
-    ~165 ms in one; it now takes the float fast path (_float_row_ward), 37-41 ms."""
+    ~165 ms in one; it now takes the float fast path (_float_row_ward, rows kept between
+    steps), 8-12 ms."""
     wi = ward[i]
     num = 0.0
     den = 0.0
@@ -597,9 +598,10 @@ def _choose(u, was, p, band):
 @njit(inline="always", cache=True, error_model="numpy")
 def cascade_ties(unit, flags, cascade):
     """True when the cascade's exposure is an integer tie sum of one byte per neighbour,
-    influence x new adoption (unit ties, no in-ward boost, integer influence if any),
-    read from decide()'s tie_x."""
-    return (cascade and unit and (flags & HAS_TIE_BOOST) == 0
+    influence x new adoption (unit ties, integer influence if any; under a community
+    group's boost with each row's in-ward sum from the same pass), read from decide()'s
+    tie_x."""
+    return (cascade and unit
             and ((flags & HAS_INFLUENCE) == 0 or (flags & INTEGRAL) != 0))
 
 @njit(inline="always", cache=True, error_model="numpy")
@@ -945,6 +947,26 @@ def _float_norms_boosted(lo, m, indptr, ties, weights, unit, tie_x, ward, ward_b
         i = lo + j
         _boosted_norm(i, nums[i], inums[i], denf, denw, ward_boost, ward[i], norm, j)
 
+@njit(inline="always", cache=True, error_model="numpy")
+def _cascade_boosted(lo, m, indptr, ties, weights, v, ward, ward_boost, starts, runs, scale,
+                     norm, expo):
+    """The cascade's exposure under a community group: Σ f n + tb Σ in-ward f n, both
+    sums from one pass (_float_row_ward) over v = f8 x new adoption. Its terms are small
+    integers, so the float sums are the integers _row_sums counts, exactly, and the
+    exposure is its double: (c x scale) + tb x (c_w x scale). At 10^6 such a step took
+    159-230 ms through _row_sums (norm and exposure, each neighbour's ward read), 104-129
+    with the exposure alone, 31-34 ms so (13-15 without the group)."""
+    n = ward.shape[0]
+    wlo, whi = 0, 0
+    for j in range(m):
+        i = lo + j
+        wi = ward[i]
+        wlo, whi = _run_of(i, runs, starts, n, wlo, whi)
+        num, inum = _float_row_ward(indptr[i], indptr[i + 1], ties, weights, True, v, ward,
+                                    wi, runs, wlo, whi)
+        expo[j] = num * scale + ward_boost[wi] * (inum * scale)
+        norm[j] = 0.0
+
 @njit(cache=True, error_model="numpy")
 def _norms_from_graph(lo, m, indptr, indices, weights, unit, adopted, newly, ward,
                       starts, ward_boost, infl, flags, cascade, tie_x, cum, norm, expo):
@@ -997,6 +1019,14 @@ def _norms_from_graph(lo, m, indptr, indices, weights, unit, adopted, newly, war
         # 14.4 ms, against 9.5 for the plain loop; one helper writing both sums first,
         # then a pass dividing or scaling them, took the integer norms' step 5.7 -> 6.4 ms
         v, scale = tie_x[0], infl[2]
+        if boosted and (flags & WARD_RUNS) != 0:  # a community group's in-ward boost
+            _cascade_boosted(lo, m, indptr, indices.view(np.uint32), weights, v, ward,
+                             ward_boost, starts, True, scale, norm, expo)
+            return
+        if boosted:
+            _cascade_boosted(lo, m, indptr, indices.view(np.uint32), weights, v, ward,
+                             ward_boost, starts, False, scale, norm, expo)
+            return
         base = indptr[lo]
         count = indptr[lo + m] - base
         if count < cum.shape[0]:
@@ -1035,12 +1065,14 @@ def _norms_from_graph(lo, m, indptr, indices, weights, unit, adopted, newly, war
     for j in range(m):
         i = lo + j
         tb = ward_boost[ward[i]] if boosted else 0.0
+        if cascade:  # its hazard reads no norm, as in cascade_ties' case: one sum a row
+            expo[j], _ = _row_sums(i, indptr, indices, weights, unit, newly, ward, infl, tb,
+                                   flags)
+            norm[j] = 0.0
+            continue
         num, den = _row_sums(i, indptr, indices, weights, unit, adopted, ward, infl, tb,
                              flags)
         norm[j] = num / den if den > 0 else 0.0
-        if cascade:
-            expo[j], _ = _row_sums(i, indptr, indices, weights, unit, newly, ward, infl, tb,
-                                   flags)
 
 @njit(inline="always", cache=True, error_model="numpy")
 def _one_ward(starts, lo, hi):

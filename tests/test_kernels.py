@@ -776,13 +776,16 @@ def test_changed_values_mark_their_neighbours_rows(dtype):
 
 
 @pytest.mark.parametrize("runs", [True, False])
-def test_boosted_float_sums_find_in_ward_ties_by_run_or_by_ward(runs, monkeypatch):
-    # a community group on weighted ties: a neighbour is in-ward by its id's range where
-    # every ward is one run of residents (Graph.runs), else by its ward; both are numpy's
+@pytest.mark.parametrize("rule, network", [(RULES[0], NETWORKS[-1]), (RULES[3], NETWORKS[0])])
+def test_boosted_float_sums_find_in_ward_ties_by_run_or_by_ward(runs, rule, network,
+                                                                monkeypatch):
+    # a community group on weighted ties (and the cascade's exposure on unit ties): a
+    # neighbour is in-ward by its id's range where every ward is one run of residents
+    # (Graph.runs), else by its ward; both are numpy's
     monkeypatch.setattr(kernels, "PARALLEL_MIN_N", 0)
     nudges = [NUDGES[7] | {"targeting": {"count": 900}},
               NUDGES[11] | {"start": 2, "tie_strength": 20.0, "wards": ["W01", "W03"]}]
-    sc = small(5, RULES[0], NETWORKS[-1], nudges, steps=8, n=3 * kernels.BLOCK + 17)
+    sc = small(5, rule, network, nudges, steps=8, n=3 * kernels.BLOCK + 17)
     eng = Engine(sc)
     eng.backend.counts = None
     assert eng.backend.graph.runs
@@ -799,6 +802,9 @@ def test_boosted_float_sums_find_in_ward_ties_by_run_or_by_ward(runs, monkeypatc
     [NUDGES[7] | {"targeting": {"strategy": "degree", "count": 900}}, NUDGES[2]],  # integer
     [NUDGES[8] | {"targeting": {"count": 900}}],  # a half: integers x 2^-1
     [NUDGES[9] | {"targeting": {"count": 900}}],  # 1.1: the general float sums
+    # a community group's in-ward boost: both sums from one pass, with influence or not
+    [NUDGES[7] | {"targeting": {"count": 900}}, NUDGES[11] | {"start": 2, "tie_strength": 1.3}],
+    [NUDGES[11] | {"start": 3, "tie_strength": 0.7, "wards": ["W01", "W03"]}],
 ])
 def test_cascade_exposure_matches_numpy(nudges, monkeypatch):
     # the cascade's exposure summed in integers, one byte a tie (cascade_ties), influence
