@@ -614,14 +614,14 @@ def integer_ties(unit, flags, cascade):
 
 @njit(inline="always", cache=True, error_model="numpy")
 def float_ties(unit, flags, cascade):
-    """True when the norms are float tie sums (weighted ties, or influence that is not a
-    small integer), a community group's in-ward boost or not, and there is no cascade
-    exposure: each tie then reads one value per neighbour, influence x adoption (int8
-    when the influence is integral or absent, else a one-byte code or float64: _tie_x),
-    and the denominators are cached (_row_totals_f), as in the integer case. (Integer
-    sums under a boost stay with _row_sums: Program.influence gives them no floats.)"""
-    return not cascade and (not unit or ((flags & HAS_INFLUENCE) != 0
-                                         and (flags & INTEGRAL) == 0))
+    """True when the norms (or the cascade's exposure) are float tie sums (weighted
+    ties, or influence that is not a small integer), a community group's in-ward boost
+    or not: each tie then reads one value per neighbour, influence x adoption (x new
+    adoption for the cascade; int8 when the influence is integral or absent, else a
+    one-byte code or float64: _tie_x), and the norms' denominators are cached
+    (_row_totals_f), as in the integer case. (Integer sums under a boost stay with
+    _row_sums: Program.influence gives them no floats.)"""
+    return not unit or ((flags & HAS_INFLUENCE) != 0 and (flags & INTEGRAL) == 0)
 
 @njit(parallel=True, cache=True, error_model="numpy")
 def _products_f(a, fl, v):
@@ -854,7 +854,7 @@ def _running_sums(ties, v, cum):
         cum[k + 1] = acc
 
 @njit(inline="always", cache=True, error_model="numpy")
-def _float_norms(lo, m, indptr, ties, weights, unit, tie_x, norm):
+def _float_norms(lo, m, indptr, ties, weights, unit, tie_x, cascade, norm, expo):
     """_norms_from_graph's float case: each row's Σ w x (f a) in _fsum's order, read
     as one value a tie (exact, see _float_row), over its cached Σ w f (_row_totals_f).
     A row is summed only when it is dirty (a neighbour's f a changed since its sum was
@@ -881,6 +881,11 @@ def _float_norms(lo, m, indptr, ties, weights, unit, tie_x, norm):
             if dirty[i]:
                 nums[i] = _float_row(indptr[i], indptr[i + 1], ties, weights, unit, vf)
                 dirty[i] = 0
+    if cascade:  # the exposure is the sum itself; its hazard reads no norm
+        for j in range(m):
+            expo[j] = nums[lo + j]
+            norm[j] = 0.0
+        return
     for j in range(m):  # a loop of its own, with no row to sum: it vectorises
         i = lo + j
         d = denf[i]
@@ -919,7 +924,7 @@ def _value_rows_boosted(lo, m, indptr, ties, weights, unit, v, ward, starts, run
 
 @njit(inline="always", cache=True, error_model="numpy")
 def _float_norms_boosted(lo, m, indptr, ties, weights, unit, tie_x, ward, ward_boost,
-                         starts, runs, norm):
+                         starts, runs, cascade, norm, expo):
     """_float_norms under a community group: each row's in-ward sum from the same pass
     (_float_row_ward), kept beside its sum until the row is dirty again, D_w cached as D
     is."""
@@ -943,6 +948,12 @@ def _float_norms_boosted(lo, m, indptr, ties, weights, unit, tie_x, ward, ward_b
     else:
         _value_rows_boosted(lo, m, indptr, ties, weights, unit, vf, ward, starts, runs,
                             dirty, nums, inums)
+    if cascade:  # Σ + tb Σ in-ward, as _row_sums adds them
+        for j in range(m):
+            i = lo + j
+            expo[j] = nums[i] + ward_boost[ward[i]] * inums[i]
+            norm[j] = 0.0
+        return
     for j in range(m):
         i = lo + j
         _boosted_norm(i, nums[i], inums[i], denf, denw, ward_boost, ward[i], norm, j)
@@ -1053,14 +1064,14 @@ def _norms_from_graph(lo, m, indptr, indices, weights, unit, adopted, newly, war
         ties = indices.view(np.uint32)  # tie ends are never negative
         if boosted and (flags & WARD_RUNS) != 0:  # a community group's in-ward boost
             _float_norms_boosted(lo, m, indptr, ties, weights, unit, tie_x, ward,
-                                 ward_boost, starts, True, norm)
+                                 ward_boost, starts, True, cascade, norm, expo)
         elif boosted:
             _float_norms_boosted(lo, m, indptr, ties, weights, unit, tie_x, ward,
-                                 ward_boost, starts, False, norm)
+                                 ward_boost, starts, False, cascade, norm, expo)
         elif unit:
-            _float_norms(lo, m, indptr, ties, weights, True, tie_x, norm)
+            _float_norms(lo, m, indptr, ties, weights, True, tie_x, cascade, norm, expo)
         else:
-            _float_norms(lo, m, indptr, ties, weights, False, tie_x, norm)
+            _float_norms(lo, m, indptr, ties, weights, False, tie_x, cascade, norm, expo)
         return
     for j in range(m):
         i = lo + j
@@ -2946,7 +2957,8 @@ def _tie_x(g: Graph, prog: Program, a8: np.ndarray, n8: np.ndarray, pool: dict,
       group's in-ward boost, the totals over in-ward ties too. Each row's sums are
       kept between steps and summed again only when dirty (_kept_sums).
 
-    For the cascade's integer sums (cascade_ties), v8 is influence x new adoption (n8).
+    For the cascade (cascade_ties, or float_ties under it) f a is influence x new
+    adoption (n8), and there are no totals: its exposure is no ratio.
 
     Adoption itself is v8 when everyone weighs 1. The totals, each resident's tie
     influence, are recounted only when the influence terms change (Program.f_key).
@@ -2972,52 +2984,55 @@ def _tie_x(g: Graph, prog: Program, a8: np.ndarray, n8: np.ndarray, pool: dict,
         return prog.influence(g)[1]
 
     v8, vf, code, table = none[0], none[2], none[4], none[5]
+    x8 = n8 if cascade else a8  # the cascade sums new adoption: its exposure
     if not has_infl:
-        v8 = a8.view(np.int8)
+        v8 = x8.view(np.int8)
     elif prog.f8 is not None and prog.scale == 1.0:  # integral influence on weighted ties
         v8 = _pooled(pool, "ties:v", g.n, np.int8)
-        _products(a8, prog.f8, v8)
+        _products(x8, prog.f8, v8)
     elif len(prog.f_key) <= CODED_TERMS:  # the influence itself, as a code per resident
         coded = _influence_codes(prog.f_key, g.n, pool)
         code = _pooled(pool, "tiesc:v", g.n, np.uint8)
-        _products(a8, coded[0], code)
+        _products(x8, coded[0], code)
         table = coded[1]
     else:  # w x (f8 x scale) could round where w x f does not: the influence itself
         vf = _pooled(pool, "tiesf:v", g.n, np.float64)
-        _products_f(a8, fl(), vf)
+        _products_f(x8, fl(), vf)
+    boosted = bool(prog.flags & HAS_TIE_BOOST)
+    if v8.size:
+        kept = _kept_sums(g, pool, v8, ("int8", boosted, cascade))
+    elif code.size:  # a code's value is table[code]: new terms, new values
+        kept = _kept_sums(g, pool, code, ("code", boosted, cascade, prog.f_key))
+    else:
+        kept = _kept_sums(g, pool, vf, ("float64", boosted, cascade))
+    if cascade:  # the exposure is no ratio: no totals
+        return v8, none[1], vf, none[3], code, table, none[6], *kept
     # the totals need the influence's values: a key of () names "no influence"
     key = prog.f_key if has_infl else ()
     den = _totals_for(pool, "tiesf", g.n, np.float64, key,
                       lambda d: _row_totals_f(g.indptr, g.indices, g.weights, g.unit, fl(),
                                               has_infl, g.ward, False, d))
     denw = none[6]
-    boosted = bool(prog.flags & HAS_TIE_BOOST)
     if boosted:  # a community group: the in-ward totals too
         denw = _totals_for(pool, "tiesw", g.n, np.float64, key,
                            lambda d: _row_totals_f(g.indptr, g.indices, g.weights, g.unit,
                                                    fl(), has_infl, g.ward, True, d))
-    if v8.size:
-        kept = _kept_sums(g, pool, v8, ("int8", boosted))
-    elif code.size:  # a code's value is table[code]: new terms, new values
-        kept = _kept_sums(g, pool, code, ("code", boosted, prog.f_key))
-    else:
-        kept = _kept_sums(g, pool, vf, ("float64", boosted))
     return v8, none[1], vf, den, code, table, denw, *kept
 
 
 def _kept_sums(g: Graph, pool: dict, v: np.ndarray, form: tuple) -> tuple:
     """(dirty, sums, in-ward sums): each row's float tie sums as last summed, and which
     rows must be summed again because a neighbour's value in `v` (f a) changed since
-    (_mark_changed). `form` names what v's values mean: another form, a community
-    group's start (its in-ward sums were not kept) or, for codes, other terms mark every
-    row dirty."""
+    (_mark_changed). `form` names what v's values mean, (kind, boosted, cascade[, terms]):
+    another kind, a community group's start (its in-ward sums were not kept), new
+    adoption for adoption or, for codes, other terms mark every row dirty."""
     n = g.n
     dirty = _pooled(pool, "kept:dirty", n, np.uint8)
     sums = _pooled(pool, "kept:sums", n, np.float64)
     inward = _pooled(pool, "kept:inward", n, np.float64) if form[1] else _EMPTY_F
     seen, was = pool.get("kept:seen"), pool.get("kept:form")
-    ok = (was is not None and was[:2] == form[:2]
-          and (len(form) == 2 or _same_key(was[2], form[2])))
+    ok = (was is not None and was[:3] == form[:3]
+          and (len(form) == 3 or _same_key(was[3], form[3])))
     if ok and seen is not None and seen.dtype == v.dtype and seen.size == n:
         vb, sb = v.view(np.uint8), seen.view(np.uint8)
         ok = _mark_changed(vb, sb, _words(vb), _words(sb), 8 // v.itemsize, g.indptr,

@@ -721,14 +721,15 @@ def test_float_tie_sums_match_numpy(rule, network, nudges, monkeypatch):
     (NETWORKS[0], [NUDGES[9] | {"targeting": {"count": 900}},
                    NUDGES[11] | {"start": 3, "tie_strength": 0.7, "wards": ["W01", "W03"]}]),
 ])
-def test_kept_float_sums_are_the_sums_from_scratch(network, nudges, monkeypatch):
+@pytest.mark.parametrize("rule", [RULES[0], RULES[3]])  # norms; the cascade's exposure
+def test_kept_float_sums_are_the_sums_from_scratch(rule, network, nudges, monkeypatch):
     # each row's float tie sums are kept between steps and summed again only when a
     # neighbour's influence x adoption changed (_kept_sums, _mark_changed): after every
     # step they are bit for bit those of an engine that sums every row every step, and
     # the kept copy was diffed, not replaced, while the form stayed the same (kept sums
     # of weeks on other paths wait, unread, for the next float week)
     monkeypatch.setattr(kernels, "PARALLEL_MIN_N", 0)
-    sc = small(6, RULES[0], network, nudges, steps=9, n=3 * kernels.BLOCK + 17)
+    sc = small(6, rule, network, nudges, steps=9, n=3 * kernels.BLOCK + 17)
     kept, scratch = Engine(sc), Engine(sc)
     kept.backend.counts = scratch.backend.counts = None
     diffed = 0
@@ -806,11 +807,13 @@ def test_boosted_float_sums_find_in_ward_ties_by_run_or_by_ward(runs, rule, netw
     [NUDGES[7] | {"targeting": {"count": 900}}, NUDGES[11] | {"start": 2, "tie_strength": 1.3}],
     [NUDGES[11] | {"start": 3, "tie_strength": 0.7, "wards": ["W01", "W03"]}],
 ])
-def test_cascade_exposure_matches_numpy(nudges, monkeypatch):
-    # the cascade's exposure summed in integers, one byte a tie (cascade_ties), influence
+@pytest.mark.parametrize("network", [NETWORKS[0], NETWORKS[-1]])
+def test_cascade_exposure_matches_numpy(network, nudges, monkeypatch):
+    # the cascade's exposure summed in integers, one byte a tie (cascade_ties), or in
+    # float on weighted ties and for influence 1.1 (float_ties, rows kept), influence
     # weighing each new adopter's tie, against numpy; many blocks and chunks
     monkeypatch.setattr(kernels, "PARALLEL_MIN_N", 0)
-    sc = small(9, RULES[3], NETWORKS[0], nudges, steps=8, n=3 * kernels.BLOCK + 17)
+    sc = small(9, RULES[3], network, nudges, steps=8, n=3 * kernels.BLOCK + 17)
     fast, slow = run_both(sc, monkeypatch)
     assert_same(fast, slow)
 
