@@ -780,8 +780,8 @@ def bench_main(argv: list[str] | None = None) -> int:
     rows: list[Row] = []
     memory: list[dict] = []
     for n in sizes:
-        # + 2 warm-up, 2 traced, 1 spare, and the paired engine/floor steps
-        # steps for warming, timing, memory, the pairs and (_kept_rows) two more spells
+        # + 2 warm-up, 2 traced, 1 spare, the paired engine/floor steps, and the two
+        # spells of _note_kept_rows
         sc = bench_scenario(n, 3 * args.steps + 5 + PAIRS * PAIR_STEPS)
         eng = None
         product: Callable[[], float] | None = None  # scipy's A @ x, paired with unit ties

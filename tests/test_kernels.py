@@ -757,8 +757,8 @@ def test_changed_values_mark_their_neighbours_rows(dtype):
     # 8, 10, 2 are dirty, the kept copy follows, and past the budget the caller is told
     # to sum every row
     edges = [(i, i + 1) for i in range(10)] + [(2, 9)]
-    u, w = np.array(edges).T
-    net = from_edges(11, u, w)
+    ends = np.array(edges).T
+    net = from_edges(11, ends[0], ends[1])
     seen = np.zeros(11, dtype=dtype)
     v = seen.copy()
     v[2], v[5], v[9] = 3, 2, 1
