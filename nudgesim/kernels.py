@@ -2964,9 +2964,9 @@ def _tie_x(g: Graph, prog: Program, a8: np.ndarray, n8: np.ndarray, pool: dict,
     influence, are recounted only when the influence terms change (Program.f_key).
     Call inside Threads."""
     none = _NO_TIE_X
+    x8 = n8 if cascade else a8  # the cascade sums new adoption: its exposure
     if _py(integer_ties)(g.unit, prog.flags, cascade) or _py(cascade_ties)(
             g.unit, prog.flags, cascade):
-        x8 = n8 if cascade else a8  # the cascade sums new adoption: its exposure
         if prog.f8 is None:
             return x8.view(np.int8), *none[1:]
         v = _pooled(pool, "ties:v", g.n, np.int8)
@@ -2984,7 +2984,6 @@ def _tie_x(g: Graph, prog: Program, a8: np.ndarray, n8: np.ndarray, pool: dict,
         return prog.influence(g)[1]
 
     v8, vf, code, table = none[0], none[2], none[4], none[5]
-    x8 = n8 if cascade else a8  # the cascade sums new adoption: its exposure
     if not has_infl:
         v8 = x8.view(np.int8)
     elif prog.f8 is not None and prog.scale == 1.0:  # integral influence on weighted ties
